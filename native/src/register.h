@@ -1,0 +1,8 @@
+// Each kernel family registers its exports here; addon.cc calls them all.
+#pragma once
+#include <napi.h>
+
+namespace lorakit {
+void RegisterGemm(Napi::Env env, Napi::Object exports);  // gemm.cc
+void RegisterOps(Napi::Env env, Napi::Object exports);   // ops_*.cc (ops_register.cc)
+}  // namespace lorakit

@@ -1,0 +1,17 @@
+// A small std::thread pool (no libgomp). Threads = LORAKIT_THREADS or the hardware
+// concurrency; set_threads() changes it at run time.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace lorakit {
+
+int num_threads();
+void set_threads(int n);
+
+// Calls fn(begin, end) over [0, n) split into at most num_threads() contiguous chunks of
+// at least `grain` items; runs inline when one chunk suffices. Blocks until all are done.
+// Not re-entrant: fn must not call parallel_for itself.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace lorakit

@@ -1,0 +1,283 @@
+// The kernel contract that core/ calls. A backend works on flat, contiguous, row-major
+// typed arrays plus the sizes it needs; it allocates nothing that it returns: every
+// output buffer is passed in, already sized, and every kernel writes all of it (or adds
+// into it where the name says `accumulate`). Buffers handed out by the pool are not
+// zeroed, so a kernel must never read an output before writing it unless told to
+// accumulate.
+//
+// Float kernels take Float32Array or Float64Array (f64 exists for finite-difference
+// gradient checks). All float arguments of one call share the same array type. A fast
+// backend may handle only Float32Array and delegate Float64Array calls to the reference.
+//
+// Shape vocabulary: B batch, T time (queries), S time (keys), C channels, H heads,
+// Hkv kv heads, D head dim, V vocab, N rows, r rank.
+
+export type FloatArray = Float32Array | Float64Array;
+
+export const UNARY_OPS = [
+  "neg",
+  "exp",
+  "log",
+  "sqrt",
+  "rsqrt",
+  "tanh",
+  "sigmoid",
+  "silu",
+  "gelu_tanh",
+  "gelu_erf",
+  "pow", // x^param
+  "abs",
+  "square",
+  "scale", // x*param
+  "relu",
+] as const;
+export type UnaryOp = (typeof UNARY_OPS)[number];
+
+export const BINARY_OPS = ["add", "sub", "mul", "div", "eq", "maximum"] as const;
+export type BinaryOp = (typeof BINARY_OPS)[number];
+
+export type ReduceOp = "sum" | "max";
+
+export interface GemmParams {
+  /** C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b]; op(A) is m×k, op(B) is k×n, C is m×n. */
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  /** Number of matrices; 1 for a plain 2-D product. */
+  batch: number;
+  /** A is stored m×k (k×m when transA), row-major, matrices `strideA` elements apart (0 = shared). */
+  a: FloatArray;
+  strideA: number;
+  b: FloatArray;
+  strideB: number;
+  c: FloatArray;
+  strideC: number;
+  alpha: number;
+  /** 0 overwrites C (its old contents are never read, even NaN); 1 accumulates. */
+  beta: number;
+}
+
+export interface AttentionParams {
+  /** q: (B,T,H,D); k, v: (B,kvCapacity,Hkv,D) of which the first S rows per batch are valid. */
+  q: FloatArray;
+  k: FloatArray;
+  v: FloatArray;
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  /** Rows per batch in k and v (≥ S); equals S for contiguous tensors. */
+  kvCapacity: number;
+  /** Softmax scale, usually 1/√D. */
+  scale: number;
+  /** Query t sits at absolute position `offset + t` and sees keys 0..offset+t (causal). */
+  offset: number;
+  causal: boolean;
+}
+
+export interface AdamWParams {
+  param: Float32Array | Float64Array;
+  grad: FloatArray;
+  m: FloatArray;
+  v: FloatArray;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count, for bias correction. */
+  step: number;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  /** Batched GEMM in every transpose form (see GemmParams). */
+  gemm(p: GemmParams): void;
+
+  /** out[i] = f(x[i]); `param` is the exponent for pow and the factor for scale. */
+  unary(op: UnaryOp, x: FloatArray, out: FloatArray, param: number): void;
+  /** dx[i] (+)= dy[i]·f'(x[i]); `y` is the forward output (used by exp, tanh, sigmoid, sqrt...). */
+  unaryBackward(
+    op: UnaryOp,
+    x: FloatArray,
+    y: FloatArray,
+    dy: FloatArray,
+    dx: FloatArray,
+    param: number,
+    accumulate: boolean,
+  ): void;
+
+  /** out = a ∘ b with NumPy broadcasting; shapes have equal rank (core pads them). eq writes 1/0. */
+  binary(
+    op: BinaryOp,
+    a: FloatArray,
+    aShape: readonly number[],
+    b: FloatArray,
+    bShape: readonly number[],
+    out: FloatArray,
+    outShape: readonly number[],
+  ): void;
+
+  /** Reduce x over `axes` (sorted, unique); out has the shape of x with those axes set to 1. */
+  reduce(op: ReduceOp, x: FloatArray, shape: readonly number[], axes: readonly number[], out: FloatArray): void;
+
+  /** out = x expanded from xShape to outShape (equal rank, xShape dims 1 or equal). */
+  broadcastTo(x: FloatArray, xShape: readonly number[], out: FloatArray, outShape: readonly number[]): void;
+
+  /** out = permute(x, perm): out.shape[i] = shape[perm[i]]. */
+  permute(x: FloatArray, shape: readonly number[], perm: readonly number[], out: FloatArray): void;
+
+  /**
+   * Copy a slab along one axis. x is viewed as (outer, srcAxis, inner) and out as
+   * (outer, dstAxis, inner); rows [srcStart, srcStart+len) of x go to rows
+   * [dstStart, dstStart+len) of out, added when `accumulate`. Slice, concat and their
+   * backwards are all this one kernel.
+   */
+  copyAxis(
+    x: FloatArray,
+    outer: number,
+    srcAxis: number,
+    inner: number,
+    srcStart: number,
+    out: FloatArray,
+    dstAxis: number,
+    dstStart: number,
+    len: number,
+    accumulate: boolean,
+  ): void;
+
+  /** out[i,:] = table[idx[i],:]; table (V,C), idx (N), out (N,C). Indices are checked by core. */
+  gather(table: FloatArray, idx: Int32Array, C: number, out: FloatArray): void;
+  /** dTable[idx[i],:] += dOut[i,:] (repeated indices add up). */
+  scatterAdd(dOut: FloatArray, idx: Int32Array, C: number, dTable: FloatArray): void;
+
+  /** out[i] = cond[i] ? a[i] : b[i]; all the same length. */
+  where(cond: Uint8Array, a: FloatArray, b: FloatArray, out: FloatArray): void;
+
+  /**
+   * Inverted dropout with a counter-based RNG: element i is kept when
+   * uniform(seed, offset + i) ≥ p, and scaled by 1/(1-p). Calling it again with the
+   * same seed and offset on dy is its backward. The uniform function is
+   * `dropoutUniform` below and every backend must produce the same masks.
+   */
+  dropout(x: FloatArray, out: FloatArray, p: number, seed: number, offset: number): void;
+
+  /** Row-wise softmax over the last axis: x (N,C). */
+  softmax(x: FloatArray, N: number, C: number, out: FloatArray): void;
+  /** dx = y ⊙ (dy − Σ dy⊙y). */
+  softmaxBackward(y: FloatArray, dy: FloatArray, N: number, C: number, dx: FloatArray, accumulate: boolean): void;
+  logSoftmax(x: FloatArray, N: number, C: number, out: FloatArray): void;
+  /** dx = dy − exp(y)·Σ dy. */
+  logSoftmaxBackward(y: FloatArray, dy: FloatArray, N: number, C: number, dx: FloatArray, accumulate: boolean): void;
+
+  /**
+   * Cross-entropy per row from logits (N,V) and integer targets; rows whose target equals
+   * ignoreIndex get loss 0. Writes loss (N) and the log-sum-exp of each row (N) for backward.
+   */
+  crossEntropy(
+    logits: FloatArray,
+    targets: Int32Array,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    loss: FloatArray,
+    lse: FloatArray,
+  ): void;
+  /** dlogits[i,:] (+)= gradScale[i]·(softmax(logits[i]) − onehot(target[i])); 0 for ignored rows. */
+  crossEntropyBackward(
+    logits: FloatArray,
+    targets: Int32Array,
+    lse: FloatArray,
+    gradScale: FloatArray,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    dlogits: FloatArray,
+    accumulate: boolean,
+  ): void;
+
+  /** HF LlamaRMSNorm: y = x·rsqrt(mean(x²)+eps)·w; x (N,C), w (C); writes rstd (N). */
+  rmsNorm(x: FloatArray, w: FloatArray, N: number, C: number, eps: number, y: FloatArray, rstd: FloatArray): void;
+  /** dx written (or added), dw added into (dw may be null when w is frozen). */
+  rmsNormBackward(
+    x: FloatArray,
+    w: FloatArray,
+    rstd: FloatArray,
+    dy: FloatArray,
+    N: number,
+    C: number,
+    dx: FloatArray | null,
+    dw: FloatArray | null,
+    accumulateDx: boolean,
+  ): void;
+
+  /**
+   * Rotary embedding, HF rotate-half layout, on x (B,T,H,D) with tables cos, sin (T, D/2)
+   * already holding the positions: out[..,i] = x_i·cos − x_{i+D/2}·sin and
+   * out[..,i+D/2] = x_{i+D/2}·cos + x_i·sin. `inverse` rotates by −θ, which is the backward.
+   */
+  rope(
+    x: FloatArray,
+    cos: FloatArray,
+    sin: FloatArray,
+    B: number,
+    T: number,
+    H: number,
+    D: number,
+    inverse: boolean,
+    out: FloatArray,
+  ): void;
+
+  /** Scaled-dot-product attention with GQA (H/Hkv queries share a kv head). out (B,T,H,D), lse (B,H,T). */
+  attention(p: AttentionParams, out: FloatArray, lse: FloatArray): void;
+  /** Writes dq (B,T,H,D) and adds into dk, dv (B,kvCapacity,Hkv,D); any may be null when not needed. */
+  attentionBackward(
+    p: AttentionParams,
+    out: FloatArray,
+    lse: FloatArray,
+    dout: FloatArray,
+    dq: FloatArray | null,
+    dk: FloatArray | null,
+    dv: FloatArray | null,
+  ): void;
+
+  /** out = silu(gate)·up. */
+  siluMul(gate: FloatArray, up: FloatArray, out: FloatArray): void;
+  /** dgate, dup written (or added); either may be null. */
+  siluMulBackward(
+    gate: FloatArray,
+    up: FloatArray,
+    dy: FloatArray,
+    dgate: FloatArray | null,
+    dup: FloatArray | null,
+    accumulate: boolean,
+  ): void;
+
+  /** y += alpha·x. */
+  axpy(alpha: number, x: FloatArray, y: FloatArray): void;
+  /** out[i] = value. */
+  fill(out: FloatArray, value: number): void;
+
+  /** One PyTorch AdamW step in place (decoupled decay, bias correction, eps outside the sqrt). */
+  adamw(p: AdamWParams): void;
+}
+
+/**
+ * The counter-based uniform in [0,1) shared by every backend's dropout: a 32-bit
+ * SplitMix/murmur-style finaliser of (seed, index). Deterministic, order-free, so a
+ * threaded backend and the reference draw the same mask.
+ */
+export function dropoutUniform(seed: number, index: number): number {
+  let h = (Math.imul(index ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(seed | 0, 0xc2b2ae35)) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d) >>> 0;
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b) >>> 0;
+  h ^= h >>> 16;
+  return (h >>> 8) / 16777216;
+}

@@ -1,0 +1,144 @@
+// Buffer reuse and scoped release. A fresh 4 KiB page costs ~12 µs on the project's
+// machine, so a 16 MB temporary costs ~50 ms before any arithmetic: large float buffers
+// go back to a pool keyed by (dtype, length) when their tensor is disposed, and the next
+// allocation of that size takes one from there. `tidy(fn)` disposes every tensor created
+// inside fn except those it returns or `keep()`s.
+import type { DType, DTypeArrays } from "./dtype.js";
+import { allocArray } from "./dtype.js";
+
+/** Buffers smaller than this many elements are left to the garbage collector. */
+export const POOL_MIN_ELEMENTS = 4096;
+/** The pool holds at most this many bytes of idle buffers; beyond it, released buffers are dropped. */
+let poolLimitBytes = 1 << 30;
+
+const pool = new Map<string, ArrayBufferView[]>();
+let pooledBytes = 0;
+const stats = { hits: 0, misses: 0 };
+
+export function setPoolLimitBytes(bytes: number): void {
+  poolLimitBytes = bytes;
+  if (bytes === 0) clearPool();
+}
+
+export function clearPool(): void {
+  pool.clear();
+  pooledBytes = 0;
+}
+
+export function poolStats(): { hits: number; misses: number; pooledBytes: number } {
+  return { ...stats, pooledBytes };
+}
+
+/** An array of n elements whose contents are unspecified (pooled buffers are not zeroed). */
+export function allocUninit<D extends DType>(dtype: D, n: number): DTypeArrays[D] {
+  if (n >= POOL_MIN_ELEMENTS) {
+    const list = pool.get(`${dtype}:${n}`);
+    const got = list?.pop();
+    if (got) {
+      stats.hits++;
+      pooledBytes -= got.byteLength;
+      return got as DTypeArrays[D];
+    }
+    stats.misses++;
+  }
+  return allocArray(dtype, n);
+}
+
+/** A zero-filled array of n elements. */
+export function allocZeros<D extends DType>(dtype: D, n: number): DTypeArrays[D] {
+  const a = allocUninit(dtype, n);
+  if (n >= POOL_MIN_ELEMENTS) a.fill(0);
+  return a;
+}
+
+export function releaseArray(dtype: DType, a: ArrayBufferView & { length: number }): void {
+  if (a.length < POOL_MIN_ELEMENTS || a.byteOffset !== 0) return;
+  if (pooledBytes + a.byteLength > poolLimitBytes) return;
+  const key = `${dtype}:${a.length}`;
+  let list = pool.get(key);
+  if (!list) pool.set(key, (list = []));
+  list.push(a);
+  pooledBytes += a.byteLength;
+}
+
+/** Shared, reference-counted backing store: reshape views share one. */
+export class Storage<D extends DType = DType> {
+  refs = 0;
+  constructor(
+    readonly dtype: D,
+    public data: DTypeArrays[D] | null,
+    /** false for arrays the user handed in: never returned to the pool. */
+    readonly pooled: boolean,
+  ) {}
+  retain(): void {
+    this.refs++;
+  }
+  release(): void {
+    if (--this.refs > 0 || this.data === null) return;
+    if (this.pooled) releaseArray(this.dtype, this.data);
+    this.data = null;
+  }
+}
+
+export interface Disposable {
+  dispose(): void;
+  readonly isDisposed: boolean;
+}
+
+const scopes: Set<Disposable>[] = [];
+const kept = new WeakSet<Disposable>();
+
+/** Called by every tensor constructor. */
+export function track(t: Disposable): void {
+  scopes[scopes.length - 1]?.add(t);
+}
+
+/** Excludes a tensor from the enclosing tidy scopes' cleanup. */
+export function keep<T extends Disposable>(t: T): T {
+  kept.add(t);
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+type Returned = Disposable | readonly Returned[] | { [k: string]: unknown } | number | string | boolean | undefined | null | void;
+
+function collectReturned(v: unknown, out: Set<unknown>, depth = 0): void {
+  if (v === null || typeof v !== "object" || depth > 4) return;
+  if ("dispose" in v && "isDisposed" in v) {
+    out.add(v);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collectReturned(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype)
+    for (const x of Object.values(v)) collectReturned(x, out, depth + 1);
+}
+
+/**
+ * Runs fn and disposes the tensors it created, except those in its result (a tensor,
+ * or arrays / plain objects of them) and those marked with `keep`. Returned tensors
+ * move to the enclosing scope.
+ *
+ * @example
+ * const loss = tidy(() => crossEntropy(model.forward(x), y));
+ */
+export function tidy<T extends Returned>(fn: () => T): T {
+  const scope = new Set<Disposable>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } finally {
+    scopes.pop();
+  }
+  const ret = new Set<unknown>();
+  collectReturned(result, ret);
+  for (const t of scope) {
+    if (ret.has(t)) track(t);
+    else if (!kept.has(t)) t.dispose();
+  }
+  return result;
+}
+
+export function isKept(t: Disposable): boolean {
+  return kept.has(t);
+}
