@@ -50,7 +50,12 @@ export interface GemmParams {
   /** A is stored m×k (k×m when transA), row-major, matrices `strideA` elements apart (0 = shared). */
   a: FloatArray;
   strideA: number;
-  b: FloatArray;
+  /**
+   * B in the compute dtype, or a Uint16Array of bf16 values (frozen weights stored at
+   * half size; a fast backend converts while packing, the result is as if B were
+   * converted to f32 first).
+   */
+  b: FloatArray | Uint16Array;
   strideB: number;
   c: FloatArray;
   strideC: number;

@@ -14,7 +14,7 @@ export interface GradNode {
    * Given dL/d(output), return dL/d(input) for each input (null where `needs[i]` is
    * false: that work must not be done).
    */
-  backward(dy: Tensor, needs: readonly boolean[]): (Tensor | null)[];
+  backward(dy: Tensor<FloatDType>, needs: readonly boolean[]): (Tensor<FloatDType> | null)[];
 }
 
 export type Shape = readonly number[];
