@@ -1,0 +1,102 @@
+// The basic layers, named as torch.nn: Linear, Embedding, RMSNorm.
+import { DTypeError, fmtShape, ShapeError } from "../core/errors.js";
+import { embedding, linear, rmsNorm } from "../core/ops/index.js";
+import type { Rng } from "../core/rng.js";
+import { kaimingUniform, randUniform } from "../core/rng.js";
+import type { Tensor } from "../core/tensor.js";
+import { ones, zeros } from "../core/tensor.js";
+import { Module } from "./module.js";
+
+/** Something that maps (..., in) → (..., out) like a linear layer (Linear, LoraLinear, Linear4bit...). */
+export interface LinearLike extends Module {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  forward(x: Tensor): Tensor;
+}
+
+export function isLinearLike(m: Module): m is LinearLike {
+  return "inFeatures" in m && "outFeatures" in m && typeof (m as LinearLike).forward === "function";
+}
+
+/** y = x·Wᵀ + b. W: (out, in), stored f32 or (frozen) bf16. */
+export class Linear extends Module implements LinearLike {
+  weight: Tensor;
+  bias: Tensor | null;
+
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: { bias?: boolean; rng?: Rng; weight?: Tensor; biasTensor?: Tensor | null } = {},
+  ) {
+    super();
+    let w = opts.weight;
+    if (!w) {
+      // nn.Linear's default: kaiming_uniform_(a=√5) for W, U(±1/√in) for b.
+      w = opts.rng ? kaimingUniform(opts.rng, [outFeatures, inFeatures]) : zeros([outFeatures, inFeatures]);
+    }
+    if (w.rank !== 2 || w.shape[0] !== outFeatures || w.shape[1] !== inFeatures)
+      throw new ShapeError(`Linear(${inFeatures} → ${outFeatures}): weight ${fmtShape(w.shape)} must be [${outFeatures}, ${inFeatures}]`);
+    this.weight = this.addParam("weight", w);
+    let b = opts.biasTensor ?? null;
+    if (!b && opts.bias) {
+      const bound = 1 / Math.sqrt(inFeatures);
+      b = opts.rng ? randUniform(opts.rng, [outFeatures], -bound, bound) : zeros([outFeatures]);
+    }
+    this.bias = this.addParam("bias", b);
+  }
+
+  protected override onParamSet(name: string, t: Tensor | null): void {
+    if (name === "weight") {
+      if (!t) throw new ShapeError("Linear.weight cannot be null");
+      this.weight = t;
+    } else if (name === "bias") this.bias = t;
+  }
+
+  /** x: (..., in) → (..., out). */
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** A lookup table (V, C). */
+export class Embedding extends Module {
+  weight: Tensor;
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    opts: { rng?: Rng; weight?: Tensor } = {},
+  ) {
+    super();
+    const w = opts.weight ?? (opts.rng ? randUniform(opts.rng, [numEmbeddings, embeddingDim], -1, 1) : zeros([numEmbeddings, embeddingDim]));
+    this.weight = this.addParam("weight", w);
+  }
+  protected override onParamSet(name: string, t: Tensor | null): void {
+    if (name === "weight" && t) this.weight = t;
+  }
+  /** ids: i32 (...) → (..., C). */
+  forward(ids: Tensor): Tensor {
+    if (this.weight.dtype !== "f32" && this.weight.dtype !== "f64")
+      throw new DTypeError(`Embedding: table must be f32/f64 to look up, got ${this.weight.dtype}`);
+    return embedding(this.weight, ids);
+  }
+}
+
+/** HF LlamaRMSNorm. */
+export class RMSNorm extends Module {
+  weight: Tensor;
+  constructor(
+    readonly dim: number,
+    readonly eps: number,
+    opts: { weight?: Tensor } = {},
+  ) {
+    super();
+    this.weight = this.addParam("weight", opts.weight ?? ones([dim]));
+  }
+  protected override onParamSet(name: string, t: Tensor | null): void {
+    if (name === "weight" && t) this.weight = t;
+  }
+  /** x: (..., C) → (..., C). */
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.weight, this.eps);
+  }
+}
