@@ -1,12 +1,13 @@
 // Reverse-mode autodiff over the graph that ops record (a tape in topological order).
 // A tensor that does not require grad receives none and its gradient is never computed:
 // each backward rule is told which inputs need one.
+
+import type { FloatDType } from "./dtype.js";
 import { backend, noGrad } from "./engine.js";
 import { fmtShape, ShapeError } from "./errors.js";
 import { keep } from "./memory.js";
 import type { GradNode, Tensor } from "./tensor.js";
 import { empty } from "./tensor.js";
-import type { FloatDType } from "./dtype.js";
 
 /** Records `node` as the producer of `out` when any input requires grad. */
 export function record<T extends Tensor>(out: T, node: GradNode): T {
@@ -57,11 +58,15 @@ function sumNew(a: Tensor<FloatDType>, b: Tensor<FloatDType>): Tensor<FloatDType
  */
 export function backward(root: Tensor, grad?: Tensor<FloatDType>): void {
   if (!root.requiresGrad)
-    throw new ShapeError("backward(): the tensor does not require grad (no parameter with requiresGrad reaches it)");
+    throw new ShapeError(
+      "backward(): the tensor does not require grad (no parameter with requiresGrad reaches it)",
+    );
   if (!grad && root.size !== 1)
     throw new ShapeError(`backward(): a non-scalar root ${fmtShape(root.shape)} needs an explicit gradient`);
   if (grad && grad.size !== root.size)
-    throw new ShapeError(`backward(): gradient ${fmtShape(grad.shape)} does not match the root ${fmtShape(root.shape)}`);
+    throw new ShapeError(
+      `backward(): gradient ${fmtShape(grad.shape)} does not match the root ${fmtShape(root.shape)}`,
+    );
   noGrad(() => {
     const order = topoOrder(root);
     const grads = new Map<number, Tensor<FloatDType>>();

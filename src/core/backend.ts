@@ -129,7 +129,13 @@ export interface Backend {
   ): void;
 
   /** Reduce x over `axes` (sorted, unique); out has the shape of x with those axes set to 1. */
-  reduce(op: ReduceOp, x: FloatArray, shape: readonly number[], axes: readonly number[], out: FloatArray): void;
+  reduce(
+    op: ReduceOp,
+    x: FloatArray,
+    shape: readonly number[],
+    axes: readonly number[],
+    out: FloatArray,
+  ): void;
 
   /** out = x expanded from xShape to outShape (equal rank, xShape dims 1 or equal). */
   broadcastTo(x: FloatArray, xShape: readonly number[], out: FloatArray, outShape: readonly number[]): void;
@@ -175,10 +181,24 @@ export interface Backend {
   /** Row-wise softmax over the last axis: x (N,C). */
   softmax(x: FloatArray, N: number, C: number, out: FloatArray): void;
   /** dx = y ⊙ (dy − Σ dy⊙y). */
-  softmaxBackward(y: FloatArray, dy: FloatArray, N: number, C: number, dx: FloatArray, accumulate: boolean): void;
+  softmaxBackward(
+    y: FloatArray,
+    dy: FloatArray,
+    N: number,
+    C: number,
+    dx: FloatArray,
+    accumulate: boolean,
+  ): void;
   logSoftmax(x: FloatArray, N: number, C: number, out: FloatArray): void;
   /** dx = dy − exp(y)·Σ dy. */
-  logSoftmaxBackward(y: FloatArray, dy: FloatArray, N: number, C: number, dx: FloatArray, accumulate: boolean): void;
+  logSoftmaxBackward(
+    y: FloatArray,
+    dy: FloatArray,
+    N: number,
+    C: number,
+    dx: FloatArray,
+    accumulate: boolean,
+  ): void;
 
   /**
    * Cross-entropy per row from logits (N,V) and integer targets; rows whose target equals
@@ -207,7 +227,15 @@ export interface Backend {
   ): void;
 
   /** HF LlamaRMSNorm: y = x·rsqrt(mean(x²)+eps)·w; x (N,C), w (C); writes rstd (N). */
-  rmsNorm(x: FloatArray, w: FloatArray, N: number, C: number, eps: number, y: FloatArray, rstd: FloatArray): void;
+  rmsNorm(
+    x: FloatArray,
+    w: FloatArray,
+    N: number,
+    C: number,
+    eps: number,
+    y: FloatArray,
+    rstd: FloatArray,
+  ): void;
   /** dx written (or added), dw added into (dw may be null when w is frozen). */
   rmsNormBackward(
     x: FloatArray,

@@ -1,6 +1,15 @@
 // The engine's public surface: tensors, autograd, ops, RNG, memory scopes, backends.
 export { backward, zeroGrad } from "./autograd.js";
-export type { AdamWParams, AttentionParams, Backend, BinaryOp, FloatArray, GemmParams, ReduceOp, UnaryOp } from "./backend.js";
+export type {
+  AdamWParams,
+  AttentionParams,
+  Backend,
+  BinaryOp,
+  FloatArray,
+  GemmParams,
+  ReduceOp,
+  UnaryOp,
+} from "./backend.js";
 export { BINARY_OPS, dropoutUniform, UNARY_OPS } from "./backend.js";
 export type { AnyArray, DType, FloatDType } from "./dtype.js";
 export { bf16ToF32, convertArray, DTYPES, f16ToF32, f32ToBf16, f32ToF16, isFloatDType } from "./dtype.js";
@@ -8,6 +17,6 @@ export { backend, isGradEnabled, noGrad, setBackend } from "./engine.js";
 export { BackendError, DisposedError, DTypeError, IndexError, LorakitError, ShapeError } from "./errors.js";
 export { clearPool, keep, poolStats, setPoolLimitBytes, tidy } from "./memory.js";
 export * from "./ops/index.js";
-export { kaimingUniform, randNormal, randUniform, Rng } from "./rng.js";
+export { kaimingUniform, Rng, randNormal, randUniform } from "./rng.js";
 export type { GradNode, Shape } from "./tensor.js";
 export { asFloat, empty, fromArray, full, numel, ones, scalar, Tensor, tensor, zeros } from "./tensor.js";

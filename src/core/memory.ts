@@ -100,7 +100,17 @@ export function keep<T extends Disposable>(t: T): T {
   return t;
 }
 
-type Returned = Disposable | readonly Returned[] | { [k: string]: unknown } | number | string | boolean | undefined | null | void;
+// biome-ignore lint/suspicious/noConfusingVoidType: tidy takes callbacks that return nothing
+type Returned =
+  | Disposable
+  | readonly Returned[]
+  | { [k: string]: unknown }
+  | number
+  | string
+  | boolean
+  | undefined
+  | null
+  | void;
 
 function collectReturned(v: unknown, out: Set<unknown>, depth = 0): void {
   if (v === null || typeof v !== "object" || depth > 4) return;

@@ -97,7 +97,13 @@ function rotl(x: number, k: number): number {
 }
 
 /** U(low, high) samples. */
-export function randUniform(rng: Rng, shape: Shape, low = 0, high = 1, dtype: FloatDType = "f32"): Tensor<FloatDType> {
+export function randUniform(
+  rng: Rng,
+  shape: Shape,
+  low = 0,
+  high = 1,
+  dtype: FloatDType = "f32",
+): Tensor<FloatDType> {
   const t = empty(shape, dtype);
   const d = t.data;
   for (let i = 0; i < d.length; i++) d[i] = low + (high - low) * rng.uniform();
@@ -105,7 +111,13 @@ export function randUniform(rng: Rng, shape: Shape, low = 0, high = 1, dtype: Fl
 }
 
 /** N(mean, std²) samples. */
-export function randNormal(rng: Rng, shape: Shape, mean = 0, std = 1, dtype: FloatDType = "f32"): Tensor<FloatDType> {
+export function randNormal(
+  rng: Rng,
+  shape: Shape,
+  mean = 0,
+  std = 1,
+  dtype: FloatDType = "f32",
+): Tensor<FloatDType> {
   const t = empty(shape, dtype);
   const d = t.data;
   for (let i = 0; i < d.length; i++) d[i] = mean + std * rng.normal();
@@ -117,8 +129,14 @@ export function randNormal(rng: Rng, shape: Shape, mean = 0, std = 1, dtype: Flo
  * gain = √(2/(1+a²)), bound = gain·√(3/fan_in). With a = √5 (nn.Linear's and PEFT's
  * lora_A default) the bound is 1/√fan_in.
  */
-export function kaimingUniform(rng: Rng, shape: Shape, a = Math.sqrt(5), dtype: FloatDType = "f32"): Tensor<FloatDType> {
-  if (shape.length < 2) throw new ShapeError(`kaimingUniform: needs a weight of rank ≥ 2, got [${shape.join(", ")}]`);
+export function kaimingUniform(
+  rng: Rng,
+  shape: Shape,
+  a = Math.sqrt(5),
+  dtype: FloatDType = "f32",
+): Tensor<FloatDType> {
+  if (shape.length < 2)
+    throw new ShapeError(`kaimingUniform: needs a weight of rank ≥ 2, got [${shape.join(", ")}]`);
   let fanIn = shape[1];
   for (let i = 2; i < shape.length; i++) fanIn *= shape[i];
   const gain = Math.sqrt(2 / (1 + a * a));

@@ -28,7 +28,9 @@ export function numel(shape: Shape): number {
 function checkShape(shape: Shape): void {
   for (const d of shape)
     if (!Number.isInteger(d) || d < 0)
-      throw new ShapeError(`invalid shape ${fmtShape(shape)}: every dimension must be a non-negative integer`);
+      throw new ShapeError(
+        `invalid shape ${fmtShape(shape)}: every dimension must be a non-negative integer`,
+      );
 }
 
 let nextId = 1;
@@ -92,7 +94,9 @@ export class Tensor<D extends DType = DType> implements Disposable {
   /** A tensor with another shape sharing this storage (same number of elements). */
   view(shape: Shape): Tensor<D> {
     if (numel(shape) !== this.size)
-      throw new ShapeError(`view: cannot view ${fmtShape(this.shape)} (${this.size} elements) as ${fmtShape(shape)}`);
+      throw new ShapeError(
+        `view: cannot view ${fmtShape(this.shape)} (${this.size} elements) as ${fmtShape(shape)}`,
+      );
     void this.data;
     return new Tensor(this.storage, shape);
   }
@@ -166,7 +170,11 @@ export function scalar(value: number, dtype: FloatDType = "f32"): Tensor<FloatDT
  * const x = tensor([[1, 2], [3, 4]]);           // f32, shape [2, 2]
  * const ids = tensor([5, 7, 9], [3], "i32");
  */
-export function tensor<D extends DType = "f32">(values: unknown, shape?: Shape, dtype: D = "f32" as D): Tensor<D> {
+export function tensor<D extends DType = "f32">(
+  values: unknown,
+  shape?: Shape,
+  dtype: D = "f32" as D,
+): Tensor<D> {
   const flat: number[] = [];
   const inferred: number[] = [];
   const walk = (v: unknown, depth: number): void => {
@@ -174,7 +182,9 @@ export function tensor<D extends DType = "f32">(values: unknown, shape?: Shape, 
       const arr = v as ArrayLike<unknown>;
       if (inferred.length === depth) inferred.push(arr.length);
       else if (inferred[depth] !== arr.length)
-        throw new ShapeError(`tensor(): ragged nested array (length ${arr.length} where ${inferred[depth]} expected)`);
+        throw new ShapeError(
+          `tensor(): ragged nested array (length ${arr.length} where ${inferred[depth]} expected)`,
+        );
       for (let i = 0; i < arr.length; i++) walk(arr[i], depth + 1);
     } else if (typeof v === "number" || typeof v === "boolean") flat.push(Number(v));
     else throw new DTypeError(`tensor(): expected numbers, got ${typeof v}`);
@@ -195,6 +205,8 @@ export function tensor<D extends DType = "f32">(values: unknown, shape?: Shape, 
 /** Asserts that a tensor is a float compute tensor and returns it typed so. */
 export function asFloat(t: Tensor, op: string): Tensor<FloatDType> {
   if (!isFloatDType(t.dtype))
-    throw new DTypeError(`${op}: expected a float tensor (f32 or f64), got ${t.dtype} ${fmtShape(t.shape)}; convert with .to("f32")`);
+    throw new DTypeError(
+      `${op}: expected a float tensor (f32 or f64), got ${t.dtype} ${fmtShape(t.shape)}; convert with .to("f32")`,
+    );
   return t as Tensor<FloatDType>;
 }

@@ -35,7 +35,9 @@ export class Linear extends Module implements LinearLike {
       w = opts.rng ? kaimingUniform(opts.rng, [outFeatures, inFeatures]) : zeros([outFeatures, inFeatures]);
     }
     if (w.rank !== 2 || w.shape[0] !== outFeatures || w.shape[1] !== inFeatures)
-      throw new ShapeError(`Linear(${inFeatures} → ${outFeatures}): weight ${fmtShape(w.shape)} must be [${outFeatures}, ${inFeatures}]`);
+      throw new ShapeError(
+        `Linear(${inFeatures} → ${outFeatures}): weight ${fmtShape(w.shape)} must be [${outFeatures}, ${inFeatures}]`,
+      );
     this.weight = this.addParam("weight", w);
     let b = opts.biasTensor ?? null;
     if (!b && opts.bias) {
@@ -67,7 +69,11 @@ export class Embedding extends Module {
     opts: { rng?: Rng; weight?: Tensor } = {},
   ) {
     super();
-    const w = opts.weight ?? (opts.rng ? randUniform(opts.rng, [numEmbeddings, embeddingDim], -1, 1) : zeros([numEmbeddings, embeddingDim]));
+    const w =
+      opts.weight ??
+      (opts.rng
+        ? randUniform(opts.rng, [numEmbeddings, embeddingDim], -1, 1)
+        : zeros([numEmbeddings, embeddingDim]));
     this.weight = this.addParam("weight", w);
   }
   protected override onParamSet(name: string, t: Tensor | null): void {

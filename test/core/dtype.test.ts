@@ -37,7 +37,10 @@ describe("dtypes", () => {
   });
 
   test("tensor() conversions", () => {
-    const t = tensor([[1.5, -2], [3, 4]]);
+    const t = tensor([
+      [1.5, -2],
+      [3, 4],
+    ]);
     assert.deepEqual(t.shape, [2, 2]);
     assert.deepEqual(t.to("bf16").to("f32").toArray(), [1.5, -2, 3, 4]);
     assert.deepEqual(t.to("i32").toArray(), [1, -2, 3, 4]);

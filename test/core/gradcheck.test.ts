@@ -63,7 +63,8 @@ describe("gradcheck: shape ops", () => {
   test("transpose", () => gradcheck("transpose", (x) => L.transpose(x, 0, 2), [r(2, 3, 5)]));
   test("slice", () => gradcheck("slice", (x) => L.slice(x, 1, 1, 4), [r(2, 5, 3)]));
   test("slice negative", () => gradcheck("slice", (x) => L.slice(x, -1, -2), [r(3, 5)]));
-  test("concat", () => gradcheck("concat", (a, b, c) => L.concat([a, b, c], 1), [r(2, 1, 3), r(2, 4, 3), r(2, 2, 3)]));
+  test("concat", () =>
+    gradcheck("concat", (a, b, c) => L.concat([a, b, c], 1), [r(2, 1, 3), r(2, 4, 3), r(2, 2, 3)]));
 });
 
 describe("gradcheck: matmul and linear", () => {
@@ -89,12 +90,20 @@ describe("gradcheck: matmul and linear", () => {
       });
     }
   test("linear with bias", () => gradcheck("linear", L.linear, [r(2, 3, 5), r(4, 5), r(4)]));
-  test("linear without bias, frozen weight", () => gradcheck("linear", (x, w) => L.linear(x, w), [r(3, 5), constant(4, 5)]));
+  test("linear without bias, frozen weight", () =>
+    gradcheck("linear", (x, w) => L.linear(x, w), [r(3, 5), constant(4, 5)]));
 });
 
 describe("gradcheck: indexing", () => {
   test("embedding with repeated ids", () => {
-    const ids = tensor([[1, 3, 1], [0, 3, 3]], undefined, "i32");
+    const ids = tensor(
+      [
+        [1, 3, 1],
+        [0, 3, 3],
+      ],
+      undefined,
+      "i32",
+    );
     gradcheck("embedding", (t) => L.embedding(t, ids), [r(5, 4)]);
   });
   test("where with broadcast", () => {
@@ -116,7 +125,14 @@ describe("gradcheck: fused nn ops", () => {
     gradcheck("crossEntropy", (x) => L.crossEntropy(x, t), [r(5, 7)]);
   });
   test("crossEntropy sum / none", () => {
-    const t = tensor([[1, 2], [0, -100]], [2, 2], "i32");
+    const t = tensor(
+      [
+        [1, 2],
+        [0, -100],
+      ],
+      [2, 2],
+      "i32",
+    );
     gradcheck("crossEntropy sum", (x) => L.crossEntropy(x, t, { reduction: "sum" }), [r(2, 2, 5)]);
     gradcheck("crossEntropy none", (x) => L.crossEntropy(x, t, { reduction: "none" }), [r(2, 2, 5)]);
   });

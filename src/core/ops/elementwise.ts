@@ -32,7 +32,8 @@ function rawBinary(op: BinaryOp, a: T, b: T, opName: string): T {
 }
 
 function operands(op: string, a: TensorLike, b: TensorLike): [T, T] {
-  const dtype = typeof a !== "number" ? asFloat(a, op).dtype : typeof b !== "number" ? asFloat(b, op).dtype : "f32";
+  const dtype =
+    typeof a !== "number" ? asFloat(a, op).dtype : typeof b !== "number" ? asFloat(b, op).dtype : "f32";
   const ta = toTensor(a, dtype);
   const tb = toTensor(b, dtype);
   commonFloat(op, ta, tb);

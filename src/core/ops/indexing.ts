@@ -4,14 +4,24 @@ import { DTypeError, fmtShape, IndexError, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
 import { asFloat, empty, zeros } from "../tensor.js";
 import type { T, TensorLike } from "./util.js";
-import { broadcastShapes, commonFloat, floatData, maybeRecord, padShape, sumToShape, toTensor } from "./util.js";
+import {
+  broadcastShapes,
+  commonFloat,
+  floatData,
+  maybeRecord,
+  padShape,
+  sumToShape,
+  toTensor,
+} from "./util.js";
 
 function checkIndices(op: string, idx: Tensor, limit: number): Int32Array {
   if (idx.dtype !== "i32") throw new DTypeError(`${op}: indices must be an i32 tensor, got ${idx.dtype}`);
   const d = idx.data as Int32Array;
   for (let i = 0; i < d.length; i++)
     if (d[i] < 0 || d[i] >= limit)
-      throw new IndexError(`${op}: index ${d[i]} at position ${i} is out of range for a table of ${limit} rows`);
+      throw new IndexError(
+        `${op}: index ${d[i]} at position ${i} is out of range for a table of ${limit} rows`,
+      );
   return d;
 }
 
@@ -24,7 +34,8 @@ function checkIndices(op: string, idx: Tensor, limit: number): Int32Array {
  */
 export function embedding(table: Tensor, idx: Tensor): T {
   const t = asFloat(table, "embedding");
-  if (t.rank !== 2) throw new ShapeError(`embedding: table must be 2-D (rows, channels), got ${fmtShape(t.shape)}`);
+  if (t.rank !== 2)
+    throw new ShapeError(`embedding: table must be 2-D (rows, channels), got ${fmtShape(t.shape)}`);
   const [V, C] = t.shape;
   const ids = checkIndices("embedding", idx, V);
   const out = empty([...idx.shape, C], t.dtype);
@@ -74,7 +85,12 @@ function expandFloat(x: T, shape: readonly number[]): T {
 
 /** cond ? a : b element-wise, with broadcasting of all three. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): T {
-  const dtype = typeof a !== "number" ? asFloat(a, "where").dtype : typeof b !== "number" ? asFloat(b, "where").dtype : "f32";
+  const dtype =
+    typeof a !== "number"
+      ? asFloat(a, "where").dtype
+      : typeof b !== "number"
+        ? asFloat(b, "where").dtype
+        : "f32";
   const ta = toTensor(a, dtype);
   const tb = toTensor(b, dtype);
   commonFloat("where", ta, tb);

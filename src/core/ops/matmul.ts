@@ -58,7 +58,20 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): T {
   const B = floatData(b as T);
   if (sharedB && !transA) {
     // Rows of every batch stack: one (batch·M)×K by K×N product.
-    gemm({ transA, transB, m: batch * m, n, k, batch: 1, a: A, strideA: 0, b: B, strideB: 0, c: floatData(out), strideC: 0 });
+    gemm({
+      transA,
+      transB,
+      m: batch * m,
+      n,
+      k,
+      batch: 1,
+      a: A,
+      strideA: 0,
+      b: B,
+      strideB: 0,
+      c: floatData(out),
+      strideC: 0,
+    });
   } else {
     gemm({
       transA,
@@ -85,12 +98,51 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): T {
       if (!transA) {
         // dA = dC·op(B)ᵀ
         if (sharedB)
-          gemm({ transA: false, transB: !transB, m: batch * m, n: k, k: n, batch: 1, a: dC, strideA: 0, b: B, strideB: 0, c: dA, strideC: 0 });
+          gemm({
+            transA: false,
+            transB: !transB,
+            m: batch * m,
+            n: k,
+            k: n,
+            batch: 1,
+            a: dC,
+            strideA: 0,
+            b: B,
+            strideB: 0,
+            c: dA,
+            strideC: 0,
+          });
         else
-          gemm({ transA: false, transB: !transB, m, n: k, k: n, batch, a: dC, strideA: m * n, b: B, strideB: k * n, c: dA, strideC: m * k });
+          gemm({
+            transA: false,
+            transB: !transB,
+            m,
+            n: k,
+            k: n,
+            batch,
+            a: dC,
+            strideA: m * n,
+            b: B,
+            strideB: k * n,
+            c: dA,
+            strideC: m * k,
+          });
       } else {
         // A stored K×M: dA = op(B)·dCᵀ
-        gemm({ transA: transB, transB: true, m: k, n: m, k: n, batch, a: B, strideA: sharedB ? 0 : k * n, b: dC, strideB: m * n, c: dA, strideC: m * k });
+        gemm({
+          transA: transB,
+          transB: true,
+          m: k,
+          n: m,
+          k: n,
+          batch,
+          a: B,
+          strideA: sharedB ? 0 : k * n,
+          b: dC,
+          strideB: m * n,
+          c: dA,
+          strideC: m * k,
+        });
       }
     }
     if (needs[1]) {
@@ -100,24 +152,106 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): T {
         if (!transA) {
           // Stacked rows: dB = op(A)ᵀ·dC over all batches at once (or dCᵀ·A for a transposed B).
           if (!transB)
-            gemm({ transA: true, transB: false, m: k, n, k: batch * m, batch: 1, a: A, strideA: 0, b: dC, strideB: 0, c: dB, strideC: 0 });
+            gemm({
+              transA: true,
+              transB: false,
+              m: k,
+              n,
+              k: batch * m,
+              batch: 1,
+              a: A,
+              strideA: 0,
+              b: dC,
+              strideB: 0,
+              c: dB,
+              strideC: 0,
+            });
           else
-            gemm({ transA: true, transB: false, m: n, n: k, k: batch * m, batch: 1, a: dC, strideA: 0, b: A, strideB: 0, c: dB, strideC: 0 });
+            gemm({
+              transA: true,
+              transB: false,
+              m: n,
+              n: k,
+              k: batch * m,
+              batch: 1,
+              a: dC,
+              strideA: 0,
+              b: A,
+              strideB: 0,
+              c: dB,
+              strideC: 0,
+            });
         } else {
           // A transposed and B shared: sum the per-batch products one by one.
           for (let i = 0; i < batch; i++) {
             const ai = A.subarray(i * m * k, (i + 1) * m * k);
             const ci = dC.subarray(i * m * n, (i + 1) * m * n);
-            if (!transB) gemm({ transA: false, transB: false, m: k, n, k: m, batch: 1, a: ai, strideA: 0, b: ci, strideB: 0, c: dB, strideC: 0, beta: i === 0 ? 0 : 1 });
-            else gemm({ transA: true, transB: true, m: n, n: k, k: m, batch: 1, a: ci, strideA: 0, b: ai, strideB: 0, c: dB, strideC: 0, beta: i === 0 ? 0 : 1 });
+            if (!transB)
+              gemm({
+                transA: false,
+                transB: false,
+                m: k,
+                n,
+                k: m,
+                batch: 1,
+                a: ai,
+                strideA: 0,
+                b: ci,
+                strideB: 0,
+                c: dB,
+                strideC: 0,
+                beta: i === 0 ? 0 : 1,
+              });
+            else
+              gemm({
+                transA: true,
+                transB: true,
+                m: n,
+                n: k,
+                k: m,
+                batch: 1,
+                a: ci,
+                strideA: 0,
+                b: ai,
+                strideB: 0,
+                c: dB,
+                strideC: 0,
+                beta: i === 0 ? 0 : 1,
+              });
           }
         }
       } else if (!transB) {
         // dB = op(A)ᵀ·dC
-        gemm({ transA: !transA, transB: false, m: k, n, k: m, batch, a: A, strideA: m * k, b: dC, strideB: m * n, c: dB, strideC: k * n });
+        gemm({
+          transA: !transA,
+          transB: false,
+          m: k,
+          n,
+          k: m,
+          batch,
+          a: A,
+          strideA: m * k,
+          b: dC,
+          strideB: m * n,
+          c: dB,
+          strideC: k * n,
+        });
       } else {
         // B stored N×K: dB = dCᵀ·op(A)
-        gemm({ transA: true, transB: transA, m: n, n: k, k: m, batch, a: dC, strideA: m * n, b: A, strideB: m * k, c: dB, strideC: k * n });
+        gemm({
+          transA: true,
+          transB: transA,
+          m: n,
+          n: k,
+          k: m,
+          batch,
+          a: dC,
+          strideA: m * n,
+          b: A,
+          strideB: m * k,
+          c: dB,
+          strideC: k * n,
+        });
       }
     }
     return [da, db];
@@ -139,7 +273,9 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): T {
       `linear: input ${fmtShape(x.shape)} has ${x.shape[x.rank - 1]} features but the weight ${fmtShape(w.shape)} expects ${C}`,
     );
   if (bias && (bias.rank !== 1 || bias.shape[0] !== O))
-    throw new ShapeError(`linear: bias ${fmtShape(bias.shape)} must be [${O}] for weight ${fmtShape(w.shape)}`);
+    throw new ShapeError(
+      `linear: bias ${fmtShape(bias.shape)} must be [${O}] for weight ${fmtShape(w.shape)}`,
+    );
   const N = x.size / C;
   const out = empty([...x.shape.slice(0, -1), O], dtype);
   const Y = floatData(out);
@@ -150,7 +286,21 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): T {
     const bd = floatData(bias as T);
     for (let i = 0; i < N; i++) Y.set(bd, i * O);
   }
-  gemm({ transA: false, transB: true, m: N, n: O, k: C, batch: 1, a: X, strideA: 0, b: W, strideB: 0, c: Y, strideC: 0, beta: bias ? 1 : 0 });
+  gemm({
+    transA: false,
+    transB: true,
+    m: N,
+    n: O,
+    k: C,
+    batch: 1,
+    a: X,
+    strideA: 0,
+    b: W,
+    strideB: 0,
+    c: Y,
+    strideC: 0,
+    beta: bias ? 1 : 0,
+  });
   const inputs = bias ? [x, w, bias] : [x, w];
   return maybeRecord(out, "linear", inputs, (dy, needs) => {
     const dY = floatData(dy);
@@ -159,11 +309,37 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): T {
     let db: T | null = null;
     if (needs[0]) {
       dx = empty(x.shape, dtype);
-      gemm({ transA: false, transB: false, m: N, n: C, k: O, batch: 1, a: dY, strideA: 0, b: W, strideB: 0, c: floatData(dx), strideC: 0 });
+      gemm({
+        transA: false,
+        transB: false,
+        m: N,
+        n: C,
+        k: O,
+        batch: 1,
+        a: dY,
+        strideA: 0,
+        b: W,
+        strideB: 0,
+        c: floatData(dx),
+        strideC: 0,
+      });
     }
     if (needs[1]) {
       dw = empty(w.shape, dtype);
-      gemm({ transA: true, transB: false, m: O, n: C, k: N, batch: 1, a: dY, strideA: 0, b: X, strideB: 0, c: floatData(dw), strideC: 0 });
+      gemm({
+        transA: true,
+        transB: false,
+        m: O,
+        n: C,
+        k: N,
+        batch: 1,
+        a: dY,
+        strideA: 0,
+        b: X,
+        strideB: 0,
+        c: floatData(dw),
+        strideC: 0,
+      });
     }
     if (bias && needs[2]) {
       db = empty([O], dtype);

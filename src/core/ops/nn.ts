@@ -86,7 +86,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const x = asFloat(logits, "crossEntropy");
   const ignoreIndex = opts.ignoreIndex ?? -100;
   const reduction = opts.reduction ?? "mean";
-  if (targets.dtype !== "i32") throw new DTypeError(`crossEntropy: targets must be i32, got ${targets.dtype}`);
+  if (targets.dtype !== "i32")
+    throw new DTypeError(`crossEntropy: targets must be i32, got ${targets.dtype}`);
   if (x.rank < 1 || !sameShape(x.shape.slice(0, -1), targets.shape))
     throw new ShapeError(
       `crossEntropy: logits ${fmtShape(x.shape)} need targets of shape ${fmtShape(x.shape.slice(0, -1))}, got ${fmtShape(targets.shape)}`,
@@ -99,7 +100,9 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     const c = tg[i];
     if (c === ignoreIndex) continue;
     if (c < 0 || c >= V)
-      throw new IndexError(`crossEntropy: target ${c} at row ${i} is outside [0, ${V}) (and not ignoreIndex ${ignoreIndex})`);
+      throw new IndexError(
+        `crossEntropy: target ${c} at row ${i} is outside [0, ${V}) (and not ignoreIndex ${ignoreIndex})`,
+      );
     count++;
   }
   const loss = empty([N], x.dtype);
@@ -120,7 +123,17 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     if (reduction === "none") sd.set(dy.data);
     else sd.fill(reduction === "mean" ? dy.data[0] / count : dy.data[0]);
     const dx = empty(x.shape, x.dtype);
-    backend().crossEntropyBackward(floatData(x), tg, floatData(lse), sd, N, V, ignoreIndex, floatData(dx), false);
+    backend().crossEntropyBackward(
+      floatData(x),
+      tg,
+      floatData(lse),
+      sd,
+      N,
+      V,
+      ignoreIndex,
+      floatData(dx),
+      false,
+    );
     return [dx];
   });
 }
@@ -133,7 +146,9 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): T {
   const dtype = commonFloat("rmsNorm", x, w);
   const C = w.size;
   if (w.rank !== 1 || x.shape[x.rank - 1] !== C)
-    throw new ShapeError(`rmsNorm: weight ${fmtShape(w.shape)} does not match the last dim of ${fmtShape(x.shape)}`);
+    throw new ShapeError(
+      `rmsNorm: weight ${fmtShape(w.shape)} does not match the last dim of ${fmtShape(x.shape)}`,
+    );
   const N = x.size / C;
   const y = empty(x.shape, dtype);
   const rstd = empty([N], dtype);
@@ -186,7 +201,12 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): T {
  * (D/2). Angles are formed in f32 as transformers does (inv_freq and positions are f32
  * there), then cos/sin taken, so positions far out round the same way.
  */
-export function ropeTables(invFreq: ArrayLike<number>, T: number, offset = 0, dtype: "f32" | "f64" = "f32"): { cos: T; sin: T } {
+export function ropeTables(
+  invFreq: ArrayLike<number>,
+  T: number,
+  offset = 0,
+  dtype: "f32" | "f64" = "f32",
+): { cos: T; sin: T } {
   const half = invFreq.length;
   const cos = empty([T, half], dtype);
   const sin = empty([T, half], dtype);
@@ -229,11 +249,15 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
       `attention: k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} must be (B=${B}, S, Hkv, D=${D}) for q ${fmtShape(q.shape)}`,
     );
   if (H % Hkv !== 0)
-    throw new ShapeError(`attention: ${H} query heads cannot be grouped over ${Hkv} kv heads (Hkv must divide H)`);
+    throw new ShapeError(
+      `attention: ${H} query heads cannot be grouped over ${Hkv} kv heads (Hkv must divide H)`,
+    );
   const causal = opts.causal ?? true;
   const offset = opts.offset ?? S - T;
   if (causal && (offset < 0 || offset + T > S))
-    throw new ShapeError(`attention: causal queries at positions ${offset}..${offset + T - 1} need that many keys, got S=${S}`);
+    throw new ShapeError(
+      `attention: causal queries at positions ${offset}..${offset + T - 1} need that many keys, got S=${S}`,
+    );
   const p: AttentionParams = {
     q: floatData(q as T),
     k: floatData(k as T),
@@ -275,7 +299,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
 export function siluMul(gate: Tensor, up: Tensor): T {
   const dtype = commonFloat("siluMul", gate, up);
   if (!sameShape(gate.shape, up.shape))
-    throw new ShapeError(`siluMul: gate ${fmtShape(gate.shape)} and up ${fmtShape(up.shape)} must have the same shape`);
+    throw new ShapeError(
+      `siluMul: gate ${fmtShape(gate.shape)} and up ${fmtShape(up.shape)} must have the same shape`,
+    );
   const out = empty(gate.shape, dtype);
   backend().siluMul(floatData(gate as T), floatData(up as T), floatData(out));
   return maybeRecord(out, "siluMul", [gate, up], (dy, needs) => {

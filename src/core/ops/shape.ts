@@ -12,14 +12,19 @@ export function reshape(x: Tensor, shape: readonly number[]): T {
   const s = [...shape];
   const unknown = s.indexOf(-1);
   if (unknown >= 0) {
-    if (s.indexOf(-1, unknown + 1) >= 0) throw new ShapeError(`reshape: only one -1 allowed in ${fmtShape(shape)}`);
+    if (s.indexOf(-1, unknown + 1) >= 0)
+      throw new ShapeError(`reshape: only one -1 allowed in ${fmtShape(shape)}`);
     const rest = numel(s.filter((_, i) => i !== unknown));
     if (rest === 0 || t.size % rest !== 0)
-      throw new ShapeError(`reshape: cannot reshape ${fmtShape(t.shape)} (${t.size} elements) into ${fmtShape(shape)}`);
+      throw new ShapeError(
+        `reshape: cannot reshape ${fmtShape(t.shape)} (${t.size} elements) into ${fmtShape(shape)}`,
+      );
     s[unknown] = t.size / rest;
   }
   if (numel(s) !== t.size)
-    throw new ShapeError(`reshape: cannot reshape ${fmtShape(t.shape)} (${t.size} elements) into ${fmtShape(shape)}`);
+    throw new ShapeError(
+      `reshape: cannot reshape ${fmtShape(t.shape)} (${t.size} elements) into ${fmtShape(shape)}`,
+    );
   const out = t.view(s);
   return maybeRecord(out, "reshape", [t], (dy) => [dy.view(t.shape)]);
 }
@@ -29,7 +34,9 @@ export function permute(x: Tensor, perm: readonly number[]): T {
   const t = asFloat(x, "permute");
   const p = perm.map((a) => normAxis("permute", a, t.rank));
   if (p.length !== t.rank || new Set(p).size !== p.length)
-    throw new ShapeError(`permute: ${JSON.stringify(perm)} is not a permutation of the ${t.rank} dims of ${fmtShape(t.shape)}`);
+    throw new ShapeError(
+      `permute: ${JSON.stringify(perm)} is not a permutation of the ${t.rank} dims of ${fmtShape(t.shape)}`,
+    );
   const outShape = p.map((a) => t.shape[a]);
   const out = empty(outShape, t.dtype);
   backend().permute(floatData(t), t.shape, p, floatData(out));
@@ -68,7 +75,9 @@ export function slice(x: Tensor, axis: number, start: number, end?: number): T {
   const s = start < 0 ? start + len : start;
   const e = end === undefined ? len : end < 0 ? end + len : end;
   if (!Number.isInteger(s) || !Number.isInteger(e) || s < 0 || e > len || s > e)
-    throw new ShapeError(`slice: range [${start}, ${end ?? len}) is out of bounds for axis ${axis} of size ${len} in ${fmtShape(t.shape)}`);
+    throw new ShapeError(
+      `slice: range [${start}, ${end ?? len}) is out of bounds for axis ${axis} of size ${len} in ${fmtShape(t.shape)}`,
+    );
   const [outer, , inner] = axisView(t.shape, ax);
   const outShape = [...t.shape];
   outShape[ax] = e - s;

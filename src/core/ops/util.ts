@@ -21,7 +21,9 @@ export function commonFloat(op: string, ...xs: Tensor[]): FloatDType {
   for (const x of xs) {
     asFloat(x, op);
     if (x.dtype !== d)
-      throw new DTypeError(`${op}: inputs have different dtypes (${d} and ${x.dtype}); convert one with .to()`);
+      throw new DTypeError(
+        `${op}: inputs have different dtypes (${d} and ${x.dtype}); convert one with .to()`,
+      );
   }
   return d;
 }

@@ -1,0 +1,107 @@
+// Autoregressive generation with a KV cache: greedy at temperature 0, otherwise
+// temperature / top-k / top-p sampling from a seeded generator; tokens stream out
+// through a callback as they come.
+import { noGrad } from "../core/engine.js";
+import { ShapeError } from "../core/errors.js";
+import { tidy } from "../core/memory.js";
+import { Rng } from "../core/rng.js";
+import type { Tensor } from "../core/tensor.js";
+import { tensor } from "../core/tensor.js";
+import { KVCache } from "./llama/kv-cache.js";
+import type { LlamaForCausalLM } from "./llama/model.js";
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 = greedy (the default). */
+  temperature?: number;
+  /** Keep only the k most likely tokens (0 = off). */
+  topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches p (1 = off). */
+  topP?: number;
+  seed?: number;
+  /** Stop after an EOS token (it is included in the output). Off by default. */
+  stopAtEos?: boolean;
+  eosTokenIds?: readonly number[];
+  /** Called with each new token id as soon as it is chosen. */
+  onToken?: (id: number) => void;
+  /** Return true to stop early (e.g. the client went away). */
+  shouldStop?: () => boolean;
+}
+
+/** Picks the next token from one row of logits. */
+export function sampleToken(logits: ArrayLike<number>, opts: GenerateOptions, rng: Rng): number {
+  const V = logits.length;
+  const temperature = opts.temperature ?? 0;
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+  let idx = Array.from({ length: V }, (_, i) => i);
+  idx.sort((a, b) => logits[b] - logits[a] || a - b);
+  const topK = opts.topK ?? 0;
+  if (topK > 0) idx = idx.slice(0, topK);
+  const mx = logits[idx[0]];
+  let probs = idx.map((i) => Math.exp((logits[i] - mx) / temperature));
+  let z = probs.reduce((a, b) => a + b, 0);
+  probs = probs.map((p) => p / z);
+  const topP = opts.topP ?? 1;
+  if (topP < 1) {
+    let cum = 0;
+    let keep = 0;
+    while (keep < probs.length && cum < topP) cum += probs[keep++];
+    idx = idx.slice(0, Math.max(1, keep));
+    probs = probs.slice(0, idx.length);
+    z = probs.reduce((a, b) => a + b, 0);
+    probs = probs.map((p) => p / z);
+  }
+  let u = rng.uniform();
+  for (let j = 0; j < probs.length; j++) {
+    u -= probs[j];
+    if (u < 0) return idx[j];
+  }
+  return idx[idx.length - 1];
+}
+
+/**
+ * Generates up to `maxNewTokens` token ids after `promptIds`.
+ *
+ * @example
+ * const ids = generate(model, tok.encode("Call me"), { maxNewTokens: 20 }); // greedy
+ */
+export function generate(
+  model: LlamaForCausalLM,
+  promptIds: readonly number[],
+  opts: GenerateOptions,
+): number[] {
+  if (promptIds.length === 0) throw new ShapeError("generate: the prompt must hold at least one token");
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0)
+    throw new ShapeError(`generate: maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
+  const cfg = model.config;
+  const rng = new Rng(opts.seed ?? 0);
+  const eos = new Set(opts.eosTokenIds ?? cfg.eosTokenIds);
+  const cache = new KVCache(
+    cfg.numHiddenLayers,
+    1,
+    promptIds.length + opts.maxNewTokens,
+    cfg.numKeyValueHeads,
+    cfg.headDim,
+  );
+  const out: number[] = [];
+  return noGrad(() => {
+    let input: number[] = [...promptIds];
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      if (opts.shouldStop?.()) break;
+      const next = tidy(() => {
+        const ids: Tensor = tensor(input, [1, input.length], "i32");
+        const logits = model.forward(ids, { cache, lastOnly: true });
+        return sampleToken(logits.data as Float32Array, opts, rng);
+      });
+      out.push(next);
+      opts.onToken?.(next);
+      if (opts.stopAtEos && eos.has(next)) break;
+      input = [next];
+    }
+    return out;
+  });
+}
