@@ -79,7 +79,9 @@ export function generate(
     throw new ShapeError(`generate: maxNewTokens must be a non-negative integer, got ${opts.maxNewTokens}`);
   const cfg = model.config;
   const rng = new Rng(opts.seed ?? 0);
-  const eos = new Set(opts.eosTokenIds ?? cfg.eosTokenIds);
+  const cfgEos =
+    cfg.eosTokenId === null ? [] : typeof cfg.eosTokenId === "number" ? [cfg.eosTokenId] : cfg.eosTokenId;
+  const eos = new Set(opts.eosTokenIds ?? cfgEos);
   const cache = new KVCache(
     cfg.numHiddenLayers,
     1,

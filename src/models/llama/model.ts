@@ -16,6 +16,9 @@ import { computeRopeInvFreq } from "./config.js";
 import type { KVCache } from "./kv-cache.js";
 import { cachedAttention } from "./kv-cache.js";
 
+/** transformers' default initializer_range, used when lorakit builds a fresh model. */
+const INIT_STD = 0.02;
+
 /** Per-forward context shared by the layers: rotary tables and the optional KV cache. */
 export interface ForwardContext {
   cos: Tensor;
@@ -44,8 +47,8 @@ export class LlamaAttention extends Module {
     this.Hkv = cfg.numKeyValueHeads;
     this.D = cfg.headDim;
     const C = cfg.hiddenSize;
-    const qkvBias = cfg.modelType === "qwen2" ? true : cfg.attentionBias;
-    const oBias = cfg.modelType === "qwen2" ? false : cfg.attentionBias;
+    const qkvBias = cfg.qkvBias;
+    const oBias = cfg.oProjBias;
     this.q_proj = this.addModule("q_proj", new Linear(C, this.H * this.D, { bias: qkvBias, rng }));
     this.k_proj = this.addModule("k_proj", new Linear(C, this.Hkv * this.D, { bias: qkvBias, rng }));
     this.v_proj = this.addModule("v_proj", new Linear(C, this.Hkv * this.D, { bias: qkvBias, rng }));
@@ -124,7 +127,7 @@ export class LlamaModel extends Module {
     this.embed_tokens = this.addModule(
       "embed_tokens",
       new Embedding(cfg.vocabSize, cfg.hiddenSize, {
-        weight: rng ? randNormal(rng, [cfg.vocabSize, cfg.hiddenSize], 0, cfg.initializerRange) : undefined,
+        weight: rng ? randNormal(rng, [cfg.vocabSize, cfg.hiddenSize], 0, INIT_STD) : undefined,
       }),
     );
     const layers: LlamaDecoderLayer[] = [];
@@ -156,7 +159,7 @@ export class LlamaForCausalLM extends Module {
     const headWeight = config.tieWordEmbeddings
       ? this.model.embed_tokens.weight
       : opts.rng
-        ? randNormal(opts.rng, [config.vocabSize, config.hiddenSize], 0, config.initializerRange)
+        ? randNormal(opts.rng, [config.vocabSize, config.hiddenSize], 0, INIT_STD)
         : undefined;
     this.lm_head = this.addModule(
       "lm_head",
@@ -177,7 +180,7 @@ export class LlamaForCausalLM extends Module {
     const Tn = ids.shape[1];
     const cache = opts.cache ?? null;
     const offset = cache ? cache.length : 0;
-    const sw = this.config.slidingWindow;
+    const sw = this.config.layerTypes.includes("sliding_attention") ? this.config.slidingWindow : null;
     if (sw !== null && offset + Tn > sw)
       throw new ShapeError(
         `LlamaForCausalLM: ${offset + Tn} positions exceed the sliding window of ${sw}; sliding-window attention is not implemented, so sequences are limited to the window`,
