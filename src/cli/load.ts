@@ -1,0 +1,22 @@
+// Loading what commands work on: a model folder, its tokenizer, an optional adapter.
+import type { LlamaForCausalLM } from "../models/llama/model.js";
+import { loadModel } from "../models/llama/load.js";
+import { loadTokenizer } from "../tokenizer/node.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { CliError, log } from "./output.js";
+
+export interface Loaded {
+  model: LlamaForCausalLM;
+  tokenizer: Tokenizer;
+}
+
+export async function loadForInference(modelDir: string, adapterDir?: string): Promise<Loaded> {
+  const t0 = performance.now();
+  const { model, report } = loadModel(modelDir);
+  if (report.unexpected.length)
+    log(`lorakit: ignored ${report.unexpected.length} unexpected checkpoint tensor(s): ${report.unexpected.slice(0, 5).join(", ")}`);
+  const tokenizer = loadTokenizer(modelDir);
+  if (adapterDir) throw new CliError("--adapter: adapters are not supported by this build yet");
+  log(`lorakit: loaded ${modelDir} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  return { model, tokenizer };
+}
