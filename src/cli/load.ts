@@ -1,6 +1,6 @@
 // Loading what commands work on: a model folder, its tokenizer, an optional adapter.
 import type { LlamaForCausalLM } from "../models/llama/model.js";
-import { loadModel } from "../models/llama/load.js";
+import { loadModel } from "../models/node/load.js";
 import { loadTokenizer } from "../tokenizer/node.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { CliError, log } from "./output.js";

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import type { DType } from "../../core/dtype.js";
 import { BYTES_PER_ELEMENT } from "../../core/dtype.js";
-import { loadModel } from "../../models/llama/load.js";
+import { loadModel } from "../../models/node/load.js";
 import { fmtBytes, fmtInt, out, printJson, requireArg } from "../output.js";
 
 export const infoCommand = defineCommand({

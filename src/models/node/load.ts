@@ -8,8 +8,8 @@ import type { Tensor } from "../../core/tensor.js";
 import { openCheckpoint, saveShardedSafetensors } from "../../io/node/index.js";
 import type { LoadReport, TensorSource } from "../../nn/state.js";
 import { loadStateDict } from "../../nn/state.js";
-import { llamaConfigToJson, parseLlamaConfig } from "./config.js";
-import { LlamaForCausalLM } from "./model.js";
+import { llamaConfigToJson, parseLlamaConfig } from "../llama/config.js";
+import { LlamaForCausalLM } from "../llama/model.js";
 
 export interface LoadModelOptions {
   /**
