@@ -125,3 +125,36 @@ export class ModuleList<M extends Module = Module> extends Module {
     this.items[Number(name)] = m as M;
   }
 }
+
+/** Children keyed by name as torch.nn.ModuleDict (PEFT keys adapters this way: lora_A.default). */
+export class ModuleDict<M extends Module = Module> extends Module {
+  get(name: string): M | undefined {
+    return this.children.get(name) as M | undefined;
+  }
+  set(name: string, m: M): void {
+    this.addModule(name, m);
+  }
+  delete(name: string): boolean {
+    return this.children.delete(name);
+  }
+  has(name: string): boolean {
+    return this.children.has(name);
+  }
+  keys(): string[] {
+    return [...this.children.keys()];
+  }
+  get size(): number {
+    return this.children.size;
+  }
+}
+
+/** A module holding one named tensor (e.g. DoRA's magnitude vector `...lora_magnitude_vector.default.weight`). */
+export class ParamHolder extends Module {
+  constructor(t: Tensor) {
+    super();
+    this.addParam("weight", t);
+  }
+  get weight(): Tensor {
+    return this.param("weight")!;
+  }
+}

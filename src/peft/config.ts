@@ -5,7 +5,13 @@ import { PeftError } from "./errors.js";
 export type LoraBias = "none" | "all" | "lora_only";
 /** true = Kaiming-uniform A and B = 0; "gaussian" = A ~ N(0, 1/r), B = 0; false = both random (tests only). */
 export type InitLoraWeights = boolean | "gaussian" | "pissa" | `pissa_niter_${number}`;
-export type TaskType = "CAUSAL_LM" | "SEQ_CLS" | "SEQ_2_SEQ_LM" | "TOKEN_CLS" | "QUESTION_ANS" | "FEATURE_EXTRACTION";
+export type TaskType =
+  | "CAUSAL_LM"
+  | "SEQ_CLS"
+  | "SEQ_2_SEQ_LM"
+  | "TOKEN_CLS"
+  | "QUESTION_ANS"
+  | "FEATURE_EXTRACTION";
 
 export interface LoraConfig {
   /** Rank of the update B·A (PEFT default 8). */
@@ -86,11 +92,17 @@ function isPositiveInt(v: unknown): v is number {
 /** Fills defaults and checks every field, with messages in PEFT's words where PEFT has them. */
 export function loraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
   const c: LoraConfig = { ...LORA_CONFIG_DEFAULTS, ...partial };
-  for (const [k, v] of Object.entries(partial)) if (v === undefined) (c as unknown as Record<string, unknown>)[k] = (LORA_CONFIG_DEFAULTS as unknown as Record<string, unknown>)[k];
-  if (!isPositiveInt(c.r)) throw new PeftError(`\`r\` should be a positive integer value but the value passed is ${c.r}`);
+  for (const [k, v] of Object.entries(partial))
+    if (v === undefined)
+      (c as unknown as Record<string, unknown>)[k] = (
+        LORA_CONFIG_DEFAULTS as unknown as Record<string, unknown>
+      )[k];
+  if (!isPositiveInt(c.r))
+    throw new PeftError(`\`r\` should be a positive integer value but the value passed is ${c.r}`);
   if (typeof c.loraAlpha !== "number" || !Number.isFinite(c.loraAlpha))
     throw new PeftError(`\`lora_alpha\` must be a finite number, got ${c.loraAlpha}`);
-  if (!(c.loraDropout >= 0 && c.loraDropout < 1)) throw new PeftError(`\`lora_dropout\` must be in [0, 1), got ${c.loraDropout}`);
+  if (!(c.loraDropout >= 0 && c.loraDropout < 1))
+    throw new PeftError(`\`lora_dropout\` must be in [0, 1), got ${c.loraDropout}`);
   if (!["none", "all", "lora_only"].includes(c.bias))
     throw new PeftError(`\`bias\` must be "none", "all" or "lora_only", got ${JSON.stringify(c.bias)}`);
   if (typeof c.targetModules === "string" && c.layersToTransform !== null)
@@ -100,16 +112,27 @@ export function loraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
   if (c.layersPattern !== null && c.layersToTransform === null)
     throw new PeftError("When `layers_pattern` is specified, `layers_to_transform` must also be specified.");
   for (const [k, v] of Object.entries(c.rankPattern))
-    if (!isPositiveInt(v)) throw new PeftError(`rank_pattern[${JSON.stringify(k)}] must be a positive integer, got ${v}`);
+    if (!isPositiveInt(v))
+      throw new PeftError(`rank_pattern[${JSON.stringify(k)}] must be a positive integer, got ${v}`);
   for (const [k, v] of Object.entries(c.alphaPattern))
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new PeftError(`alpha_pattern[${JSON.stringify(k)}] must be a number, got ${v}`);
+    if (typeof v !== "number" || !Number.isFinite(v))
+      throw new PeftError(`alpha_pattern[${JSON.stringify(k)}] must be a number, got ${v}`);
   const init = c.initLoraWeights;
-  if (!(typeof init === "boolean" || init === "gaussian" || init === "pissa" || /^pissa_niter_\d+$/.test(String(init))))
+  if (
+    !(
+      typeof init === "boolean" ||
+      init === "gaussian" ||
+      init === "pissa" ||
+      /^pissa_niter_\d+$/.test(String(init))
+    )
+  )
     throw new PeftError(
       `init_lora_weights ${JSON.stringify(init)} is not supported; use true, false, "gaussian", "pissa" or "pissa_niter_N"`,
     );
   if (Array.isArray(c.targetModules) && c.targetModules.length === 0)
-    throw new PeftError("`target_modules` is an empty list; name at least one module (or use null for the default)");
+    throw new PeftError(
+      "`target_modules` is an empty list; name at least one module (or use null for the default)",
+    );
   return c;
 }
 
@@ -160,10 +183,13 @@ export function parseLoraConfig(json: unknown, where = "adapter_config.json"): L
   const o = json as Record<string, unknown>;
   const peftType = o.peft_type ?? "LORA";
   if (peftType !== "LORA")
-    throw new PeftError(`${where}: peft_type ${JSON.stringify(peftType)} is not a LoRA adapter (lorakit reads "LORA" here)`);
+    throw new PeftError(
+      `${where}: peft_type ${JSON.stringify(peftType)} is not a LoRA adapter (lorakit reads "LORA" here)`,
+    );
   const partial: Record<string, unknown> = {};
   for (const [k, field] of Object.entries(KEY_MAP)) if (k in o && o[k] !== undefined) partial[field] = o[k];
-  if (Array.isArray(partial.targetModules)) partial.targetModules = [...(partial.targetModules as string[])].sort();
+  if (Array.isArray(partial.targetModules))
+    partial.targetModules = [...(partial.targetModules as string[])].sort();
   if (partial.rankPattern === null) partial.rankPattern = {};
   if (partial.alphaPattern === null) partial.alphaPattern = {};
   if (o.layer_replication) throw new PeftError(`${where}: layer_replication is not supported by lorakit`);
@@ -191,12 +217,16 @@ function sortKeys(v: unknown): unknown {
  * adapter_config.json content: every PEFT 0.14 LoraConfig field, sorted keys, peft_type
  * "LORA". target_modules lists are written sorted (PEFT stores them as a set).
  */
-export function loraConfigToJson(c: LoraConfig, overrides: Partial<LoraConfig> = {}): Record<string, unknown> {
+export function loraConfigToJson(
+  c: LoraConfig,
+  overrides: Partial<LoraConfig> = {},
+): Record<string, unknown> {
   const cfg = { ...c, ...overrides };
   const out: Record<string, unknown> = { ...PASSIVE_FIELDS, peft_type: "LORA" };
   for (const [k, field] of Object.entries(KEY_MAP)) {
     let v: unknown = cfg[field];
-    if (Array.isArray(v) && (field === "targetModules" || field === "excludeModules")) v = [...(v as string[])].sort();
+    if (Array.isArray(v) && (field === "targetModules" || field === "excludeModules"))
+      v = [...(v as string[])].sort();
     out[k] = v;
   }
   return sortKeys(out) as Record<string, unknown>;

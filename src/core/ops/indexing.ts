@@ -120,3 +120,24 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): T {
 export function maskedFill(x: Tensor, mask: Tensor, value: number): T {
   return where(mask, value, x);
 }
+
+/**
+ * The inverse of picking rows: out (N, F) is zero except out[idx[i], :] = src[i, :]
+ * (repeated indices add up). Backward gathers the rows again.
+ */
+export function scatterRows(src: Tensor, idx: Tensor, N: number): T {
+  const s = asFloat(src, "scatterRows");
+  if (s.rank !== 2)
+    throw new ShapeError(`scatterRows: src must be 2-D (rows, features), got ${fmtShape(s.shape)}`);
+  const F = s.shape[1];
+  const ids = checkIndices("scatterRows", idx, N);
+  if (ids.length !== s.shape[0])
+    throw new ShapeError(`scatterRows: ${ids.length} indices for ${s.shape[0]} rows of ${fmtShape(s.shape)}`);
+  const out = zeros([N, F], s.dtype);
+  backend().scatterAdd(floatData(s), ids, F, floatData(out));
+  return maybeRecord(out, "scatterRows", [s], (dy) => {
+    const ds = empty(s.shape, s.dtype);
+    backend().gather(floatData(dy), ids, F, floatData(ds));
+    return [ds];
+  });
+}

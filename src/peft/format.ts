@@ -1,0 +1,146 @@
+// The PEFT adapter format in memory: state-dict keys as PEFT saves them
+// (base_model.model.<path>.lora_A.weight, the adapter name removed) and back.
+import { fmtShape } from "../core/errors.js";
+import type { Tensor } from "../core/tensor.js";
+import type { LoraConfig } from "./config.js";
+import { PeftError } from "./errors.js";
+import { LoraLinear } from "./lora/layer.js";
+import type { PeftModel } from "./model.js";
+
+export const KEY_PREFIX = "base_model.model.";
+
+/** The tensors PEFT's get_peft_model_state_dict returns for one adapter. */
+export function adapterStateDict(pm: PeftModel, name: string): Map<string, Tensor> {
+  const cfg = pm.peftConfig.get(name);
+  if (!cfg) throw new PeftError(`adapter "${name}" does not exist`);
+  const out = new Map<string, Tensor>();
+  for (const [path, l] of pm.loraLayers()) {
+    if (!l.hasAdapter(name)) continue;
+    out.set(`${KEY_PREFIX}${path}.lora_A.weight`, l.lora_A.get(name)!.weight);
+    const b = l.lora_B.get(name)!;
+    out.set(`${KEY_PREFIX}${path}.lora_B.weight`, b.weight);
+    if (b.bias) out.set(`${KEY_PREFIX}${path}.lora_B.bias`, b.bias);
+    if (cfg.bias === "lora_only") {
+      const bias = l.base_layer.param("bias");
+      if (bias) out.set(`${KEY_PREFIX}${path}.base_layer.bias`, bias);
+    }
+  }
+  if (cfg.bias === "all")
+    for (const [p, t] of pm.baseModel.namedParameters())
+      if (p.endsWith(".bias")) out.set(`${KEY_PREFIX}${p}`, t);
+  return out;
+}
+
+export interface AdapterLoadReport {
+  missing: string[];
+  unexpected: string[];
+}
+
+/** Groups a PEFT state dict by module path: {A, B, bBias} per LoRA module, plus other tensors. */
+export function splitAdapterTensors(tensors: ReadonlyMap<string, Tensor>, where: string) {
+  const lora = new Map<string, { A?: Tensor; B?: Tensor; bBias?: Tensor }>();
+  const other = new Map<string, Tensor>();
+  for (const [key, t] of tensors) {
+    if (!key.startsWith(KEY_PREFIX))
+      throw new PeftError(
+        `${where}: tensor "${key}" does not start with "${KEY_PREFIX}" (not a PEFT adapter key)`,
+      );
+    const k = key.slice(KEY_PREFIX.length);
+    const m = /^(.*)\.(lora_A|lora_B)\.(weight|bias)$/.exec(k);
+    if (!m) {
+      if (/\.lora_(A|B|magnitude_vector|embedding_[AB])\b/.test(k))
+        throw new PeftError(
+          `${where}: tensor "${key}" is a LoRA variant lorakit cannot load here (DoRA / embedding LoRA)`,
+        );
+      other.set(k, t);
+      continue;
+    }
+    const [, path, which, kind] = m;
+    const e = lora.get(path) ?? {};
+    if (which === "lora_A" && kind === "weight") e.A = t;
+    else if (which === "lora_B" && kind === "weight") e.B = t;
+    else if (which === "lora_B" && kind === "bias") e.bBias = t;
+    else throw new PeftError(`${where}: unexpected tensor "${key}"`);
+    lora.set(path, e);
+  }
+  return { lora, other };
+}
+
+/**
+ * Adds adapter `name` to `pm` from PEFT tensors and its config; reports keys that match no
+ * module and modules of the config that have no tensors. Shapes are checked against the
+ * model with both shapes in the message.
+ */
+export function loadAdapterTensors(
+  pm: PeftModel,
+  name: string,
+  config: LoraConfig,
+  tensors: ReadonlyMap<string, Tensor>,
+  opts: { isTrainable?: boolean; where?: string } = {},
+): AdapterLoadReport {
+  const where = opts.where ?? `adapter "${name}"`;
+  const { lora, other } = splitAdapterTensors(tensors, where);
+  const missing: string[] = [];
+  const used = new Set<string>();
+  pm.addAdapter(name, config, {
+    initFor: (path, layer, r) => {
+      const e = lora.get(path);
+      if (!e?.A || !e.B) {
+        missing.push(`${KEY_PREFIX}${path}.lora_${e?.A ? "B" : "A"}.weight`);
+        return null;
+      }
+      used.add(path);
+      if (e.A.shape[0] !== r || e.A.shape[1] !== layer.inFeatures)
+        throw new PeftError(
+          `${where}: ${path}.lora_A.weight has shape ${fmtShape(e.A.shape)} but the model needs [${r}, ${layer.inFeatures}] (r from the adapter config; in_features from the base model) — was it trained on another base model?`,
+        );
+      if (e.B.shape[0] !== layer.outFeatures || e.B.shape[1] !== r)
+        throw new PeftError(
+          `${where}: ${path}.lora_B.weight has shape ${fmtShape(e.B.shape)} but the model needs [${layer.outFeatures}, ${r}]`,
+        );
+      return { A: e.A.to("f32"), B: e.B.to("f32") };
+    },
+  });
+  if (missing.length) {
+    pm.deleteAdapter(name);
+    throw new PeftError(
+      `${where}: ${missing.length} LoRA tensor(s) missing for modules the config targets, e.g. ${missing.slice(0, 3).join(", ")}`,
+    );
+  }
+  const unexpected: string[] = [];
+  for (const path of lora.keys()) if (!used.has(path)) unexpected.push(`${KEY_PREFIX}${path}.lora_A.weight`);
+  for (const [path, l] of pm.loraLayers()) {
+    const e = lora.get(path);
+    if (e?.bBias && l.hasAdapter(name)) {
+      const b = l.lora_B.get(name)!;
+      if (b.bias) b.bias.data.set(e.bBias.to("f32").data as Float32Array);
+    }
+  }
+  for (const [k, t] of other) {
+    if (!k.endsWith(".bias")) {
+      unexpected.push(KEY_PREFIX + k);
+      continue;
+    }
+    const mpath = k.slice(0, -".bias".length);
+    let target;
+    try {
+      target = pm.baseModel.getSubmodule(mpath);
+    } catch {
+      unexpected.push(KEY_PREFIX + k);
+      continue;
+    }
+    const cur = target.param("bias");
+    if (!cur || cur.size !== t.size)
+      throw new PeftError(
+        `${where}: bias ${k} ${fmtShape(t.shape)} does not fit the model (${cur ? fmtShape(cur.shape) : "no bias"})`,
+      );
+    target.setParam("bias", t.to("f32"));
+  }
+  if (!opts.isTrainable)
+    for (const [, l] of pm.loraLayers())
+      if (l.hasAdapter(name)) {
+        l.lora_A.get(name)!.weight.requiresGrad = false;
+        l.lora_B.get(name)!.weight.requiresGrad = false;
+      }
+  return { missing, unexpected };
+}

@@ -1,0 +1,287 @@
+// LoraLinear: wraps any linear layer and adds, per adapter, (B·A·dropout(x))·scale.
+// Children are named as PEFT's LoraLayer (base_layer, lora_A.<adapter>, lora_B.<adapter>),
+// so parameter paths equal PEFT's state-dict keys with the adapter name inside.
+import type { Backend } from "../../core/backend.js";
+import { backend, noGrad } from "../../core/engine.js";
+import { fmtShape, ShapeError } from "../../core/errors.js";
+import { add, dropout, embedding, linear, reshape, scale as scaleOp } from "../../core/ops/index.js";
+import { scatterRows } from "../../core/ops/indexing.js";
+import type { Rng } from "../../core/rng.js";
+import type { Tensor } from "../../core/tensor.js";
+import { empty, tensor } from "../../core/tensor.js";
+import type { LinearLike } from "../../nn/layers.js";
+import { Linear } from "../../nn/layers.js";
+import { Module, ModuleDict } from "../../nn/module.js";
+import { PeftError } from "../errors.js";
+
+export interface LoraAdapterSpec {
+  r: number;
+  alpha: number;
+  dropout: number;
+  useRslora: boolean;
+  /** lora_B carries a bias (PEFT's lora_bias). */
+  loraBias: boolean;
+  A: Tensor;
+  B: Tensor;
+}
+
+/** The scale s in y = W·x + s·B·A·x: α/r, or α/√r with rsLoRA. */
+export function loraScale(alpha: number, r: number, useRslora: boolean): number {
+  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+/** Row owner of a mixed batch that uses no adapter. */
+export const BASE_ROW = "__base__";
+
+export class LoraLinear extends Module implements LinearLike {
+  base_layer: LinearLike;
+  readonly lora_A = new ModuleDict<Linear>();
+  readonly lora_B = new ModuleDict<Linear>();
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly scaling = new Map<string, number>();
+  readonly r = new Map<string, number>();
+  readonly loraAlpha = new Map<string, number>();
+  readonly dropoutP = new Map<string, number>();
+  /** Adapters that forward() applies (several add up). */
+  activeAdapters: string[] = [];
+  /** Adapters currently folded into the base weight. */
+  readonly merged: string[] = [];
+  /** When true, forward() is the base layer alone. */
+  disabled = false;
+  /** Per-row adapter names for a mixed batch; set by PeftModel around a forward. */
+  rowAdapters: readonly string[] | null = null;
+  /** Draws dropout masks (shared with the training run so a resume replays them). */
+  rng: Rng | null = null;
+
+  constructor(base: LinearLike) {
+    super();
+    this.base_layer = this.addModule("base_layer", base);
+    this.addModule("lora_A", this.lora_A);
+    this.addModule("lora_B", this.lora_B);
+    this.inFeatures = base.inFeatures;
+    this.outFeatures = base.outFeatures;
+  }
+
+  /** The wrapped layer's weight (f32 or frozen bf16), as stored. */
+  get baseWeight(): Tensor {
+    const w = this.base_layer.param("weight");
+    if (!w) throw new PeftError("LoraLinear: the base layer has no weight");
+    return w;
+  }
+
+  addAdapter(name: string, spec: LoraAdapterSpec): void {
+    if (this.lora_A.has(name)) throw new PeftError(`adapter "${name}" already exists on this layer`);
+    const { r, A, B } = spec;
+    if (!Number.isInteger(r) || r <= 0)
+      throw new PeftError(`\`r\` should be a positive integer value but the value passed is ${r}`);
+    if (A.shape[0] !== r || A.shape[1] !== this.inFeatures)
+      throw new ShapeError(
+        `lora_A for adapter "${name}" must be [${r}, ${this.inFeatures}], got ${fmtShape(A.shape)}`,
+      );
+    if (B.shape[0] !== this.outFeatures || B.shape[1] !== r)
+      throw new ShapeError(
+        `lora_B for adapter "${name}" must be [${this.outFeatures}, ${r}], got ${fmtShape(B.shape)}`,
+      );
+    const a = new Linear(this.inFeatures, r, { weight: A });
+    const b = new Linear(r, this.outFeatures, {
+      weight: B,
+      biasTensor: spec.loraBias ? empty([this.outFeatures], "f32").setRequiresGrad(false) : null,
+    });
+    if (spec.loraBias) b.bias?.data.fill(0);
+    this.lora_A.set(name, a);
+    this.lora_B.set(name, b);
+    this.r.set(name, r);
+    this.loraAlpha.set(name, spec.alpha);
+    this.scaling.set(name, loraScale(spec.alpha, r, spec.useRslora));
+    this.dropoutP.set(name, spec.dropout);
+  }
+
+  deleteAdapter(name: string): void {
+    if (this.merged.includes(name))
+      throw new PeftError(`adapter "${name}" is merged into the base weights; unmerge it first`);
+    this.lora_A.delete(name);
+    this.lora_B.delete(name);
+    for (const m of [this.r, this.loraAlpha, this.scaling, this.dropoutP]) m.delete(name);
+    this.activeAdapters = this.activeAdapters.filter((a) => a !== name);
+  }
+
+  hasAdapter(name: string): boolean {
+    return this.lora_A.has(name);
+  }
+
+  /** The adapter's contribution for input x: (B·A·dropout(x))·scale (+ lora_B bias·scale). */
+  private delta(name: string, x: Tensor): Tensor {
+    const A = this.lora_A.get(name)!;
+    const B = this.lora_B.get(name)!;
+    const p = this.dropoutP.get(name) ?? 0;
+    const s = this.scaling.get(name)!;
+    const xin = p > 0 && this.training ? dropout(x, p, this.rngOrThrow()) : x;
+    // Scale the narrow (…, r) intermediate: r·N multiplies instead of out·N.
+    const h = scaleOp(linear(xin, A.weight), s);
+    if (!B.bias) return linear(h, B.weight);
+    return linear(h, B.weight, scaleOp(B.bias, s));
+  }
+
+  private rngOrThrow(): Rng {
+    if (!this.rng) throw new PeftError("LoraLinear: dropout in training needs an Rng (PeftModel sets one)");
+    return this.rng;
+  }
+
+  /** x: (…, in) → (…, out). */
+  forward(x: Tensor): Tensor {
+    if (this.disabled) {
+      if (this.merged.length) this.unmerge();
+      return this.base_layer.forward(x);
+    }
+    let y = this.base_layer.forward(x);
+    if (this.rowAdapters) return this.mixedForward(x, y, this.rowAdapters);
+    for (const name of this.activeAdapters) {
+      if (this.merged.includes(name) || !this.lora_A.has(name)) continue;
+      y = add(y, this.delta(name, x));
+    }
+    return y;
+  }
+
+  /**
+   * A batch whose rows use different adapters: the base output is computed once; each
+   * adapter runs only on its own rows (gathered), and its result is scattered back.
+   */
+  private mixedForward(x: Tensor, y: Tensor, rows: readonly string[]): Tensor {
+    const Bn = x.shape[0];
+    if (rows.length !== Bn)
+      throw new ShapeError(`mixed batch: ${rows.length} adapter names for a batch of ${Bn} rows`);
+    if (this.merged.length)
+      throw new PeftError("mixed-adapter batches need unmerged adapters; unmerge first");
+    const perRowIn = x.size / Bn;
+    const perRowOut = y.size / Bn;
+    const x2 = reshape(x, [Bn, perRowIn]);
+    let out = y;
+    const groups = new Map<string, number[]>();
+    rows.forEach((n, i) => {
+      if (n === BASE_ROW) return;
+      if (!this.lora_A.has(n)) return; // this layer is not adapted by that adapter
+      groups.get(n)?.push(i) ?? groups.set(n, [i]);
+    });
+    for (const [name, idx] of groups) {
+      const ids = tensor(idx, [idx.length], "i32");
+      const xs = reshape(embedding(x2, ids), [idx.length, ...x.shape.slice(1)]);
+      const d = reshape(this.delta(name, xs), [idx.length, perRowOut]);
+      out = add(out, reshape(scatterRows(d, ids, Bn), y.shape));
+    }
+    return out;
+  }
+
+  /** ΔW = scale·B·A (out, in) in f32. */
+  deltaWeight(name: string): Float32Array {
+    const A = this.lora_A.get(name)?.weight;
+    const B = this.lora_B.get(name)?.weight;
+    if (!A || !B) throw new PeftError(`no adapter "${name}" on this layer`);
+    const out = new Float32Array(this.outFeatures * this.inFeatures);
+    const r = this.r.get(name)!;
+    gemmInto(
+      backend(),
+      B.data as Float32Array,
+      A.data as Float32Array,
+      out,
+      this.outFeatures,
+      this.inFeatures,
+      r,
+      this.scaling.get(name)!,
+      0,
+    );
+    return out;
+  }
+
+  /**
+   * Folds adapters into the base weight: W += scale·B·A. `safe` computes on a copy and
+   * refuses NaN/Inf as PEFT's safe_merge does. A bf16 base weight becomes f32.
+   */
+  merge(names: readonly string[] = this.activeAdapters, opts: { safe?: boolean } = {}): void {
+    noGrad(() => {
+      for (const name of names) {
+        if (this.merged.includes(name) || !this.lora_A.has(name)) continue;
+        const w = this.f32BaseWeight();
+        const target = opts.safe ? Float32Array.from(w.data as Float32Array) : (w.data as Float32Array);
+        const d = this.deltaWeight(name);
+        backend().axpy(1, d, target);
+        if (opts.safe) {
+          for (let i = 0; i < target.length; i++)
+            if (!Number.isFinite(target[i]))
+              throw new PeftError(
+                `NaNs detected in the merged weights. The adapter ${name} seems to be broken`,
+              );
+          (w.data as Float32Array).set(target);
+        }
+        const lb = this.lora_B.get(name)!.bias;
+        if (lb) this.addToBaseBias(lb.data as Float32Array, this.scaling.get(name)!);
+        this.merged.push(name);
+      }
+    });
+  }
+
+  /** Subtracts merged adapters again (the reverse order of merging). */
+  unmerge(): void {
+    noGrad(() => {
+      while (this.merged.length) {
+        const name = this.merged.pop()!;
+        const w = this.f32BaseWeight();
+        backend().axpy(-1, this.deltaWeight(name), w.data as Float32Array);
+        const lb = this.lora_B.get(name)!.bias;
+        if (lb) this.addToBaseBias(lb.data as Float32Array, -this.scaling.get(name)!);
+      }
+    });
+  }
+
+  private f32BaseWeight(): Tensor {
+    const w = this.baseWeight;
+    if (w.dtype === "f32") return w;
+    if (w.dtype === "bf16" || w.dtype === "f16") {
+      const f = w.to("f32");
+      f.name = w.name;
+      this.base_layer.setParam("weight", f);
+      return f;
+    }
+    throw new PeftError(`cannot merge into a ${w.dtype} base weight; dequantise it first`);
+  }
+
+  private addToBaseBias(b: Float32Array, s: number): void {
+    let bias = this.base_layer.param("bias");
+    if (!bias) {
+      bias = empty([this.outFeatures], "f32");
+      bias.data.fill(0);
+      this.base_layer.setParam("bias", bias);
+    }
+    backend().axpy(s, b, bias.data as Float32Array);
+  }
+}
+
+/** out = alpha·a(m×k)·b(k×n) + beta·out, row-major f32. */
+function gemmInto(
+  b: Backend,
+  a: Float32Array,
+  bm: Float32Array,
+  out: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  beta: number,
+): void {
+  b.gemm({
+    transA: false,
+    transB: false,
+    m,
+    n,
+    k,
+    batch: 1,
+    a,
+    strideA: 0,
+    b: bm,
+    strideB: 0,
+    c: out,
+    strideC: 0,
+    alpha,
+    beta,
+  });
+}

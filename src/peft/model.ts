@@ -1,0 +1,276 @@
+// PeftModel: a base model with LoRA adapters injected by module path, and PEFT's API for
+// several adapters: add, set, disable, delete, merge, unmerge, merge-and-unload, mixed batches.
+import { Rng } from "../core/rng.js";
+import type { Tensor } from "../core/tensor.js";
+import type { LinearLike } from "../nn/layers.js";
+import { isLinearLike } from "../nn/layers.js";
+import { Module } from "../nn/module.js";
+import type { LoraConfig } from "./config.js";
+import { loraConfig } from "./config.js";
+import { PeftError } from "./errors.js";
+import { initLora } from "./lora/init.js";
+import { BASE_ROW, LoraLinear } from "./lora/layer.js";
+import { findTargets, rankAndAlpha } from "./targets.js";
+
+/** What PeftModel needs from a base model: a module tree with a forward. */
+export interface BaseModel extends Module {
+  forward(input: Tensor, opts?: unknown): Tensor;
+  /** HF model_type, used for the default target modules. */
+  readonly config?: { modelType?: string };
+}
+
+export interface AdapterInit {
+  /** Seed for the adapter's random initialisation (default 0). */
+  seed?: number;
+  /**
+   * Supplies A and B for a module instead of the config's initialiser (PiSSA, GoRA and
+   * loaded adapters use this).
+   */
+  initFor?: (path: string, layer: LoraLinear, r: number) => { A: Tensor; B: Tensor } | null;
+}
+
+export interface ForwardOptions {
+  /** One adapter name per batch row ("__base__" for none): a mixed-adapter batch. */
+  adapterNames?: readonly string[];
+  [k: string]: unknown;
+}
+
+export class PeftModel<M extends BaseModel = BaseModel> extends Module {
+  /** Adapter configs by name. */
+  readonly peftConfig = new Map<string, LoraConfig>();
+  /** Modules wrapped per adapter (module paths relative to the base model). */
+  readonly targetsOf = new Map<string, string[]>();
+  private active: string[] = [];
+  /** Dropout randomness; the trainer saves and restores its state. */
+  readonly rng = new Rng(0);
+
+  constructor(readonly baseModel: M) {
+    super();
+    // PEFT nests the model as base_model.model; saved keys carry that prefix.
+    this.addModule("base_model", new BaseModelHolder(baseModel));
+  }
+
+  get activeAdapters(): readonly string[] {
+    return this.active;
+  }
+
+  get activeAdapter(): string {
+    return this.active[0];
+  }
+
+  /** Every LoRA layer with its path relative to the base model. */
+  *loraLayers(): IterableIterator<[string, LoraLinear]> {
+    for (const [path, m] of this.baseModel.namedModules()) if (m instanceof LoraLinear) yield [path, m];
+  }
+
+  /** Adds an adapter (not made active unless it is the first). */
+  addAdapter(name: string, config: Partial<LoraConfig> | LoraConfig, init: AdapterInit = {}): void {
+    if (!name || name === BASE_ROW || /[.\s/]/.test(name))
+      throw new PeftError(
+        `adapter name ${JSON.stringify(name)} is not allowed (no dots, slashes, spaces, or "${BASE_ROW}")`,
+      );
+    if (this.peftConfig.has(name))
+      throw new PeftError(`adapter "${name}" already exists; delete it first or pick another name`);
+    const cfg = loraConfig(config);
+    if (cfg.useDora) throw new PeftError("use_dora: DoRA is not available in this build of lorakit");
+    if (cfg.fanInFanOut) cfg.fanInFanOut = false; // lorakit's Linear stores (out, in), as nn.Linear (PEFT warns and does the same)
+    const paths = findTargets(cfg, this.baseModel, this.baseModel.config?.modelType);
+    const rng = new Rng(init.seed ?? 0);
+    for (const path of paths) {
+      let m = this.baseModel.getSubmodule(path);
+      if (!(m instanceof LoraLinear)) {
+        if (!isLinearLike(m)) throw new PeftError(`${path} is not a linear layer`);
+        const wrapped = new LoraLinear(m as LinearLike);
+        wrapped.rng = this.rng;
+        this.baseModel.setSubmodule(path, wrapped);
+        m = wrapped;
+      }
+      const layer = m as LoraLinear;
+      const { r, alpha } = rankAndAlpha(cfg, path);
+      const given = init.initFor?.(path, layer, r) ?? null;
+      const { A, B } =
+        given ??
+        initLora(cfg.initLoraWeights as boolean | string, r, layer.inFeatures, layer.outFeatures, rng);
+      layer.addAdapter(name, {
+        r,
+        alpha,
+        dropout: cfg.loraDropout,
+        useRslora: cfg.useRslora,
+        loraBias: cfg.loraBias,
+        A,
+        B,
+      });
+    }
+    this.peftConfig.set(name, cfg);
+    this.targetsOf.set(name, paths);
+    if (this.active.length === 0) this.setAdapter(name);
+    else this.applyTrainable();
+  }
+
+  /** Makes one adapter (or several, whose updates add up) active; only active adapters train. */
+  setAdapter(names: string | readonly string[]): void {
+    const list = typeof names === "string" ? [names] : [...names];
+    for (const n of list)
+      if (!this.peftConfig.has(n))
+        throw new PeftError(
+          `adapter "${n}" does not exist; available: ${[...this.peftConfig.keys()].join(", ") || "none"}`,
+        );
+    this.active = list;
+    for (const [, l] of this.loraLayers()) l.activeAdapters = list.filter((n) => l.hasAdapter(n));
+    this.applyTrainable();
+  }
+
+  /** Removes an adapter from every layer; layers left with none go back to plain linears. */
+  deleteAdapter(name: string): void {
+    if (!this.peftConfig.has(name)) throw new PeftError(`adapter "${name}" does not exist`);
+    for (const [path, l] of [...this.loraLayers()]) {
+      if (!l.hasAdapter(name)) continue;
+      l.deleteAdapter(name);
+      if (l.lora_A.size === 0) this.baseModel.setSubmodule(path, l.base_layer);
+    }
+    this.peftConfig.delete(name);
+    this.targetsOf.delete(name);
+    const rest = this.active.filter((n) => n !== name);
+    const next = rest.length ? rest : [...this.peftConfig.keys()].slice(0, 1);
+    this.active = [];
+    if (next.length) this.setAdapter(next);
+  }
+
+  /** Runs fn with every adapter switched off (the base model), as PEFT's disable_adapter(). */
+  withAdaptersDisabled<T>(fn: () => T): T {
+    const layers = [...this.loraLayers()].map(([, l]) => l);
+    const prev = layers.map((l) => l.disabled);
+    for (const l of layers) l.disabled = true;
+    try {
+      return fn();
+    } finally {
+      layers.forEach((l, i) => {
+        l.disabled = prev[i];
+      });
+    }
+  }
+
+  /** Trainable: the active adapters' A and B (and biases per `bias`); the base stays frozen. */
+  private applyTrainable(): void {
+    for (const p of this.baseModel.parameters()) p.requiresGrad = false;
+    const active = new Set(this.active);
+    for (const [, l] of this.loraLayers()) {
+      for (const n of l.lora_A.keys()) {
+        const on = active.has(n);
+        l.lora_A.get(n)!.weight.requiresGrad = on;
+        const b = l.lora_B.get(n)!;
+        b.weight.requiresGrad = on;
+        if (b.bias) b.bias.requiresGrad = on;
+      }
+    }
+    for (const n of this.active) {
+      const cfg = this.peftConfig.get(n)!;
+      if (cfg.bias === "none") continue;
+      for (const [path, m] of this.baseModel.namedModules()) {
+        if (m instanceof LoraLinear) continue;
+        const bias = m.param("bias");
+        if (!bias) continue;
+        const parent = path.endsWith(".base_layer")
+          ? this.baseModel.getSubmodule(path.slice(0, -".base_layer".length))
+          : null;
+        const isLoraBase = parent instanceof LoraLinear;
+        if (cfg.bias === "all" || isLoraBase) bias.requiresGrad = true;
+      }
+    }
+  }
+
+  /** Forward through the base model; `adapterNames` gives each row of the batch its own adapter. */
+  forward(input: Tensor, opts: ForwardOptions = {}): Tensor {
+    const { adapterNames, ...rest } = opts;
+    if (!adapterNames) return this.baseModel.forward(input, rest);
+    for (const n of adapterNames)
+      if (n !== BASE_ROW && !this.peftConfig.has(n))
+        throw new PeftError(`mixed batch: unknown adapter "${n}" (use "${BASE_ROW}" for the base model)`);
+    const layers = [...this.loraLayers()].map(([, l]) => l);
+    for (const l of layers) l.rowAdapters = adapterNames;
+    try {
+      return this.baseModel.forward(input, rest);
+    } finally {
+      for (const l of layers) l.rowAdapters = null;
+    }
+  }
+
+  /** Folds adapters (default: the active ones) into the base weights. */
+  mergeAdapter(names: readonly string[] = this.active, opts: { safeMerge?: boolean } = {}): void {
+    for (const [, l] of this.loraLayers()) l.merge(names, { safe: opts.safeMerge });
+  }
+
+  unmergeAdapter(): void {
+    for (const [, l] of this.loraLayers()) l.unmerge();
+  }
+
+  /**
+   * Merges the active adapters and returns the base model with plain linear layers again
+   * (every adapter removed), as PEFT's merge_and_unload().
+   */
+  mergeAndUnload(opts: { safeMerge?: boolean; adapterNames?: readonly string[] } = {}): M {
+    this.mergeAdapter(opts.adapterNames ?? this.active, opts);
+    return this.unload();
+  }
+
+  /** Removes every adapter without merging and returns the base model. */
+  unload(): M {
+    for (const [path, l] of [...this.loraLayers()]) this.baseModel.setSubmodule(path, l.base_layer);
+    this.peftConfig.clear();
+    this.targetsOf.clear();
+    this.active = [];
+    return this.baseModel;
+  }
+
+  /** PEFT's get_nb_trainable_parameters. */
+  countParameters(): { trainable: number; all: number } {
+    let trainable = 0;
+    let all = 0;
+    for (const p of this.parameters()) {
+      all += p.size;
+      if (p.requiresGrad) trainable += p.size;
+    }
+    return { trainable, all };
+  }
+
+  /** PEFT's exact line: `trainable params: 4,194,304 || all params: … || trainable%: 0.0622`. */
+  trainableParametersLine(): string {
+    const { trainable, all } = this.countParameters();
+    const pct = all === 0 ? 0 : (100 * trainable) / all;
+    return `trainable params: ${trainable.toLocaleString("en-US")} || all params: ${all.toLocaleString("en-US")} || trainable%: ${pct.toFixed(4)}`;
+  }
+
+  printTrainableParameters(print: (line: string) => void = console.log): void {
+    print(this.trainableParametersLine());
+  }
+}
+
+/** Holds the base model as child "model" so paths read base_model.model.… as in PEFT. */
+class BaseModelHolder extends Module {
+  constructor(model: Module) {
+    super();
+    this.addModule("model", model);
+  }
+}
+
+/**
+ * Wraps `model` with a LoRA adapter as PEFT's get_peft_model: the base is frozen, the
+ * targeted linear layers get A and B, and only those train.
+ *
+ * @example
+ * const peft = getPeftModel(model, { r: 16, loraAlpha: 32, targetModules: "all-linear" });
+ * peft.printTrainableParameters();
+ */
+export function getPeftModel<M extends BaseModel>(
+  model: M,
+  config: Partial<LoraConfig> | LoraConfig,
+  adapterName = "default",
+  init: AdapterInit = {},
+): PeftModel<M> {
+  for (const [, m] of model.namedModules())
+    if (m instanceof LoraLinear)
+      throw new PeftError("the model already has LoRA layers; use PeftModel.addAdapter");
+  const pm = new PeftModel(model);
+  pm.addAdapter(adapterName, config, init);
+  return pm;
+}

@@ -1,0 +1,117 @@
+// PEFT adapter folders on disk: adapter_config.json + adapter_model.safetensors, a
+// non-default adapter in a subfolder named after it (PEFT's save_pretrained layout).
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Tensor } from "../../core/tensor.js";
+import { openSafetensors, saveSafetensors } from "../../io/node/index.js";
+import { loraConfigToJson, parseLoraConfig } from "../config.js";
+import { PeftError } from "../errors.js";
+import type { AdapterLoadReport } from "../format.js";
+import { adapterStateDict, loadAdapterTensors } from "../format.js";
+import type { BaseModel } from "../model.js";
+import { PeftModel } from "../model.js";
+
+export const CONFIG_NAME = "adapter_config.json";
+export const WEIGHTS_NAME = "adapter_model.safetensors";
+
+export interface SaveOptions {
+  /** Adapters to save (default: all). */
+  adapterNames?: readonly string[];
+  /** Recorded as base_model_name_or_path. */
+  baseModelNameOrPath?: string | null;
+}
+
+/**
+ * Writes each adapter as PEFT does: "default" into dir, others into dir/<name>.
+ *
+ * @example
+ * savePretrained(peft, "./out/adapter");
+ */
+export function savePretrained(pm: PeftModel, dir: string, opts: SaveOptions = {}): string[] {
+  const names = opts.adapterNames ?? [...pm.peftConfig.keys()];
+  const written: string[] = [];
+  for (const name of names) {
+    const cfg = pm.peftConfig.get(name);
+    if (!cfg) throw new PeftError(`savePretrained: adapter "${name}" does not exist`);
+    const out = name === "default" ? dir : join(dir, name);
+    mkdirSync(out, { recursive: true });
+    const json = loraConfigToJson(cfg, {
+      inferenceMode: true,
+      baseModelNameOrPath: opts.baseModelNameOrPath ?? cfg.baseModelNameOrPath,
+      // "all-linear" is saved as the names it resolved to, as PEFT does.
+      targetModules: resolvedTargets(pm, name) ?? cfg.targetModules,
+    });
+    writeFileSync(join(out, CONFIG_NAME), `${JSON.stringify(json, null, 2)}`);
+    saveSafetensors(join(out, WEIGHTS_NAME), adapterStateDict(pm, name));
+    written.push(out);
+  }
+  return written;
+}
+
+function resolvedTargets(pm: PeftModel, name: string): string[] | null {
+  const cfg = pm.peftConfig.get(name)!;
+  if (cfg.targetModules !== "all-linear" && cfg.targetModules !== null) return null;
+  const paths = pm.targetsOf.get(name) ?? [];
+  return [...new Set(paths.map((p) => p.split(".").pop()!))].sort();
+}
+
+function readAdapterDir(dir: string): {
+  config: ReturnType<typeof parseLoraConfig>;
+  tensors: Map<string, Tensor>;
+} {
+  const cfgPath = join(dir, CONFIG_NAME);
+  if (!existsSync(cfgPath)) throw new PeftError(`${dir}: no ${CONFIG_NAME} (is this a PEFT adapter folder?)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(cfgPath, "utf8"));
+  } catch (e) {
+    throw new PeftError(`${cfgPath}: not valid JSON`, { cause: e });
+  }
+  const config = parseLoraConfig(json, cfgPath);
+  const wPath = join(dir, WEIGHTS_NAME);
+  if (!existsSync(wPath)) {
+    if (existsSync(join(dir, "adapter_model.bin")))
+      throw new PeftError(
+        `${dir}: only adapter_model.bin (a Python pickle) is present. lorakit never runs code from a file, so it reads safetensors only.\n  Convert it once in Python:\n    import torch; from safetensors.torch import save_file\n    save_file(torch.load("adapter_model.bin", weights_only=True), "adapter_model.safetensors", metadata={"format": "pt"})`,
+      );
+    throw new PeftError(`${dir}: no ${WEIGHTS_NAME}`);
+  }
+  const f = openSafetensors(wPath);
+  try {
+    const tensors = new Map<string, Tensor>();
+    for (const n of f.names()) tensors.set(n, f.tensor(n));
+    return { config, tensors };
+  } finally {
+    f.close();
+  }
+}
+
+export interface LoadOptions {
+  adapterName?: string;
+  /** Keep the loaded adapter trainable (default false: inference). */
+  isTrainable?: boolean;
+}
+
+/** Adds the adapter in `dir` to an existing PeftModel. */
+export function loadAdapter(pm: PeftModel, dir: string, opts: LoadOptions = {}): AdapterLoadReport {
+  const name = opts.adapterName ?? "default";
+  const { config, tensors } = readAdapterDir(dir);
+  config.inferenceMode = !opts.isTrainable;
+  return loadAdapterTensors(pm, name, config, tensors, { isTrainable: opts.isTrainable, where: dir });
+}
+
+/**
+ * PEFT's PeftModel.from_pretrained: wraps `model` and loads the adapter in `dir`.
+ *
+ * @example
+ * const peft = fromPretrained(model, "./out/adapter");
+ */
+export function fromPretrained<M extends BaseModel>(
+  model: M,
+  dir: string,
+  opts: LoadOptions = {},
+): PeftModel<M> {
+  const pm = new PeftModel(model);
+  loadAdapter(pm, dir, opts);
+  return pm;
+}

@@ -1,0 +1,155 @@
+// PEFT-style table of LoRA configurations, each run through one battery of identities:
+// B = 0 equals the base model exactly; merged equals unmerged; unmerge restores the base;
+// save → load gives identical outputs; a mixed batch equals per-row single-adapter runs;
+// disable and delete behave.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import type { Tensor } from "../../src/core/index.js";
+import { noGrad, tensor } from "../../src/core/index.js";
+import type { LoraConfig } from "../../src/peft/config.js";
+import { getPeftModel } from "../../src/peft/model.js";
+import { fromPretrained, savePretrained } from "../../src/peft/node/io.js";
+import { tinyModel } from "../util/tiny-model.js";
+
+const IDS = [
+  [3, 7, 11, 2, 9, 30, 4, 1],
+  [5, 5, 40, 12, 8, 19, 22, 6],
+  [1, 2, 3, 4, 5, 6, 7, 8],
+];
+
+function logits(m: { forward(x: Tensor, o?: never): Tensor }, rows = IDS, opts?: unknown): Float32Array {
+  return noGrad(() =>
+    Float32Array.from(m.forward(tensor(rows, [rows.length, rows[0].length], "i32"), opts as never).data),
+  );
+}
+
+function maxDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+function weights(m: ReturnType<typeof tinyModel>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [p, t] of m.namedParameters())
+    out.set(p.replace(".base_layer", ""), Float32Array.from(t.data as Float32Array));
+  return out;
+}
+
+const CASES: [string, Partial<LoraConfig>][] = [
+  ["q,v (architecture default)", { r: 4, loraAlpha: 8 }],
+  ["all-linear", { r: 4, loraAlpha: 16, targetModules: "all-linear" }],
+  [
+    "rsLoRA on attention",
+    { r: 8, loraAlpha: 8, useRslora: true, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] },
+  ],
+  [
+    "rank and alpha patterns",
+    {
+      r: 4,
+      loraAlpha: 8,
+      targetModules: ["q_proj", "v_proj", "down_proj"],
+      rankPattern: { down_proj: 2, "layers\\.1\\.self_attn\\.q_proj": 6 },
+      alphaPattern: { v_proj: 3 },
+    },
+  ],
+  ["layersToTransform", { r: 4, targetModules: ["q_proj", "v_proj"], layersToTransform: [1] }],
+  ["regex target", { r: 2, targetModules: ".*\\.mlp\\.(gate|up)_proj" }],
+  ["bias all + dropout", { r: 4, targetModules: ["q_proj", "v_proj"], bias: "all", loraDropout: 0.1 }],
+];
+
+describe("LoRA battery", () => {
+  for (const [name, cfg] of CASES) {
+    test(name, () => {
+      const model = tinyModel(1);
+      const base = logits(model);
+      const baseW = weights(model);
+
+      // B = 0 at init: exactly the base model.
+      const pm0 = getPeftModel(tinyModel(1), { ...cfg, initLoraWeights: true });
+      assert.equal(maxDiff(logits(pm0), base), 0, "B = 0 must equal the base model exactly");
+
+      // A non-identity adapter (both A and B random).
+      const pm = getPeftModel(model, { ...cfg, initLoraWeights: false }, "default", { seed: 5 });
+      const adapted = logits(pm);
+      assert.ok(maxDiff(adapted, base) > 1e-3, "a random adapter changes the output");
+
+      // Merge = unmerged; unmerge restores the base weights.
+      pm.mergeAdapter();
+      assert.ok(maxDiff(logits(pm), adapted) < 1e-5, "merged equals unmerged");
+      pm.unmergeAdapter();
+      for (const [p, w] of weights(model)) {
+        const b = baseW.get(p);
+        if (b) assert.ok(maxDiff(w, b) < 1e-6, `unmerge restores ${p}`);
+      }
+      assert.ok(maxDiff(logits(pm), adapted) < 1e-6);
+
+      // Disable is the base model; enabling again is the adapter.
+      assert.ok(
+        maxDiff(
+          pm.withAdaptersDisabled(() => logits(pm)),
+          base,
+        ) < 1e-6,
+      );
+      assert.ok(maxDiff(logits(pm), adapted) < 1e-6);
+
+      // Save → load into a fresh base gives identical outputs.
+      const dir = mkdtempSync(join(tmpdir(), "lorakit-peft-"));
+      savePretrained(pm, dir);
+      const cfgJson = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8"));
+      assert.equal(cfgJson.peft_type, "LORA");
+      assert.equal(cfgJson.inference_mode, true);
+      assert.deepEqual(Object.keys(cfgJson), Object.keys(cfgJson).sort());
+      const loaded = fromPretrained(tinyModel(1), dir);
+      assert.equal(maxDiff(logits(loaded), adapted), 0, "save → load is exact");
+
+      // A second adapter; a mixed batch equals per-row single-adapter runs.
+      pm.addAdapter("other", { ...cfg, initLoraWeights: false }, { seed: 9 });
+      pm.setAdapter("other");
+      const other = logits(pm);
+      pm.setAdapter("default");
+      const rows = ["other", "__base__", "default"];
+      const mixed = logits(pm, IDS, { adapterNames: rows });
+      const V = 48;
+      const per = IDS[0].length * V;
+      const want = [other, base, adapted];
+      for (let r = 0; r < 3; r++)
+        assert.ok(
+          maxDiff(mixed.subarray(r * per, (r + 1) * per), want[r].subarray(r * per, (r + 1) * per)) < 1e-5,
+          `row ${r}`,
+        );
+
+      // Delete: the remaining adapter still works; deleting the last gives the base back.
+      pm.deleteAdapter("other");
+      assert.ok(maxDiff(logits(pm), adapted) < 1e-6);
+      pm.deleteAdapter("default");
+      assert.ok(maxDiff(logits(pm), base) < 1e-6);
+    });
+  }
+});
+
+describe("trainable parameters", () => {
+  test("PEFT's line, and only A/B (and biases when asked) train", () => {
+    const pm = getPeftModel(tinyModel(2), { r: 4, targetModules: ["q_proj", "v_proj"] });
+    // q_proj: 32→32 (A 4×32 + B 32×4 = 256), v_proj: 32→16 (A 4×32 + B 16×4 = 192), 2 layers.
+    const { trainable, all } = pm.countParameters();
+    assert.equal(trainable, 2 * (256 + 192));
+    const line = pm.trainableParametersLine();
+    assert.match(line, /^trainable params: 896 \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}$/);
+    assert.equal(
+      line,
+      `trainable params: 896 || all params: ${all.toLocaleString("en-US")} || trainable%: ${((100 * 896) / all).toFixed(4)}`,
+    );
+  });
+  test("merge-and-unload returns a plain model equal to the adapted one", () => {
+    const pm = getPeftModel(tinyModel(3), { r: 4, targetModules: "all-linear", initLoraWeights: false });
+    const adapted = logits(pm);
+    const plain = pm.mergeAndUnload({ safeMerge: true });
+    assert.ok(maxDiff(logits(plain), adapted) < 1e-5);
+    for (const [p] of plain.namedParameters())
+      assert.ok(!p.includes("lora_") && !p.includes("base_layer"), p);
+  });
+});
