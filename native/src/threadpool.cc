@@ -1,14 +1,32 @@
+// A small std::thread pool (no libgomp). The caller runs chunk 0 itself; workers spin
+// briefly on an atomic ticket before sleeping on a condition variable, so back-to-back
+// kernels (a training step issues hundreds) do not pay a futex wake-up each.
 #include "threadpool.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LORAKIT_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define LORAKIT_PAUSE() __asm__ __volatile__("yield")
+#else
+#define LORAKIT_PAUSE() std::this_thread::yield()
+#endif
+
 namespace lorakit {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+// How long an idle worker (or a waiting caller) spins before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(60);
 
 class Pool {
  public:
@@ -19,53 +37,81 @@ class Pool {
 
   void resize(int n) {
     if (n < 1) n = 1;
+    if (n > 1024) n = 1024;
     stop();
-    quit_ = false;
+    quit_.store(false);
     for (int i = 0; i < n - 1; i++) workers_.emplace_back([this, i] { loop(i + 1); });
   }
 
+  // Another thread (a second JS worker thread) is inside run(): the caller then runs its
+  // work inline instead of mixing two jobs in one pool.
+  bool try_begin() { return !busy_.exchange(true, std::memory_order_acquire); }
+  void end() { busy_.store(false, std::memory_order_release); }
+
   // Runs task(t) for t in [0, nt) with t = 0 on the caller.
   void run(int nt, const std::function<void(int)>& task) {
+    pending_.store(nt - 1, std::memory_order_relaxed);
+    task_.store(&task, std::memory_order_relaxed);
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      task_ = &task;
-      ntasks_ = nt;
-      pending_ = nt - 1;
-      generation_++;
+      std::lock_guard<std::mutex> lk(mu_);
+      gen_++;
+      ticket_.store((gen_ << 16) | static_cast<uint64_t>(nt), std::memory_order_release);
     }
     cv_.notify_all();
     task(0);
-    std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
-    task_ = nullptr;
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    const auto until = Clock::now() + kSpin;
+    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; i++) {
+      LORAKIT_PAUSE();
+      if ((i & 63) == 63 && Clock::now() > until) {
+        std::unique_lock<std::mutex> lk(mu_);
+        done_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+        break;
+      }
+    }
   }
 
  private:
   void loop(int id) {
-    uint64_t seen = 0;
+    uint64_t seen = ticket_.load(std::memory_order_acquire) >> 16;
     for (;;) {
-      const std::function<void(int)>* task;
-      int nt;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        cv_.wait(lk, [&] { return quit_ || generation_ != seen; });
-        if (quit_) return;
-        seen = generation_;
-        task = task_;
-        nt = ntasks_;
+      uint64_t t = ticket_.load(std::memory_order_acquire);
+      if ((t >> 16) == seen) {
+        const auto until = Clock::now() + kSpin;
+        for (int i = 0;; i++) {
+          if (quit_.load(std::memory_order_relaxed)) return;
+          t = ticket_.load(std::memory_order_acquire);
+          if ((t >> 16) != seen) break;
+          LORAKIT_PAUSE();
+          if ((i & 63) == 63 && Clock::now() > until) {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] {
+              return quit_.load() || (ticket_.load(std::memory_order_acquire) >> 16) != seen;
+            });
+            if (quit_.load()) return;
+            t = ticket_.load(std::memory_order_acquire);
+            break;
+          }
+        }
       }
+      seen = t >> 16;
+      const int nt = static_cast<int>(t & 0xFFFF);
       if (id < nt) {
-        (*task)(id);
-        std::unique_lock<std::mutex> lk(mu_);
-        if (--pending_ == 0) done_cv_.notify_one();
+        // The caller cannot publish another task before this one is counted down, so
+        // task_ still belongs to ticket t here.
+        (*task_.load(std::memory_order_acquire))(id);
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          std::lock_guard<std::mutex> lk(mu_);
+          done_cv_.notify_one();
+        }
       }
     }
   }
 
   void stop() {
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      quit_ = true;
+      std::lock_guard<std::mutex> lk(mu_);
+      quit_.store(true);
     }
     cv_.notify_all();
     for (auto& w : workers_) w.join();
@@ -75,11 +121,12 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* task_ = nullptr;
-  int ntasks_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
-  bool quit_ = false;
+  std::atomic<const std::function<void(int)>*> task_{nullptr};
+  std::atomic<uint64_t> ticket_{0};  // (generation << 16) | number of tasks
+  std::atomic<int> pending_{0};
+  std::atomic<bool> quit_{false};
+  std::atomic<bool> busy_{false};
+  uint64_t gen_ = 0;
 };
 
 int default_threads() {
@@ -107,14 +154,16 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   if (grain < 1) grain = 1;
   int64_t chunks = (n + grain - 1) / grain;
   int nt = static_cast<int>(std::min<int64_t>(chunks, num_threads()));
-  if (nt <= 1) {
+  Pool& p = pool();
+  if (nt <= 1 || !p.try_begin()) {
     fn(0, n);
     return;
   }
-  pool().run(nt, [&](int t) {
+  p.run(nt, [&](int t) {
     int64_t b = n * t / nt, e = n * (t + 1) / nt;
     if (b < e) fn(b, e);
   });
+  p.end();
 }
 
 }  // namespace lorakit

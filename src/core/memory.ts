@@ -100,7 +100,6 @@ export function keep<T extends Disposable>(t: T): T {
   return t;
 }
 
-// biome-ignore lint/suspicious/noConfusingVoidType: tidy takes callbacks that return nothing
 type Returned =
   | Disposable
   | readonly Returned[]
@@ -110,6 +109,7 @@ type Returned =
   | boolean
   | undefined
   | null
+  // biome-ignore lint/suspicious/noConfusingVoidType: tidy takes callbacks that return nothing
   | void;
 
 function collectReturned(v: unknown, out: Set<unknown>, depth = 0): void {

@@ -4,7 +4,7 @@ import { fmtShape } from "../core/errors.js";
 import type { Tensor } from "../core/tensor.js";
 import type { LoraConfig } from "./config.js";
 import { PeftError } from "./errors.js";
-import { LoraLinear } from "./lora/layer.js";
+
 import type { PeftModel } from "./model.js";
 
 export const KEY_PREFIX = "base_model.model.";
@@ -122,7 +122,7 @@ export function loadAdapterTensors(
       continue;
     }
     const mpath = k.slice(0, -".bias".length);
-    let target;
+    let target: ReturnType<typeof pm.baseModel.getSubmodule>;
     try {
       target = pm.baseModel.getSubmodule(mpath);
     } catch {

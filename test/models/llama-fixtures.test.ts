@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { crossEntropy, noGrad, reshape, slice, tensor, tidy } from "../../src/core/index.js";
 import { generate } from "../../src/models/generate.js";
-import { loadModel } from "../../src/models/llama/load.js";
+import { loadModel } from "../../src/models/node/load.js";
 import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
 
 function repoRoot(): string {
