@@ -15,6 +15,9 @@ const main = defineCommand({
     info: () => import("./commands/info.js").then((m) => m.infoCommand),
     eval: () => import("./commands/eval.js").then((m) => m.evalCommand),
     generate: () => import("./commands/generate.js").then((m) => m.generateCommand),
+    train: () => import("./commands/train.js").then((m) => m.trainCommand),
+    demo: () => import("./commands/demo.js").then((m) => m.demoCommand),
+    "build-demo-base": () => import("./commands/build-demo-base.js").then((m) => m.buildDemoBaseCommand),
   },
 });
 

@@ -32,7 +32,11 @@ export function fmtBytes(n: number): string {
 }
 
 /** Parses a numeric flag, naming it in the error. */
-export function numArg(name: string, v: unknown, opts: { int?: boolean; min?: number; max?: number } = {}): number {
+export function numArg(
+  name: string,
+  v: unknown,
+  opts: { int?: boolean; min?: number; max?: number } = {},
+): number {
   const n = typeof v === "number" ? v : Number(v);
   if (v === undefined || v === "" || !Number.isFinite(n) || (opts.int && !Number.isInteger(n)))
     throw new CliError(`--${name} must be ${opts.int ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);

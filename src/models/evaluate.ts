@@ -38,8 +38,16 @@ export function evaluateNll(
       const group: number[][] = [];
       while (i < windows.length && group.length < B && windows[i].length === len) group.push(windows[i++]);
       tidy(() => {
-        const inputs = tensor(group.map((w) => w.slice(0, -1)), [group.length, len - 1], "i32");
-        const targets = tensor(group.map((w) => w.slice(1)), [group.length * (len - 1)], "i32");
+        const inputs = tensor(
+          group.map((w) => w.slice(0, -1)),
+          [group.length, len - 1],
+          "i32",
+        );
+        const targets = tensor(
+          group.map((w) => w.slice(1)),
+          [group.length * (len - 1)],
+          "i32",
+        );
         const logits = model.forward(inputs);
         const s = crossEntropy(reshape(logits, [-1, logits.shape[2]]), targets, { reduction: "sum" }).item();
         total += s;

@@ -20,7 +20,8 @@ export const evalCommand = defineCommand({
     json: { type: "boolean", description: "print one JSON object on stdout" },
   },
   async run({ args }) {
-    const threads = args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
+    const threads =
+      args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
     const backendName = await setupBackend(threads);
     const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
     const file = requireArg("text", args.text);
@@ -31,12 +32,14 @@ export const evalCommand = defineCommand({
       throw new CliError(`--text ${file}: cannot read it`, { cause: e });
     }
     const ids = tokenizer.encode(text, { addSpecialTokens: false });
-    if (ids.length < 2) throw new CliError(`--text ${file}: ${ids.length} token(s); at least 2 are needed to predict one`);
+    if (ids.length < 2)
+      throw new CliError(`--text ${file}: ${ids.length} token(s); at least 2 are needed to predict one`);
     const seqLen =
       args["seq-len"] === undefined
         ? Math.min(model.config.maxPositionEmbeddings, 1024)
         : numArg("seq-len", args["seq-len"], { int: true, min: 2 });
-    const batchSize = args["batch-size"] === undefined ? 4 : numArg("batch-size", args["batch-size"], { int: true, min: 1 });
+    const batchSize =
+      args["batch-size"] === undefined ? 4 : numArg("batch-size", args["batch-size"], { int: true, min: 1 });
     const t0 = performance.now();
     const r = evaluateNll(model, ids, { seqLen, batchSize });
     const seconds = (performance.now() - t0) / 1000;
@@ -52,6 +55,8 @@ export const evalCommand = defineCommand({
     };
     if (args.json) return printJson(result);
     log(`backend ${backendName}, ${r.windows} window(s) of ≤ ${seqLen} tokens`);
-    out(`loss ${r.loss.toFixed(6)} nats over ${r.tokens} tokens (perplexity ${result.perplexity.toFixed(3)}) in ${seconds.toFixed(2)} s`);
+    out(
+      `loss ${r.loss.toFixed(6)} nats over ${r.tokens} tokens (perplexity ${result.perplexity.toFixed(3)}) in ${seconds.toFixed(2)} s`,
+    );
   },
 });

@@ -21,7 +21,8 @@ export const generateCommand = defineCommand({
     json: { type: "boolean", description: "print one JSON object on stdout" },
   },
   async run({ args }) {
-    const threads = args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
+    const threads =
+      args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
     await setupBackend(threads);
     const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
     const prompt = requireArg("prompt", args.prompt);
@@ -30,13 +31,21 @@ export const generateCommand = defineCommand({
       if (tokenizer.bosTokenId === null) throw new CliError("--add-bos: the tokenizer has no BOS token");
       promptIds.unshift(tokenizer.bosTokenId);
     }
-    if (promptIds.length === 0) throw new CliError("--prompt encodes to no tokens; give some text (or --add-bos)");
-    const maxNewTokens = args["max-new-tokens"] === undefined ? 64 : numArg("max-new-tokens", args["max-new-tokens"], { int: true, min: 0 });
+    if (promptIds.length === 0)
+      throw new CliError("--prompt encodes to no tokens; give some text (or --add-bos)");
+    const maxNewTokens =
+      args["max-new-tokens"] === undefined
+        ? 64
+        : numArg("max-new-tokens", args["max-new-tokens"], { int: true, min: 0 });
     const limit = model.config.maxPositionEmbeddings;
     if (promptIds.length + maxNewTokens > limit)
-      throw new CliError(`prompt (${promptIds.length} tokens) + --max-new-tokens ${maxNewTokens} exceed the model's ${limit} positions`);
-    const eos = [tokenizer.eosTokenId, ...(Array.isArray(model.config.eosTokenId) ? model.config.eosTokenId : [model.config.eosTokenId])]
-      .filter((x): x is number => typeof x === "number");
+      throw new CliError(
+        `prompt (${promptIds.length} tokens) + --max-new-tokens ${maxNewTokens} exceed the model's ${limit} positions`,
+      );
+    const eos = [
+      tokenizer.eosTokenId,
+      ...(Array.isArray(model.config.eosTokenId) ? model.config.eosTokenId : [model.config.eosTokenId]),
+    ].filter((x): x is number => typeof x === "number");
     let streamed = 0;
     const tokens: number[] = [];
     const t0 = performance.now();
@@ -62,7 +71,13 @@ export const generateCommand = defineCommand({
     const seconds = (performance.now() - t0) / 1000;
     const text = tokenizer.decode(ids);
     if (args.json)
-      return printJson({ tokens: ids, text, prompt_tokens: promptIds.length, seconds, tokens_per_second: ids.length / seconds });
+      return printJson({
+        tokens: ids,
+        text,
+        prompt_tokens: promptIds.length,
+        seconds,
+        tokens_per_second: ids.length / seconds,
+      });
     process.stdout.write(`${text.slice(streamed)}\n`);
     log(`${ids.length} tokens in ${seconds.toFixed(2)} s (${(ids.length / seconds).toFixed(1)} tokens/s)`);
   },

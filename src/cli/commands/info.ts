@@ -5,7 +5,10 @@ import { loadModel } from "../../models/node/load.js";
 import { fmtBytes, fmtInt, out, printJson, requireArg } from "../output.js";
 
 export const infoCommand = defineCommand({
-  meta: { name: "info", description: "Architecture, parameter count and memory of a Hugging Face model folder" },
+  meta: {
+    name: "info",
+    description: "Architecture, parameter count and memory of a Hugging Face model folder",
+  },
   args: {
     model: { type: "string", description: "model folder (config.json + safetensors)", required: true },
     json: { type: "boolean", description: "print one JSON object" },
@@ -40,10 +43,17 @@ export const infoCommand = defineCommand({
       memory: byDtype,
     };
     if (args.json) return printJson(info);
-    out(`${dir}: ${c.modelType}, ${c.numHiddenLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}`);
-    out(`  heads ${c.numAttentionHeads} (kv ${c.numKeyValueHeads}, head dim ${c.headDim}), vocab ${c.vocabSize}, tied embeddings: ${c.tieWordEmbeddings}`);
-    out(`  rope theta ${c.ropeTheta}${c.ropeScaling ? `, scaling ${JSON.stringify(c.ropeScaling)}` : ""}, max positions ${c.maxPositionEmbeddings}`);
+    out(
+      `${dir}: ${c.modelType}, ${c.numHiddenLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}`,
+    );
+    out(
+      `  heads ${c.numAttentionHeads} (kv ${c.numKeyValueHeads}, head dim ${c.headDim}), vocab ${c.vocabSize}, tied embeddings: ${c.tieWordEmbeddings}`,
+    );
+    out(
+      `  rope theta ${c.ropeTheta}${c.ropeScaling ? `, scaling ${JSON.stringify(c.ropeScaling)}` : ""}, max positions ${c.maxPositionEmbeddings}`,
+    );
     out(`  parameters: ${fmtInt(total)}`);
-    for (const [d, e] of Object.entries(byDtype)) out(`  ${d}: ${fmtInt(e.params)} params in ${e.tensors} tensors, ${fmtBytes(e.bytes)}`);
+    for (const [d, e] of Object.entries(byDtype))
+      out(`  ${d}: ${fmtInt(e.params)} params in ${e.tensors} tensors, ${fmtBytes(e.bytes)}`);
   },
 });

@@ -19,6 +19,17 @@ import { cachedAttention } from "./kv-cache.js";
 /** transformers' default initializer_range, used when lorakit builds a fresh model. */
 const INIT_STD = 0.02;
 
+/**
+ * A linear layer initialised as transformers' LlamaPreTrainedModel._init_weights does:
+ * W ~ N(0, initializer_range²), bias 0 (all zeros when no rng: weights come from a checkpoint).
+ */
+function hfLinear(inF: number, outF: number, bias: boolean, rng?: Rng): Linear {
+  return new Linear(inF, outF, {
+    weight: rng ? randNormal(rng, [outF, inF], 0, INIT_STD) : undefined,
+    bias,
+  });
+}
+
 /** Per-forward context shared by the layers: rotary tables and the optional KV cache. */
 export interface ForwardContext {
   cos: Tensor;
@@ -49,10 +60,10 @@ export class LlamaAttention extends Module {
     const C = cfg.hiddenSize;
     const qkvBias = cfg.qkvBias;
     const oBias = cfg.oProjBias;
-    this.q_proj = this.addModule("q_proj", new Linear(C, this.H * this.D, { bias: qkvBias, rng }));
-    this.k_proj = this.addModule("k_proj", new Linear(C, this.Hkv * this.D, { bias: qkvBias, rng }));
-    this.v_proj = this.addModule("v_proj", new Linear(C, this.Hkv * this.D, { bias: qkvBias, rng }));
-    this.o_proj = this.addModule("o_proj", new Linear(this.H * this.D, C, { bias: oBias, rng }));
+    this.q_proj = this.addModule("q_proj", hfLinear(C, this.H * this.D, qkvBias, rng));
+    this.k_proj = this.addModule("k_proj", hfLinear(C, this.Hkv * this.D, qkvBias, rng));
+    this.v_proj = this.addModule("v_proj", hfLinear(C, this.Hkv * this.D, qkvBias, rng));
+    this.o_proj = this.addModule("o_proj", hfLinear(this.H * this.D, C, oBias, rng));
   }
 
   protected override onChildSet(name: string, m: Module): void {
@@ -77,15 +88,9 @@ export class LlamaMLP extends Module {
   constructor(cfg: LlamaConfig, rng?: Rng) {
     super();
     const bias = cfg.mlpBias;
-    this.gate_proj = this.addModule(
-      "gate_proj",
-      new Linear(cfg.hiddenSize, cfg.intermediateSize, { bias, rng }),
-    );
-    this.up_proj = this.addModule("up_proj", new Linear(cfg.hiddenSize, cfg.intermediateSize, { bias, rng }));
-    this.down_proj = this.addModule(
-      "down_proj",
-      new Linear(cfg.intermediateSize, cfg.hiddenSize, { bias, rng }),
-    );
+    this.gate_proj = this.addModule("gate_proj", hfLinear(cfg.hiddenSize, cfg.intermediateSize, bias, rng));
+    this.up_proj = this.addModule("up_proj", hfLinear(cfg.hiddenSize, cfg.intermediateSize, bias, rng));
+    this.down_proj = this.addModule("down_proj", hfLinear(cfg.intermediateSize, cfg.hiddenSize, bias, rng));
   }
   protected override onChildSet(name: string, m: Module): void {
     (this as unknown as Record<string, Module>)[name] = m;

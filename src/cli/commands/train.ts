@@ -1,0 +1,78 @@
+import { defineCommand } from "citty";
+import { log, out, printJson } from "../output.js";
+import { TrainProgress } from "../progress.js";
+import { lossChartLines, runTraining } from "../run-training.js";
+import { setupBackend } from "../setup.js";
+import { readConfigFile, resolveTrainOptions } from "../train-options.js";
+
+const s = (description: string) => ({ type: "string" as const, description });
+const b = (description: string) => ({ type: "boolean" as const, description });
+
+export const trainCommand = defineCommand({
+  meta: {
+    name: "train",
+    description: "Fine-tune a LoRA adapter (or the full model) and save it in PEFT format",
+  },
+  args: {
+    model: s("base model folder (Hugging Face layout)"),
+    data: s("training data: .txt (plain text) or .jsonl (text / prompt+completion / alpaca / chat messages)"),
+    out: s("output folder: adapter, loss.csv, loss.svg, checkpoints/"),
+    config: s("YAML or JSON file of options (flags override it)"),
+    "valid-data": s("separate validation file"),
+    steps: s("optimizer steps (default 100)"),
+    "batch-size": s("sequences per micro-batch (default 4)"),
+    "seq-len": s("tokens per sequence (default 128)"),
+    "grad-accum": s("micro-batches per step (default 1)"),
+    lr: s("learning rate (default 2e-4)"),
+    schedule: s("constant | linear | cosine (default cosine)"),
+    "warmup-steps": s("linear warm-up steps (default 0)"),
+    "weight-decay": s("AdamW weight decay (default 0)"),
+    "max-grad-norm": s("clip the gradient norm (default 1; 0 = off)"),
+    "lora-plus-ratio": s("LoRA+: B learns this many times faster than A (e.g. 16)"),
+    r: s("LoRA rank (default 8)"),
+    "lora-alpha": s("LoRA alpha (default 16)"),
+    "lora-dropout": s("dropout on the adapter input (default 0)"),
+    "target-modules": s("q_proj,v_proj,... or all-linear (default q_proj,v_proj)"),
+    "use-rslora": b("scale alpha/√r instead of alpha/r"),
+    seed: s("seed for init, data order and dropout (default 0)"),
+    threads: s("kernel threads (default: all cores)"),
+    "eval-every": s("evaluate every N steps (default: before and after only)"),
+    "valid-fraction": s("fraction held out for eval (default 0.05)"),
+    "checkpoint-every": s("write a resumable checkpoint every N steps"),
+    resume: s("resume from a checkpoint folder, or 'true' for the latest under OUT/checkpoints"),
+    full: b("full fine-tuning: every parameter trains; writes a model instead of an adapter"),
+    pack: b("pack short examples into full sequences"),
+    "train-on-prompt": b("also train on prompt / user tokens"),
+    "log-every": s("print a line every N steps when not on a terminal (default 1)"),
+    json: b("print one JSON summary on stdout"),
+  },
+  async run({ args }) {
+    const file = typeof args.config === "string" ? readConfigFile(args.config) : {};
+    const flags: Record<string, unknown> = { ...args };
+    delete flags.config;
+    delete flags.json;
+    delete flags._;
+    const o = resolveTrainOptions(file, flags);
+    const backendName = await setupBackend(o.threads ?? undefined);
+    log(`lorakit train: backend ${backendName}`);
+    const progress = new TrainProgress({ json: Boolean(args.json), logEvery: o.logEvery });
+    let run: Awaited<ReturnType<typeof runTraining>>;
+    try {
+      run = await runTraining(o, (ev) => progress.event(ev));
+    } finally {
+      progress.stop();
+    }
+    const sm = run.summary;
+    if (args.json) return printJson({ ...sm, backend: backendName });
+    for (const l of lossChartLines(run.losses)) log(l);
+    out(sm.trainable_line);
+    out(
+      `trained ${sm.steps} steps in ${sm.seconds.toFixed(1)} s (${sm.tokens_per_second.toFixed(0)} tokens/s); final loss ${sm.final_loss.toFixed(4)}`,
+    );
+    if (sm.eval_loss_before !== null || sm.eval_loss_after !== null)
+      out(
+        `eval loss: before ${sm.eval_loss_before?.toFixed(4) ?? "-"} → after ${sm.eval_loss_after?.toFixed(4) ?? "-"}`,
+      );
+    out(`wrote ${sm.out} (adapter or model, loss.csv, loss.svg)`);
+  },
+});

@@ -1,0 +1,232 @@
+// The body of `lorakit train` (also used by the demo): load, wrap, train, save.
+import { cpSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Rng } from "../core/rng.js";
+import type { Tensor } from "../core/tensor.js";
+import type { LlamaForCausalLM } from "../models/llama/model.js";
+import { loadModel, saveModel } from "../models/node/load.js";
+import { AdamW } from "../optim/adamw.js";
+import { createLoraPlusOptimizer } from "../optim/lora-plus.js";
+import { LrScheduler, scheduleByName } from "../optim/schedule.js";
+import type { PeftModel } from "../peft/model.js";
+import { getPeftModel } from "../peft/model.js";
+import { savePretrained } from "../peft/node/io.js";
+import { loadTokenizer } from "../tokenizer/node.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { Batcher, evalBatches, padIdFor } from "../train/data.js";
+import { loadSplits } from "../train/data-node.js";
+import { latestCheckpoint, loadCheckpoint, restoreParams, saveCheckpoint } from "../train/node/checkpoint.js";
+import type { TrainableModel, TrainEvent } from "../train/trainer.js";
+import { evaluateBatches, Trainer } from "../train/trainer.js";
+import { CliError, log } from "./output.js";
+import { asciiChart, lineChartSvg } from "./plot.js";
+import type { TrainOptions } from "./train-options.js";
+
+export interface TrainSummary {
+  steps: number;
+  final_loss: number;
+  tokens_per_second: number;
+  eval_loss_before: number | null;
+  eval_loss_after: number | null;
+  trainable_params: number;
+  all_params: number;
+  trainable_line: string;
+  seconds: number;
+  out: string;
+  resumed_from: string | null;
+  train_examples: number;
+  valid_examples: number;
+}
+
+export interface TrainRun {
+  summary: TrainSummary;
+  model: LlamaForCausalLM;
+  peft: PeftModel<LlamaForCausalLM> | null;
+  tokenizer: Tokenizer;
+  losses: { step: number; loss: number; lr: number }[];
+  evals: { step: number; loss: number }[];
+}
+
+export async function runTraining(
+  o: TrainOptions,
+  onEvent: (ev: TrainEvent) => void,
+  quiet = false,
+): Promise<TrainRun> {
+  const say = quiet ? () => {} : log;
+  const t0 = performance.now();
+  const { model } = loadModel(o.model);
+  const tokenizer = loadTokenizer(o.model);
+  const { train, valid, data } = loadSplits(o.data, tokenizer, {
+    seqLen: o.seqLen,
+    validPath: o.validData ?? undefined,
+    validFraction: o.validData ? 0 : o.validFraction,
+    seed: o.seed,
+    pack: o.pack,
+    trainOnPrompt: o.trainOnPrompt,
+  });
+  if (train.length === 0) throw new CliError(`--data ${o.data}: no training examples after the split`);
+  say(
+    `data: ${data.stats.examples} examples, ${data.stats.tokens} tokens → ${train.length} train / ${valid.length} valid`,
+  );
+
+  let peft: PeftModel<LlamaForCausalLM> | null = null;
+  let trainable: TrainableModel;
+  if (o.full) {
+    for (const [, p] of model.namedParameters()) p.requiresGrad = true;
+    trainable = model;
+  } else {
+    peft = getPeftModel(
+      model,
+      {
+        r: o.r,
+        loraAlpha: o.loraAlpha,
+        loraDropout: o.loraDropout,
+        targetModules: o.targetModules,
+        useRslora: o.useRslora,
+        baseModelNameOrPath: o.model,
+      },
+      "default",
+      { seed: o.seed },
+    );
+    peft.rng.setState(new Rng(o.seed + 1).getState());
+    trainable = peft;
+  }
+  const named = [...trainable.namedParameters()].filter(([, p]) => p.requiresGrad);
+  const all = [...trainable.namedParameters()].reduce((a, [, p]) => a + p.size, 0);
+  const nTrain = named.reduce((a, [, p]) => a + p.size, 0);
+  const pct = (100 * nTrain) / all;
+  const line = `trainable params: ${nTrain.toLocaleString("en-US")} || all params: ${all.toLocaleString("en-US")} || trainable%: ${pct.toFixed(4)}`;
+  say(line);
+
+  const opt =
+    o.loraPlusRatio !== null && !o.full
+      ? createLoraPlusOptimizer(named, {
+          lr: o.lr,
+          loraPlusLrRatio: o.loraPlusRatio,
+          weightDecay: o.weightDecay,
+        })
+      : new AdamW(
+          named.map(([, p]) => p),
+          { lr: o.lr, weightDecay: o.weightDecay },
+        );
+  const sched = new LrScheduler(
+    opt,
+    scheduleByName(o.schedule, { numWarmupSteps: o.warmupSteps, numTrainingSteps: o.steps }),
+  );
+  const padId = padIdFor(tokenizer);
+  const batcher = new Batcher(train, { batchSize: o.batchSize, seqLen: o.seqLen, seed: o.seed, padId });
+  const validBatches = valid.length
+    ? evalBatches(valid, { batchSize: o.batchSize, seqLen: o.seqLen, padId })
+    : [];
+  const trainer = new Trainer(trainable, batcher, opt, sched, {
+    steps: o.steps,
+    gradAccumulation: o.gradAccum,
+    maxGradNorm: o.maxGradNorm,
+    evalEvery: o.evalEvery,
+    evalBatches: validBatches,
+    checkpointEvery: o.checkpointEvery,
+    rng: peft?.rng ?? null,
+  });
+
+  const ckptRoot = join(o.out, "checkpoints");
+  const liveParams = new Map<string, Tensor>(named);
+  let resumedFrom: string | null = null;
+  if (o.resume) {
+    const dir = typeof o.resume === "string" ? o.resume : latestCheckpoint(ckptRoot);
+    if (!dir || !existsSync(dir))
+      throw new CliError(
+        `--resume: no checkpoint found${typeof o.resume === "string" ? ` at ${o.resume}` : ` under ${ckptRoot}`}`,
+      );
+    const ck = loadCheckpoint(dir);
+    restoreParams(liveParams, ck.params, dir);
+    trainer.restore(ck.state);
+    resumedFrom = dir;
+    say(`resumed from ${dir} at step ${ck.state.step}`);
+  }
+
+  const evalBefore =
+    validBatches.length && !resumedFrom ? evaluateBatches(trainable, validBatches).loss : null;
+  if (evalBefore !== null) say(`eval loss before training: ${evalBefore.toFixed(4)}`);
+  const evals: { step: number; loss: number }[] = [];
+  let end: Extract<TrainEvent, { type: "end" }> | null = null;
+  for (const ev of trainer.run()) {
+    onEvent(ev);
+    if (ev.type === "eval") evals.push({ step: ev.step, loss: ev.loss });
+    if (ev.type === "checkpoint") saveCheckpoint(ckptRoot, liveParams, ev.state);
+    if (ev.type === "end") end = ev;
+  }
+  const evalAfter = evals.length ? evals[evals.length - 1].loss : null;
+
+  mkdirSync(o.out, { recursive: true });
+  if (peft) savePretrained(peft, o.out, { baseModelNameOrPath: o.model });
+  else {
+    saveModel(model, o.out);
+    for (const f of [
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "generation_config.json",
+    ])
+      if (existsSync(join(o.model, f))) cpSync(join(o.model, f), join(o.out, f));
+  }
+  writeLossFiles(o.out, trainer.losses, evals);
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    summary: {
+      steps: trainer.step,
+      final_loss: end?.finalLoss ?? Number.NaN,
+      tokens_per_second: end?.tokensPerSecond ?? 0,
+      eval_loss_before: evalBefore,
+      eval_loss_after: evalAfter,
+      trainable_params: nTrain,
+      all_params: all,
+      trainable_line: line,
+      seconds,
+      out: o.out,
+      resumed_from: resumedFrom,
+      train_examples: train.length,
+      valid_examples: valid.length,
+    },
+    model,
+    peft,
+    tokenizer,
+    losses: trainer.losses,
+    evals,
+  };
+}
+
+/** loss.csv (step, loss, lr, eval_loss) and loss.svg in the output folder. */
+export function writeLossFiles(
+  out: string,
+  losses: { step: number; loss: number; lr: number }[],
+  evals: { step: number; loss: number }[],
+): void {
+  const ev = new Map(evals.map((e) => [e.step, e.loss]));
+  const rows = [
+    "step,loss,lr,eval_loss",
+    ...losses.map((l) => `${l.step},${l.loss},${l.lr},${ev.get(l.step) ?? ""}`),
+  ];
+  writeFileSync(join(out, "loss.csv"), `${rows.join("\n")}\n`);
+  writeFileSync(
+    join(out, "loss.svg"),
+    lineChartSvg(
+      [
+        { name: "train loss", color: "#1f77b4", points: losses.map((l) => ({ x: l.step, y: l.loss })) },
+        {
+          name: "eval loss",
+          color: "#d62728",
+          markers: true,
+          points: evals.map((e) => ({ x: e.step, y: e.loss })),
+        },
+      ],
+      { title: "lorakit training loss", xLabel: "step", yLabel: "loss (nats/token)" },
+    ),
+  );
+}
+
+export function lossChartLines(losses: { loss: number }[]): string[] {
+  return asciiChart(
+    losses.map((l) => l.loss),
+    { width: 60, rows: 8 },
+  );
+}

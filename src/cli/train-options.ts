@@ -1,0 +1,198 @@
+// `lorakit train` options: defaults ← a YAML/JSON config file ← command-line flags.
+// Keys are the flag names (kebab-case; snake_case and camelCase are accepted in files).
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { CliError } from "./output.js";
+
+export interface TrainOptions {
+  model: string;
+  data: string;
+  out: string;
+  validData: string | null;
+  steps: number;
+  batchSize: number;
+  seqLen: number;
+  gradAccum: number;
+  lr: number;
+  schedule: "constant" | "linear" | "cosine";
+  warmupSteps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  loraPlusRatio: number | null;
+  r: number;
+  loraAlpha: number;
+  loraDropout: number;
+  targetModules: string[] | string;
+  useRslora: boolean;
+  seed: number;
+  threads: number | null;
+  evalEvery: number;
+  validFraction: number;
+  checkpointEvery: number;
+  resume: string | boolean;
+  full: boolean;
+  pack: boolean;
+  trainOnPrompt: boolean;
+  logEvery: number;
+}
+
+/** Every default, documented. */
+export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "model" | "data" | "out">> = Object.freeze({
+  validData: null,
+  steps: 100,
+  batchSize: 4,
+  seqLen: 128,
+  /** Micro-batches per optimizer step. */
+  gradAccum: 1,
+  lr: 2e-4,
+  schedule: "cosine",
+  warmupSteps: 0,
+  weightDecay: 0,
+  maxGradNorm: 1,
+  /** LoRA+: B's learning rate is lr × this (null = plain AdamW). */
+  loraPlusRatio: null,
+  r: 8,
+  loraAlpha: 16,
+  loraDropout: 0,
+  targetModules: ["q_proj", "v_proj"],
+  useRslora: false,
+  seed: 0,
+  threads: null,
+  /** Evaluate on the held-out split every N steps (0: only before and after). */
+  evalEvery: 0,
+  /** Fraction of the data held out for eval when no --valid-data is given. */
+  validFraction: 0.05,
+  checkpointEvery: 0,
+  resume: false,
+  /** Train every parameter (no adapter): baselines and building a base model. */
+  full: false,
+  pack: false,
+  trainOnPrompt: false,
+  logEvery: 1,
+});
+
+const NUMERIC: (keyof TrainOptions)[] = [
+  "steps",
+  "batchSize",
+  "seqLen",
+  "gradAccum",
+  "lr",
+  "warmupSteps",
+  "weightDecay",
+  "maxGradNorm",
+  "r",
+  "loraAlpha",
+  "loraDropout",
+  "seed",
+  "threads",
+  "evalEvery",
+  "validFraction",
+  "checkpointEvery",
+  "logEvery",
+];
+const INTEGER = new Set<keyof TrainOptions>([
+  "steps",
+  "batchSize",
+  "seqLen",
+  "gradAccum",
+  "warmupSteps",
+  "r",
+  "seed",
+  "threads",
+  "evalEvery",
+  "checkpointEvery",
+  "logEvery",
+]);
+const BOOLEAN: (keyof TrainOptions)[] = ["useRslora", "full", "pack", "trainOnPrompt"];
+
+function camel(k: string): string {
+  return k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+function kebab(k: string): string {
+  return k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+const KNOWN = new Set<string>(["model", "data", "out", ...Object.keys(TRAIN_DEFAULTS)]);
+
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new CliError(`--config ${path}: cannot read it`, { cause: e });
+  }
+  let v: unknown;
+  try {
+    v = path.endsWith(".json") ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new CliError(
+      `--config ${path}: not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${(e as Error).message}`,
+    );
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    throw new CliError(`--config ${path}: expected a mapping of options`);
+  const out: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(v)) {
+    const c = camel(k);
+    if (!KNOWN.has(c))
+      throw new CliError(
+        `--config ${path}: unknown option "${k}" (known: ${[...KNOWN].map(kebab).join(", ")})`,
+      );
+    out[c] = val;
+  }
+  return out;
+}
+
+/** Merges defaults, the config file and flags (flags given as strings or booleans), validating each. */
+export function resolveTrainOptions(
+  fileOpts: Record<string, unknown>,
+  flags: Record<string, unknown>,
+): TrainOptions {
+  const merged: Record<string, unknown> = { ...TRAIN_DEFAULTS, ...fileOpts };
+  for (const [k, v] of Object.entries(flags))
+    if (v !== undefined && KNOWN.has(camel(k))) merged[camel(k)] = v;
+  for (const k of ["model", "data", "out"])
+    if (typeof merged[k] !== "string" || merged[k] === "")
+      throw new CliError(`--${k} is required (on the command line or in --config)`);
+  for (const k of NUMERIC) {
+    const v = merged[k];
+    if (v === null && k === "threads") continue;
+    const n = typeof v === "number" ? v : Number(v);
+    if (v === "" || v === null || !Number.isFinite(n) || (INTEGER.has(k) && !Number.isInteger(n)))
+      throw new CliError(
+        `--${kebab(k)} must be ${INTEGER.has(k) ? "an integer" : "a number"}, got ${JSON.stringify(v)}`,
+      );
+    merged[k] = n;
+  }
+  for (const k of BOOLEAN) {
+    const v = merged[k];
+    merged[k] = v === true || v === "true" || v === "1";
+  }
+  const o = merged as unknown as TrainOptions;
+  const positive: (keyof TrainOptions)[] = ["steps", "batchSize", "seqLen", "gradAccum", "r", "logEvery"];
+  for (const k of positive)
+    if ((o[k] as number) < 1) throw new CliError(`--${kebab(k)} must be ≥ 1, got ${o[k]}`);
+  if (o.threads !== null && o.threads < 1) throw new CliError(`--threads must be ≥ 1, got ${o.threads}`);
+  if (!(o.lr > 0)) throw new CliError(`--lr must be > 0, got ${o.lr}`);
+  if (!(o.loraDropout >= 0 && o.loraDropout < 1))
+    throw new CliError(`--lora-dropout must be in [0, 1), got ${o.loraDropout}`);
+  if (!(o.validFraction >= 0 && o.validFraction < 1))
+    throw new CliError(`--valid-fraction must be in [0, 1), got ${o.validFraction}`);
+  if (!["constant", "linear", "cosine"].includes(o.schedule))
+    throw new CliError(`--schedule must be constant, linear or cosine, got ${JSON.stringify(o.schedule)}`);
+  if (o.loraPlusRatio !== null) {
+    const n = Number(o.loraPlusRatio);
+    if (!(n > 0)) throw new CliError(`--lora-plus-ratio must be > 0, got ${JSON.stringify(o.loraPlusRatio)}`);
+    o.loraPlusRatio = n;
+  }
+  if (typeof o.targetModules === "string" && o.targetModules !== "all-linear")
+    o.targetModules = o.targetModules
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+  if (Array.isArray(o.targetModules) && o.targetModules.length === 0)
+    throw new CliError("--target-modules names no module");
+  if (o.resume === "true") o.resume = true;
+  if (o.resume === "false" || o.resume === undefined) o.resume = false;
+  return o;
+}

@@ -1,0 +1,227 @@
+// The training loop. It never prints: it yields typed events (the CLI renders them), and
+// it can snapshot everything a resumed run needs to continue to the same losses.
+import { backward } from "../core/autograd.js";
+import { noGrad } from "../core/engine.js";
+import { LorakitError } from "../core/errors.js";
+import { tidy } from "../core/memory.js";
+import { crossEntropy, reshape, scale } from "../core/ops/index.js";
+import type { Rng } from "../core/rng.js";
+import type { Tensor } from "../core/tensor.js";
+import { fromArray } from "../core/tensor.js";
+import type { AdamW } from "../optim/adamw.js";
+import { clipGradNorm } from "../optim/clip.js";
+import type { OptimizerStateDict } from "../optim/optimizer.js";
+import type { LrScheduler, LrSchedulerState } from "../optim/schedule.js";
+import type { Batch, Batcher, BatcherState } from "./data.js";
+
+export class TrainingError extends LorakitError {}
+
+/** What the trainer needs of a model: logits from ids, and its parameters by name. */
+export interface TrainableModel {
+  forward(ids: Tensor): Tensor;
+  namedParameters(): IterableIterator<[string, Tensor]>;
+  train(flag?: boolean): unknown;
+}
+
+export interface TrainerOptions {
+  /** Optimizer steps to run in total (a resumed run continues up to this). */
+  steps: number;
+  /** Micro-batches per optimizer step (gradient accumulation). Default 1. */
+  gradAccumulation?: number;
+  /** Clip the global gradient norm to this (0 = off). Default 1.0. */
+  maxGradNorm?: number;
+  /** Run the eval set every N steps (0 = only at the end). Default 0. */
+  evalEvery?: number;
+  evalBatches?: readonly Batch[];
+  /** Ask for a checkpoint every N steps (0 = never). */
+  checkpointEvery?: number;
+  /** Randomness inside the model (dropout); saved in checkpoints. */
+  rng?: Rng | null;
+}
+
+export type TrainEvent =
+  | { type: "start"; step: number; totalSteps: number; trainableParams: number }
+  | {
+      type: "step";
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokens: number;
+      tokensPerSecond: number;
+      elapsedSeconds: number;
+    }
+  | { type: "eval"; step: number; loss: number; tokens: number }
+  | { type: "checkpoint"; step: number; state: TrainerState }
+  | { type: "end"; step: number; finalLoss: number; tokensPerSecond: number; elapsedSeconds: number };
+
+/** Everything besides parameter values that a resumed run needs. JSON-able except optimizer buffers. */
+export interface TrainerState {
+  step: number;
+  optimizer: OptimizerStateDict;
+  scheduler: LrSchedulerState;
+  batcher: BatcherState;
+  rng: { s: number[]; spare: number | null } | null;
+  losses: { step: number; loss: number; lr: number }[];
+}
+
+/** Mean cross-entropy of one batch (targets −100 ignored). */
+export function batchLoss(model: Pick<TrainableModel, "forward">, batch: Batch): Tensor {
+  const ids = fromArray(batch.inputs, [batch.batchSize, batch.seqLen]);
+  const targets = fromArray(batch.targets, [batch.batchSize * batch.seqLen]);
+  const logits = model.forward(ids);
+  return crossEntropy(reshape(logits, [-1, logits.shape[logits.rank - 1]]), targets);
+}
+
+/** Token-weighted mean loss over batches, without gradients. */
+export function evaluateBatches(
+  model: TrainableModel,
+  batches: readonly Batch[],
+): { loss: number; tokens: number } {
+  let sum = 0;
+  let tokens = 0;
+  model.train(false);
+  noGrad(() => {
+    for (const b of batches) {
+      if (b.tokens === 0) continue;
+      sum += tidy(() => batchLoss(model, b).item()) * b.tokens;
+      tokens += b.tokens;
+    }
+  });
+  return { loss: tokens ? sum / tokens : Number.NaN, tokens };
+}
+
+/**
+ * Runs `opts.steps` optimizer steps, yielding an event after each.
+ *
+ * @example
+ * const trainer = new Trainer(peft, batcher, opt, sched, { steps: 100 });
+ * for (const ev of trainer.run()) if (ev.type === "step") console.log(ev.step, ev.loss);
+ */
+export class Trainer {
+  step = 0;
+  readonly losses: { step: number; loss: number; lr: number }[] = [];
+  private readonly params: [string, Tensor][];
+
+  constructor(
+    readonly model: TrainableModel,
+    readonly batcher: Batcher,
+    readonly optimizer: AdamW,
+    readonly scheduler: LrScheduler,
+    readonly opts: TrainerOptions,
+  ) {
+    this.params = [...model.namedParameters()].filter(([, p]) => p.requiresGrad);
+    if (this.params.length === 0) throw new TrainingError("nothing to train: no parameter requires grad");
+    if (!Number.isInteger(opts.steps) || opts.steps < 1)
+      throw new TrainingError(`steps must be a positive integer, got ${opts.steps}`);
+  }
+
+  /** A snapshot for checkpoints (copies). */
+  state(): TrainerState {
+    return {
+      step: this.step,
+      optimizer: this.optimizer.stateDict(),
+      scheduler: this.scheduler.stateDict(),
+      batcher: this.batcher.getState(),
+      rng: this.opts.rng ? this.opts.rng.getState() : null,
+      losses: this.losses.map((l) => ({ ...l })),
+    };
+  }
+
+  /** Continues from a snapshot (parameter values must have been restored by the caller). */
+  restore(s: TrainerState): void {
+    this.step = s.step;
+    this.optimizer.loadStateDict(s.optimizer);
+    this.scheduler.loadStateDict(s.scheduler);
+    this.batcher.setState(s.batcher);
+    if (s.rng && this.opts.rng) this.opts.rng.setState(s.rng);
+    this.losses.length = 0;
+    this.losses.push(...s.losses);
+  }
+
+  private firstNonFiniteGrad(): string | null {
+    for (const [name, p] of this.params) {
+      const g = p.grad?.data;
+      if (!g) continue;
+      for (let i = 0; i < g.length; i++) if (!Number.isFinite(g[i])) return name;
+    }
+    return null;
+  }
+
+  *run(): Generator<TrainEvent> {
+    const total = this.opts.steps;
+    const accum = this.opts.gradAccumulation ?? 1;
+    const maxNorm = this.opts.maxGradNorm ?? 1;
+    const trainableParams = this.params.reduce((a, [, p]) => a + p.size, 0);
+    const tensors = this.params.map(([, p]) => p);
+    yield { type: "start", step: this.step, totalSteps: total, trainableParams };
+    const t0 = performance.now();
+    let tokensSeen = 0;
+    let lastLoss = Number.NaN;
+    while (this.step < total) {
+      this.model.train(true);
+      const lr = this.optimizer.getLr(0);
+      let lossSum = 0;
+      let stepTokens = 0;
+      for (let m = 0; m < accum; m++) {
+        const batch = this.batcher.next();
+        stepTokens += batch.batchSize * batch.seqLen;
+        if (batch.tokens === 0) continue;
+        const l = tidy(() => {
+          const loss = batchLoss(this.model, batch);
+          const v = loss.item();
+          if (!Number.isFinite(v))
+            throw new TrainingError(
+              `the loss is ${v} at step ${this.step + 1} (micro-batch ${m + 1}); lower the learning rate, check the data, or enable gradient clipping`,
+            );
+          // Each micro-batch's mean loss counts 1/accum, as PyTorch's usual accumulation loop.
+          backward(accum === 1 ? loss : scale(loss, 1 / accum));
+          return v;
+        });
+        lossSum += l;
+      }
+      const gradNorm = maxNorm > 0 ? clipGradNorm(tensors, maxNorm) : Number.NaN;
+      if (maxNorm > 0 && !Number.isFinite(gradNorm)) {
+        const bad = this.firstNonFiniteGrad();
+        throw new TrainingError(
+          `the gradient norm is ${gradNorm} at step ${this.step + 1}${bad ? `; first non-finite gradient: ${bad}` : ""}`,
+        );
+      }
+      this.optimizer.step();
+      this.optimizer.zeroGrad();
+      this.scheduler.step();
+      this.step++;
+      lastLoss = lossSum / accum;
+      tokensSeen += stepTokens;
+      this.losses.push({ step: this.step, loss: lastLoss, lr });
+      const elapsed = (performance.now() - t0) / 1000;
+      yield {
+        type: "step",
+        step: this.step,
+        totalSteps: total,
+        loss: lastLoss,
+        lr,
+        gradNorm,
+        tokens: stepTokens,
+        tokensPerSecond: tokensSeen / elapsed,
+        elapsedSeconds: elapsed,
+      };
+      const ev = this.opts.evalEvery ?? 0;
+      if (this.opts.evalBatches?.length && ev > 0 && this.step % ev === 0 && this.step < total)
+        yield { type: "eval", step: this.step, ...evaluateBatches(this.model, this.opts.evalBatches) };
+      const ce = this.opts.checkpointEvery ?? 0;
+      if (ce > 0 && this.step % ce === 0) yield { type: "checkpoint", step: this.step, state: this.state() };
+    }
+    if (this.opts.evalBatches?.length)
+      yield { type: "eval", step: this.step, ...evaluateBatches(this.model, this.opts.evalBatches) };
+    const elapsed = (performance.now() - t0) / 1000;
+    yield {
+      type: "end",
+      step: this.step,
+      finalLoss: lastLoss,
+      tokensPerSecond: tokensSeen / Math.max(elapsed, 1e-9),
+      elapsedSeconds: elapsed,
+    };
+  }
+}
