@@ -8,8 +8,8 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { crossEntropy, noGrad, reshape, slice, tensor, tidy } from "../../src/core/index.js";
 import { generate } from "../../src/models/generate.js";
-import { loadModel } from "../../src/models/node/load.js";
 import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
+import { loadModel } from "../../src/models/node/load.js";
 
 function repoRoot(): string {
   let d = dirname(fileURLToPath(import.meta.url));
