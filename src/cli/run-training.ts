@@ -138,6 +138,10 @@ export async function runTraining(
         `--resume: no checkpoint found${typeof o.resume === "string" ? ` at ${o.resume}` : ` under ${ckptRoot}`}`,
       );
     const ck = loadCheckpoint(dir);
+    if (ck.state.totalSteps !== undefined && ck.state.totalSteps !== o.steps)
+      log(
+        `lorakit: warning: the checkpoint's run planned ${ck.state.totalSteps} steps and this one ${o.steps}; the learning-rate schedule changes, so the result will differ from an uninterrupted ${o.steps}-step run`,
+      );
     restoreParams(liveParams, ck.params, dir);
     trainer.restore(ck.state);
     resumedFrom = dir;

@@ -4,7 +4,7 @@ import { backward } from "../core/autograd.js";
 import { noGrad } from "../core/engine.js";
 import { LorakitError } from "../core/errors.js";
 import { tidy } from "../core/memory.js";
-import { crossEntropy, reshape, scale } from "../core/ops/index.js";
+import { add, crossEntropy, reshape, scale } from "../core/ops/index.js";
 import type { Rng } from "../core/rng.js";
 import type { Tensor } from "../core/tensor.js";
 import { fromArray } from "../core/tensor.js";
@@ -37,6 +37,16 @@ export interface TrainerOptions {
   checkpointEvery?: number;
   /** Randomness inside the model (dropout); saved in checkpoints. */
   rng?: Rng | null;
+  /**
+   * Added to each micro-batch's loss before backward (AdaLoRA's orthogonal regulariser, as
+   * PEFT adds it in AdaLoraModel.forward). The reported loss stays the data loss.
+   */
+  extraLoss?: () => Tensor;
+  /**
+   * Called after optimizer.step() and before zeroGrad() with the 0-based step, where PEFT's
+   * examples call AdaLoRA's update_and_allocate(global_step).
+   */
+  afterOptimizerStep?: (step: number) => void;
 }
 
 export type TrainEvent =
@@ -59,6 +69,8 @@ export type TrainEvent =
 /** Everything besides parameter values that a resumed run needs. JSON-able except optimizer buffers. */
 export interface TrainerState {
   step: number;
+  /** The run's planned total (the schedule depends on it); a resume with another total differs from an uninterrupted run. */
+  totalSteps?: number;
   optimizer: OptimizerStateDict;
   scheduler: LrSchedulerState;
   batcher: BatcherState;
@@ -121,6 +133,7 @@ export class Trainer {
   state(): TrainerState {
     return {
       step: this.step,
+      totalSteps: this.opts.steps,
       optimizer: this.optimizer.stateDict(),
       scheduler: this.scheduler.stateDict(),
       batcher: this.batcher.getState(),
@@ -173,10 +186,12 @@ export class Trainer {
           const v = loss.item();
           if (!Number.isFinite(v))
             throw new TrainingError(
-              `the loss is ${v} at step ${this.step + 1} (micro-batch ${m + 1}); lower the learning rate, check the data, or enable gradient clipping`,
+              `the loss is ${v} at step ${this.step + 1} (micro-batch ${m + 1}); lower the learning rate or check the data${maxNorm > 0 ? "" : ", or enable gradient clipping"}`,
             );
+          const extra = this.opts.extraLoss;
+          const total = extra ? add(loss, extra()) : loss;
           // Each micro-batch's mean loss counts 1/accum, as PyTorch's usual accumulation loop.
-          backward(accum === 1 ? loss : scale(loss, 1 / accum));
+          backward(accum === 1 ? total : scale(total, 1 / accum));
           return v;
         });
         lossSum += l;
@@ -189,6 +204,7 @@ export class Trainer {
         );
       }
       this.optimizer.step();
+      this.opts.afterOptimizerStep?.(this.step);
       this.optimizer.zeroGrad();
       this.scheduler.step();
       this.step++;
