@@ -3,11 +3,15 @@
 // Run: npm run build && npm run bench:ops   (about 10–20 s on the reference backend)
 import type { AttentionParams, Backend } from "../src/core/backend.js";
 import { refBackend } from "../src/kernels/ref/index.js";
+import { availableBackends } from "../src/kernels/select.js";
 
 // ─────────────────────────────────────────────────────────────────────────────────────
 // BACKENDS MEASURED. Add a backend here; an entry that is null (an optional backend that
 // failed to load, e.g. `await loadNative().catch(() => null)`) is skipped.
-const BACKENDS: (Backend | null)[] = [refBackend];
+const BACKENDS: (Backend | null)[] = [
+  refBackend,
+  (await availableBackends()).find((b) => b.name === "native") ?? null,
+];
 // ─────────────────────────────────────────────────────────────────────────────────────
 
 interface Case {

@@ -19,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   lorakit::RegisterGemm(env, exports);
   lorakit::RegisterOps(env, exports);
+  lorakit::RegisterNf4(env, exports);
   return exports;
 }
 

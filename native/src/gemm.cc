@@ -49,10 +49,10 @@ bool get_f32(const Napi::CallbackInfo& info, size_t i, const char* name, float& 
 }
 
 // Checks that `len` elements hold batch matrices of `count` elements `stride` apart.
-bool check_len(Napi::Env env, const char* name, size_t len, int64_t batch, int64_t stride, int64_t count,
+bool check_len(Napi::Env env, const char* name, size_t len, int64_t batch, int64_t stride, double count,
                const std::string& dims) {
   if (batch == 0 || count == 0) return true;
-  const double need = static_cast<double>(batch - 1) * static_cast<double>(stride) + static_cast<double>(count);
+  const double need = static_cast<double>(batch - 1) * static_cast<double>(stride) + count;
   if (need > static_cast<double>(len))
     return throw_range(env, std::string("gemm: ") + name + " has " + std::to_string(len) + " elements but " +
                                 dims + " need " + num_str(need));
@@ -111,10 +111,10 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const std::string kn = "k=" + std::to_string(g.k) + ", n=" + std::to_string(g.n);
   const std::string mn = "m=" + std::to_string(g.m) + ", n=" + std::to_string(g.n);
   const std::string bs = ", batch=" + std::to_string(g.batch);
-  if (!check_len(env, "a", a.ElementLength(), g.batch, g.strideA, g.m * g.k,
+  if (!check_len(env, "a", a.ElementLength(), g.batch, g.strideA, static_cast<double>(g.m) * g.k,
                  mk + bs + ", strideA=" + std::to_string(g.strideA)) ||
-      !check_len(env, "b", blen, g.batch, g.strideB, g.k * g.n, kn + bs + ", strideB=" + std::to_string(g.strideB)) ||
-      !check_len(env, "c", c.ElementLength(), g.batch, g.strideC, g.m * g.n,
+      !check_len(env, "b", blen, g.batch, g.strideB, static_cast<double>(g.k) * g.n, kn + bs + ", strideB=" + std::to_string(g.strideB)) ||
+      !check_len(env, "c", c.ElementLength(), g.batch, g.strideC, static_cast<double>(g.m) * g.n,
                  mn + bs + ", strideC=" + std::to_string(g.strideC)))
     return env.Undefined();
   if (g.batch > 1 && g.m * g.n > 0 && g.strideC < g.m * g.n) {

@@ -40,7 +40,10 @@ class Pool {
     if (n > 1024) n = 1024;
     stop();
     quit_.store(false);
-    for (int i = 0; i < n - 1; i++) workers_.emplace_back([this, i] { loop(i + 1); });
+    // A worker must start from the generation current now, not from whatever it reads
+    // when it first runs (a task published in between would be missed).
+    const uint64_t seen = ticket_.load() >> 16;
+    for (int i = 0; i < n - 1; i++) workers_.emplace_back([this, i, seen] { loop(i + 1, seen); });
   }
 
   // Another thread (a second JS worker thread) is inside run(): the caller then runs its
@@ -72,8 +75,7 @@ class Pool {
   }
 
  private:
-  void loop(int id) {
-    uint64_t seen = ticket_.load(std::memory_order_acquire) >> 16;
+  void loop(int id, uint64_t seen) {
     for (;;) {
       uint64_t t = ticket_.load(std::memory_order_acquire);
       if ((t >> 16) == seen) {

@@ -2,7 +2,7 @@
 // The lorakit command line. Commands are loaded lazily so `lorakit --help` stays fast.
 // Errors lorakit understands print as one clear message (no stack); anything else is a
 // bug and prints in full.
-import { defineCommand, runMain } from "citty";
+import { defineCommand, runMain, showUsage } from "citty";
 import { LorakitError } from "../core/errors.js";
 
 const main = defineCommand({
@@ -18,6 +18,12 @@ const main = defineCommand({
     train: () => import("./commands/train.js").then((m) => m.trainCommand),
     demo: () => import("./commands/demo.js").then((m) => m.demoCommand),
     "build-demo-base": () => import("./commands/build-demo-base.js").then((m) => m.buildDemoBaseCommand),
+    merge: () => import("./commands/merge.js").then((m) => m.mergeCommand),
+    inspect: () => import("./commands/inspect.js").then((m) => m.inspectCommand),
+    params: () => import("./commands/params.js").then((m) => m.paramsCommand),
+    quantize: () => import("./commands/quantize.js").then((m) => m.quantizeCommand),
+    memory: () => import("./commands/memory.js").then((m) => m.memoryCommand),
+    serve: () => import("./commands/serve.js").then((m) => m.serveCommand),
   },
 });
 
@@ -39,11 +45,91 @@ process.on("uncaughtException", (e) => {
   throw e;
 });
 
+// `lorakit inspect DIR | head`: the reader went away; stop quietly instead of a stack.
+for (const stream of [process.stdout, process.stderr])
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
+
 // citty prints a stack for every non-usage error; route ours through `explain` instead.
+// On a usage error (missing or unknown argument) citty prints the whole usage on stdout and
+// then the message; print the message alone, as one line on stderr, so that stdout stays
+// clean for --json. The usage still shows for --help and for a bare `lorakit`.
+const rawArgs = process.argv.slice(2);
+const helpWanted = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h");
+const subs = main.subCommands as Record<string, () => Promise<{ args?: unknown }>>;
+const subName = rawArgs[0] !== undefined && Object.hasOwn(subs, rawArgs[0]) ? rawArgs[0] : null;
+let usageError = false;
 const origError = console.error;
 console.error = (...xs: unknown[]) => {
   if (xs[0] instanceof LorakitError) return origError(`lorakit: ${explain(xs[0])}`);
+  if (usageError && typeof xs[0] === "string") {
+    usageError = false;
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips citty's colour codes
+    const msg = xs[0].replace(/\x1b\[[0-9;]*m/g, "");
+    return origError(`lorakit: ${msg} (see: lorakit ${subName ? `${subName} ` : ""}--help)`);
+  }
   origError(...xs);
 };
 
-runMain(main);
+const camel = (s: string) => s.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++)
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/**
+ * citty ignores flags a command does not define, so a typo (`--max-new-token 5`) would run
+ * silently with the default; refuse it instead, with the closest known flag.
+ */
+async function unknownFlag(): Promise<string | null> {
+  if (subName === null || helpWanted) return null;
+  const cmd = await subs[subName]();
+  const defs = (typeof cmd.args === "function" ? await cmd.args() : (cmd.args ?? {})) as Record<
+    string,
+    { type?: string; alias?: string | string[] }
+  >;
+  const known = new Set(["help", "version"]);
+  const names: string[] = [];
+  for (const [name, d] of Object.entries(defs)) {
+    if (d.type === "positional") continue;
+    names.push(name);
+    for (const n of [name, camel(name), kebab(name), ...[d.alias ?? []].flat()]) known.add(n);
+    if (d.type === "boolean") known.add(`no-${name}`);
+  }
+  for (const a of rawArgs.slice(1)) {
+    if (a === "--") break;
+    if (!a.startsWith("--")) continue;
+    const flag = a.slice(2).split("=", 1)[0];
+    if (known.has(flag)) continue;
+    const near = names
+      .map((n) => [n, editDistance(flag, n)] as const)
+      .filter(([, d]) => d <= Math.max(2, Math.floor(flag.length / 4)))
+      .sort((x, y) => x[1] - y[1])[0];
+    return `lorakit: unknown option --${flag} for \`lorakit ${subName}\`${near ? `; did you mean --${near[0]}?` : ""} (see: lorakit ${subName} --help)`;
+  }
+  return null;
+}
+
+const bad = await unknownFlag();
+if (bad !== null) {
+  process.stderr.write(`${bad}\n`);
+  process.exit(1);
+}
+
+runMain(main, {
+  rawArgs,
+  showUsage: async (cmd, parent) => {
+    if (helpWanted) return showUsage(cmd, parent);
+    usageError = true;
+  },
+});

@@ -106,3 +106,105 @@ export function asciiChart(values: number[], opts: { width?: number; rows?: numb
   lines.push(`${"".padStart(8)} └${"─".repeat(w)}`);
   return lines;
 }
+
+export interface BarSeries {
+  name: string;
+  color: string;
+  /** One value per category (NaN or undefined: no bar). */
+  values: (number | undefined)[];
+}
+
+/**
+ * Grouped bars as a self-contained SVG: one group per category (e.g. a layer), one bar per
+ * series (e.g. a module kind) in each group, a y axis from 0.
+ */
+export function barChartSvg(
+  categories: string[],
+  series: BarSeries[],
+  opts: { title: string; xLabel: string; yLabel: string; width?: number; height?: number },
+): string {
+  const W = opts.width ?? Math.max(720, 80 + categories.length * Math.max(12, 4 * series.length + 6));
+  const H = opts.height ?? 360;
+  const m = { l: 64, r: 160, t: 40, b: 50 };
+  const vals = series
+    .flatMap((s) => s.values)
+    .filter((v): v is number => v !== undefined && Number.isFinite(v));
+  const y1 = Math.max(...vals, 0) > 0 ? Math.max(...vals) * 1.05 : 1;
+  const plotW = W - m.l - m.r;
+  const groupW = plotW / Math.max(1, categories.length);
+  const barW = Math.max(1, (groupW * 0.8) / Math.max(1, series.length));
+  const Y = (y: number) => H - m.b - (y / y1) * (H - m.t - m.b);
+  const el: string[] = [];
+  el.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  el.push(
+    `<text x="${(m.l + W - m.r) / 2}" y="24" text-anchor="middle" font-size="16" font-family="sans-serif">${esc(opts.title)}</text>`,
+  );
+  for (const t of niceTicks(0, y1)) {
+    el.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${Y(t)}" y2="${Y(t)}" stroke="#e5e5e5"/>`);
+    el.push(
+      `<text x="${m.l - 6}" y="${Y(t) + 4}" text-anchor="end" font-size="11" font-family="sans-serif">${t}</text>`,
+    );
+  }
+  const labelEvery = Math.max(1, Math.ceil(categories.length / 32));
+  categories.forEach((c, ci) => {
+    const gx = m.l + ci * groupW + groupW * 0.1;
+    series.forEach((s, si) => {
+      const v = s.values[ci];
+      if (v === undefined || !Number.isFinite(v)) return;
+      const y = Y(v);
+      el.push(
+        `<rect x="${(gx + si * barW).toFixed(1)}" y="${y.toFixed(1)}" width="${barW.toFixed(1)}" height="${(H - m.b - y).toFixed(1)}" fill="${s.color}"><title>${esc(`${c} ${s.name}: ${v}`)}</title></rect>`,
+      );
+    });
+    if (ci % labelEvery === 0)
+      el.push(
+        `<text x="${(m.l + (ci + 0.5) * groupW).toFixed(1)}" y="${H - m.b + 16}" text-anchor="middle" font-size="11" font-family="sans-serif">${esc(c)}</text>`,
+      );
+  });
+  el.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}" stroke="#333"/>`);
+  el.push(`<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}" stroke="#333"/>`);
+  el.push(
+    `<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" text-anchor="middle" font-size="12" font-family="sans-serif">${esc(opts.xLabel)}</text>`,
+  );
+  el.push(
+    `<text x="16" y="${H / 2}" text-anchor="middle" font-size="12" font-family="sans-serif" transform="rotate(-90 16 ${H / 2})">${esc(opts.yLabel)}</text>`,
+  );
+  series.forEach((s, i) => {
+    el.push(`<rect x="${W - m.r + 16}" y="${m.t + 4 + i * 18}" width="12" height="12" fill="${s.color}"/>`);
+    el.push(
+      `<text x="${W - m.r + 34}" y="${m.t + 14 + i * 18}" font-size="12" font-family="sans-serif">${esc(s.name)}</text>`,
+    );
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">\n${el.join("\n")}\n</svg>\n`;
+}
+
+/** SVG charts stacked vertically into one file. */
+export function stackSvgs(svgs: string[]): string {
+  let y = 0;
+  let W = 0;
+  const parts: string[] = [];
+  for (const s of svgs) {
+    const w = Number(/width="(\d+(?:\.\d+)?)"/.exec(s)?.[1] ?? 0);
+    const h = Number(/height="(\d+(?:\.\d+)?)"/.exec(s)?.[1] ?? 0);
+    parts.push(s.replace("<svg ", `<svg y="${y}" `).trimEnd());
+    y += h;
+    W = Math.max(W, w);
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}">\n${parts.join("\n")}\n</svg>\n`;
+}
+
+/** Horizontal bars for a terminal: `label │████▌     value`. */
+export function asciiBars(rows: { label: string; value: number; note?: string }[], width = 40): string[] {
+  const finite = rows.map((r) => r.value).filter(Number.isFinite);
+  const hi = Math.max(...finite, 0);
+  const labelW = Math.max(0, ...rows.map((r) => r.label.length));
+  const parts = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+  return rows.map((r) => {
+    let bar = "";
+    if (Number.isFinite(r.value) && hi > 0) {
+      const eighths = Math.round((Math.max(0, r.value) / hi) * width * 8);
+      bar = "█".repeat(Math.floor(eighths / 8)) + parts[eighths % 8];
+    } else if (!Number.isFinite(r.value)) bar = "(non-finite)";
+    return `${r.label.padStart(labelW)} │${bar.padEnd(width + 1)}${r.note ?? ""}`;
+  });
+}

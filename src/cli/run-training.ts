@@ -8,16 +8,24 @@ import { loadModel, saveModel } from "../models/node/load.js";
 import { AdamW } from "../optim/adamw.js";
 import { createLoraPlusOptimizer } from "../optim/lora-plus.js";
 import { LrScheduler, scheduleByName } from "../optim/schedule.js";
-import type { PeftModel } from "../peft/model.js";
+import type { AdaLoraModel } from "../peft/adalora/model.js";
+import { adaLoraToLora, getAdaLoraModel } from "../peft/adalora/model.js";
+import { saveAdaLora } from "../peft/adalora/node/io.js";
+import type { LoraConfig } from "../peft/config.js";
+import type { GoraResult } from "../peft/gora/gora.js";
+import { goraInit } from "../peft/gora/gora.js";
+import type { AdapterInit, PeftModel } from "../peft/model.js";
 import { getPeftModel } from "../peft/model.js";
 import { savePretrained } from "../peft/node/io.js";
+import { quantizeModel } from "../quant/model.js";
+import { enableNativeNf4 } from "../quant/node/native.js";
 import { loadTokenizer } from "../tokenizer/node.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Batcher, evalBatches, padIdFor } from "../train/data.js";
 import { loadSplits } from "../train/data-node.js";
 import { latestCheckpoint, loadCheckpoint, restoreParams, saveCheckpoint } from "../train/node/checkpoint.js";
 import type { TrainableModel, TrainEvent } from "../train/trainer.js";
-import { evaluateBatches, Trainer } from "../train/trainer.js";
+import { batchLoss, evaluateBatches, Trainer } from "../train/trainer.js";
 import { CliError, log } from "./output.js";
 import { asciiChart, lineChartSvg } from "./plot.js";
 import type { TrainOptions } from "./train-options.js";
@@ -36,6 +44,9 @@ export interface TrainSummary {
   resumed_from: string | null;
   train_examples: number;
   valid_examples: number;
+  method: "lora" | "adalora" | "gora" | "full";
+  /** Final rank per adapted module (AdaLoRA: kept triplets; GoRA: allocated). */
+  final_ranks: Record<string, number> | null;
 }
 
 export interface TrainRun {
@@ -55,6 +66,11 @@ export async function runTraining(
   const say = quiet ? () => {} : log;
   const t0 = performance.now();
   const { model } = loadModel(o.model);
+  if (o.quantize === "nf4") {
+    enableNativeNf4();
+    const n = quantizeModel(model).length;
+    say(`QLoRA: ${n} decoder linear layers quantised to NF4 (block 64, double quantisation)`);
+  }
   const tokenizer = loadTokenizer(o.model);
   const { train, valid, data } = loadSplits(o.data, tokenizer, {
     seqLen: o.seqLen,
@@ -70,24 +86,66 @@ export async function runTraining(
   );
 
   let peft: PeftModel<LlamaForCausalLM> | null = null;
+  let ada: AdaLoraModel<LlamaForCausalLM> | null = null;
+  let gora: GoraResult | null = null;
   let trainable: TrainableModel;
+  const padId = padIdFor(tokenizer);
   if (o.full) {
     for (const [, p] of model.namedParameters()) p.requiresGrad = true;
     trainable = model;
-  } else {
-    peft = getPeftModel(
+  } else if (o.method === "adalora") {
+    // PEFT's AdaLoraConfig; total_step is the run's step count.
+    ada = getAdaLoraModel(
       model,
       {
-        r: o.r,
+        initR: o.initR,
+        targetR: o.targetR,
+        tinit: o.tinit,
+        tfinal: o.tfinal,
+        deltaT: o.deltaT,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        orthRegWeight: o.orthRegWeight,
+        totalStep: o.steps,
         loraAlpha: o.loraAlpha,
         loraDropout: o.loraDropout,
         targetModules: o.targetModules,
-        useRslora: o.useRslora,
         baseModelNameOrPath: o.model,
       },
       "default",
       { seed: o.seed },
     );
+    ada.rng.setState(new Rng(o.seed + 1).getState());
+    trainable = ada;
+  } else {
+    let cfg: Partial<LoraConfig> = {
+      r: o.r,
+      loraAlpha: o.loraAlpha,
+      loraDropout: o.loraDropout,
+      targetModules: o.targetModules,
+      useRslora: o.useRslora,
+      baseModelNameOrPath: o.model,
+    };
+    let init: AdapterInit = { seed: o.seed };
+    if (o.method === "gora") {
+      // GoRA: gradients of the frozen weights over --gora-batches batches (a batcher of its
+      // own, so the training order is the same as with --method lora).
+      const gb = new Batcher(train, { batchSize: o.batchSize, seqLen: o.seqLen, seed: o.seed + 2, padId });
+      const batches = Array.from({ length: o.goraBatches }, () => gb.next());
+      gora = goraInit(model, batches, (b) => batchLoss(model, b), cfg, {
+        importance: o.goraImportance,
+        minRank: o.goraMinRank,
+        maxRank: o.goraMaxRank,
+        gamma: o.goraGamma,
+        seed: o.seed,
+      });
+      say(
+        `GoRA: budget ${gora.totalBudget.toLocaleString("en-US")} params (r=${o.r}), allocated ${gora.actualTrainable.toLocaleString("en-US")}; ranks ${[...gora.ranks.values()].join(",")}`,
+      );
+      cfg = gora.config;
+      init = { seed: o.seed, initFor: gora.init.initFor };
+    }
+    peft = getPeftModel(model, cfg, "default", init);
     peft.rng.setState(new Rng(o.seed + 1).getState());
     trainable = peft;
   }
@@ -113,7 +171,6 @@ export async function runTraining(
     opt,
     scheduleByName(o.schedule, { numWarmupSteps: o.warmupSteps, numTrainingSteps: o.steps }),
   );
-  const padId = padIdFor(tokenizer);
   const batcher = new Batcher(train, { batchSize: o.batchSize, seqLen: o.seqLen, seed: o.seed, padId });
   const validBatches = valid.length
     ? evalBatches(valid, { batchSize: o.batchSize, seqLen: o.seqLen, padId })
@@ -125,7 +182,11 @@ export async function runTraining(
     evalEvery: o.evalEvery,
     evalBatches: validBatches,
     checkpointEvery: o.checkpointEvery,
-    rng: peft?.rng ?? null,
+    rng: peft?.rng ?? ada?.rng ?? null,
+    // AdaLoRA, as PEFT: the orthogonal regulariser joins the loss; update_and_allocate runs
+    // after optimizer.step() and before zero_grad().
+    extraLoss: ada ? () => ada.orthRegularization() : undefined,
+    afterOptimizerStep: ada ? (s) => ada.updateAndAllocate(s) : undefined,
   });
 
   const ckptRoot = join(o.out, "checkpoints");
@@ -162,7 +223,16 @@ export async function runTraining(
   const evalAfter = evals.length ? evals[evals.length - 1].loss : null;
 
   mkdirSync(o.out, { recursive: true });
-  if (peft) savePretrained(peft, o.out, { baseModelNameOrPath: o.model });
+  let finalRanks: Record<string, number> | null = gora ? Object.fromEntries(gora.ranks) : null;
+  if (ada) {
+    // The ADALORA adapter in OUT (PEFT's format), and the same update as a plain LoRA
+    // adapter of the final ranks in OUT/lora (for merge and serving).
+    finalRanks = Object.fromEntries(ada.ranks());
+    saveAdaLora(ada, o.out, { baseModelNameOrPath: o.model });
+    const conv = adaLoraToLora(ada);
+    peft = getPeftModel(ada.unload(), conv.config, "default", conv.init);
+    savePretrained(peft, join(o.out, "lora"), { baseModelNameOrPath: o.model });
+  } else if (peft) savePretrained(peft, o.out, { baseModelNameOrPath: o.model });
   else {
     saveModel(model, o.out);
     for (const f of [
@@ -190,6 +260,8 @@ export async function runTraining(
       resumed_from: resumedFrom,
       train_examples: train.length,
       valid_examples: valid.length,
+      method: o.full ? "full" : o.method,
+      final_ranks: finalRanks,
     },
     model,
     peft,

@@ -34,6 +34,22 @@ export interface TrainOptions {
   pack: boolean;
   trainOnPrompt: boolean;
   logEvery: number;
+  /** QLoRA: quantise the decoder linears of the base to NF4 before attaching adapters. */
+  quantize: "none" | "nf4";
+  method: "lora" | "adalora" | "gora";
+  initR: number;
+  targetR: number;
+  tinit: number;
+  tfinal: number;
+  deltaT: number;
+  beta1: number;
+  beta2: number;
+  orthRegWeight: number;
+  goraBatches: number;
+  goraImportance: "union_frobenius_norm" | "union_mean" | "grad_frobenius_norm" | "grad_mean";
+  goraMinRank: number;
+  goraMaxRank: number;
+  goraGamma: number;
 }
 
 /** Every default, documented. */
@@ -69,6 +85,30 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "model" | "data" | "out
   pack: false,
   trainOnPrompt: false,
   logEvery: 1,
+  quantize: "none",
+  /** lora; adalora (PEFT's AdaLoRA, total_step = steps); gora (GoRA ranks and init, budget of rank r). */
+  method: "lora",
+  /** AdaLoRA (PEFT's AdaLoraConfig defaults): initial and target average rank. */
+  initR: 12,
+  targetR: 8,
+  /** AdaLoRA: warm-up steps before pruning, final steps with the mask fixed, steps between allocations. */
+  tinit: 0,
+  tfinal: 0,
+  deltaT: 1,
+  /** AdaLoRA: EMA coefficients of sensitivity and uncertainty. */
+  beta1: 0.85,
+  beta2: 0.85,
+  /** AdaLoRA: weight of the orthogonal regulariser. */
+  orthRegWeight: 0.5,
+  /** GoRA: batches of gradient accumulation before training. */
+  goraBatches: 8,
+  /** GoRA: layer importance (‖W⊙G‖_F, the reference code's default). */
+  goraImportance: "union_frobenius_norm",
+  /** GoRA: rank bounds per layer (reference defaults). */
+  goraMinRank: 1,
+  goraMaxRank: 9999,
+  /** GoRA: γ in B = G·A⁺·γ/α (reference default 0.02). */
+  goraGamma: 0.02,
 });
 
 const NUMERIC: (keyof TrainOptions)[] = [
@@ -89,6 +129,18 @@ const NUMERIC: (keyof TrainOptions)[] = [
   "validFraction",
   "checkpointEvery",
   "logEvery",
+  "initR",
+  "targetR",
+  "tinit",
+  "tfinal",
+  "deltaT",
+  "beta1",
+  "beta2",
+  "orthRegWeight",
+  "goraBatches",
+  "goraMinRank",
+  "goraMaxRank",
+  "goraGamma",
 ];
 const INTEGER = new Set<keyof TrainOptions>([
   "steps",
@@ -102,6 +154,14 @@ const INTEGER = new Set<keyof TrainOptions>([
   "evalEvery",
   "checkpointEvery",
   "logEvery",
+  "initR",
+  "targetR",
+  "tinit",
+  "tfinal",
+  "deltaT",
+  "goraBatches",
+  "goraMinRank",
+  "goraMaxRank",
 ]);
 const BOOLEAN: (keyof TrainOptions)[] = ["useRslora", "full", "pack", "trainOnPrompt"];
 
@@ -119,6 +179,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT") throw new CliError(`--config ${path}: no such file`);
     throw new CliError(`--config ${path}: cannot read it`, { cause: e });
   }
   let v: unknown;
@@ -169,6 +230,8 @@ export function resolveTrainOptions(
     merged[k] = v === true || v === "true" || v === "1";
   }
   const o = merged as unknown as TrainOptions;
+  if (o.quantize !== "none" && o.quantize !== "nf4")
+    throw new CliError(`--quantize must be none or nf4, got ${JSON.stringify(o.quantize)}`);
   const positive: (keyof TrainOptions)[] = ["steps", "batchSize", "seqLen", "gradAccum", "r", "logEvery"];
   for (const k of positive)
     if ((o[k] as number) < 1) throw new CliError(`--${kebab(k)} must be ≥ 1, got ${o[k]}`);
@@ -192,6 +255,14 @@ export function resolveTrainOptions(
       .filter(Boolean);
   if (Array.isArray(o.targetModules) && o.targetModules.length === 0)
     throw new CliError("--target-modules names no module");
+  if (!["lora", "adalora", "gora"].includes(o.method))
+    throw new CliError(`--method must be lora, adalora or gora, got ${JSON.stringify(o.method)}`);
+  if (o.method !== "lora" && (o.full || o.useRslora))
+    throw new CliError(`--method ${o.method} cannot be combined with --full or --use-rslora`);
+  if (!["union_frobenius_norm", "union_mean", "grad_frobenius_norm", "grad_mean"].includes(o.goraImportance))
+    throw new CliError(
+      `--gora-importance must be union_frobenius_norm, union_mean, grad_frobenius_norm or grad_mean, got ${JSON.stringify(o.goraImportance)}`,
+    );
   if (o.resume === "true") o.resume = true;
   if (o.resume === "false" || o.resume === undefined) o.resume = false;
   return o;

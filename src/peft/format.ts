@@ -1,5 +1,8 @@
 // The PEFT adapter format in memory: state-dict keys as PEFT saves them
-// (base_model.model.<path>.lora_A.weight, the adapter name removed) and back.
+// (base_model.model.<path>.lora_A.weight, the adapter name removed) and back. DoRA's
+// magnitude is saved as PEFT does, `base_model.model.<path>.lora_magnitude_vector` with no
+// ".weight" (LoraModel._get_adapter_state_dict strips it; _remap_adapter_state_dict_for_load
+// appends it again), next to `use_dora: true` in the config.
 import { fmtShape } from "../core/errors.js";
 import type { Tensor } from "../core/tensor.js";
 import type { LoraConfig } from "./config.js";
@@ -20,6 +23,8 @@ export function adapterStateDict(pm: PeftModel, name: string): Map<string, Tenso
     const b = l.lora_B.get(name)!;
     out.set(`${KEY_PREFIX}${path}.lora_B.weight`, b.weight);
     if (b.bias) out.set(`${KEY_PREFIX}${path}.lora_B.bias`, b.bias);
+    const mag = l.lora_magnitude_vector.get(name);
+    if (mag) out.set(`${KEY_PREFIX}${path}.lora_magnitude_vector`, mag.weight);
     if (cfg.bias === "lora_only") {
       const bias = l.base_layer.param("bias");
       if (bias) out.set(`${KEY_PREFIX}${path}.base_layer.bias`, bias);
@@ -36,9 +41,13 @@ export interface AdapterLoadReport {
   unexpected: string[];
 }
 
-/** Groups a PEFT state dict by module path: {A, B, bBias} per LoRA module, plus other tensors. */
+/**
+ * Groups a PEFT state dict by module path: {A, B, bBias, magnitude} per LoRA module, plus
+ * other tensors. `magnitude` is DoRA's lora_magnitude_vector (PEFT's key, or the
+ * in-memory form with ".weight").
+ */
 export function splitAdapterTensors(tensors: ReadonlyMap<string, Tensor>, where: string) {
-  const lora = new Map<string, { A?: Tensor; B?: Tensor; bBias?: Tensor }>();
+  const lora = new Map<string, { A?: Tensor; B?: Tensor; bBias?: Tensor; magnitude?: Tensor }>();
   const other = new Map<string, Tensor>();
   for (const [key, t] of tensors) {
     if (!key.startsWith(KEY_PREFIX))
@@ -46,11 +55,18 @@ export function splitAdapterTensors(tensors: ReadonlyMap<string, Tensor>, where:
         `${where}: tensor "${key}" does not start with "${KEY_PREFIX}" (not a PEFT adapter key)`,
       );
     const k = key.slice(KEY_PREFIX.length);
+    const mag = /^(.*)\.lora_magnitude_vector(\.weight)?$/.exec(k);
+    if (mag) {
+      const e = lora.get(mag[1]) ?? {};
+      e.magnitude = t;
+      lora.set(mag[1], e);
+      continue;
+    }
     const m = /^(.*)\.(lora_A|lora_B)\.(weight|bias)$/.exec(k);
     if (!m) {
       if (/\.lora_(A|B|magnitude_vector|embedding_[AB])\b/.test(k))
         throw new PeftError(
-          `${where}: tensor "${key}" is a LoRA variant lorakit cannot load here (DoRA / embedding LoRA)`,
+          `${where}: tensor "${key}" is a LoRA variant lorakit cannot load here (embedding LoRA)`,
         );
       other.set(k, t);
       continue;
@@ -80,6 +96,12 @@ export function loadAdapterTensors(
 ): AdapterLoadReport {
   const where = opts.where ?? `adapter "${name}"`;
   const { lora, other } = splitAdapterTensors(tensors, where);
+  if (!config.useDora)
+    for (const [path, e] of lora)
+      if (e.magnitude)
+        throw new PeftError(
+          `${where}: ${KEY_PREFIX}${path}.lora_magnitude_vector is a DoRA magnitude but the config has use_dora: false — set "use_dora": true in adapter_config.json if this is a DoRA adapter`,
+        );
   const missing: string[] = [];
   const used = new Set<string>();
   pm.addAdapter(name, config, {
@@ -89,6 +111,14 @@ export function loadAdapterTensors(
         missing.push(`${KEY_PREFIX}${path}.lora_${e?.A ? "B" : "A"}.weight`);
         return null;
       }
+      if (config.useDora && !e.magnitude) {
+        missing.push(`${KEY_PREFIX}${path}.lora_magnitude_vector`);
+        return null;
+      }
+      if (e.magnitude && (e.magnitude.shape.length !== 1 || e.magnitude.shape[0] !== layer.outFeatures))
+        throw new PeftError(
+          `${where}: ${path}.lora_magnitude_vector has shape ${fmtShape(e.magnitude.shape)} but the model needs [${layer.outFeatures}]`,
+        );
       used.add(path);
       if (e.A.shape[0] !== r || e.A.shape[1] !== layer.inFeatures)
         throw new PeftError(
@@ -115,6 +145,9 @@ export function loadAdapterTensors(
       const b = l.lora_B.get(name)!;
       if (b.bias) b.bias.data.set(e.bBias.to("f32").data as Float32Array);
     }
+    // DoRA: the saved magnitude replaces the one initialised from the weights.
+    const mag = l.lora_magnitude_vector.get(name);
+    if (e?.magnitude && mag) mag.weight.data.set(e.magnitude.to("f32").data as Float32Array);
   }
   for (const [k, t] of other) {
     if (!k.endsWith(".bias")) {
@@ -141,6 +174,7 @@ export function loadAdapterTensors(
       if (l.hasAdapter(name)) {
         l.lora_A.get(name)!.weight.requiresGrad = false;
         l.lora_B.get(name)!.weight.requiresGrad = false;
+        for (const t of l.variants.get(name)?.parameters(l, name) ?? []) t.requiresGrad = false;
       }
   return { missing, unexpected };
 }

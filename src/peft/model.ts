@@ -8,8 +8,10 @@ import { Module } from "../nn/module.js";
 import type { LoraConfig } from "./config.js";
 import { loraConfig } from "./config.js";
 import { PeftError } from "./errors.js";
+import { DoraVariant } from "./lora/dora.js";
 import { initLora } from "./lora/init.js";
-import { BASE_ROW, LoraLinear } from "./lora/layer.js";
+import { BASE_ROW, LoraLinear, loraScale } from "./lora/layer.js";
+import { initPissa, parsePissaInit } from "./lora/pissa.js";
 import { findTargets, rankAndAlpha } from "./targets.js";
 
 /** What PeftModel needs from a base model: a module tree with a forward. */
@@ -23,8 +25,10 @@ export interface AdapterInit {
   /** Seed for the adapter's random initialisation (default 0). */
   seed?: number;
   /**
-   * Supplies A and B for a module instead of the config's initialiser (PiSSA, GoRA and
-   * loaded adapters use this).
+   * Supplies A and B for a module instead of the config's initialiser (GoRA, weighted
+   * combinations and loaded adapters use this). When it is given, initialisers that change
+   * the base weights (PiSSA) never run: a module it returns null for gets the config's
+   * initialiser, or for PiSSA the default one (B = 0).
    */
   initFor?: (path: string, layer: LoraLinear, r: number) => { A: Tensor; B: Tensor } | null;
 }
@@ -72,7 +76,11 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
     if (this.peftConfig.has(name))
       throw new PeftError(`adapter "${name}" already exists; delete it first or pick another name`);
     const cfg = loraConfig(config);
-    if (cfg.useDora) throw new PeftError("use_dora: DoRA is not available in this build of lorakit");
+    if (cfg.useDora && cfg.loraBias)
+      throw new PeftError(
+        "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False",
+      );
+    const pissa = parsePissaInit(cfg.initLoraWeights);
     if (cfg.fanInFanOut) cfg.fanInFanOut = false; // lorakit's Linear stores (out, in), as nn.Linear (PEFT warns and does the same)
     const paths = findTargets(cfg, this.baseModel, this.baseModel.config?.modelType);
     const rng = new Rng(init.seed ?? 0);
@@ -90,7 +98,22 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
       const given = init.initFor?.(path, layer, r) ?? null;
       const { A, B } =
         given ??
-        initLora(cfg.initLoraWeights as boolean | string, r, layer.inFeatures, layer.outFeatures, rng);
+        (pissa && !init.initFor
+          ? // PiSSA replaces the base weight by the residual (PEFT's pissa_init).
+            initPissa(
+              layer,
+              r,
+              loraScale(alpha, r, cfg.useRslora),
+              cfg.initLoraWeights as string,
+              rng.int(2 ** 31),
+            )
+          : initLora(
+              pissa ? true : (cfg.initLoraWeights as boolean | string),
+              r,
+              layer.inFeatures,
+              layer.outFeatures,
+              rng,
+            ));
       layer.addAdapter(name, {
         r,
         alpha,
@@ -99,6 +122,7 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
         loraBias: cfg.loraBias,
         A,
         B,
+        variant: cfg.useDora ? new DoraVariant() : undefined,
       });
     }
     this.peftConfig.set(name, cfg);
@@ -150,7 +174,7 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
     }
   }
 
-  /** Trainable: the active adapters' A and B (and biases per `bias`); the base stays frozen. */
+  /** Trainable: the active adapters' A and B (DoRA: and m; biases per `bias`); the base stays frozen. */
   private applyTrainable(): void {
     for (const p of this.baseModel.parameters()) p.requiresGrad = false;
     const active = new Set(this.active);
@@ -161,6 +185,7 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
         const b = l.lora_B.get(n)!;
         b.weight.requiresGrad = on;
         if (b.bias) b.bias.requiresGrad = on;
+        for (const t of l.variants.get(n)?.parameters(l, n) ?? []) t.requiresGrad = on;
       }
     }
     for (const n of this.active) {

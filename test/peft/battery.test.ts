@@ -1,7 +1,10 @@
 // PEFT-style table of LoRA configurations, each run through one battery of identities:
 // B = 0 equals the base model exactly; merged equals unmerged; unmerge restores the base;
 // save → load gives identical outputs; a mixed batch equals per-row single-adapter runs;
-// disable and delete behave.
+// disable and delete behave. DoRA and PiSSA run through the same battery: DoRA's B = 0
+// start is the base model exactly; PiSSA's start equals the base model to rounding
+// (residual + s·B·A = W), its adapter loads onto the residual model, and its rank-2r
+// conversion loads onto the original one.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +13,7 @@ import { describe, test } from "node:test";
 import type { Tensor } from "../../src/core/index.js";
 import { noGrad, tensor } from "../../src/core/index.js";
 import type { LoraConfig } from "../../src/peft/config.js";
+import type { PeftModel } from "../../src/peft/model.js";
 import { getPeftModel } from "../../src/peft/model.js";
 import { fromPretrained, savePretrained } from "../../src/peft/node/io.js";
 import { tinyModel } from "../util/tiny-model.js";
@@ -59,7 +63,41 @@ const CASES: [string, Partial<LoraConfig>][] = [
   ["layersToTransform", { r: 4, targetModules: ["q_proj", "v_proj"], layersToTransform: [1] }],
   ["regex target", { r: 2, targetModules: ".*\\.mlp\\.(gate|up)_proj" }],
   ["bias all + dropout", { r: 4, targetModules: ["q_proj", "v_proj"], bias: "all", loraDropout: 0.1 }],
+  ["DoRA on q,v", { r: 4, loraAlpha: 8, useDora: true }],
+  [
+    "DoRA all-linear + rsLoRA + dropout",
+    { r: 4, loraAlpha: 16, targetModules: "all-linear", useRslora: true, useDora: true, loraDropout: 0.1 },
+  ],
+  [
+    "PiSSA on attention",
+    { r: 4, loraAlpha: 8, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"], initLoraWeights: "pissa" },
+  ],
+  [
+    "PiSSA niter + rank pattern",
+    {
+      r: 4,
+      loraAlpha: 8,
+      targetModules: ["q_proj", "v_proj", "down_proj"],
+      rankPattern: { down_proj: 2 },
+      initLoraWeights: "pissa_niter_2",
+    },
+  ],
+  ["DoRA + PiSSA", { r: 4, loraAlpha: 8, useDora: true, initLoraWeights: "pissa" }],
 ];
+
+/** Moves a freshly initialised adapter away from its start: A, B (PiSSA) and m (DoRA). */
+function perturb(pm: PeftModel, name: string, ab: boolean): void {
+  for (const [, l] of pm.loraLayers()) {
+    if (!l.hasAdapter(name)) continue;
+    const ts = [l.lora_magnitude_vector.get(name)?.weight];
+    if (ab) ts.push(l.lora_A.get(name)!.weight, l.lora_B.get(name)!.weight);
+    for (const t of ts) {
+      if (!t) continue;
+      const d = t.data as Float32Array;
+      for (let i = 0; i < d.length; i++) d[i] *= 1 + 0.05 * Math.sin(1 + 3 * i);
+    }
+  }
+}
 
 describe("LoRA battery", () => {
   for (const [name, cfg] of CASES) {
@@ -67,23 +105,39 @@ describe("LoRA battery", () => {
       const model = tinyModel(1);
       const base = logits(model);
       const baseW = weights(model);
+      const init = cfg.initLoraWeights;
+      const pissa = typeof init === "string" && init.startsWith("pissa");
+      // The adapter under test: PiSSA as configured, otherwise both A and B random.
+      const adapterCfg = { ...cfg, initLoraWeights: pissa ? init : false };
 
-      // B = 0 at init: exactly the base model.
+      // B = 0 at init: exactly the base model (DoRA too: m = ‖W‖ makes the rescaling 1).
       const pm0 = getPeftModel(tinyModel(1), { ...cfg, initLoraWeights: true });
       assert.equal(maxDiff(logits(pm0), base), 0, "B = 0 must equal the base model exactly");
 
-      // A non-identity adapter (both A and B random).
-      const pm = getPeftModel(model, { ...cfg, initLoraWeights: false }, "default", { seed: 5 });
+      const pm = getPeftModel(model, adapterCfg, "default", { seed: 5 });
+      const initDir = mkdtempSync(join(tmpdir(), "lorakit-peft-init-"));
+      if (pissa) {
+        // residual + s·B·A = W: the model is unchanged to rounding.
+        assert.ok(maxDiff(logits(pm), base) < 1e-4, "PiSSA at init equals the base model");
+        savePretrained(pm, initDir); // the initial adapter, for the rank-2r conversion
+      }
+      perturb(pm, "default", pissa);
       const adapted = logits(pm);
-      assert.ok(maxDiff(adapted, base) > 1e-3, "a random adapter changes the output");
+      assert.ok(maxDiff(adapted, base) > 1e-3, "the adapter changes the output");
+      // The model with adapters off: the base, or for PiSSA the residual model.
+      const baseNow = pm.withAdaptersDisabled(() => logits(pm));
+      if (!pissa) assert.ok(maxDiff(baseNow, base) < 1e-6);
 
-      // Merge = unmerged; unmerge restores the base weights.
+      // Merge = unmerged; unmerge restores the weights (and the base ones are the original's).
+      const preMerge = weights(model);
       pm.mergeAdapter();
       assert.ok(maxDiff(logits(pm), adapted) < 1e-5, "merged equals unmerged");
       pm.unmergeAdapter();
       for (const [p, w] of weights(model)) {
-        const b = baseW.get(p);
+        const b = preMerge.get(p);
         if (b) assert.ok(maxDiff(w, b) < 1e-6, `unmerge restores ${p}`);
+        const b0 = baseW.get(p);
+        if (b0 && !pissa) assert.ok(maxDiff(w, b0) < 1e-6, `unmerge restores the base ${p}`);
       }
       assert.ok(maxDiff(logits(pm), adapted) < 1e-6);
 
@@ -91,7 +145,7 @@ describe("LoRA battery", () => {
       assert.ok(
         maxDiff(
           pm.withAdaptersDisabled(() => logits(pm)),
-          base,
+          baseNow,
         ) < 1e-6,
       );
       assert.ok(maxDiff(logits(pm), adapted) < 1e-6);
@@ -103,11 +157,32 @@ describe("LoRA battery", () => {
       assert.equal(cfgJson.peft_type, "LORA");
       assert.equal(cfgJson.inference_mode, true);
       assert.deepEqual(Object.keys(cfgJson), Object.keys(cfgJson).sort());
-      const loaded = fromPretrained(tinyModel(1), dir);
+      assert.equal(cfgJson.use_dora, cfg.useDora ?? false);
+      // A PiSSA adapter loads onto the residual model (the same decomposition again, then unloaded).
+      const target = pissa
+        ? getPeftModel(tinyModel(1), adapterCfg, "default", { seed: 5 }).unload()
+        : tinyModel(1);
+      const loaded = fromPretrained(target, dir);
       assert.equal(maxDiff(logits(loaded), adapted), 0, "save → load is exact");
+
+      if (pissa && !cfg.useDora) {
+        // Converted to rank 2r, it works on the original base model.
+        const conv = mkdtempSync(join(tmpdir(), "lorakit-peft-conv-"));
+        savePretrained(pm, conv, { pathInitialModelForWeightConversion: initDir });
+        const convCfg = JSON.parse(readFileSync(join(conv, "adapter_config.json"), "utf8"));
+        assert.equal(convCfg.r, 2 * (cfg.r ?? 8));
+        assert.equal(convCfg.init_lora_weights, true);
+        const initCfg = JSON.parse(readFileSync(join(initDir, "adapter_config.json"), "utf8"));
+        assert.equal(initCfg.init_lora_weights, true, "the initial folder is marked as PEFT does");
+        assert.ok(
+          maxDiff(logits(fromPretrained(tinyModel(1), conv)), adapted) < 1e-4,
+          "rank-2r adapter on W",
+        );
+      }
 
       // A second adapter; a mixed batch equals per-row single-adapter runs.
       pm.addAdapter("other", { ...cfg, initLoraWeights: false }, { seed: 9 });
+      perturb(pm, "other", false);
       pm.setAdapter("other");
       const other = logits(pm);
       pm.setAdapter("default");
@@ -115,7 +190,7 @@ describe("LoRA battery", () => {
       const mixed = logits(pm, IDS, { adapterNames: rows });
       const V = 48;
       const per = IDS[0].length * V;
-      const want = [other, base, adapted];
+      const want = [other, baseNow, adapted];
       for (let r = 0; r < 3; r++)
         assert.ok(
           maxDiff(mixed.subarray(r * per, (r + 1) * per), want[r].subarray(r * per, (r + 1) * per)) < 1e-5,
@@ -126,7 +201,7 @@ describe("LoRA battery", () => {
       pm.deleteAdapter("other");
       assert.ok(maxDiff(logits(pm), adapted) < 1e-6);
       pm.deleteAdapter("default");
-      assert.ok(maxDiff(logits(pm), base) < 1e-6);
+      assert.ok(maxDiff(logits(pm), baseNow) < 1e-6);
     });
   }
 });

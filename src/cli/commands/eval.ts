@@ -23,23 +23,28 @@ export const evalCommand = defineCommand({
     const threads =
       args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
     const backendName = await setupBackend(threads);
-    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
+    // Every flag is checked before the model loads, so a typo fails at once.
     const file = requireArg("text", args.text);
     let text: string;
     try {
       text = readFileSync(file, "utf8");
     } catch (e) {
+      if ((e as { code?: string }).code === "ENOENT") throw new CliError(`--text ${file}: no such file`);
       throw new CliError(`--text ${file}: cannot read it`, { cause: e });
     }
+    const seqLenArg =
+      args["seq-len"] === undefined ? undefined : numArg("seq-len", args["seq-len"], { int: true, min: 2 });
+    const batchSize =
+      args["batch-size"] === undefined ? 4 : numArg("batch-size", args["batch-size"], { int: true, min: 1 });
+    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
     const ids = tokenizer.encode(text, { addSpecialTokens: false });
     if (ids.length < 2)
       throw new CliError(`--text ${file}: ${ids.length} token(s); at least 2 are needed to predict one`);
-    const seqLen =
-      args["seq-len"] === undefined
-        ? Math.min(model.config.maxPositionEmbeddings, 1024)
-        : numArg("seq-len", args["seq-len"], { int: true, min: 2 });
-    const batchSize =
-      args["batch-size"] === undefined ? 4 : numArg("batch-size", args["batch-size"], { int: true, min: 1 });
+    const seqLen = seqLenArg ?? Math.min(model.config.maxPositionEmbeddings, 1024);
+    if (seqLen > model.config.maxPositionEmbeddings)
+      log(
+        `lorakit: warning: --seq-len ${seqLen} exceeds the model's ${model.config.maxPositionEmbeddings} positions; positions past them were never trained`,
+      );
     const t0 = performance.now();
     const r = evaluateNll(model, ids, { seqLen, batchSize });
     const seconds = (performance.now() - t0) / 1000;

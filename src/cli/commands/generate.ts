@@ -24,8 +24,19 @@ export const generateCommand = defineCommand({
     const threads =
       args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
     await setupBackend(threads);
-    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
+    // Every flag is checked before the model loads, so a typo fails at once.
     const prompt = requireArg("prompt", args.prompt);
+    const maxNewTokens =
+      args["max-new-tokens"] === undefined
+        ? 64
+        : numArg("max-new-tokens", args["max-new-tokens"], { int: true, min: 0 });
+    const sampling = {
+      temperature: args.temperature === undefined ? 0 : numArg("temperature", args.temperature, { min: 0 }),
+      topK: args["top-k"] === undefined ? 0 : numArg("top-k", args["top-k"], { int: true, min: 0 }),
+      topP: args["top-p"] === undefined ? 1 : numArg("top-p", args["top-p"], { min: 0, max: 1 }),
+      seed: args.seed === undefined ? 0 : numArg("seed", args.seed, { int: true }),
+    };
+    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
     const promptIds = tokenizer.encode(prompt, { addSpecialTokens: false });
     if (args["add-bos"]) {
       if (tokenizer.bosTokenId === null) throw new CliError("--add-bos: the tokenizer has no BOS token");
@@ -33,10 +44,6 @@ export const generateCommand = defineCommand({
     }
     if (promptIds.length === 0)
       throw new CliError("--prompt encodes to no tokens; give some text (or --add-bos)");
-    const maxNewTokens =
-      args["max-new-tokens"] === undefined
-        ? 64
-        : numArg("max-new-tokens", args["max-new-tokens"], { int: true, min: 0 });
     const limit = model.config.maxPositionEmbeddings;
     if (promptIds.length + maxNewTokens > limit)
       throw new CliError(
@@ -51,10 +58,7 @@ export const generateCommand = defineCommand({
     const t0 = performance.now();
     const ids = generate(model, promptIds, {
       maxNewTokens,
-      temperature: args.temperature === undefined ? 0 : numArg("temperature", args.temperature, { min: 0 }),
-      topK: args["top-k"] === undefined ? 0 : numArg("top-k", args["top-k"], { int: true, min: 0 }),
-      topP: args["top-p"] === undefined ? 1 : numArg("top-p", args["top-p"], { min: 0, max: 1 }),
-      seed: args.seed === undefined ? 0 : numArg("seed", args.seed, { int: true }),
+      ...sampling,
       stopAtEos: Boolean(args["stop-at-eos"]),
       eosTokenIds: eos,
       onToken: (id) => {

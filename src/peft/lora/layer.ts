@@ -1,6 +1,7 @@
 // LoraLinear: wraps any linear layer and adds, per adapter, (B·A·dropout(x))·scale.
 // Children are named as PEFT's LoraLayer (base_layer, lora_A.<adapter>, lora_B.<adapter>),
 // so parameter paths equal PEFT's state-dict keys with the adapter name inside.
+// Variants (DoRA) plug in per adapter through the LoraVariant interface (variant.ts).
 import type { Backend } from "../../core/backend.js";
 import { backend, noGrad } from "../../core/engine.js";
 import { fmtShape, ShapeError } from "../../core/errors.js";
@@ -11,8 +12,10 @@ import type { Tensor } from "../../core/tensor.js";
 import { empty, tensor } from "../../core/tensor.js";
 import type { LinearLike } from "../../nn/layers.js";
 import { Linear } from "../../nn/layers.js";
-import { Module, ModuleDict } from "../../nn/module.js";
+import { Module, ModuleDict, type ParamHolder } from "../../nn/module.js";
+import { Linear4bit, REQUANTIZE_WARNING } from "../../quant/linear4bit.js";
 import { PeftError } from "../errors.js";
+import type { LoraVariant } from "./variant.js";
 
 export interface LoraAdapterSpec {
   r: number;
@@ -23,6 +26,8 @@ export interface LoraAdapterSpec {
   loraBias: boolean;
   A: Tensor;
   B: Tensor;
+  /** A LoRA variant for this adapter (e.g. DoRA); plain LoRA when absent. */
+  variant?: LoraVariant;
 }
 
 /** The scale s in y = W·x + s·B·A·x: α/r, or α/√r with rsLoRA. */
@@ -37,6 +42,10 @@ export class LoraLinear extends Module implements LinearLike {
   base_layer: LinearLike;
   readonly lora_A = new ModuleDict<Linear>();
   readonly lora_B = new ModuleDict<Linear>();
+  /** DoRA magnitudes, one ParamHolder per DoRA adapter (`lora_magnitude_vector.<adapter>.weight`). */
+  readonly lora_magnitude_vector = new ModuleDict<ParamHolder>();
+  /** Adapters that use a LoRA variant. */
+  readonly variants = new Map<string, LoraVariant>();
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly scaling = new Map<string, number>();
@@ -59,6 +68,7 @@ export class LoraLinear extends Module implements LinearLike {
     this.base_layer = this.addModule("base_layer", base);
     this.addModule("lora_A", this.lora_A);
     this.addModule("lora_B", this.lora_B);
+    this.addModule("lora_magnitude_vector", this.lora_magnitude_vector);
     this.inFeatures = base.inFeatures;
     this.outFeatures = base.outFeatures;
   }
@@ -68,6 +78,16 @@ export class LoraLinear extends Module implements LinearLike {
     const w = this.base_layer.param("weight");
     if (!w) throw new PeftError("LoraLinear: the base layer has no weight");
     return w;
+  }
+
+  /** The base weight's values in f32 (the stored array when it is f32, else a converted copy). */
+  baseWeightValues(): Float32Array {
+    const w = this.baseWeight;
+    if (w.dtype === "f32") return w.data as Float32Array;
+    if (w.dtype === "bf16" || w.dtype === "f16" || w.dtype === "f64") return w.to("f32").data as Float32Array;
+    throw new PeftError(
+      `the base weight is ${w.dtype}; dequantise it first (DoRA and PiSSA need float weights)`,
+    );
   }
 
   addAdapter(name: string, spec: LoraAdapterSpec): void {
@@ -95,6 +115,15 @@ export class LoraLinear extends Module implements LinearLike {
     this.loraAlpha.set(name, spec.alpha);
     this.scaling.set(name, loraScale(spec.alpha, r, spec.useRslora));
     this.dropoutP.set(name, spec.dropout);
+    if (spec.variant) {
+      this.variants.set(name, spec.variant);
+      try {
+        spec.variant.init(this, name);
+      } catch (e) {
+        this.deleteAdapter(name);
+        throw e;
+      }
+    }
   }
 
   deleteAdapter(name: string): void {
@@ -102,6 +131,8 @@ export class LoraLinear extends Module implements LinearLike {
       throw new PeftError(`adapter "${name}" is merged into the base weights; unmerge it first`);
     this.lora_A.delete(name);
     this.lora_B.delete(name);
+    this.variants.get(name)?.remove(this, name);
+    this.variants.delete(name);
     for (const m of [this.r, this.loraAlpha, this.scaling, this.dropoutP]) m.delete(name);
     this.activeAdapters = this.activeAdapters.filter((a) => a !== name);
   }
@@ -114,13 +145,24 @@ export class LoraLinear extends Module implements LinearLike {
   private delta(name: string, x: Tensor): Tensor {
     const A = this.lora_A.get(name)!;
     const B = this.lora_B.get(name)!;
-    const p = this.dropoutP.get(name) ?? 0;
     const s = this.scaling.get(name)!;
-    const xin = p > 0 && this.training ? dropout(x, p, this.rngOrThrow()) : x;
+    const xin = this.dropoutInput(name, x) ?? x;
     // Scale the narrow (…, r) intermediate: r·N multiplies instead of out·N.
     const h = scaleOp(linear(xin, A.weight), s);
     if (!B.bias) return linear(h, B.weight);
     return linear(h, B.weight, scaleOp(B.bias, s));
+  }
+
+  /** dropout(x) with the adapter's rate when it is active (training, p > 0); null when it is the identity. */
+  dropoutInput(name: string, x: Tensor): Tensor | null {
+    const p = this.dropoutP.get(name) ?? 0;
+    return p > 0 && this.training ? dropout(x, p, this.rngOrThrow()) : null;
+  }
+
+  /** The adapter's contribution to `result` (the output so far), by its variant or as plain LoRA. */
+  private contribution(name: string, x: Tensor, result: Tensor): Tensor {
+    const v = this.variants.get(name);
+    return v ? v.forward(this, name, x, result) : this.delta(name, x);
   }
 
   private rngOrThrow(): Rng {
@@ -138,7 +180,7 @@ export class LoraLinear extends Module implements LinearLike {
     if (this.rowAdapters) return this.mixedForward(x, y, this.rowAdapters);
     for (const name of this.activeAdapters) {
       if (this.merged.includes(name) || !this.lora_A.has(name)) continue;
-      y = add(y, this.delta(name, x));
+      y = add(y, this.contribution(name, x, y));
     }
     return y;
   }
@@ -163,10 +205,15 @@ export class LoraLinear extends Module implements LinearLike {
       if (!this.lora_A.has(n)) return; // this layer is not adapted by that adapter
       groups.get(n)?.push(i) ?? groups.set(n, [i]);
     });
+    let y2: Tensor | null = null;
     for (const [name, idx] of groups) {
       const ids = tensor(idx, [idx.length], "i32");
       const xs = reshape(embedding(x2, ids), [idx.length, ...x.shape.slice(1)]);
-      const d = reshape(this.delta(name, xs), [idx.length, perRowOut]);
+      // A variant sees its rows' base output (DoRA rescales it).
+      const ys = this.variants.has(name)
+        ? reshape(embedding((y2 ??= reshape(y, [Bn, perRowOut])), ids), [idx.length, ...y.shape.slice(1)])
+        : y;
+      const d = reshape(this.contribution(name, xs, ys), [idx.length, perRowOut]);
       out = add(out, reshape(scatterRows(d, ids, Bn), y.shape));
     }
     return out;
@@ -194,17 +241,22 @@ export class LoraLinear extends Module implements LinearLike {
   }
 
   /**
-   * Folds adapters into the base weight: W += scale·B·A. `safe` computes on a copy and
-   * refuses NaN/Inf as PEFT's safe_merge does. A bf16 base weight becomes f32.
+   * Folds adapters into the base weight: W += scale·B·A (a variant merges its own way).
+   * `safe` computes on a copy and refuses NaN/Inf as PEFT's safe_merge does. A bf16 base
+   * weight becomes f32.
    */
-  merge(names: readonly string[] = this.activeAdapters, opts: { safe?: boolean } = {}): void {
+  merge(
+    names: readonly string[] = this.activeAdapters,
+    opts: { safe?: boolean; warn?: (msg: string) => void } = {},
+  ): void {
     noGrad(() => {
       for (const name of names) {
         if (this.merged.includes(name) || !this.lora_A.has(name)) continue;
         const w = this.f32BaseWeight();
         const target = opts.safe ? Float32Array.from(w.data as Float32Array) : (w.data as Float32Array);
-        const d = this.deltaWeight(name);
-        backend().axpy(1, d, target);
+        const variant = this.variants.get(name);
+        if (variant) variant.merge(this, name, target);
+        else backend().axpy(1, this.deltaWeight(name), target);
         if (opts.safe) {
           for (let i = 0; i < target.length; i++)
             if (!Number.isFinite(target[i]))
@@ -213,6 +265,7 @@ export class LoraLinear extends Module implements LinearLike {
               );
           (w.data as Float32Array).set(target);
         }
+        this.requantizeBase(w, opts.warn);
         const lb = this.lora_B.get(name)!.bias;
         if (lb) this.addToBaseBias(lb.data as Float32Array, this.scaling.get(name)!);
         this.merged.push(name);
@@ -226,7 +279,10 @@ export class LoraLinear extends Module implements LinearLike {
       while (this.merged.length) {
         const name = this.merged.pop()!;
         const w = this.f32BaseWeight();
-        backend().axpy(-1, this.deltaWeight(name), w.data as Float32Array);
+        const variant = this.variants.get(name);
+        if (variant) variant.unmerge(this, name, w.data as Float32Array);
+        else backend().axpy(-1, this.deltaWeight(name), w.data as Float32Array);
+        this.requantizeBase(w);
         const lb = this.lora_B.get(name)!.bias;
         if (lb) this.addToBaseBias(lb.data as Float32Array, -this.scaling.get(name)!);
       }
@@ -234,6 +290,8 @@ export class LoraLinear extends Module implements LinearLike {
   }
 
   private f32BaseWeight(): Tensor {
+    // An NF4 base: a dequantised copy, re-quantised by requantizeBase after the update.
+    if (this.base_layer instanceof Linear4bit) return this.base_layer.dequantizedWeight();
     const w = this.baseWeight;
     if (w.dtype === "f32") return w;
     if (w.dtype === "bf16" || w.dtype === "f16") {
@@ -243,6 +301,13 @@ export class LoraLinear extends Module implements LinearLike {
       return f;
     }
     throw new PeftError(`cannot merge into a ${w.dtype} base weight; dequantise it first`);
+  }
+
+  /** Re-quantises an NF4 base after its dequantised weight `w` was updated (lossy: warns). */
+  private requantizeBase(w: Tensor, warn?: (msg: string) => void): void {
+    if (!(this.base_layer instanceof Linear4bit)) return;
+    this.base_layer.requantize(w.data as Float32Array);
+    warn?.(REQUANTIZE_WARNING);
   }
 
   private addToBaseBias(b: Float32Array, s: number): void {

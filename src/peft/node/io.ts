@@ -8,6 +8,7 @@ import { loraConfigToJson, parseLoraConfig } from "../config.js";
 import { PeftError } from "../errors.js";
 import type { AdapterLoadReport } from "../format.js";
 import { adapterStateDict, loadAdapterTensors } from "../format.js";
+import { convertPissaToLora } from "../lora/pissa.js";
 import type { BaseModel } from "../model.js";
 import { PeftModel } from "../model.js";
 
@@ -19,6 +20,14 @@ export interface SaveOptions {
   adapterNames?: readonly string[];
   /** Recorded as base_model_name_or_path. */
   baseModelNameOrPath?: string | null;
+  /**
+   * PEFT's path_initial_model_for_weight_conversion: a folder holding the PiSSA adapter as
+   * it was right after initialisation (written by savePretrained before training). The
+   * adapter is then saved converted to a plain LoRA adapter of rank 2r that applies to the
+   * *original* base model (see convertPissaToLora), and — as PEFT does — that folder's
+   * config is rewritten with init_lora_weights: true so that loading it never re-runs PiSSA.
+   */
+  pathInitialModelForWeightConversion?: string;
 }
 
 /**
@@ -26,6 +35,12 @@ export interface SaveOptions {
  *
  * @example
  * savePretrained(peft, "./out/adapter");
+ *
+ * @example PiSSA, then a plain LoRA adapter for the original base model:
+ * const peft = getPeftModel(model, { r: 16, initLoraWeights: "pissa" });
+ * savePretrained(peft, "./out/pissa_init"); // the initial adapter, before any training
+ * // ... train ...
+ * savePretrained(peft, "./out/lora", { pathInitialModelForWeightConversion: "./out/pissa_init" });
  */
 export function savePretrained(pm: PeftModel, dir: string, opts: SaveOptions = {}): string[] {
   const names = opts.adapterNames ?? [...pm.peftConfig.keys()];
@@ -34,15 +49,29 @@ export function savePretrained(pm: PeftModel, dir: string, opts: SaveOptions = {
     const cfg = pm.peftConfig.get(name);
     if (!cfg) throw new PeftError(`savePretrained: adapter "${name}" does not exist`);
     const out = name === "default" ? dir : join(dir, name);
-    mkdirSync(out, { recursive: true });
-    const json = loraConfigToJson(cfg, {
+    const overrides = {
       inferenceMode: true,
       baseModelNameOrPath: opts.baseModelNameOrPath ?? cfg.baseModelNameOrPath,
       // "all-linear" is saved as the names it resolved to, as PEFT does.
       targetModules: resolvedTargets(pm, name) ?? cfg.targetModules,
-    });
+    };
+    let saveCfg = cfg;
+    let tensors = adapterStateDict(pm, name);
+    const initDir = opts.pathInitialModelForWeightConversion;
+    if (initDir !== undefined) {
+      const initial = readAdapterDir(initDir);
+      const conv = convertPissaToLora(pm, name, initial.tensors);
+      writeFileSync(
+        join(initDir, CONFIG_NAME),
+        JSON.stringify(loraConfigToJson(cfg, { ...overrides, initLoraWeights: true }), null, 2),
+      );
+      saveCfg = conv.config;
+      tensors = conv.tensors;
+    }
+    mkdirSync(out, { recursive: true });
+    const json = loraConfigToJson(saveCfg, overrides);
     writeFileSync(join(out, CONFIG_NAME), `${JSON.stringify(json, null, 2)}`);
-    saveSafetensors(join(out, WEIGHTS_NAME), adapterStateDict(pm, name));
+    saveSafetensors(join(out, WEIGHTS_NAME), tensors);
     written.push(out);
   }
   return written;

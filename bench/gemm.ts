@@ -1,0 +1,126 @@
+// GEMM throughput of the native addon against the machine's FMA peak measured in the same
+// run. `npm run bench:gemm` prints a table; `-- --json` prints one JSON object per line.
+// Options: --threads 1,2   --quick (smaller shapes, fewer runs)
+import { loadAddon } from "../src/kernels/native/loader.js";
+
+interface Case {
+  name: string;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  bf16: boolean;
+}
+
+const args = process.argv.slice(2);
+const json = args.includes("--json");
+const quick = args.includes("--quick");
+const tIdx = args.indexOf("--threads");
+const threadList = tIdx >= 0 ? args[tIdx + 1].split(",").map(Number) : [1, 2];
+
+const cases: Case[] = [
+  { name: "1024³ A·B", m: 1024, n: 1024, k: 1024, transA: false, transB: false, bf16: false },
+  { name: "2048³ A·B", m: 2048, n: 2048, k: 2048, transA: false, transB: false, bf16: false },
+  ...(quick
+    ? []
+    : [{ name: "4096³ A·B", m: 4096, n: 4096, k: 4096, transA: false, transB: false, bf16: false }]),
+  { name: "X·Wᵀ 2048²·2048²", m: 2048, n: 2048, k: 2048, transA: false, transB: true, bf16: false },
+  { name: "X·Wᵀ bf16 W", m: 2048, n: 2048, k: 2048, transA: false, transB: true, bf16: true },
+  { name: "Xᵀ·dY 2048³ (dW)", m: 2048, n: 2048, k: 2048, transA: true, transB: false, bf16: false },
+  { name: "X·Aᵀ r=16", m: 2048, n: 16, k: 2048, transA: false, transB: true, bf16: false },
+  { name: "(XAᵀ)·Bᵀ r=16", m: 2048, n: 2048, k: 16, transA: false, transB: true, bf16: false },
+  // LoRA backward shapes (G = dY 2048×2048, H = X·Aᵀ 2048×16).
+  { name: "G·B r=16 (dH)", m: 2048, n: 16, k: 2048, transA: false, transB: false, bf16: false },
+  { name: "Gᵀ·H r=16 (dB)", m: 2048, n: 16, k: 2048, transA: true, transB: false, bf16: false },
+  { name: "dHᵀ·X r=16 (dA)", m: 16, n: 2048, k: 2048, transA: true, transB: false, bf16: false },
+];
+
+function randomF32(len: number): Float32Array {
+  const x = new Float32Array(len);
+  for (let i = 0; i < len; i++) x[i] = Math.random() * 2 - 1;
+  return x;
+}
+
+function toBf16(x: Float32Array): Uint16Array {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  const out = new Uint16Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = u[i] >>> 16;
+  return out;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((p, q) => p - q);
+  return s[Math.floor(s.length / 2)];
+}
+
+function main(): void {
+  const r = loadAddon();
+  if ("error" in r) {
+    console.error(`bench:gemm needs the native addon: ${r.error.message}`);
+    process.exit(1);
+  }
+  const addon = r.addon;
+  const features = addon.cpuFeatures();
+  const before = addon.getThreads();
+  if (!json) {
+    console.log(
+      `native GEMM, path ${features.path} (best ${features.best}), GFLOP/s median; % of the FMA peak`,
+    );
+    console.log("measured now with the same thread count.\n");
+    console.log(
+      `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}`,
+    );
+  }
+  for (const threads of threadList) {
+    addon.setThreads(threads);
+    for (const cs of cases) {
+      const { m, n, k } = cs;
+      const a = randomF32(m * k);
+      const b32 = randomF32(k * n);
+      const b = cs.bf16 ? toBf16(b32) : b32;
+      const c = new Float32Array(m * n);
+      const flops = 2 * m * n * k;
+      const call = () => addon.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
+      call();
+      // The peak is measured right before each case: on a shared machine the load changes.
+      const peak = addon.fmaPeak(threads, 150);
+      const times: number[] = [];
+      const reps = quick ? 3 : Math.max(3, Math.min(15, Math.round(1.5e10 / flops)));
+      for (let i = 0; i < reps; i++) {
+        const t0 = performance.now();
+        call();
+        times.push(performance.now() - t0);
+      }
+      const ms = median(times);
+      const gflops = flops / ms / 1e6;
+      const pct = (100 * gflops) / peak;
+      if (json) {
+        console.log(
+          JSON.stringify({
+            shape: cs.name,
+            m,
+            n,
+            k,
+            transA: cs.transA,
+            transB: cs.transB,
+            bf16: cs.bf16,
+            threads,
+            path: features.path,
+            ms: +ms.toFixed(3),
+            gflops: +gflops.toFixed(1),
+            peak_gflops: +peak.toFixed(1),
+            pct_of_peak: +pct.toFixed(1),
+          }),
+        );
+      } else {
+        console.log(
+          `${cs.name.padEnd(22)}${String(threads).padStart(8)}${ms.toFixed(2).padStart(10)}${gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${pct.toFixed(0)}%`.padStart(8)}`,
+        );
+      }
+    }
+  }
+  addon.setThreads(before);
+}
+
+main();

@@ -1,0 +1,174 @@
+// Load test of `lorakit serve` on loopback: N concurrent clients, each sending completions
+// one after another, spread over 1, 8 and 64 distinct adapters → throughput, p50/p99
+// latency, errors and peak memory. Bounded: a fixed number of requests per scenario and a
+// time cap. The model is a small random LLaMA built in a temp folder (nothing downloaded).
+//
+//   node dist/bench/serve.js [--clients 64] [--requests 256] [--max-tokens 32] [--threads N]
+//                            [--adapters 1,8,64] [--hidden 256] [--layers 4] [--max-seconds 60] [--json]
+//
+// Target (issue): 64 adapters ≥ 0.8× the single-adapter throughput.
+import { startServer } from "../src/serve/server.js";
+import { buildFixture } from "../test/serve/fixture.js";
+
+const argv = process.argv.slice(2);
+const opt = (name: string, def: string): string => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : def;
+};
+const clients = Number(opt("clients", "64"));
+const requests = Number(opt("requests", "256"));
+const maxTokens = Number(opt("max-tokens", "32"));
+const threads = argv.includes("--threads") ? Number(opt("threads", "1")) : null;
+const adapterCounts = opt("adapters", "1,8,64").split(",").map(Number);
+const hidden = Number(opt("hidden", "256"));
+const layers = Number(opt("layers", "4"));
+const maxSeconds = Number(opt("max-seconds", "60"));
+const json = argv.includes("--json");
+
+interface Row {
+  adapters: number;
+  clients: number;
+  requests: number;
+  errors: number;
+  seconds: number;
+  tokensPerSecond: number;
+  requestsPerSecond: number;
+  p50ms: number;
+  p99ms: number;
+  peakRssMiB: number;
+}
+
+function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+async function main(): Promise<void> {
+  const maxAdapters = Math.max(...adapterCounts);
+  const fx = buildFixture({
+    adapters: maxAdapters,
+    size: {
+      hidden,
+      intermediate: Math.round((hidden * 8) / 3),
+      layers,
+      heads: hidden / 32,
+      kvHeads: hidden / 64,
+    },
+    adapterConfig: () => ({ r: 8, loraAlpha: 16, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] }),
+  });
+  const server = await startServer({
+    modelDir: fx.modelDir,
+    adapterRoot: fx.adapterRoot,
+    host: "127.0.0.1",
+    port: 0,
+    threads,
+    limits: {
+      maxConcurrent: Math.max(256, clients * 2),
+      maxBatch: Math.max(64, clients),
+      maxLoadedAdapters: maxAdapters,
+      maxTokens,
+    },
+  });
+  const prompts = [
+    "Call me Ishmael. Some years ago",
+    "It is a way I have of driving",
+    "the watery part of the world",
+  ];
+  const one = async (model: string, p: string): Promise<number> => {
+    const r = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, prompt: p, max_tokens: maxTokens, temperature: 0, ignore_eos: true }),
+    });
+    if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
+    const body = (await r.json()) as { usage: { completion_tokens: number } };
+    return body.usage.completion_tokens;
+  };
+  // Warm up: load every adapter once (loading is measured by /metrics, not here).
+  for (let a = 0; a < maxAdapters; a++) await one(`ad-${a}`, prompts[0]);
+
+  const rows: Row[] = [];
+  for (const nAdapters of adapterCounts) {
+    let peak = process.memoryUsage().rss;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 50);
+    const lat: number[] = [];
+    let errors = 0;
+    let tokens = 0;
+    let next = 0;
+    const deadline = performance.now() + maxSeconds * 1000;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: clients }, async (_, c) => {
+        while (next < requests && performance.now() < deadline) {
+          const i = next++;
+          const t = performance.now();
+          try {
+            const n = await one(`ad-${(c + i) % nAdapters}`, prompts[i % prompts.length]);
+            tokens += n;
+            lat.push(performance.now() - t);
+          } catch (e) {
+            errors++;
+            if (errors === 1) process.stderr.write(`bench: ${(e as Error).message}\n`);
+          }
+        }
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    clearInterval(sampler);
+    rows.push({
+      adapters: nAdapters,
+      clients,
+      requests: lat.length + errors,
+      errors,
+      seconds,
+      tokensPerSecond: tokens / seconds,
+      requestsPerSecond: lat.length / seconds,
+      p50ms: quantile(lat, 0.5),
+      p99ms: quantile(lat, 0.99),
+      peakRssMiB: peak / 2 ** 20,
+    });
+  }
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  await server.close();
+  fx.cleanup();
+  const base = rows.find((r) => r.adapters === 1)?.tokensPerSecond ?? rows[0].tokensPerSecond;
+  if (json) {
+    for (const r of rows)
+      process.stdout.write(`${JSON.stringify({ ...r, vsSingle: r.tokensPerSecond / base })}\n`);
+    return;
+  }
+  const batch = /lorakit_batch_size_sum (\S+)\nlorakit_batch_size_count (\S+)/.exec(metrics);
+  console.log(
+    `lorakit serve load test: model hidden=${hidden} layers=${layers}, adapters r=8 on q,k,v,o; ${clients} clients, ${requests} requests × ${maxTokens} tokens per scenario, backend ${server.backend}, threads ${threads ?? "all"}`,
+  );
+  console.log(
+    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | vs 1 adapter",
+  );
+  console.log(
+    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------:",
+  );
+  for (const r of rows)
+    console.log(
+      [
+        r.adapters,
+        r.clients,
+        r.requests,
+        r.errors,
+        r.tokensPerSecond.toFixed(0),
+        r.requestsPerSecond.toFixed(1),
+        r.p50ms.toFixed(0),
+        r.p99ms.toFixed(0),
+        r.peakRssMiB.toFixed(0),
+        `${(r.tokensPerSecond / base).toFixed(2)}×`,
+      ].join(" | "),
+    );
+  if (batch) console.log(`mean decode batch size: ${(Number(batch[1]) / Number(batch[2])).toFixed(1)}`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,31 @@
+// Run-time CPU feature detection for the native kernels. The addon is compiled without
+// -march flags; each ISA-specific function carries its own target attribute and is only
+// called when the running CPU (and the OS, for the zmm/ymm register state) supports it.
+#pragma once
+
+namespace lorakit {
+
+enum class CpuPath { Portable = 0, Avx2 = 1, Avx512 = 2 };
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512dq = false;
+  bool avx512bf16 = false;
+  bool os_ymm = false;  // XCR0 has SSE+AVX state enabled
+  bool os_zmm = false;  // XCR0 has opmask + zmm state enabled
+};
+
+// What the CPU and OS support (detected once).
+const CpuFeatures& cpu_features();
+// The best path the hardware supports.
+CpuPath cpu_best_path();
+// The path in use: the best one, lowered by LORAKIT_CPU=portable|avx2|avx512 (a request
+// above what the hardware supports falls back to the best supported one).
+CpuPath cpu_path();
+const char* cpu_path_name(CpuPath p);
+
+}  // namespace lorakit

@@ -1,0 +1,293 @@
+// AVX-512 (F/BW/VL/DQ + FMA) GEMM kernels. Compiled without -march: the target pragma
+// below gives every function in this file the AVX-512 target, and gemm_core.cc calls in
+// here only when cpu_path() == Avx512, so an older x86-64 never executes these.
+#include "gemm_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
+#endif
+
+namespace lorakit {
+namespace avx512 {
+namespace {
+
+struct V {
+  using reg = __m512;
+  static constexpr int W = 16;
+  static inline reg zero() { return _mm512_setzero_ps(); }
+  static inline reg load(const float* p) { return _mm512_load_ps(p); }
+  static inline reg loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void storeu(float* p, reg x) { _mm512_storeu_ps(p, x); }
+  static inline reg set1(float x) { return _mm512_set1_ps(x); }
+  static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static constexpr bool kCanStream = true;
+  static inline void stream(float* p, reg x) { _mm512_stream_ps(p, x); }
+  static inline void fence() { _mm_sfence(); }
+};
+
+#include "gemm_driver.inc.h"
+
+inline __mmask16 mask_n(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
+}
+
+inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16(const uint16_t* p, __mmask16 m) {
+  __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int g = 0; g < 2; g++)
+    for (int j = 0; j < 4; j++) {
+      t[8 * g + j] = _mm512_shuffle_f32x4(r[8 * g + j], r[8 * g + 4 + j], 0x88);
+      t[8 * g + 4 + j] = _mm512_shuffle_f32x4(r[8 * g + j], r[8 * g + 4 + j], 0xDD);
+    }
+  for (int j = 0; j < 8; j++) {
+    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+  }
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into NR-wide panels; Wᵀ-style (transB) sources go
+// through 16×16 register transposes, bf16 sources are widened on the way.
+template <int NR, class TB>
+void pack_b_simd(const TB* b, int64_t ldb, bool transB, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                 float* bp) {
+  constexpr int NV = NR / 16;
+  for (int64_t jb = 0; jb < nc; jb += NR) {
+    const int64_t nw = imin(NR, nc - jb);
+    float* dst = bp + (jb / NR) * kc * NR;
+    if (!transB) {
+      __mmask16 mk[NV];
+      for (int v = 0; v < NV; v++) mk[v] = mask_n(nw - v * 16);
+      for (int64_t p = 0; p < kc; p++) {
+        const TB* src = b + (k0 + p) * ldb + j0 + jb;
+        for (int v = 0; v < NV; v++) _mm512_store_ps(dst + p * NR + v * 16, load16(src + v * 16, mk[v]));
+      }
+    } else {
+      for (int v = 0; v < NV; v++) {
+        const int64_t rv = imin(16, nw - v * 16);
+        for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+          const int64_t kw = imin(16, kc - p0);
+          const __mmask16 m = mask_n(kw);
+          __m512 r[16];
+          for (int q = 0; q < 16; q++)
+            r[q] = q < rv ? load16(b + (j0 + jb + v * 16 + q) * ldb + k0 + p0, m) : _mm512_setzero_ps();
+          transpose16(r);
+          for (int64_t pp = 0; pp < kw; pp++) _mm512_store_ps(dst + (p0 + pp) * NR + v * 16, r[pp]);
+        }
+      }
+    }
+  }
+}
+
+// Packs rows [i0, i0+rows) of op(A) as MR-row panels; a transA source (k×m) is read one
+// contiguous row segment per k.
+template <int MR>
+void pack_a_simd(const GemmTask& t, int64_t i0, int64_t rows, int64_t k0, int64_t kc, float* ap) {
+  if (!t.transA) {
+    pack_a_panels_generic<MR>(t.a, t.lda, false, i0, rows, k0, kc, ap);
+    return;
+  }
+  constexpr int NV = (MR + 15) / 16;
+  const int64_t panels = (rows + MR - 1) / MR;
+  for (int64_t p = 0; p < kc; p++) {
+    const float* src = t.a + (k0 + p) * t.lda + i0;
+    for (int64_t q = 0; q < panels; q++) {
+      const int64_t mr = imin(MR, rows - q * MR);
+      float* d = ap + q * kc * MR + p * MR;
+      for (int v = 0; v < NV; v++) {
+        const __m512 x = _mm512_maskz_loadu_ps(mask_n(mr - v * 16), src + q * MR + v * 16);
+        _mm512_mask_storeu_ps(d + v * 16, mask_n(MR - v * 16), x);
+      }
+    }
+  }
+}
+
+template <int NR>
+void pack_b_any_simd(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+  if (t.bBf16)
+    pack_b_simd<NR>(static_cast<const uint16_t*>(t.b), t.ldb, t.transB, k0, kc, j0, nc, bp);
+  else
+    pack_b_simd<NR>(static_cast<const float*>(t.b), t.ldb, t.transB, k0, kc, j0, nc, bp);
+}
+
+// ---- narrow outputs: dot-product tiles when op(A) rows and op(B) columns are both
+// contiguous along k (X·Aᵀ with A r×k, r small). 3 rows × 8 columns = 24 accumulators.
+
+// Sums each of a[0..7] into one lane: result[j] = Σ a[j].
+inline __m256 reduce8(const __m512 (&a)[8]) {
+  __m512 x[4];
+  for (int q = 0; q < 4; q++)
+    x[q] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * q], a[2 * q + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * q], a[2 * q + 1], 0xEE));
+  __m512 y0 = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], 0x88), _mm512_shuffle_f32x4(x[0], x[1], 0xDD));
+  __m512 y1 = _mm512_add_ps(_mm512_shuffle_f32x4(x[2], x[3], 0x88), _mm512_shuffle_f32x4(x[2], x[3], 0xDD));
+  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x88), _mm512_shuffle_ps(y0, y1, 0xDD));
+  s = _mm512_add_ps(s, _mm512_permute_ps(s, 0xB1));
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, s));
+}
+
+// Cache blocking of the 6×64 kernel: a KC×NC slice of B (512 KiB) stays in L2, an MC×KC
+// block of packed A in L1/L2.
+#ifndef LORAKIT_GEMM_KC
+#define LORAKIT_GEMM_KC 256
+#endif
+#ifndef LORAKIT_GEMM_NC
+#define LORAKIT_GEMM_NC 512
+#endif
+#ifndef LORAKIT_GEMM_MC
+#define LORAKIT_GEMM_MC 96
+#endif
+
+constexpr int kDotRI = 3, kDotRJ = 8;
+
+void dot_tile(int64_t kw, const float* const (&ar)[kDotRI], const float* const (&br)[kDotRJ], float* c,
+              int64_t ldc, float alpha, float beta, int ri, int rj) {
+  __m512 acc[kDotRI][kDotRJ];
+  #pragma GCC unroll 8
+  for (int i = 0; i < kDotRI; i++)
+    #pragma GCC unroll 8
+    for (int j = 0; j < kDotRJ; j++) acc[i][j] = _mm512_setzero_ps();
+  int64_t p = 0;
+  for (; p + 16 <= kw; p += 16) {
+    __m512 av[kDotRI];
+    #pragma GCC unroll 8
+    for (int i = 0; i < kDotRI; i++) {
+      av[i] = _mm512_loadu_ps(ar[i] + p);
+      _mm_prefetch(reinterpret_cast<const char*>(ar[i] + p + 512), _MM_HINT_T0);
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < kDotRJ; j++) {
+      const __m512 bv = _mm512_loadu_ps(br[j] + p);
+      #pragma GCC unroll 8
+      for (int i = 0; i < kDotRI; i++) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+  }
+  if (p < kw) {
+    const __mmask16 m = mask_n(kw - p);
+    __m512 av[kDotRI];
+    #pragma GCC unroll 8
+    for (int i = 0; i < kDotRI; i++) av[i] = _mm512_maskz_loadu_ps(m, ar[i] + p);
+    #pragma GCC unroll 8
+    for (int j = 0; j < kDotRJ; j++) {
+      const __m512 bv = _mm512_maskz_loadu_ps(m, br[j] + p);
+      #pragma GCC unroll 8
+      for (int i = 0; i < kDotRI; i++) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+  }
+  const __mmask8 mj = static_cast<__mmask8>(rj >= 8 ? 0xFF : (1u << rj) - 1);
+  const __m256 va = _mm256_set1_ps(alpha);
+  for (int i = 0; i < ri; i++) {
+    __m256 s = _mm256_mul_ps(reduce8(acc[i]), va);
+    float* cr = c + i * ldc;
+    if (beta != 0.f) s = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_maskz_loadu_ps(mj, cr), s);
+    _mm256_mask_storeu_ps(cr, mj, s);
+  }
+}
+
+void dot_gemm(const GemmTask& t) {
+  // op(B)ᵀ (n×k, small) is copied with a padded row stride: the caller's rows are often a
+  // multiple of 4 KiB apart and would all fall into the same L1 sets.
+  const int64_t ldbt = ((t.k + 15) & ~int64_t{15}) + 16;
+  float* bt = gemm_scratch(2, static_cast<size_t>(t.n) * ldbt);
+  for (int64_t j = 0; j < t.n; j++) {
+    float* d = bt + j * ldbt;
+    if (t.transB && !t.bBf16) {
+      std::memcpy(d, static_cast<const float*>(t.b) + j * t.ldb, t.k * sizeof(float));
+    } else if (t.transB) {
+      const uint16_t* src = static_cast<const uint16_t*>(t.b) + j * t.ldb;
+      for (int64_t p = 0; p < t.k; p++) d[p] = to_f32(src[p]);
+    } else if (t.bBf16) {
+      const uint16_t* src = static_cast<const uint16_t*>(t.b) + j;
+      for (int64_t p = 0; p < t.k; p++) d[p] = to_f32(src[p * t.ldb]);
+    } else {
+      const float* src = static_cast<const float*>(t.b) + j;
+      for (int64_t p = 0; p < t.k; p++) d[p] = src[p * t.ldb];
+    }
+  }
+  // Three X rows at a time sweep the whole narrow B (which stays in L2) over the full k,
+  // so each output is reduced and written once; X streams through once.
+  for (int64_t i0 = 0; i0 < t.m; i0 += kDotRI) {
+    const int ri = static_cast<int>(imin(kDotRI, t.m - i0));
+    const float* ar[kDotRI];
+    for (int i = 0; i < kDotRI; i++) ar[i] = t.a + (i0 + (i < ri ? i : 0)) * t.lda;
+    for (int64_t j0 = 0; j0 < t.n; j0 += kDotRJ) {
+      const int rj = static_cast<int>(imin(kDotRJ, t.n - j0));
+      const float* br[kDotRJ];
+      for (int j = 0; j < kDotRJ; j++) br[j] = bt + (j0 + (j < rj ? j : 0)) * ldbt;
+      dot_tile(t.k, ar, br, t.c + i0 * t.ldc + j0, t.ldc, t.alpha, t.beta, ri, rj);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace avx512
+
+void gemm_serial_avx512(const GemmTask& t) {
+  using namespace avx512;
+  if (t.m <= 0 || t.n <= 0) return;
+  if (t.k <= 0 || t.alpha == 0.f) {
+    scale_c(t);
+    return;
+  }
+  if (!t.transA && t.n <= 40 && t.k >= 32 && t.n * 4 < t.m) {
+    dot_gemm(t);
+  } else if (t.n <= 16) {
+    packed_gemm<V, 24, 1, 256, 2048, 96, false>(t, pack_b_any_simd<16>, pack_a_simd<24>);
+  } else {
+    packed_gemm<V, 6, 4, LORAKIT_GEMM_KC, LORAKIT_GEMM_NC, LORAKIT_GEMM_MC, true>(t, pack_b_any_simd<64>, pack_a_simd<6>);
+  }
+}
+
+double fma_chains_avx512(int64_t iters) {
+  constexpr int NC = 16;
+  __m512 acc[NC];
+  for (int q = 0; q < NC; q++) acc[q] = _mm512_set1_ps(0.001f * q);
+  const __m512 x = _mm512_set1_ps(0.9999999f), y = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; it++) {
+#pragma GCC unroll 16
+    for (int q = 0; q < NC; q++) acc[q] = _mm512_fmadd_ps(acc[q], x, y);
+  }
+  __m512 s = acc[0];
+  for (int q = 1; q < NC; q++) s = _mm512_add_ps(s, acc[q]);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return static_cast<double>(iters) * NC * 16 * 2;
+}
+
+}  // namespace lorakit
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif  // __x86_64__

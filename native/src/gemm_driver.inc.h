@@ -1,0 +1,270 @@
+// The blocked GEMM driver shared by every ISA. Not a normal header: each ISA translation
+// unit includes it inside its own anonymous namespace, after its target pragma, so all of
+// it is compiled for that ISA and nothing of it is shared between the ISA objects (no
+// ODR mixing of functions compiled for different targets). Needs <cstdint>, <cstring>
+// and gemm_internal.h included before, and a vector type V:
+//   struct V { using reg = ...; static constexpr int W; static reg zero(); load(const float*)
+//              (aligned), loadu, storeu(float*, reg), set1(float), fmadd(a,b,c)=a*b+c,
+//              mul, add; }
+// Layouts: a packed B panel is kc rows of NR floats (zero-padded columns); a packed A
+// panel is kc columns of MR floats (zero-padded rows).
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+inline float to_f32(float x) { return x; }
+inline float to_f32(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into NR-wide panels at bp (panel p at bp + p*kc*NR).
+template <int NR, class TB>
+void pack_b_generic(const TB* b, int64_t ldb, bool transB, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                    float* bp) {
+  for (int64_t jb = 0; jb < nc; jb += NR) {
+    const int64_t nw = imin(NR, nc - jb);
+    float* dst = bp + (jb / NR) * kc * NR;
+    if (!transB) {
+      for (int64_t p = 0; p < kc; p++) {
+        const TB* src = b + (k0 + p) * ldb + j0 + jb;
+        float* d = dst + p * NR;
+        for (int64_t j = 0; j < nw; j++) d[j] = to_f32(src[j]);
+        for (int64_t j = nw; j < NR; j++) d[j] = 0.f;
+      }
+    } else {
+      for (int64_t j = 0; j < nw; j++) {
+        const TB* src = b + (j0 + jb + j) * ldb + k0;
+        for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = to_f32(src[p]);
+      }
+      for (int64_t j = nw; j < NR; j++)
+        for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0.f;
+    }
+  }
+}
+
+// Packs op(A)[i0:i0+mr, k0:k0+kc] into one MR-row panel at ap (ap[p*MR + i]).
+template <int MR>
+void pack_a_generic(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mr, int64_t k0, int64_t kc,
+                    float* ap) {
+  if (transA) {
+    for (int64_t p = 0; p < kc; p++) {
+      const float* src = a + (k0 + p) * lda + i0;
+      float* d = ap + p * MR;
+      for (int64_t i = 0; i < mr; i++) d[i] = src[i];
+      for (int64_t i = mr; i < MR; i++) d[i] = 0.f;
+    }
+  } else {
+    for (int64_t i = 0; i < mr; i++) {
+      const float* src = a + (i0 + i) * lda + k0;
+      for (int64_t p = 0; p < kc; p++) ap[p * MR + i] = src[p];
+    }
+    for (int64_t i = mr; i < MR; i++)
+      for (int64_t p = 0; p < kc; p++) ap[p * MR + i] = 0.f;
+  }
+}
+
+// Packs rows [i0, i0+rows) as consecutive MR-row panels (kc*MR floats apart).
+template <int MR>
+void pack_a_panels_generic(const float* a, int64_t lda, bool transA, int64_t i0, int64_t rows, int64_t k0,
+                           int64_t kc, float* ap) {
+  for (int64_t r = 0; r < rows; r += MR)
+    pack_a_generic<MR>(a, lda, transA, i0 + r, imin(MR, rows - r), k0, kc, ap + (r / MR) * kc * MR);
+}
+
+// C tile (mr×nr of an MR×NR register tile) = alpha·acc + beta·C; beta == 0 never reads C.
+template <class V, int MR, int NV>
+inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, float alpha, float beta, int mr,
+                       int nr, bool stream) {
+  constexpr int W = V::W, NR = NV * V::W;
+  if (mr == MR && nr == NR) {
+    const typename V::reg va = V::set1(alpha);
+    if (beta == 0.f && stream) {
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) V::stream(c + i * ldc + v * W, V::mul(acc[i][v], va));
+    } else if (beta == 0.f) {
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) V::storeu(c + i * ldc + v * W, V::mul(acc[i][v], va));
+    } else if (beta == 1.f) {
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+          V::storeu(c + i * ldc + v * W, V::fmadd(acc[i][v], va, V::loadu(c + i * ldc + v * W)));
+    } else {
+      const typename V::reg vb = V::set1(beta);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+          V::storeu(c + i * ldc + v * W,
+                    V::fmadd(acc[i][v], va, V::mul(vb, V::loadu(c + i * ldc + v * W))));
+    }
+    return;
+  }
+  alignas(64) float tmp[MR * NR];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) V::storeu(tmp + i * NR + v * W, acc[i][v]);
+  for (int i = 0; i < mr; i++) {
+    float* cr = c + i * ldc;
+    const float* tr = tmp + i * NR;
+    if (beta == 0.f) {
+      for (int j = 0; j < nr; j++) cr[j] = alpha * tr[j];
+    } else {
+      for (int j = 0; j < nr; j++) cr[j] = alpha * tr[j] + beta * cr[j];
+    }
+  }
+}
+
+// The register-blocked micro-kernel: an MR×(NV·W) tile over kc steps. With DIRECT the A
+// operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid);
+// otherwise from a packed panel.
+template <class V, int MR, int NV, bool DIRECT>
+void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
+                  float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
+  constexpr int W = V::W, NR = NV * V::W;
+  typename V::reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) acc[i][v] = V::zero();
+  // The C tile is touched only after the k loop: start fetching it now.
+  if (mr == MR)
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
+  if (DIRECT) {
+    const float* ar[MR];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++) ar[i] = a + i * lda;
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < kc; p++) {
+      typename V::reg bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; v++) bv[v] = V::load(bp + p * NR + v * W);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; i++) {
+        const typename V::reg av = V::set1(ar[i][p]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
+      }
+    }
+  } else {
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < kc; p++) {
+      typename V::reg bv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; v++) bv[v] = V::load(bp + p * NR + v * W);
+#pragma GCC unroll 32
+      for (int i = 0; i < MR; i++) {
+        const typename V::reg av = V::set1(a[p * MR + i]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
+      }
+    }
+  }
+  store_tile<V, MR, NV>(acc, c, ldc, alpha, beta, mr, nr, stream);
+}
+
+// C = beta·C (k == 0 or alpha == 0): beta == 0 writes zeros without reading C.
+inline void scale_c(const GemmTask& t) {
+  for (int64_t i = 0; i < t.m; i++) {
+    float* cr = t.c + i * t.ldc;
+    if (t.beta == 0.f) {
+      for (int64_t j = 0; j < t.n; j++) cr[j] = 0.f;
+    } else if (t.beta != 1.f) {
+      for (int64_t j = 0; j < t.n; j++) cr[j] *= t.beta;
+    }
+  }
+}
+
+template <int NR>
+void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
+  if (t.bBf16)
+    pack_b_generic<NR>(static_cast<const uint16_t*>(t.b), t.ldb, t.transB, k0, kc, j0, nc, bp);
+  else
+    pack_b_generic<NR>(static_cast<const float*>(t.b), t.ldb, t.transB, k0, kc, j0, nc, bp);
+}
+
+// Goto/BLIS-style blocking: for each NC-wide column block and KC-deep slice, B is packed
+// once (it stays in L2 and is reused by every row panel); each MR-row panel of A is
+// packed (or read in place) and stays in L1 while it sweeps the NR-wide B panels.
+// pack_a(t, i0, rows, k0, kc, ap) packs ceil(rows/MR) zero-padded MR-row panels, kc*MR apart.
+template <class V, int MR, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB, class PackA>
+void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
+  constexpr int NR = NV * V::W;
+  constexpr int64_t kRowChunk = 1024;  // bounds the packed-A buffer (KC × 1024 floats, ≤ 1 MiB)
+  if (!(ALLOW_DIRECT && !t.transA) && t.m > kRowChunk) {
+    for (int64_t r0 = 0; r0 < t.m; r0 += kRowChunk) {
+      GemmTask s = t;
+      s.m = imin(kRowChunk, t.m - r0);
+      s.a = t.transA ? t.a + r0 : t.a + r0 * t.lda;
+      s.c = t.c + r0 * t.ldc;
+      packed_gemm<V, MR, NV, KC, NC, MC, ALLOW_DIRECT>(s, pack_b, pack_a);
+    }
+    return;
+  }
+  const int64_t ncap = imin(NC, (t.n + NR - 1) / NR * NR);
+  float* bp = gemm_scratch(0, static_cast<size_t>(KC) * ncap);
+  static_assert(MC % MR == 0, "MC must be a multiple of MR");
+  // One k slice writing a C far larger than the caches (a rank-r product (XAᵀ)·Bᵀ):
+  // streaming stores skip the read-for-ownership of every C line.
+  const bool stream = V::kCanStream && t.beta == 0.f && t.k <= KC && t.m * t.n >= (int64_t{1} << 21) &&
+                      (reinterpret_cast<uintptr_t>(t.c) & 63) == 0 && t.ldc % 16 == 0;
+  const bool a_direct = ALLOW_DIRECT && !t.transA;
+  if (a_direct) {
+    // Row-major A is read in place (only a ragged last panel is packed).
+    float* ap = gemm_scratch(1, static_cast<size_t>(KC) * MR);
+    for (int64_t jc = 0; jc < t.n; jc += NC) {
+      const int64_t nc = imin(NC, t.n - jc);
+      for (int64_t pc = 0; pc < t.k; pc += KC) {
+        const int64_t kc = imin(KC, t.k - pc);
+        const float beta = pc == 0 ? t.beta : 1.f;
+        pack_b(t, pc, kc, jc, nc, bp);
+        for (int64_t ir = 0; ir < t.m; ir += MR) {
+          const int mr = static_cast<int>(imin(MR, t.m - ir));
+          if (mr < MR) pack_a(t, ir, mr, pc, kc, ap);
+          float* crow = t.c + ir * t.ldc + jc;
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int nr = static_cast<int>(imin(NR, nc - jr));
+            const float* bpan = bp + (jr / NR) * kc * NR;
+            if (mr == MR)
+              micro_kernel<V, MR, NV, true>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc, t.alpha,
+                                            beta, mr, nr, stream);
+            else
+              micro_kernel<V, MR, NV, false>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr, stream);
+          }
+        }
+      }
+    }
+  } else {
+    // A is packed once per k slice for all rows (MC rows at a time, each source row of a
+    // transposed A read contiguously), then every NC block of B sweeps it.
+    const int64_t mpad = (t.m + MR - 1) / MR * MR;
+    float* ap = gemm_scratch(1, static_cast<size_t>(KC) * mpad);
+    for (int64_t pc = 0; pc < t.k; pc += KC) {
+      const int64_t kc = imin(KC, t.k - pc);
+      const float beta = pc == 0 ? t.beta : 1.f;
+      for (int64_t ic = 0; ic < t.m; ic += MC) pack_a(t, ic, imin(MC, t.m - ic), pc, kc, ap + ic * kc);
+      for (int64_t jc = 0; jc < t.n; jc += NC) {
+        const int64_t nc = imin(NC, t.n - jc);
+        pack_b(t, pc, kc, jc, nc, bp);
+        for (int64_t ir = 0; ir < t.m; ir += MR) {
+          const int mr = static_cast<int>(imin(MR, t.m - ir));
+          const float* apan = ap + ir * kc;
+          float* crow = t.c + ir * t.ldc + jc;
+          for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int nr = static_cast<int>(imin(NR, nc - jr));
+            micro_kernel<V, MR, NV, false>(kc, apan, MR, bp + (jr / NR) * kc * NR, crow + jr, t.ldc, t.alpha,
+                                           beta, mr, nr, stream);
+          }
+        }
+      }
+    }
+  }
+  if (stream) V::fence();
+}

@@ -1,0 +1,61 @@
+// Internal interface between the GEMM dispatcher (gemm_core.cc), the N-API bindings
+// (gemm.cc) and the per-ISA kernels (gemm_avx512.cc, gemm_avx2.cc, gemm_portable.cc).
+// The ISA files are compiled with per-function target attributes (a target pragma around
+// their bodies) and are only called after cpu_path() says the CPU supports them.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace lorakit {
+
+// One plain 2-D product on a sub-block: C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B)
+// k×n. Pointers are positioned at element (0,0) of op(A), op(B), C of this sub-block;
+// element (i,p) of op(A) is a[i*lda+p] (a[p*lda+i] when transA), element (p,j) of op(B)
+// is b[p*ldb+j] (b[j*ldb+p] when transB); b holds bf16 (uint16) values when bBf16.
+struct GemmTask {
+  bool transA = false, transB = false, bBf16 = false;
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  float alpha = 1, beta = 0;
+};
+
+// A batched, contiguous problem as JavaScript passes it (strides in elements, 0 = shared).
+struct GemmBatch {
+  bool transA = false, transB = false, bBf16 = false;
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  const float* a = nullptr;
+  int64_t strideA = 0;
+  const void* b = nullptr;
+  int64_t strideB = 0;
+  float* c = nullptr;
+  int64_t strideC = 0;
+  float alpha = 1, beta = 0;
+};
+
+using GemmSerialFn = void (*)(const GemmTask&);
+
+// Serial kernels (one thread, any shape).
+void gemm_serial_portable(const GemmTask& t);
+#if defined(__x86_64__)
+void gemm_serial_avx2(const GemmTask& t);
+void gemm_serial_avx512(const GemmTask& t);
+// Independent FMA chains for `iters` iterations; returns the flops done.
+double fma_chains_avx2(int64_t iters);
+double fma_chains_avx512(int64_t iters);
+#endif
+double fma_chains_portable(int64_t iters);
+
+// Threaded batched GEMM on the selected path.
+void gemm_run(const GemmBatch& g);
+// Measured FMA throughput in GFLOP/s of the selected path with `threads` threads, ~ms each.
+double fma_peak_gflops(int threads, double ms);
+
+// Per-thread reusable scratch, 64-byte aligned, never shrunk: slot 0..3.
+float* gemm_scratch(int slot, size_t count);
+
+}  // namespace lorakit

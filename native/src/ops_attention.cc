@@ -1,0 +1,175 @@
+// Scaled-dot-product attention with GQA, FlashAttention-2 style: key tiles with an
+// online softmax (the T×S score matrix never exists), lse saved for the backward, which
+// recomputes P tile by tile. The per-tile kernels live in ops_kernels_impl.h.
+//
+// Threads: the forward deals (batch, head, 32-query tile) items round-robin. The backward
+// runs per (batch, kv head) pair, which owns its dk/dv slices and the dq rows of its query
+// heads, so nothing races; when there are fewer pairs than threads it splits each pair's
+// keys into 64-key tiles instead (dk/dv rows stay disjoint) and gives every extra worker a
+// private dq that is summed at the end.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "ops_common.h"
+
+namespace lorakit {
+namespace ops {
+namespace {
+
+struct Dims {
+  int64_t B, T, S, H, Hkv, D, kvCap, offset;
+  float scale;
+  bool causal;
+};
+
+Dims read_dims(const Args& A) {
+  Dims d;
+  d.B = A.size(3, "B");
+  d.T = A.size(4, "T");
+  d.S = A.size(5, "S");
+  d.H = A.size(6, "H");
+  d.Hkv = A.size(7, "Hkv");
+  d.D = A.size(8, "D");
+  d.kvCap = A.size(9, "kvCapacity");
+  d.scale = static_cast<float>(A.num(10, "scale"));
+  d.offset = A.size(11, "offset");
+  d.causal = A.flag(12);
+  if (d.H > 0 && (d.Hkv < 1 || d.Hkv > d.H)) A.fail("Hkv must be in [1, H]");
+  if (d.S > d.kvCap) A.fail("S must not exceed kvCapacity");
+  return d;
+}
+
+AttnArgs make_args(const Args& A, const Dims& d, F32& q, F32& k, F32& v) {
+  q = A.f32(0, "q");
+  k = A.f32(1, "k");
+  v = A.f32(2, "v");
+  const int64_t nq = checked_mul(A, checked_mul(A, checked_mul(A, d.B, d.T), d.H), d.D);
+  const int64_t nkv = checked_mul(A, checked_mul(A, checked_mul(A, d.B, d.kvCap), d.Hkv), d.D);
+  A.need(q, nq, "q");
+  A.need(k, nkv, "k");
+  A.need(v, nkv, "v");
+  AttnArgs a{};
+  a.q = q.p;
+  a.k = k.p;
+  a.v = v.p;
+  a.B = d.B;
+  a.T = d.T;
+  a.S = d.S;
+  a.H = d.H;
+  a.Hkv = d.Hkv;
+  a.D = d.D;
+  a.kvCap = d.kvCap;
+  a.offset = d.offset;
+  a.scale = d.scale;
+  a.causal = d.causal;
+  return a;
+}
+
+bool worth_threads(const Dims& d) {
+  // ~4 flops per (query, key, channel); below ~0.5 MFLOP stay on the caller.
+  const double work = 4.0 * d.B * d.H * static_cast<double>(d.T) * d.S * d.D;
+  return work > 5e5;
+}
+
+// attention(q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal, out, lse)
+void Attention(const Args& A) {
+  Dims d = read_dims(A);
+  F32 q, k, v;
+  AttnArgs a = make_args(A, d, q, k, v);
+  F32 out = A.f32(13, "out"), lse = A.f32(14, "lse");
+  A.need(out, d.B * d.T * d.H * d.D, "out");
+  A.need(lse, d.B * d.H * d.T, "lse");
+  a.out_w = out.p;
+  a.lse_w = lse.p;
+  if (d.B * d.H * d.T == 0) return;
+  const int64_t qt = (d.T + kAttnBq - 1) / kAttnBq;
+  const auto fn = kernels().attn_fwd;
+  parallel_items(d.B * d.H * qt, worth_threads(d), [&](int64_t item, int64_t) {
+    const int64_t t0 = (item % qt) * kAttnBq, bh = item / qt;
+    fn(a, bh / d.H, bh % d.H, t0, std::min(d.T, t0 + kAttnBq));
+  });
+}
+
+// attentionBackward(q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal,
+//                   out, lse, dout, dq|null, dk|null, dv|null)
+void AttentionBackward(const Args& A) {
+  Dims d = read_dims(A);
+  F32 q, k, v;
+  AttnArgs a = make_args(A, d, q, k, v);
+  const int64_t nq = d.B * d.T * d.H * d.D, nkv = d.B * d.kvCap * d.Hkv * d.D;
+  F32 out = A.f32(13, "out"), lse = A.f32(14, "lse"), dout = A.f32(15, "dout");
+  F32 dq = A.f32_opt(16, "dq"), dk = A.f32_opt(17, "dk"), dv = A.f32_opt(18, "dv");
+  A.need(out, nq, "out");
+  A.need(dout, nq, "dout");
+  A.need(lse, d.B * d.H * d.T, "lse");
+  if (dq) A.need(dq, nq, "dq");
+  if (dk) A.need(dk, nkv, "dk");
+  if (dv) A.need(dv, nkv, "dv");
+  if (dq) std::memset(dq.p, 0, sizeof(float) * nq);
+  if ((!dq && !dk && !dv) || d.B * d.H * d.T == 0 || d.S == 0) return;
+  const bool par = worth_threads(d);
+  // Di = rowsum(dout ⊙ out), laid out (B, H, T) like lse.
+  std::vector<float> di(d.B * d.H * d.T);
+  parallel_for(d.B * d.T, par ? row_grain(d.H * d.D, kGrainCheap / 4) : (1 << 30), [&](int64_t b0, int64_t b1) {
+    for (int64_t bt = b0; bt < b1; bt++) {
+      const int64_t b = bt / d.T, t = bt % d.T;
+      for (int64_t h = 0; h < d.H; h++) {
+        const float* o = out.p + (bt * d.H + h) * d.D;
+        const float* g = dout.p + (bt * d.H + h) * d.D;
+        float s = 0;
+        for (int64_t i = 0; i < d.D; i++) s += o[i] * g[i];
+        di[(b * d.H + h) * d.T + t] = s;
+      }
+    }
+  });
+  a.out = out.p;
+  a.lse = lse.p;
+  a.dout = dout.p;
+  a.di = di.data();
+  const auto fn = kernels().attn_bwd;
+  const int64_t pairs = d.B * d.Hkv;
+  const int64_t nt = num_threads();
+  if (!par || nt <= 1 || pairs >= nt) {
+    parallel_items(pairs, par, [&](int64_t pr, int64_t) {
+      fn(a, pr / d.Hkv, pr % d.Hkv, 0, d.S, dq.p, dk.p, dv.p);
+    });
+    return;
+  }
+  const int64_t tiles = (d.S + kAttnBk - 1) / kAttnBk;
+  const int64_t items = pairs * tiles;
+  const int64_t nw = std::min<int64_t>(items, nt);
+  std::vector<std::vector<float>> priv(dq ? nw : 0);
+  parallel_items(items, true, [&](int64_t it, int64_t w) {
+    const int64_t pr = it / tiles, s0 = (it % tiles) * kAttnBk;
+    float* dqw = nullptr;
+    if (dq) {
+      if (w == 0) {
+        dqw = dq.p;
+      } else {
+        if (priv[w].empty()) priv[w].assign(nq, 0.f);
+        dqw = priv[w].data();
+      }
+    }
+    fn(a, pr / d.Hkv, pr % d.Hkv, s0, std::min(d.S, s0 + kAttnBk), dqw, dk.p, dv.p);
+  });
+  if (dq) {
+    parallel_for(nq, kGrainCheap, [&](int64_t b0, int64_t b1) {
+      for (size_t w = 1; w < priv.size(); w++) {
+        if (priv[w].empty()) continue;
+        const float* p = priv[w].data();
+        for (int64_t i = b0; i < b1; i++) dq.p[i] += p[i];
+      }
+    });
+  }
+}
+
+}  // namespace
+
+void RegisterAttention(Napi::Env env, Napi::Object exports) {
+  Export<Attention>(env, exports, "attention");
+  Export<AttentionBackward>(env, exports, "attentionBackward");
+}
+
+}  // namespace ops
+}  // namespace lorakit

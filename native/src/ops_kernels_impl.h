@@ -1,0 +1,488 @@
+// The hot kernels, written once against a tiny vector type V and compiled three times:
+// ops_simd_avx512.cc, ops_simd_avx2.cc and ops_simd_portable.cc each define
+//   V        — struct with R (register type), N (lanes) and always-inline operations,
+//   LK_TGT   — the function attribute of that ISA (empty for portable),
+//   LK_NS    — a namespace name, LK_TABLE — the name of the Kernels table to define,
+// and then include this file. Nothing here is compiled for an ISA the CPU may lack
+// unless the dispatcher (ops_simd_portable.cc) selected it at run time.
+//
+// Tails are handled with partial loads/stores, so every element (tail or not) goes
+// through the same arithmetic.
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "ops_common.h"
+
+namespace lorakit {
+namespace ops {
+namespace LK_NS {
+
+using R = V::R;
+constexpr int64_t W = V::N;
+
+LK_TGT static inline R sigmoid_v(R x) {
+  const R one = V::set1(1.f);
+  return V::div(one, V::add(one, V::exp(V::sub(V::zero(), x))));
+}
+
+LK_TGT static void exp_arr(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, V::exp(V::load(x + i)));
+  if (i < n) V::store_part(y + i, V::exp(V::load_part(x + i, n - i, 0.f)), n - i);
+}
+
+LK_TGT static void sigmoid_arr(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) V::store(y + i, sigmoid_v(V::load(x + i)));
+  if (i < n) V::store_part(y + i, sigmoid_v(V::load_part(x + i, n - i, 0.f)), n - i);
+}
+
+LK_TGT static void silu_arr(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    R v = V::load(x + i);
+    V::store(y + i, V::mul(v, sigmoid_v(v)));
+  }
+  if (i < n) {
+    R v = V::load_part(x + i, n - i, 0.f);
+    V::store_part(y + i, V::mul(v, sigmoid_v(v)), n - i);
+  }
+}
+
+// d silu(x)/dx = s·(1 + x·(1 − s))
+LK_TGT static inline R silu_grad_v(R x, R s) {
+  const R one = V::set1(1.f);
+  return V::mul(s, V::fmadd(x, V::sub(one, s), one));
+}
+
+LK_TGT static void silu_bwd(const float* x, const float* dy, float* dx, int64_t n, bool acc) {
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t k = std::min<int64_t>(W, n - i);
+    R xv = V::load_part(x + i, k, 0.f);
+    R g = V::mul(V::load_part(dy + i, k, 0.f), silu_grad_v(xv, sigmoid_v(xv)));
+    if (acc) g = V::add(g, V::load_part(dx + i, k, 0.f));
+    V::store_part(dx + i, g, k);
+  }
+}
+
+LK_TGT static void silu_mul(const float* g, const float* u, float* o, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    R gv = V::load(g + i);
+    V::store(o + i, V::mul(V::mul(gv, sigmoid_v(gv)), V::load(u + i)));
+  }
+  if (i < n) {
+    const int64_t k = n - i;
+    R gv = V::load_part(g + i, k, 0.f);
+    V::store_part(o + i, V::mul(V::mul(gv, sigmoid_v(gv)), V::load_part(u + i, k, 0.f)), k);
+  }
+}
+
+LK_TGT static void silu_mul_bwd(const float* g, const float* u, const float* dy, float* dg, float* du, int64_t n,
+                                bool acc) {
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t k = std::min<int64_t>(W, n - i);
+    R gv = V::load_part(g + i, k, 0.f);
+    R s = sigmoid_v(gv);
+    R d = V::load_part(dy + i, k, 0.f);
+    if (dg) {
+      R r = V::mul(V::mul(d, V::load_part(u + i, k, 0.f)), silu_grad_v(gv, s));
+      if (acc) r = V::add(r, V::load_part(dg + i, k, 0.f));
+      V::store_part(dg + i, r, k);
+    }
+    if (du) {
+      R r = V::mul(d, V::mul(gv, s));
+      if (acc) r = V::add(r, V::load_part(du + i, k, 0.f));
+      V::store_part(du + i, r, k);
+    }
+  }
+}
+
+LK_TGT static float row_max(const float* x, int64_t n) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  R m = V::set1(ninf);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) m = V::max(m, V::load(x + i));
+  if (i < n) m = V::max(m, V::load_part(x + i, n - i, ninf));
+  return V::hmax(m);
+}
+
+// y = exp(x − m); returns Σ y.
+LK_TGT static float row_exp_store(const float* x, float* y, int64_t n, float m) {
+  const R mv = V::set1(m);
+  R s = V::zero();
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    R e = V::exp(V::sub(V::load(x + i), mv));
+    V::store(y + i, e);
+    s = V::add(s, e);
+  }
+  if (i < n) {
+    R e = V::exp(V::sub(V::load_part(x + i, n - i, -std::numeric_limits<float>::infinity()), mv));
+    V::store_part(y + i, e, n - i);
+    s = V::add(s, e);
+  }
+  return V::hsum(s);
+}
+
+// Σ exp(x − m)
+LK_TGT static float row_sum_exp(const float* x, int64_t n, float m) {
+  const R mv = V::set1(m);
+  R s = V::zero();
+  int64_t i = 0;
+  for (; i + W <= n; i += W) s = V::add(s, V::exp(V::sub(V::load(x + i), mv)));
+  if (i < n) s = V::add(s, V::exp(V::sub(V::load_part(x + i, n - i, -std::numeric_limits<float>::infinity()), mv)));
+  return V::hsum(s);
+}
+
+LK_TGT static void softmax_rows(const float* x, float* y, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    const float m = row_max(xr, C);
+    const float s = row_exp_store(xr, yr, C, m);
+    const R inv = V::set1(1.f / s);
+    int64_t i = 0;
+    for (; i + W <= C; i += W) V::store(yr + i, V::mul(V::load(yr + i), inv));
+    if (i < C) V::store_part(yr + i, V::mul(V::load_part(yr + i, C - i, 0.f), inv), C - i);
+  }
+}
+
+LK_TGT static void log_softmax_rows(const float* x, float* y, int64_t rows, int64_t C) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * C;
+    float* yr = y + r * C;
+    const float m = row_max(xr, C);
+    const float sh = m + std::log(row_sum_exp(xr, C, m));
+    const R shv = V::set1(sh);
+    int64_t i = 0;
+    for (; i + W <= C; i += W) V::store(yr + i, V::sub(V::load(xr + i), shv));
+    if (i < C) V::store_part(yr + i, V::sub(V::load_part(xr + i, C - i, 0.f), shv), C - i);
+  }
+}
+
+LK_TGT static void softmax_bwd_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t C, bool acc) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* yr = y + r * C;
+    const float* dr = dy + r * C;
+    float* xr = dx + r * C;
+    R s = V::zero();
+    for (int64_t i = 0; i < C; i += W) {
+      const int64_t k = std::min<int64_t>(W, C - i);
+      s = V::fmadd(V::load_part(yr + i, k, 0.f), V::load_part(dr + i, k, 0.f), s);
+    }
+    const R dot = V::set1(V::hsum(s));
+    for (int64_t i = 0; i < C; i += W) {
+      const int64_t k = std::min<int64_t>(W, C - i);
+      R g = V::mul(V::load_part(yr + i, k, 0.f), V::sub(V::load_part(dr + i, k, 0.f), dot));
+      if (acc) g = V::add(g, V::load_part(xr + i, k, 0.f));
+      V::store_part(xr + i, g, k);
+    }
+  }
+}
+
+LK_TGT static void log_softmax_bwd_rows(const float* y, const float* dy, float* dx, int64_t rows, int64_t C,
+                                        bool acc) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* yr = y + r * C;
+    const float* dr = dy + r * C;
+    float* xr = dx + r * C;
+    R s = V::zero();
+    for (int64_t i = 0; i < C; i += W) s = V::add(s, V::load_part(dr + i, std::min<int64_t>(W, C - i), 0.f));
+    const R sum = V::set1(V::hsum(s));
+    for (int64_t i = 0; i < C; i += W) {
+      const int64_t k = std::min<int64_t>(W, C - i);
+      R g = V::sub(V::load_part(dr + i, k, 0.f),
+                   V::mul(V::exp(V::load_part(yr + i, k, -std::numeric_limits<float>::infinity())), sum));
+      if (acc) g = V::add(g, V::load_part(xr + i, k, 0.f));
+      V::store_part(xr + i, g, k);
+    }
+  }
+}
+
+LK_TGT static void ce_rows(const float* x, const int32_t* tgt, int64_t rows, int64_t Vn, int32_t ignore,
+                           float* loss, float* lse) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * Vn;
+    const float m = row_max(xr, Vn);
+    const float l = m + std::log(row_sum_exp(xr, Vn, m));
+    lse[r] = l;
+    loss[r] = tgt[r] == ignore ? 0.f : l - xr[tgt[r]];
+  }
+}
+
+LK_TGT static void ce_bwd_rows(const float* x, const int32_t* tgt, const float* lse, const float* gs, int64_t rows,
+                               int64_t Vn, int32_t ignore, float* dx, bool acc) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * Vn;
+    float* dr = dx + r * Vn;
+    if (tgt[r] == ignore) {
+      if (!acc) std::memset(dr, 0, sizeof(float) * Vn);
+      continue;
+    }
+    const float g = gs[r];
+    const R gv = V::set1(g), lv = V::set1(lse[r]);
+    for (int64_t i = 0; i < Vn; i += W) {
+      const int64_t k = std::min<int64_t>(W, Vn - i);
+      R p = V::mul(gv, V::exp(V::sub(V::load_part(xr + i, k, 0.f), lv)));
+      if (acc) p = V::add(p, V::load_part(dr + i, k, 0.f));
+      V::store_part(dr + i, p, k);
+    }
+    dr[tgt[r]] -= g;
+  }
+}
+
+LK_TGT static void adamw(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2,
+                         float step_size, float sqrt_bc2, float eps, float decay) {
+  const R vb1 = V::set1(b1), vb2 = V::set1(b2), c1 = V::set1(1.f - b1), c2 = V::set1(1.f - b2);
+  const R vss = V::set1(step_size), vbc = V::set1(sqrt_bc2), veps = V::set1(eps), vdec = V::set1(decay);
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t k = std::min<int64_t>(W, n - i);
+    R gv = V::load_part(g + i, k, 0.f);
+    R mv = V::add(V::mul(vb1, V::load_part(m + i, k, 0.f)), V::mul(c1, gv));
+    R vv = V::add(V::mul(vb2, V::load_part(v + i, k, 0.f)), V::mul(V::mul(c2, gv), gv));
+    R den = V::add(V::div(V::sqrt(vv), vbc), veps);
+    R pv = V::mul(V::load_part(p + i, k, 0.f), vdec);
+    pv = V::sub(pv, V::mul(vss, V::div(mv, den)));
+    V::store_part(m + i, mv, k);
+    V::store_part(v + i, vv, k);
+    V::store_part(p + i, pv, k);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention (FlashAttention-2 style). Keys are processed in tiles of Bk; a tile of K (and
+// of V in the backward) is transposed into a D×Bk panel so that one query row's scores
+// for the whole tile come out of Bk/W vector accumulators with no horizontal sums.
+
+constexpr int64_t Bk = kAttnBk;
+constexpr int64_t NU = Bk / W;  // accumulators per score row
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// s[0..Bk) = Σ_d q[d]·panel[d·Bk + j]
+LK_TGT static inline void scores_row(const float* q, const float* panel, int64_t D, float* s) {
+  R acc[NU];
+  for (int64_t u = 0; u < NU; u++) acc[u] = V::zero();
+  for (int64_t d = 0; d < D; d++) {
+    const R qd = V::set1(q[d]);
+    const float* pr = panel + d * Bk;
+    for (int64_t u = 0; u < NU; u++) acc[u] = V::fmadd(qd, V::load(pr + u * W), acc[u]);
+  }
+  for (int64_t u = 0; u < NU; u++) V::store(s + u * W, acc[u]);
+}
+
+// panel[d·Bk + j] = rows[j·stride + d] for j < n, 0 for n ≤ j < Bk.
+LK_TGT static void pack_panel(const float* rows, int64_t stride, int64_t n, int64_t D, float* panel) {
+  for (int64_t d = 0; d < D; d++) {
+    float* pr = panel + d * Bk;
+    for (int64_t j = 0; j < n; j++) pr[j] = rows[j * stride + d];
+    for (int64_t j = n; j < Bk; j++) pr[j] = 0.f;
+  }
+}
+
+struct FwdScratch {
+  std::vector<float> qs, acc, panel, m, l;
+  float s[Bk];
+};
+
+LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+  thread_local FwdScratch sc;
+  const int64_t D = a.D, Dp = round_up(D, W), nq = t1 - t0;
+  const int64_t g = h * a.Hkv / a.H;
+  const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
+  sc.qs.resize(nq * Dp);
+  sc.acc.assign(nq * Dp, 0.f);
+  sc.panel.resize(D * Bk);
+  sc.m.assign(nq, -std::numeric_limits<float>::infinity());
+  sc.l.assign(nq, 0.f);
+  float* qs = sc.qs.data();
+  float* acc = sc.acc.data();
+  float* s = sc.s;
+  for (int64_t i = 0; i < nq; i++) {
+    const float* qr = a.q + (b * a.T + t0 + i) * qstride + h * D;
+    for (int64_t d = 0; d < D; d++) qs[i * Dp + d] = qr[d] * a.scale;
+    for (int64_t d = D; d < Dp; d++) qs[i * Dp + d] = 0.f;
+  }
+  const int64_t kmax = a.causal ? std::min(a.S, a.offset + t1) : a.S;
+  const float* kbase = a.k + b * a.kvCap * kvstride + g * D;
+  const float* vbase = a.v + b * a.kvCap * kvstride + g * D;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t j0 = 0; j0 < kmax; j0 += Bk) {
+    const int64_t nk = std::min(Bk, kmax - j0);
+    pack_panel(kbase + j0 * kvstride, kvstride, nk, D, sc.panel.data());
+    for (int64_t i = 0; i < nq; i++) {
+      int64_t vis = nk;
+      if (a.causal) vis = std::min(nk, a.offset + t0 + i + 1 - j0);
+      if (vis <= 0) continue;
+      scores_row(qs + i * Dp, sc.panel.data(), D, s);
+      for (int64_t j = vis; j < Bk; j++) s[j] = ninf;
+      R mx = V::load(s);
+      for (int64_t u = 1; u < NU; u++) mx = V::max(mx, V::load(s + u * W));
+      const float mold = sc.m[i];
+      const float mnew = std::max(mold, V::hmax(mx));
+      const float corr = std::exp(mold - mnew);
+      const R mv = V::set1(mnew);
+      R ps = V::zero();
+      for (int64_t u = 0; u < NU; u++) {
+        R e = V::exp(V::sub(V::load(s + u * W), mv));
+        V::store(s + u * W, e);
+        ps = V::add(ps, e);
+      }
+      sc.l[i] = sc.l[i] * corr + V::hsum(ps);
+      sc.m[i] = mnew;
+      float* ar = acc + i * Dp;
+      const R cv = V::set1(corr);
+      for (int64_t c = 0; c < Dp; c += W) {
+        const int64_t k = std::min<int64_t>(W, D - c);
+        R r = V::mul(V::load(ar + c), cv);
+        const float* vr = vbase + j0 * kvstride + c;
+        if (k == W) {
+          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * kvstride), r);
+        } else {
+          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * kvstride, k, 0.f), r);
+        }
+        V::store(ar + c, r);
+      }
+    }
+  }
+  for (int64_t i = 0; i < nq; i++) {
+    const int64_t t = t0 + i;
+    float* orow = a.out_w + (b * a.T + t) * qstride + h * D;
+    const float l = sc.l[i];
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    for (int64_t d = 0; d < D; d++) orow[d] = acc[i * Dp + d] * inv;
+    a.lse_w[(b * a.H + h) * a.T + t] = l > 0.f ? sc.m[i] + std::log(l) : ninf;
+  }
+}
+
+constexpr int64_t BqB = 32;  // query rows per block in the backward
+
+struct BwdScratch {
+  std::vector<float> kpanel, vpanel, kr, dK, dV, qs, dO, P, dS;
+};
+
+LK_TGT static void attn_bwd(const AttnArgs& a, int64_t b, int64_t g, int64_t s0, int64_t s1, float* dq, float* dk,
+                            float* dv) {
+  thread_local BwdScratch sc;
+  const int64_t D = a.D, Dp = round_up(D, W);
+  const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
+  sc.kpanel.resize(D * Bk);
+  sc.vpanel.resize(D * Bk);
+  sc.kr.resize(Bk * Dp);
+  sc.dK.resize(Bk * Dp);
+  sc.dV.resize(Bk * Dp);
+  sc.qs.resize(BqB * Dp);
+  sc.dO.resize(BqB * Dp);
+  sc.P.resize(BqB * Bk);
+  sc.dS.resize(BqB * Bk);
+  float *kr = sc.kr.data(), *dK = sc.dK.data(), *dV = sc.dV.data(), *qs = sc.qs.data(), *dO = sc.dO.data();
+  float *P = sc.P.data(), *dS = sc.dS.data();
+  const float* kbase = a.k + b * a.kvCap * kvstride + g * D;
+  const float* vbase = a.v + b * a.kvCap * kvstride + g * D;
+  const R scv = V::set1(a.scale);
+  // Query heads of kv group g: h with floor(h·Hkv/H) == g.
+  const int64_t h0 = (g * a.H + a.Hkv - 1) / a.Hkv, h1 = ((g + 1) * a.H + a.Hkv - 1) / a.Hkv;
+  for (int64_t j0 = s0; j0 < s1; j0 += Bk) {
+    const int64_t nk = std::min(Bk, s1 - j0);
+    pack_panel(kbase + j0 * kvstride, kvstride, nk, D, sc.kpanel.data());
+    pack_panel(vbase + j0 * kvstride, kvstride, nk, D, sc.vpanel.data());
+    for (int64_t j = 0; j < Bk; j++) {
+      for (int64_t d = 0; d < Dp; d++) kr[j * Dp + d] = (j < nk && d < D) ? kbase[(j0 + j) * kvstride + d] : 0.f;
+    }
+    std::fill(sc.dK.begin(), sc.dK.end(), 0.f);
+    std::fill(sc.dV.begin(), sc.dV.end(), 0.f);
+    const int64_t tstart = a.causal ? std::max<int64_t>(0, j0 - a.offset) : 0;
+    for (int64_t h = h0; h < h1; h++) {
+      for (int64_t tb = tstart; tb < a.T; tb += BqB) {
+        const int64_t nq = std::min(BqB, a.T - tb);
+        // Gather the (scaled) query rows and dout rows of this block.
+        for (int64_t i = 0; i < nq; i++) {
+          const float* qr = a.q + (b * a.T + tb + i) * qstride + h * D;
+          const float* dr = a.dout + (b * a.T + tb + i) * qstride + h * D;
+          for (int64_t d = 0; d < D; d++) {
+            qs[i * Dp + d] = qr[d] * a.scale;
+            dO[i * Dp + d] = dr[d];
+          }
+          for (int64_t d = D; d < Dp; d++) qs[i * Dp + d] = dO[i * Dp + d] = 0.f;
+        }
+        // P = exp(S − lse), dS = P ⊙ (dO·Vᵀ − Di), masked outside the visible keys.
+        for (int64_t i = 0; i < nq; i++) {
+          const int64_t t = tb + i;
+          int64_t vis = nk;
+          if (a.causal) vis = std::min(nk, a.offset + t + 1 - j0);
+          float* pr = P + i * Bk;
+          float* dsr = dS + i * Bk;
+          if (vis <= 0) {
+            for (int64_t j = 0; j < Bk; j++) pr[j] = dsr[j] = 0.f;
+            continue;
+          }
+          const float lse = a.lse[(b * a.H + h) * a.T + t];
+          const float di = a.di[(b * a.H + h) * a.T + t];
+          scores_row(qs + i * Dp, sc.kpanel.data(), D, pr);
+          scores_row(dO + i * Dp, sc.vpanel.data(), D, dsr);
+          const R lv = V::set1(lse), dv_ = V::set1(di);
+          for (int64_t u = 0; u < NU; u++) {
+            R p = V::exp(V::sub(V::load(pr + u * W), lv));
+            V::store(pr + u * W, p);
+            V::store(dsr + u * W, V::mul(p, V::sub(V::load(dsr + u * W), dv_)));
+          }
+          for (int64_t j = vis; j < Bk; j++) pr[j] = dsr[j] = 0.f;
+        }
+        // dV[j] += Σ_i P[i,j]·dO[i];  dK[j] += Σ_i dS[i,j]·qs[i]  (qs already carries the scale)
+        for (int64_t j = 0; j < nk; j++) {
+          for (int64_t c = 0; c < Dp; c += W) {
+            R rv = V::load(dV + j * Dp + c), rk = V::load(dK + j * Dp + c);
+            for (int64_t i = 0; i < nq; i++) {
+              rv = V::fmadd(V::set1(P[i * Bk + j]), V::load(dO + i * Dp + c), rv);
+              rk = V::fmadd(V::set1(dS[i * Bk + j]), V::load(qs + i * Dp + c), rk);
+            }
+            V::store(dV + j * Dp + c, rv);
+            V::store(dK + j * Dp + c, rk);
+          }
+        }
+        // dq[t] += scale·Σ_j dS[i,j]·K[j]
+        if (dq) {
+          for (int64_t i = 0; i < nq; i++) {
+            float* dqr = dq + (b * a.T + tb + i) * qstride + h * D;
+            const float* dsr = dS + i * Bk;
+            for (int64_t c = 0; c < Dp; c += W) {
+              const int64_t k = std::min<int64_t>(W, D - c);
+              R r = V::zero();
+              for (int64_t j = 0; j < nk; j++) r = V::fmadd(V::set1(dsr[j]), V::load(kr + j * Dp + c), r);
+              r = V::fmadd(r, scv, V::load_part(dqr + c, k, 0.f));
+              V::store_part(dqr + c, r, k);
+            }
+          }
+        }
+      }
+    }
+    for (int64_t j = 0; j < nk; j++) {
+      if (dk) {
+        float* o = dk + (b * a.kvCap + j0 + j) * kvstride + g * D;
+        for (int64_t d = 0; d < D; d++) o[d] += dK[j * Dp + d];
+      }
+      if (dv) {
+        float* o = dv + (b * a.kvCap + j0 + j) * kvstride + g * D;
+        for (int64_t d = 0; d < D; d++) o[d] += dV[j * Dp + d];
+      }
+    }
+  }
+}
+
+}  // namespace LK_NS
+
+extern const Kernels LK_TABLE;
+const Kernels LK_TABLE = {
+    LK_ISA_NAME,          LK_NS::exp_arr,          LK_NS::sigmoid_arr,      LK_NS::silu_arr,
+    LK_NS::silu_bwd,      LK_NS::silu_mul,         LK_NS::silu_mul_bwd,     LK_NS::softmax_rows,
+    LK_NS::log_softmax_rows, LK_NS::softmax_bwd_rows, LK_NS::log_softmax_bwd_rows, LK_NS::ce_rows,
+    LK_NS::ce_bwd_rows,   LK_NS::adamw,            LK_NS::attn_fwd,         LK_NS::attn_bwd,
+};
+
+}  // namespace ops
+}  // namespace lorakit

@@ -1,0 +1,82 @@
+// AVX2+FMA instance of the hot kernels (ops_kernels_impl.h); see ops_simd_avx512.cc.
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#define LK_TGT __attribute__((target("avx2,fma")))
+#define LK_INL __attribute__((always_inline, target("avx2,fma"))) static inline
+
+namespace lorakit {
+namespace ops {
+namespace avx2 {
+
+struct V {
+  using R = __m256;
+  static constexpr int64_t N = 8;
+  LK_INL R load(const float* p) { return _mm256_loadu_ps(p); }
+  LK_INL void store(float* p, R x) { _mm256_storeu_ps(p, x); }
+  LK_INL __m256i mask(int64_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  LK_INL R load_part(const float* p, int64_t n, float fill) {
+    __m256i m = mask(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  LK_INL void store_part(float* p, R x, int64_t n) { _mm256_maskstore_ps(p, mask(n), x); }
+  LK_INL R set1(float x) { return _mm256_set1_ps(x); }
+  LK_INL R zero() { return _mm256_setzero_ps(); }
+  LK_INL R add(R a, R b) { return _mm256_add_ps(a, b); }
+  LK_INL R sub(R a, R b) { return _mm256_sub_ps(a, b); }
+  LK_INL R mul(R a, R b) { return _mm256_mul_ps(a, b); }
+  LK_INL R div(R a, R b) { return _mm256_div_ps(a, b); }
+  LK_INL R fmadd(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
+  LK_INL R max(R a, R b) { return _mm256_max_ps(a, b); }
+  LK_INL R sqrt(R a) { return _mm256_sqrt_ps(a); }
+  LK_INL float hsum(R a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  LK_INL float hmax(R a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // exp as in the AVX-512 version; 2^n is built in the exponent field as 2·2^(n−1) so
+  // n = 128 stays representable; below −87.3 the result flushes to 0, above 88.72 it is
+  // +inf, NaN stays NaN.
+  LK_INL R exp(R x0) {
+    const R hi = _mm256_set1_ps(88.7228317f), lo = _mm256_set1_ps(-87.3365479f);
+    R x = _mm256_min_ps(hi, _mm256_max_ps(lo, x0));
+    R n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    R p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(126)), 23);
+    R res = _mm256_mul_ps(_mm256_add_ps(p, p), _mm256_castsi256_ps(e));
+    res = _mm256_blendv_ps(res, _mm256_set1_ps(__builtin_inff()), _mm256_cmp_ps(x0, hi, _CMP_GT_OQ));
+    res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x0, lo, _CMP_LT_OQ));
+    return _mm256_blendv_ps(res, x0, _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q));
+  }
+};
+
+}  // namespace avx2
+}  // namespace ops
+}  // namespace lorakit
+
+#define LK_NS avx2
+#define LK_TABLE kKernelsAvx2
+#define LK_ISA_NAME "avx2"
+#include "ops_kernels_impl.h"
+#endif

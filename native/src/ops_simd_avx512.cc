@@ -1,0 +1,66 @@
+// AVX-512 instance of the hot kernels (ops_kernels_impl.h). Compiled with function-level
+// target attributes only, so the rest of the addon stays runnable on any x86-64; the
+// dispatcher picks this table only when the CPU reports AVX-512F/BW/VL/DQ.
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#define LK_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define LK_INL __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) static inline
+
+namespace lorakit {
+namespace ops {
+namespace avx512 {
+
+struct V {
+  using R = __m512;
+  static constexpr int64_t N = 16;
+  LK_INL R load(const float* p) { return _mm512_loadu_ps(p); }
+  LK_INL void store(float* p, R x) { _mm512_storeu_ps(p, x); }
+  LK_INL __mmask16 mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u); }
+  LK_INL R load_part(const float* p, int64_t n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), mask(n), p);
+  }
+  LK_INL void store_part(float* p, R x, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), x); }
+  LK_INL R set1(float x) { return _mm512_set1_ps(x); }
+  LK_INL R zero() { return _mm512_setzero_ps(); }
+  LK_INL R add(R a, R b) { return _mm512_add_ps(a, b); }
+  LK_INL R sub(R a, R b) { return _mm512_sub_ps(a, b); }
+  LK_INL R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  LK_INL R div(R a, R b) { return _mm512_div_ps(a, b); }
+  LK_INL R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  LK_INL R max(R a, R b) { return _mm512_max_ps(a, b); }
+  LK_INL R sqrt(R a) { return _mm512_sqrt_ps(a); }
+  LK_INL float hsum(R a) { return _mm512_reduce_add_ps(a); }
+  LK_INL float hmax(R a) { return _mm512_reduce_max_ps(a); }
+  // exp: n = round(x·log2 e), r = x − n·ln 2 (Cody–Waite), degree-6 polynomial (Cephes
+  // expf, ≈1 ulp), scaled by 2^n with vscalefps, which handles overflow to +inf and
+  // gradual underflow to 0. NaN propagates (max/min keep the NaN operand second).
+  LK_INL R exp(R x) {
+    x = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-104.f), x));
+    R n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    R r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    R p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+    return _mm512_scalef_ps(p, n);
+  }
+};
+
+}  // namespace avx512
+}  // namespace ops
+}  // namespace lorakit
+
+#define LK_NS avx512
+#define LK_TABLE kKernelsAvx512
+#define LK_ISA_NAME "avx512"
+#include "ops_kernels_impl.h"
+#endif

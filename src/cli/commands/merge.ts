@@ -1,0 +1,81 @@
+import { copyFileSync, existsSync, realpathSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { defineCommand } from "citty";
+import { loadModel, saveModel } from "../../models/node/load.js";
+import { fromPretrained } from "../../peft/node/io.js";
+import { CliError, fmtInt, log, numArg, out, printJson, requireArg } from "../output.js";
+import { setupBackend } from "../setup.js";
+
+/** Files of a model folder that travel unchanged with the merged weights. */
+const COPIED = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "generation_config.json",
+];
+
+function samePath(a: string, b: string): boolean {
+  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
+  return real(a) === real(b);
+}
+
+export const mergeCommand = defineCommand({
+  meta: {
+    name: "merge",
+    description: "Fold an adapter into its base model (W += scale·B·A) and save a plain Hugging Face model",
+  },
+  args: {
+    model: { type: "string", description: "base model folder", required: true },
+    adapter: { type: "string", description: "PEFT adapter folder", required: true },
+    out: { type: "string", description: "output model folder", required: true },
+    safe: {
+      type: "boolean",
+      description: "check the merged weights for NaN/Inf before writing (PEFT's safe_merge)",
+    },
+    dtype: { type: "string", description: "f32 | bf16: dtype of the saved weights (default: f32)" },
+    "max-shard-mb": { type: "string", description: "largest shard in MB (default 5000, as transformers)" },
+    threads: { type: "string", description: "kernel threads (default: all cores)" },
+    json: { type: "boolean", description: "print one JSON object on stdout" },
+  },
+  async run({ args }) {
+    const modelDir = requireArg("model", args.model);
+    const adapterDir = requireArg("adapter", args.adapter);
+    const outDir = requireArg("out", args.out);
+    const dtype = args.dtype ?? "f32";
+    if (dtype !== "f32" && dtype !== "bf16") throw new CliError(`--dtype must be f32 or bf16, got ${dtype}`);
+    const maxShardBytes =
+      args["max-shard-mb"] === undefined
+        ? undefined
+        : numArg("max-shard-mb", args["max-shard-mb"], { min: 0.01 }) * 1e6;
+    if (samePath(modelDir, outDir))
+      throw new CliError(`--out ${outDir} is the base model folder; write the merged model somewhere else`);
+    const threads =
+      args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
+    await setupBackend(threads);
+
+    const t0 = performance.now();
+    const { model } = loadModel(modelDir);
+    const pm = fromPretrained(model, adapterDir);
+    const cfg = pm.peftConfig.get("default")!;
+    const mergedModules = pm.targetsOf.get("default")?.length ?? 0;
+    log(`lorakit: adapter ${adapterDir}: r=${cfg.r}, alpha=${cfg.loraAlpha}, ${mergedModules} modules`);
+    const merged = pm.mergeAndUnload({ safeMerge: Boolean(args.safe) });
+    saveModel(merged, outDir, { dtype, maxShardBytes });
+    const copied: string[] = [];
+    for (const f of COPIED)
+      if (existsSync(join(modelDir, f))) {
+        copyFileSync(join(modelDir, f), join(outDir, f));
+        copied.push(f);
+      }
+    let parameters = 0;
+    for (const [, t] of merged.namedParameters()) parameters += t.size;
+    const seconds = (performance.now() - t0) / 1000;
+    if (args.json)
+      return printJson({ out: outDir, merged_modules: mergedModules, parameters, dtype, copied, seconds });
+    out(
+      `merged ${mergedModules} module(s) of ${adapterDir} into ${modelDir} → ${outDir} (${fmtInt(parameters)} parameters, ${dtype}) in ${seconds.toFixed(2)} s`,
+    );
+    if (copied.length) out(`  copied ${copied.join(", ")}`);
+    else log(`lorakit: ${modelDir} has no tokenizer files; ${outDir} holds the weights only`);
+  },
+});

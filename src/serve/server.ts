@@ -1,0 +1,109 @@
+// Starting and stopping the whole server: the engine worker (model, adapters, batching)
+// and the HTTP front (hono on Node's http server) on the event loop of the calling thread.
+import { existsSync, statSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { basename, resolve } from "node:path";
+import { serve } from "@hono/node-server";
+import { EngineClient } from "./client.js";
+import { ServeError } from "./errors.js";
+import { createApp } from "./http.js";
+import { isValidAdapterName } from "./paths.js";
+import type { ModelEntry, ServeLimits } from "./protocol.js";
+import { DEFAULT_LIMITS } from "./protocol.js";
+
+export interface ServeOptions {
+  /** The base model folder (config.json, safetensors, tokenizer.json). */
+  modelDir: string;
+  /** Folder whose subfolders are PEFT adapters; run-time loads are confined to it. */
+  adapterRoot?: string | null;
+  /** Extra adapters by name (the operator's own paths, not confined to the root). */
+  loras?: { name: string; path: string }[];
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 8000; 0 picks a free port. */
+  port?: number;
+  /** The base model's id (default: the model folder's name). */
+  baseId?: string;
+  limits?: Partial<ServeLimits>;
+  threads?: number | null;
+  backend?: "auto" | "ref" | "native" | null;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  baseId: string;
+  /** Adapters known at start. */
+  adapters: ModelEntry[];
+  backend: string;
+  notice: string | null;
+  close(): Promise<void>;
+}
+
+function checkLimits(l: ServeLimits): void {
+  for (const [k, v] of Object.entries(l))
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (k !== "adapterIdleSeconds" && v < 1))
+      throw new ServeError(400, `serve: limit ${k} must be a positive number, got ${v}`);
+}
+
+/**
+ * Loads the model in a worker thread and serves the OpenAI-compatible API.
+ *
+ * @example
+ * const s = await startServer({ modelDir: "./base", adapterRoot: "./adapters", port: 0 });
+ * console.log(s.url); // http://127.0.0.1:PORT
+ * await s.close();
+ */
+export async function startServer(o: ServeOptions): Promise<RunningServer> {
+  const modelDir = resolve(o.modelDir);
+  if (!existsSync(modelDir)) throw new ServeError(400, `serve: model folder ${o.modelDir} does not exist`);
+  const adapterRoot = o.adapterRoot ? resolve(o.adapterRoot) : null;
+  if (adapterRoot !== null && (!existsSync(adapterRoot) || !statSync(adapterRoot).isDirectory()))
+    throw new ServeError(400, `serve: adapter root ${o.adapterRoot} is not a folder`);
+  const baseId = o.baseId ?? basename(modelDir);
+  if (!isValidAdapterName(baseId))
+    throw new ServeError(
+      400,
+      `serve: the base model id ${JSON.stringify(baseId)} is not a valid model id; pass another name`,
+    );
+  const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
+  checkLimits(limits);
+  const { client, info } = await EngineClient.start({
+    modelDir,
+    baseId,
+    adapterRoot,
+    loras: o.loras ?? [],
+    limits,
+    threads: o.threads ?? null,
+    backend: o.backend ?? null,
+  });
+  const app = createApp({ client, baseId, limits });
+  const host = o.host ?? "127.0.0.1";
+  let server: ReturnType<typeof serve>;
+  try {
+    server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
+      const s = serve({ fetch: app.fetch, port: o.port ?? 8000, hostname: host }, () => res(s));
+      s.once("error", rej);
+    });
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${shownHost}:${port}`,
+    port,
+    baseId,
+    adapters: info.models,
+    backend: info.backend,
+    notice: info.notice,
+    close: async () => {
+      await new Promise<void>((res) => {
+        server.close(() => res());
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await client.close();
+    },
+  };
+}

@@ -1,0 +1,112 @@
+// The model's thread: loads the base model, tokenizer and adapter registry, then runs the
+// engine loop, one step per macrotask so that messages (new requests, cancellations,
+// load/unload calls) are handled between steps. Native kernels run synchronously here, never
+// on the HTTP thread (ARCHITECTURE.md, "servers call the model from a worker thread").
+import { parentPort, workerData } from "node:worker_threads";
+import { selectBackend } from "../kernels/select.js";
+import { loadModel } from "../models/node/load.js";
+import { loadTokenizer } from "../tokenizer/node.js";
+import { createEngineMetrics, Engine } from "./engine.js";
+import { ServeError } from "./errors.js";
+import type { FromWorker, RpcOp, ToWorker, WorkerInit } from "./protocol.js";
+import { AdapterRegistry } from "./registry.js";
+
+if (!parentPort) throw new Error("src/serve/worker.ts runs as a worker thread (see EngineClient)");
+const port = parentPort;
+const post = (m: FromWorker) => port.postMessage(m);
+
+async function main(init: WorkerInit): Promise<void> {
+  if (init.threads !== null) process.env.LORAKIT_THREADS = String(init.threads);
+  const { backend, notice } = await selectBackend(init.backend ?? undefined);
+  if (init.threads !== null) (backend as { setThreads?: (n: number) => void }).setThreads?.(init.threads);
+  const { model } = loadModel(init.modelDir);
+  const tokenizer = loadTokenizer(init.modelDir);
+  if (tokenizer.vocabSize > model.config.vocabSize)
+    throw new ServeError(
+      500,
+      `${init.modelDir}: the tokenizer has ${tokenizer.vocabSize} ids but the model's vocab_size is ${model.config.vocabSize}`,
+    );
+  const metrics = createEngineMetrics();
+  const registry = new AdapterRegistry(model, {
+    baseId: init.baseId,
+    root: init.adapterRoot,
+    maxLoaded: init.limits.maxLoadedAdapters,
+    maxBytes: init.limits.maxAdapterBytes,
+    idleMs: init.limits.adapterIdleSeconds * 1000,
+    onLoad: (_id, s) => {
+      metrics.adapterLoads.inc();
+      metrics.adapterLoadSeconds.observe(s);
+    },
+    onEvict: (_id, reason) => metrics.adapterEvictions.inc({ reason }),
+  });
+  for (const l of init.loras) registry.register(l.name, l.path, { trusted: true });
+  registry.scan();
+  const engine = new Engine({
+    model,
+    tokenizer,
+    registry,
+    baseId: init.baseId,
+    limits: init.limits,
+    metrics,
+  });
+
+  let looping = false;
+  const loop = () => {
+    try {
+      engine.step();
+    } catch (e) {
+      // The engine reports per-request errors itself; this is a bug, but keep serving.
+      process.stderr.write(`lorakit serve: engine step failed: ${(e as Error).stack ?? e}\n`);
+    }
+    if (engine.busy) setImmediate(loop);
+    else looping = false;
+  };
+  const kick = () => {
+    if (looping) return;
+    looping = true;
+    setImmediate(loop);
+  };
+
+  const rpc = (call: RpcOp): unknown => {
+    switch (call.op) {
+      case "list":
+        return registry.list();
+      case "load":
+        registry.register(call.name, call.path);
+        return null;
+      case "unload":
+        registry.unregister(call.name);
+        return null;
+      case "metrics":
+        return metrics.registry.render();
+      default:
+        return call satisfies never;
+    }
+  };
+
+  port.on("message", (m: ToWorker) => {
+    switch (m.type) {
+      case "submit":
+        engine.submit(m.id, m.req, (ev) => post({ type: "event", id: m.id, ev }));
+        kick();
+        return;
+      case "cancel":
+        engine.cancel(m.id);
+        return;
+      case "rpc":
+        try {
+          post({ type: "rpc", rid: m.rid, ok: true, result: rpc(m.call) });
+        } catch (e) {
+          post({ type: "rpc", rid: m.rid, ok: false, error: ServeError.from(e, 400).toJSON() });
+        }
+        return;
+      default:
+        return m satisfies never;
+    }
+  });
+  post({ type: "ready", backend: backend.name, models: registry.list(), notice });
+}
+
+main(workerData as WorkerInit).catch((e) => {
+  post({ type: "fatal", message: e instanceof Error ? e.message : String(e) });
+});

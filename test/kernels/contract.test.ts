@@ -1,0 +1,805 @@
+// The kernel contract: every backend against the reference backend, kernel by kernel, on
+// seeded random f32 inputs (odd sizes, broadcasts, reductions over several axes, GQA
+// attention with long sequences so tiling matters, offsets with kvCapacity > S, ignored
+// cross-entropy rows, bit-identical dropout masks, several AdamW steps, every GEMM
+// transpose). Each target runs the whole table under each of its configurations (thread
+// counts, ISA levels). Adding a backend (wasm, webgpu) is one entry in TARGETS.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import {
+  type AttentionParams,
+  type Backend,
+  BINARY_OPS,
+  UNARY_OPS,
+  type UnaryOp,
+} from "../../src/core/backend.js";
+import { refBackend } from "../../src/kernels/ref/index.js";
+
+// ─────────────────────────────────────────────────────────────────────────────────────
+// Targets
+
+interface Config {
+  label: string;
+  apply(): void;
+}
+interface Target {
+  name: string;
+  /** The backend with the configurations to run under, or a reason it is not available here. */
+  open(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }>;
+}
+
+interface NativeControls {
+  setThreads(n: number): void;
+  getThreads(): number;
+  setOpsIsa(isa: string): string;
+  opsIsa(): string;
+}
+
+async function openNative(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }> {
+  const loader = await import("../../src/kernels/native/loader.js");
+  const r = loader.loadAddon();
+  if ("error" in r) return { skip: `native addon not built (${r.error.message.split("\n")[0]})` };
+  const { createNativeBackend } = await import("../../src/kernels/native/backend.js");
+  const addon = r.addon as unknown as NativeControls;
+  const best = addon.setOpsIsa("best");
+  const threads0 = addon.getThreads();
+  // Resize the pool only when the count changes, then give the new workers a moment to
+  // start before the first parallel kernel.
+  const setThreads = (n: number): void => {
+    if (addon.getThreads() === n) return;
+    addon.setThreads(n);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  };
+  const level = (isa: string, threads: number): Config => ({
+    label: `${isa}, ${threads} thread${threads > 1 ? "s" : ""}`,
+    apply() {
+      setThreads(threads);
+      addon.setOpsIsa(isa);
+    },
+  });
+  // The best ISA with 1 and 2 threads, then each lower level the CPU also runs.
+  const configs = [level(best, 1), level(best, 2)];
+  if (best === "avx512") configs.push(level("avx2", 2));
+  if (best !== "portable") configs.push(level("portable", 2));
+  configs.push({
+    label: "restore",
+    apply() {
+      setThreads(threads0);
+      addon.setOpsIsa("best");
+    },
+  });
+  return { backend: createNativeBackend(r.addon), configs };
+}
+
+const TARGETS: Target[] = [
+  { name: "native", open: openNative },
+  // { name: "wasm", open: openWasm },
+];
+
+// ─────────────────────────────────────────────────────────────────────────────────────
+// Inputs and comparison
+
+/** mulberry32, so a failure reproduces. */
+class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    this.s = (this.s + 0x6d2b79f5) >>> 0;
+    let t = this.s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  f32(n: number, lo = -1, hi = 1): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * this.next();
+    return a;
+  }
+  int(n: number, lo: number, hi: number): Int32Array {
+    const a = new Int32Array(n);
+    for (let i = 0; i < n; i++) a[i] = lo + Math.floor((hi - lo) * this.next());
+    return a;
+  }
+}
+
+/** An output buffer full of a value no kernel produces, so unwritten elements show. */
+function out(n: number): Float32Array {
+  return new Float32Array(n).fill(-12345.678);
+}
+
+type Outputs = Record<string, ArrayLike<number>>;
+
+interface Case {
+  name: string;
+  /** |got − want| ≤ tol·(1 + |want|); 0 means bit-identical. */
+  tol?: number;
+  /** Runs the kernel(s) on `be` with inputs drawn from `r` (same seed for every backend). */
+  run(be: Backend, r: Rng): Outputs;
+}
+
+function compare(got: Outputs, want: Outputs, tol: number): void {
+  for (const key of Object.keys(want)) {
+    const g = got[key];
+    const w = want[key];
+    assert.ok(g !== undefined, `${key}: missing`);
+    assert.equal(g.length, w.length, `${key}: length`);
+    for (let i = 0; i < w.length; i++) {
+      const a = g[i];
+      const e = w[i];
+      if (a === e || (Number.isNaN(a) && Number.isNaN(e))) continue;
+      if (tol === 0 || !(Math.abs(a - e) <= tol * (1 + Math.abs(e)))) {
+        assert.fail(`${key}[${i}] = ${a}, reference ${e} (tol ${tol})`);
+      }
+    }
+  }
+}
+
+const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
+
+// ─────────────────────────────────────────────────────────────────────────────────────
+// The table
+
+const cases: Case[] = [];
+const add = (c: Case): void => {
+  cases.push(c);
+};
+
+function unaryDomain(op: UnaryOp): [number, number] {
+  if (op === "log" || op === "sqrt" || op === "rsqrt" || op === "pow") return [0.1, 3];
+  return [-4, 4];
+}
+const unaryParam = (op: UnaryOp): number => (op === "pow" ? 2.5 : op === "scale" ? 0.7 : 0);
+
+for (const op of UNARY_OPS) {
+  for (const n of [1037, 70001]) {
+    add({
+      name: `unary ${op} n=${n}`,
+      run(be, r) {
+        const [lo, hi] = unaryDomain(op);
+        const x = r.f32(n, lo, hi);
+        const y = out(n);
+        be.unary(op, x, y, unaryParam(op));
+        return { y };
+      },
+    });
+  }
+  for (const acc of [false, true]) {
+    add({
+      name: `unaryBackward ${op}${acc ? " accumulate" : ""}`,
+      run(be, r) {
+        const n = 2053;
+        const [lo, hi] = unaryDomain(op);
+        const x = r.f32(n, lo, hi);
+        const y = new Float32Array(n);
+        refBackend.unary(op, x, y, unaryParam(op));
+        const dy = r.f32(n);
+        const dx = acc ? r.f32(n) : out(n);
+        be.unaryBackward(op, x, y, dy, dx, unaryParam(op), acc);
+        return { dx };
+      },
+    });
+  }
+}
+add({
+  name: "unary pow 2 and scale -3",
+  run(be, r) {
+    const x = r.f32(333, -2, 2);
+    const a = out(333);
+    const b = out(333);
+    be.unary("pow", x, a, 2);
+    be.unary("scale", x, b, -3);
+    return { a, b };
+  },
+});
+
+const binaryShapes: [number[], number[], number[]][] = [
+  [
+    [3, 5, 7],
+    [3, 5, 7],
+    [3, 5, 7],
+  ],
+  [
+    [3, 1, 7],
+    [1, 5, 1],
+    [3, 5, 7],
+  ],
+  [
+    [4, 1],
+    [1, 1],
+    [4, 1],
+  ],
+  [
+    [1, 1, 9],
+    [2, 3, 9],
+    [2, 3, 9],
+  ],
+  [
+    [2, 3, 1, 5],
+    [2, 1, 4, 5],
+    [2, 3, 4, 5],
+  ],
+  [
+    [64, 1100],
+    [1, 1100],
+    [64, 1100],
+  ],
+  [
+    [70, 1, 1000],
+    [70, 1, 1],
+    [70, 1, 1000],
+  ],
+];
+for (const op of BINARY_OPS) {
+  for (const [as, bs, os] of binaryShapes) {
+    add({
+      name: `binary ${op} [${as}]∘[${bs}]`,
+      tol: 0,
+      run(be, r) {
+        // Halves, so eq and maximum meet equal values; div keeps away from 0.
+        const a = r.f32(prod(as), -3, 3).map((v) => Math.round(v * 2) / 2);
+        const b = r.f32(prod(bs), -3, 3).map((v) => Math.round(v * 2) / 2 + (op === "div" ? 3.25 : 0));
+        const o = out(prod(os));
+        be.binary(op, a, as, b, bs, o, os);
+        return { o };
+      },
+    });
+  }
+}
+
+const reduceCases: [number[], number[]][] = [
+  [[3, 4, 5, 6], [0]],
+  [[3, 4, 5, 6], [1]],
+  [[3, 4, 5, 6], [3]],
+  [
+    [3, 4, 5, 6],
+    [0, 1],
+  ],
+  [
+    [3, 4, 5, 6],
+    [1, 2],
+  ],
+  [
+    [3, 4, 5, 6],
+    [0, 2],
+  ],
+  [
+    [3, 4, 5, 6],
+    [1, 3],
+  ],
+  [
+    [3, 4, 5, 6],
+    [0, 1, 2, 3],
+  ],
+  [[3, 1, 5], [1]],
+  [[300, 701], [0]],
+  [[300, 701], [1]],
+  [[7, 1, 9001], [2]],
+];
+for (const op of ["sum", "max"] as const) {
+  for (const [shape, axes] of reduceCases) {
+    add({
+      name: `reduce ${op} [${shape}] over [${axes}]`,
+      tol: 1e-5,
+      run(be, r) {
+        const x = r.f32(prod(shape));
+        const os = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+        const o = out(prod(os));
+        be.reduce(op, x, shape, axes, o);
+        return { o };
+      },
+    });
+  }
+}
+
+for (const [xs, os] of [
+  [
+    [3, 1, 5],
+    [3, 4, 5],
+  ],
+  [
+    [1, 7],
+    [6, 7],
+  ],
+  [
+    [2, 1, 1, 3],
+    [2, 4, 5, 3],
+  ],
+  [
+    [1, 1],
+    [130, 1001],
+  ],
+]) {
+  add({
+    name: `broadcastTo [${xs}] → [${os}]`,
+    tol: 0,
+    run(be, r) {
+      const x = r.f32(prod(xs));
+      const o = out(prod(os));
+      be.broadcastTo(x, xs, o, os);
+      return { o };
+    },
+  });
+}
+
+for (const [shape, perm] of [
+  [
+    [2, 3, 4, 5],
+    [0, 2, 1, 3],
+  ],
+  [
+    [2, 3, 4, 5],
+    [3, 2, 1, 0],
+  ],
+  [
+    [2, 3, 4, 5],
+    [0, 1, 3, 2],
+  ],
+  [
+    [2, 3, 4, 5],
+    [1, 0, 2, 3],
+  ],
+  [
+    [3, 1, 7],
+    [2, 1, 0],
+  ],
+  [
+    [64, 130, 33],
+    [2, 0, 1],
+  ],
+  [
+    [37, 291],
+    [1, 0],
+  ],
+]) {
+  add({
+    name: `permute [${shape}] by [${perm}]`,
+    tol: 0,
+    run(be, r) {
+      const x = r.f32(prod(shape));
+      const o = out(prod(shape));
+      be.permute(x, shape, perm, o);
+      return { o };
+    },
+  });
+}
+
+for (const acc of [false, true]) {
+  add({
+    name: `copyAxis${acc ? " accumulate" : ""}`,
+    tol: 0,
+    run(be, r) {
+      const x = r.f32(5 * 9 * 7);
+      const o = acc ? r.f32(5 * 6 * 7) : out(5 * 6 * 7);
+      be.copyAxis(x, 5, 9, 7, 2, o, 6, 1, 5, acc);
+      return { o };
+    },
+  });
+}
+
+add({
+  name: "gather and scatterAdd (repeated indices)",
+  run(be, r) {
+    const V = 50;
+    const C = 37;
+    const N = 301;
+    const table = r.f32(V * C);
+    const idx = r.int(N, 0, V);
+    const g = out(N * C);
+    be.gather(table, idx, C, g);
+    const dOut = r.f32(N * C);
+    const dTable = r.f32(V * C);
+    be.scatterAdd(dOut, idx, C, dTable);
+    return { g, dTable };
+  },
+});
+
+add({
+  name: "where",
+  tol: 0,
+  run(be, r) {
+    const n = 1001;
+    const cond = Uint8Array.from(r.f32(n), (v) => (v > 0 ? 1 : 0));
+    const o = out(n);
+    be.where(cond, r.f32(n), r.f32(n), o);
+    return { o };
+  },
+});
+
+for (const [p, seed, offset] of [
+  [0.1, 1234, 0],
+  [0.5, -5, 1_000_003],
+  [0.9, 0x7fffffff, 4294967290],
+  [0, 7, 3],
+]) {
+  add({
+    name: `dropout p=${p} seed=${seed} offset=${offset} (bit-identical)`,
+    tol: 0,
+    run(be, r) {
+      const n = 100_003;
+      const x = r.f32(n);
+      const o = out(n);
+      be.dropout(x, o, p, seed, offset);
+      return { o };
+    },
+  });
+}
+
+for (const [N, C] of [
+  [7, 1001],
+  [300, 257],
+  [3, 5],
+]) {
+  add({
+    name: `softmax / logSoftmax (+ backward) N=${N} C=${C}`,
+    run(be, r) {
+      const x = r.f32(N * C, -6, 6);
+      const y = out(N * C);
+      const ly = out(N * C);
+      be.softmax(x, N, C, y);
+      be.logSoftmax(x, N, C, ly);
+      const dy = r.f32(N * C);
+      const dx = out(N * C);
+      const ldx = out(N * C);
+      be.softmaxBackward(y, dy, N, C, dx, false);
+      be.logSoftmaxBackward(ly, dy, N, C, ldx, false);
+      const dxa = r.f32(N * C);
+      const ldxa = r.f32(N * C);
+      be.softmaxBackward(y, dy, N, C, dxa, true);
+      be.logSoftmaxBackward(ly, dy, N, C, ldxa, true);
+      return { y, ly, dx, ldx, dxa, ldxa };
+    },
+  });
+}
+
+for (const acc of [false, true]) {
+  add({
+    name: `crossEntropy with ignored rows (+ backward${acc ? ", accumulate" : ""})`,
+    run(be, r) {
+      const N = 37;
+      const V = 1003;
+      const ignore = -100;
+      const logits = r.f32(N * V, -8, 8);
+      const targets = r.int(N, 0, V);
+      for (let i = 0; i < N; i += 5) targets[i] = ignore;
+      const loss = out(N);
+      const lse = out(N);
+      be.crossEntropy(logits, targets, N, V, ignore, loss, lse);
+      const gs = r.f32(N, 0.1, 2);
+      const dl = acc ? r.f32(N * V) : out(N * V);
+      be.crossEntropyBackward(logits, targets, lse, gs, N, V, ignore, dl, acc);
+      return { loss, lse, dl };
+    },
+  });
+}
+
+for (const [dxOn, dwOn, acc] of [
+  [true, true, false],
+  [true, false, true],
+  [false, true, false],
+]) {
+  add({
+    name: `rmsNorm (+ backward dx=${dxOn} dw=${dwOn} accumulate=${acc})`,
+    run(be, r) {
+      const N = 37;
+      const C = 301;
+      const x = r.f32(N * C, -2, 2);
+      const w = r.f32(C, 0.5, 1.5);
+      const y = out(N * C);
+      const rstd = out(N);
+      be.rmsNorm(x, w, N, C, 1e-5, y, rstd);
+      const dy = r.f32(N * C);
+      const dx = dxOn ? (acc ? r.f32(N * C) : out(N * C)) : null;
+      const dw = dwOn ? r.f32(C) : null;
+      be.rmsNormBackward(x, w, rstd, dy, N, C, dx, dw, acc);
+      return { y, rstd, ...(dx ? { dx } : {}), ...(dw ? { dw } : {}) };
+    },
+  });
+}
+
+for (const inverse of [false, true]) {
+  add({
+    name: `rope${inverse ? " inverse" : ""}`,
+    run(be, r) {
+      const [B, T, H, D] = [2, 7, 3, 18];
+      const x = r.f32(B * T * H * D);
+      const ang = r.f32((T * D) / 2, -3, 3);
+      const cos = ang.map(Math.cos);
+      const sin = ang.map(Math.sin);
+      const o = out(B * T * H * D);
+      be.rope(x, cos, sin, B, T, H, D, inverse, o);
+      return { o };
+    },
+  });
+}
+
+interface AttnCase {
+  label: string;
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  kvCapacity: number;
+  offset: number;
+  causal: boolean;
+}
+const attnCases: AttnCase[] = [
+  { label: "small causal", B: 2, T: 17, S: 17, H: 4, Hkv: 4, D: 16, kvCapacity: 17, offset: 0, causal: true },
+  {
+    label: "GQA 8/2 T=S=300 causal",
+    B: 1,
+    T: 300,
+    S: 300,
+    H: 8,
+    Hkv: 2,
+    D: 32,
+    kvCapacity: 300,
+    offset: 0,
+    causal: true,
+  },
+  {
+    label: "GQA 8/2 non-causal T=5 S=300",
+    B: 2,
+    T: 5,
+    S: 300,
+    H: 8,
+    Hkv: 2,
+    D: 32,
+    kvCapacity: 300,
+    offset: 0,
+    causal: false,
+  },
+  {
+    label: "offset 280, kvCapacity 320 > S",
+    B: 2,
+    T: 20,
+    S: 300,
+    H: 8,
+    Hkv: 2,
+    D: 16,
+    kvCapacity: 320,
+    offset: 280,
+    causal: true,
+  },
+  {
+    label: "odd D=19, T=S=70, GQA 6/3",
+    B: 1,
+    T: 70,
+    S: 70,
+    H: 6,
+    Hkv: 3,
+    D: 19,
+    kvCapacity: 70,
+    offset: 0,
+    causal: true,
+  },
+  {
+    label: "B=3 H=Hkv=1 T=S=130 non-causal",
+    B: 3,
+    T: 130,
+    S: 130,
+    H: 1,
+    Hkv: 1,
+    D: 8,
+    kvCapacity: 130,
+    offset: 0,
+    causal: false,
+  },
+];
+for (const c of attnCases) {
+  add({
+    name: `attention forward + backward: ${c.label}`,
+    tol: 1e-4,
+    run(be, r) {
+      const p: AttentionParams = {
+        q: r.f32(c.B * c.T * c.H * c.D),
+        k: r.f32(c.B * c.kvCapacity * c.Hkv * c.D),
+        v: r.f32(c.B * c.kvCapacity * c.Hkv * c.D),
+        B: c.B,
+        T: c.T,
+        S: c.S,
+        H: c.H,
+        Hkv: c.Hkv,
+        D: c.D,
+        kvCapacity: c.kvCapacity,
+        scale: 2 / Math.sqrt(c.D),
+        offset: c.offset,
+        causal: c.causal,
+      };
+      const o = out(c.B * c.T * c.H * c.D);
+      const lse = out(c.B * c.H * c.T);
+      be.attention(p, o, lse);
+      const dout = r.f32(o.length);
+      const dq = out(o.length);
+      const dk = r.f32(p.k.length); // dk, dv are added into
+      const dv = r.f32(p.v.length);
+      be.attentionBackward(p, o, lse, dout, dq, dk, dv);
+      const dq2 = out(o.length);
+      be.attentionBackward(p, o, lse, dout, dq2, null, null);
+      const dv2 = new Float32Array(p.v.length);
+      be.attentionBackward(p, o, lse, dout, null, null, dv2);
+      return { o, lse, dq, dk, dv, dq2, dv2 };
+    },
+  });
+}
+
+for (const acc of [false, true]) {
+  add({
+    name: `siluMul (+ backward${acc ? ", accumulate" : ""}, one side null)`,
+    run(be, r) {
+      const n = 20011;
+      const g = r.f32(n, -6, 6);
+      const u = r.f32(n);
+      const o = out(n);
+      be.siluMul(g, u, o);
+      const dy = r.f32(n);
+      const dg = acc ? r.f32(n) : out(n);
+      const du = acc ? r.f32(n) : out(n);
+      be.siluMulBackward(g, u, dy, dg, du, acc);
+      const dg2 = out(n);
+      be.siluMulBackward(g, u, dy, dg2, null, false);
+      return { o, dg, du, dg2 };
+    },
+  });
+}
+
+add({
+  name: "axpy and fill",
+  run(be, r) {
+    const y = r.f32(70003);
+    be.axpy(-0.37, r.f32(70003), y);
+    const f = out(1001);
+    be.fill(f, 2.5);
+    return { y, f };
+  },
+});
+
+add({
+  name: "adamw, 5 steps",
+  run(be, r) {
+    const n = 10007;
+    const param = r.f32(n);
+    const m = new Float32Array(n);
+    const v = new Float32Array(n);
+    for (let step = 1; step <= 5; step++) {
+      const grad = r.f32(n);
+      be.adamw({ param, grad, m, v, lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step });
+    }
+    return { param, m, v };
+  },
+});
+
+for (const transA of [false, true]) {
+  for (const transB of [false, true]) {
+    for (const beta of [0, 1]) {
+      add({
+        name: `gemm transA=${transA} transB=${transB} beta=${beta} (batch 2)`,
+        tol: 1e-5,
+        run(be, r) {
+          const [m, n, k, batch] = [13, 17, 19, 2];
+          const a = r.f32(batch * m * k);
+          const b = r.f32(batch * k * n);
+          const c = beta ? r.f32(batch * m * n) : out(batch * m * n);
+          be.gemm({
+            transA,
+            transB,
+            m,
+            n,
+            k,
+            batch,
+            a,
+            strideA: m * k,
+            b,
+            strideB: k * n,
+            c,
+            strideC: m * n,
+            alpha: 0.5,
+            beta,
+          });
+          return { c };
+        },
+      });
+    }
+  }
+}
+add({
+  name: "gemm shared B (strideB 0), larger odd sizes",
+  tol: 1e-5,
+  run(be, r) {
+    const [m, n, k, batch] = [67, 129, 71, 3];
+    const a = r.f32(batch * m * k);
+    const b = r.f32(k * n);
+    const c = out(batch * m * n);
+    be.gemm({
+      transA: false,
+      transB: true,
+      m,
+      n,
+      k,
+      batch,
+      a,
+      strideA: m * k,
+      b,
+      strideB: 0,
+      c,
+      strideC: m * n,
+      alpha: 1,
+      beta: 0,
+    });
+    return { c };
+  },
+});
+
+// ─────────────────────────────────────────────────────────────────────────────────────
+// Contract errors the native side must raise instead of touching memory out of bounds.
+
+function shortBufferChecks(be: Backend): void {
+  const x = new Float32Array(10);
+  assert.throws(() => be.unary("exp", x, new Float32Array(3), 0));
+  assert.throws(() => be.softmax(x, 3, 5, new Float32Array(15)));
+  assert.throws(() => be.gather(x, Int32Array.of(0, 99), 2, new Float32Array(4)));
+  assert.throws(() =>
+    be.crossEntropy(x, Int32Array.of(0, 7), 2, 5, -100, new Float32Array(2), new Float32Array(2)),
+  );
+  const p: AttentionParams = {
+    q: new Float32Array(8),
+    k: new Float32Array(8),
+    v: new Float32Array(4),
+    B: 1,
+    T: 2,
+    S: 2,
+    H: 1,
+    Hkv: 1,
+    D: 4,
+    kvCapacity: 2,
+    scale: 0.5,
+    offset: 0,
+    causal: true,
+  };
+  assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(2)));
+}
+
+// ─────────────────────────────────────────────────────────────────────────────────────
+
+for (const target of TARGETS) {
+  const opened = await target.open();
+  if ("skip" in opened) {
+    describe(`kernel contract: ${target.name}`, () => {
+      test("available", { skip: opened.skip }, () => {});
+    });
+    continue;
+  }
+  const { backend, configs } = opened;
+  for (const cfg of configs) {
+    if (cfg.label === "restore") continue;
+    describe(`kernel contract: ${target.name} (${cfg.label})`, () => {
+      cases.forEach((c, i) => {
+        test(c.name, () => {
+          cfg.apply();
+          const want = c.run(refBackend, new Rng(1000 + i));
+          const got = c.run(backend, new Rng(1000 + i));
+          compare(got, want, c.tol ?? 2e-5);
+        });
+      });
+      test("Float64Array arguments go to the reference", () => {
+        cfg.apply();
+        const x = Float64Array.from([0.5, -1, 2]);
+        const y = new Float64Array(3);
+        backend.unary("exp", x, y, 0);
+        assert.deepEqual(Array.from(y), [Math.exp(0.5), Math.exp(-1), Math.exp(2)]);
+      });
+      test("short buffers and bad indices throw", () => {
+        cfg.apply();
+        shortBufferChecks(backend);
+      });
+    });
+  }
+  describe(`kernel contract: ${target.name} (restore)`, () => {
+    test("restore defaults", () => {
+      for (const cfg of configs) if (cfg.label === "restore") cfg.apply();
+    });
+  });
+}

@@ -1,0 +1,210 @@
+// The native GEMM against a naive f64 product, on every path this CPU allows (the other
+// paths run in child processes with LORAKIT_CPU forced), plus the loader's error path.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type GemmAddon, nativeGemm } from "../../src/kernels/native/gemm.js";
+import { loadAddon, loadAddonFrom, nativeUnavailableMessage } from "../../src/kernels/native/loader.js";
+
+const loaded = loadAddon();
+const addon = "addon" in loaded ? loaded.addon : null;
+const skip = addon === null ? "native addon not built (npm run build:native)" : false;
+
+let seed = 12345;
+function rand(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 4294967296 - 0.5;
+}
+function randomF32(len: number): Float32Array {
+  const x = new Float32Array(len);
+  for (let i = 0; i < len; i++) x[i] = rand() * 2;
+  return x;
+}
+function bf16ToF32(h: Uint16Array): Float32Array {
+  const u = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+  return new Float32Array(u.buffer);
+}
+function randomBf16(len: number): Uint16Array {
+  const u = new Uint32Array(randomF32(len).buffer);
+  const out = new Uint16Array(len);
+  for (let i = 0; i < len; i++) out[i] = u[i] >>> 16;
+  return out;
+}
+
+interface Case {
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  batch?: number;
+  strideA?: number; // default m*k; 0 = shared
+  strideB?: number;
+  alpha?: number;
+  beta?: number;
+  bf16?: boolean;
+}
+
+/** Runs the case natively and checks it against a naive f64 product. */
+function check(ad: GemmAddon, cs: Case): void {
+  const { transA, transB, m, n, k } = cs;
+  const batch = cs.batch ?? 1;
+  const sA = cs.strideA ?? m * k;
+  const sB = cs.strideB ?? k * n;
+  const sC = m * n;
+  const alpha = cs.alpha ?? 1;
+  const beta = cs.beta ?? 0;
+  const lenA = batch === 0 ? 0 : (batch - 1) * sA + m * k;
+  const lenB = batch === 0 ? 0 : (batch - 1) * sB + k * n;
+  const a = randomF32(lenA);
+  const bh = cs.bf16 ? randomBf16(lenB) : null;
+  const b = bh ?? randomF32(lenB);
+  const bf = bh ? bf16ToF32(bh) : (b as Float32Array);
+  const c0 = beta === 0 ? new Float32Array(batch * sC).fill(Number.NaN) : randomF32(batch * sC);
+  const c = c0.slice();
+  nativeGemm(ad, {
+    transA,
+    transB,
+    m,
+    n,
+    k,
+    batch,
+    a,
+    strideA: sA,
+    b,
+    strideB: sB,
+    c,
+    strideC: sC,
+    alpha,
+    beta,
+  });
+  const label = JSON.stringify(cs);
+  for (let bi = 0; bi < batch; bi++) {
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        let mag = 0;
+        for (let p = 0; p < k; p++) {
+          const x = a[bi * sA + (transA ? p * m + i : i * k + p)];
+          const y = bf[bi * sB + (transB ? j * k + p : p * n + j)];
+          s += x * y;
+          mag += Math.abs(x * y);
+        }
+        const idx = bi * sC + i * n + j;
+        const want = alpha * s + (beta === 0 ? 0 : beta * c0[idx]);
+        const tol = 1e-5 * (Math.abs(alpha) * mag + Math.abs(beta * (beta === 0 ? 0 : c0[idx]))) + 1e-6;
+        const got = c[idx];
+        if (!(Math.abs(got - want) <= tol)) {
+          assert.fail(`${label}: C[${bi}][${i}][${j}] = ${got}, want ${want} (tol ${tol})`);
+        }
+      }
+    }
+  }
+}
+
+const odd = [1, 3, 17, 65, 129];
+const tf = [false, true];
+
+function suite(ad: GemmAddon & { setThreads(n: number): void; getThreads(): number }, threads: number): void {
+  const before = ad.getThreads();
+  ad.setThreads(threads);
+  try {
+    for (const transA of tf)
+      for (const transB of tf) {
+        for (const m of odd)
+          for (const n of [1, 17, 65]) for (const k of [1, 3, 129]) check(ad, { transA, transB, m, n, k });
+        // Tile, panel and block edges of every kernel shape; several run multi-threaded.
+        for (const [m, n, k] of [
+          [257, 129, 65],
+          [7, 300, 257],
+          [300, 16, 300], // narrow n: dot tiles (row-major A) or the 24×16 kernel (Aᵀ)
+          [257, 33, 130],
+          [130, 40, 520], // dot path with several k slices
+          [96, 64, 513], // two KC slices of the 6×64 kernel
+          [301, 701, 11],
+        ])
+          check(ad, { transA, transB, m, n, k });
+        check(ad, { transA, transB, m: 65, n: 129, k: 33, alpha: 0.5, beta: 1 });
+        check(ad, { transA, transB, m: 129, n: 17, k: 257, alpha: -2, beta: 0.25 });
+        check(ad, { transA, transB, m: 65, n: 65, k: 300, bf16: true });
+        check(ad, { transA, transB, m: 200, n: 16, k: 100, bf16: true, beta: 1 });
+      }
+    // Batches, with a shared (stride 0) operand on either side.
+    check(ad, { transA: false, transB: true, m: 33, n: 65, k: 17, batch: 3 });
+    check(ad, { transA: false, transB: true, m: 33, n: 65, k: 17, batch: 4, strideB: 0, beta: 0.5 });
+    check(ad, { transA: true, transB: false, m: 40, n: 70, k: 129, batch: 3, strideA: 0, bf16: true });
+    check(ad, { transA: false, transB: false, m: 130, n: 129, k: 260, batch: 2 });
+    // alpha = 0 and k = 0 only scale C (beta = 0 writes zeros over NaN).
+    check(ad, { transA: false, transB: false, m: 5, n: 7, k: 0 });
+    check(ad, { transA: false, transB: false, m: 5, n: 7, k: 0, beta: 0.5 });
+    check(ad, { transA: true, transB: true, m: 9, n: 20, k: 30, alpha: 0, beta: 2 });
+    // A C large enough for streaming stores (one k slice, beta 0).
+    check(ad, { transA: false, transB: true, m: 1030, n: 2048, k: 7 });
+  } finally {
+    ad.setThreads(before);
+  }
+}
+
+test("native gemm equals a naive f64 product, 1 thread", { skip }, () => {
+  suite(addon!, 1);
+});
+
+test("native gemm equals a naive f64 product, 2 threads", { skip }, () => {
+  suite(addon!, 2);
+});
+
+test("native gemm checks its arguments", { skip }, () => {
+  const ad = addon!;
+  const a = new Float32Array(6);
+  const b = new Float32Array(6);
+  const c = new Float32Array(4);
+  ad.gemm(false, false, 2, 2, 3, 1, a, 0, b, 0, c, 0, 1, 0);
+  assert.throws(() => ad.gemm(false, false, 2, 2, 4, 1, a, 0, b, 0, c, 0, 1, 0), RangeError);
+  assert.throws(() => ad.gemm(false, false, 2, 2, 3, 2, a, 6, b, 0, c, 4, 1, 0), /a has 6 elements/);
+  assert.throws(() => ad.gemm(false, false, 2, 2, 3, 2, a, 0, b, 0, c, 0, 1, 0), RangeError);
+  assert.throws(() => ad.gemm(false, false, -1, 2, 3, 1, a, 0, b, 0, c, 0, 1, 0), /m must be/);
+  assert.throws(() => ad.gemm(false, false, 1.5, 2, 3, 1, a, 0, b, 0, c, 0, 1, 0), RangeError);
+  const a64 = new Float64Array(6) as unknown as Float32Array;
+  assert.throws(() => ad.gemm(false, false, 2, 2, 3, 1, a64, 0, b, 0, c, 0, 1, 0), TypeError);
+  const b32 = new Int32Array(6) as unknown as Float32Array;
+  assert.throws(() => ad.gemm(false, false, 2, 2, 3, 1, a, 0, b32, 0, c, 0, 1, 0), TypeError);
+  assert.throws(() => (ad.gemm as unknown as (...x: unknown[]) => void)(false, false, 2), TypeError);
+});
+
+test("cpuFeatures and fmaPeak report the path", { skip }, () => {
+  const f = addon!.cpuFeatures();
+  assert.ok(["avx512", "avx2", "portable"].includes(f.path));
+  if (process.env.LORAKIT_CPU === "portable") assert.equal(f.path, "portable");
+  const peak = addon!.fmaPeak(1, 20);
+  assert.ok(peak > 0.1, `peak ${peak}`);
+});
+
+test("the loader returns an error object for a missing addon", () => {
+  const r = loadAddonFrom("/nonexistent/lorakit_native.node");
+  assert.ok("error" in r);
+  assert.match(r.error.message, /cannot load/);
+  const msg = nativeUnavailableMessage(r.error);
+  assert.match(msg, /npm run build:native/);
+  assert.match(msg, /LORAKIT_BACKEND=ref/);
+  assert.ok("error" in loadAddonFrom(null));
+});
+
+// The lower paths, each in a child process (the path is chosen once per process).
+const lower = addon === null || process.env.LORAKIT_CPU ? [] : (["avx2", "portable"] as const);
+for (const path of lower) {
+  const best = addon!.cpuFeatures().best;
+  const ok = path === "portable" || best !== "portable";
+  test(`native gemm on the forced ${path} path`, { skip: ok ? false : `${path} not supported here` }, () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_CPU: path };
+    delete env.NODE_TEST_CONTEXT; // run as a fresh test process, not as a runner's child
+    const r = spawnSync(process.execPath, ["--test", fileURLToPath(import.meta.url)], {
+      env,
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, `${path} path failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /# pass [1-9]/, r.stdout);
+    assert.match(r.stdout, /# fail 0/, r.stdout);
+  });
+}

@@ -1,0 +1,207 @@
+// Linear4bit: the fused native NF4 GEMM and the TypeScript panel path both equal
+// dequantise-then-GEMM (forward and dx); QLoRA training steps run and learn; merging into
+// an NF4 base re-quantises with a warning; `lorakit quantize` writes the bitsandbytes
+// layout and the written model loads back with near-base logits.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { backward } from "../../src/core/autograd.js";
+import { setBackend } from "../../src/core/engine.js";
+import { crossEntropy, linear, reshape } from "../../src/core/ops/index.js";
+import { Rng, randNormal } from "../../src/core/rng.js";
+import { fromArray, tensor } from "../../src/core/tensor.js";
+import { openCheckpoint } from "../../src/io/node/index.js";
+import { availableBackends } from "../../src/kernels/select.js";
+import { loadModel, saveModel } from "../../src/models/node/load.js";
+import { AdamW } from "../../src/optim/adamw.js";
+import { loraConfig } from "../../src/peft/config.js";
+import { LoraLinear } from "../../src/peft/lora/layer.js";
+import { getPeftModel } from "../../src/peft/model.js";
+import { Linear4bit, nf4ComputePath, registerNf4Kernels } from "../../src/quant/linear4bit.js";
+import { linear4bitModules, quantizeModel } from "../../src/quant/model.js";
+import { enableNativeNf4 } from "../../src/quant/node/native.js";
+import { tinyModel } from "../util/tiny-model.js";
+
+const backends = await availableBackends();
+const native = backends.find((b) => b.name === "native");
+const nativeNf4 = enableNativeNf4();
+
+function maxRel(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  let s = 0;
+  for (let i = 0; i < a.length; i++) {
+    m = Math.max(m, Math.abs(a[i] - b[i]));
+    s = Math.max(s, Math.abs(b[i]));
+  }
+  return m / (s || 1);
+}
+
+describe("Linear4bit = dequantise-then-GEMM", () => {
+  for (const [N, C, O] of [
+    [7, 64, 40],
+    [33, 192, 70],
+    [130, 320, 96],
+    [5, 37, 9],
+  ]) {
+    for (const be of backends) {
+      test(`${be.name} backend, N=${N} C=${C} O=${O}`, () => {
+        setBackend(be);
+        const rng = new Rng(N + C + O);
+        const w = randNormal(rng, [O, C], 0, 0.05);
+        const bias = randNormal(rng, [O], 0, 0.1);
+        const l4 = Linear4bit.fromWeight(w, bias);
+        const wd = l4.dequantizedWeight();
+        const x = randNormal(rng, [N, C]);
+        x.requiresGrad = true;
+        const y = l4.forward(x);
+        const yRef = linear(x, wd, bias);
+        assert.ok(maxRel(y.data as Float32Array, yRef.data as Float32Array) < 1e-5);
+        const dy = randNormal(rng, y.shape as number[]);
+        backward(y, dy);
+        const gx = Float32Array.from(x.grad!.data as Float32Array);
+        x.grad = null;
+        backward(yRef, dy);
+        assert.ok(maxRel(gx, x.grad!.data as Float32Array) < 1e-5);
+        if (be.name === "native" && nativeNf4) assert.equal(nf4ComputePath(), "native");
+      });
+    }
+  }
+  test("the panel path with native dequantisation off", { skip: !native }, () => {
+    setBackend(native!);
+    registerNf4Kernels(null);
+    try {
+      const rng = new Rng(3);
+      const l4 = Linear4bit.fromWeight(randNormal(rng, [50, 128], 0, 0.05));
+      const x = randNormal(rng, [9, 128]);
+      const y = l4.forward(x);
+      const yRef = linear(x, l4.dequantizedWeight());
+      assert.ok(maxRel(y.data as Float32Array, yRef.data as Float32Array) < 1e-5);
+    } finally {
+      enableNativeNf4();
+    }
+  });
+  test("resident bytes per weight ≤ 0.52 with double quantisation", () => {
+    const l4 = Linear4bit.fromWeight(randNormal(new Rng(1), [1024, 1024], 0, 0.02));
+    assert.ok(l4.residentBytes() / (1024 * 1024) <= 0.52);
+  });
+});
+
+describe("QLoRA", () => {
+  test("training steps run and lower the loss; merge re-quantises with a warning", () => {
+    setBackend(native ?? backends[0]);
+    const model = tinyModel(7);
+    const quantised = quantizeModel(model);
+    assert.equal(quantised.length, 2 * 7);
+    const peft = getPeftModel(
+      model,
+      loraConfig({ r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"] }),
+    );
+    const params = model.trainableParameters();
+    assert.ok(params.length > 0);
+    const opt = new AdamW(params, { lr: 1e-2 });
+    const ids = tensor(
+      Array.from({ length: 2 * 17 }, (_, i) => (i * 7) % 48),
+      [2, 17],
+      "i32",
+    );
+    const inp = ids;
+    let first = 0;
+    let last = 0;
+    model.train();
+    for (let step = 0; step < 8; step++) {
+      const logits = model.forward(inp);
+      const V = logits.shape[2];
+      const l = crossEntropy(
+        reshape(logits, [-1, V]),
+        fromArray(
+          new Int32Array(ids.data as Int32Array).map((_, i, a) => a[(i + 1) % a.length]),
+          [34],
+          "i32",
+        ),
+      );
+      if (step === 0) first = l.item();
+      last = l.item();
+      backward(l);
+      opt.step();
+      opt.zeroGrad();
+    }
+    assert.ok(last < first, `loss ${first} → ${last}`);
+    const warnings: string[] = [];
+    for (const [, m] of model.namedModules())
+      if (m instanceof LoraLinear) {
+        assert.ok(m.base_layer instanceof Linear4bit);
+        m.merge(undefined, { warn: (s) => warnings.push(s) });
+      }
+    assert.ok(warnings.length > 0 && /re-quantises/.test(warnings[0]));
+  });
+});
+
+describe("lorakit quantize", () => {
+  test("writes the bitsandbytes layout; loading it gives near-base logits", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lorakit-q-"));
+    const base = tinyModel(11, { intermediate_size: 64 });
+    saveModel(base, join(dir, "base"));
+    const main = join(process.cwd(), "dist/src/cli/main.js");
+    const r = spawnSync(
+      process.execPath,
+      [main, "quantize", "--model", join(dir, "base"), "--out", join(dir, "q"), "--json"],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.quantized_linears, 14);
+    const cfg = JSON.parse(readFileSync(join(dir, "q", "config.json"), "utf8"));
+    assert.equal(cfg.quantization_config.quant_method, "bitsandbytes");
+    assert.equal(cfg.quantization_config.bnb_4bit_quant_type, "nf4");
+    assert.equal(cfg.quantization_config.bnb_4bit_use_double_quant, true);
+    const ck = openCheckpoint(join(dir, "q", "model.safetensors"));
+    const p = "model.layers.0.self_attn.q_proj";
+    assert.deepEqual(ck.info(`${p}.weight`).shape, [(32 * 32) / 2, 1]);
+    assert.equal(ck.info(`${p}.weight`).dtype, "U8");
+    for (const k of [
+      "absmax",
+      "quant_map",
+      "nested_absmax",
+      "nested_quant_map",
+      "quant_state.bitsandbytes__nf4",
+    ])
+      assert.ok(ck.has(`${p}.weight.${k}`), k);
+    const qs = JSON.parse(
+      new TextDecoder().decode(ck.tensor(`${p}.weight.quant_state.bitsandbytes__nf4`).data as Uint8Array),
+    );
+    assert.deepEqual(Object.keys(qs), [
+      "quant_type",
+      "blocksize",
+      "dtype",
+      "shape",
+      "nested_blocksize",
+      "nested_dtype",
+      "nested_offset",
+    ]);
+    ck.close();
+    const { model: q } = loadModel(join(dir, "q"));
+    assert.equal(linear4bitModules(q).length, 14);
+    const ids = tensor([1, 5, 9, 2, 7, 3], [1, 6], "i32");
+    const a = base.forward(ids).data as Float32Array;
+    const b = q.forward(ids).data as Float32Array;
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < a.length; i++) {
+      num += (a[i] - b[i]) ** 2;
+      den += a[i] ** 2;
+    }
+    assert.ok(Math.sqrt(num / den) < 0.2, `relative logit error ${Math.sqrt(num / den)}`);
+    // re-saving the loaded 4-bit model round-trips the codes exactly
+    saveModel(q, join(dir, "q2"));
+    const c1 = openCheckpoint(join(dir, "q", "model.safetensors"));
+    const c2 = openCheckpoint(join(dir, "q2", "model.safetensors"));
+    for (const n of c1.names()) assert.deepEqual(c2.tensor(n).data, c1.tensor(n).data, n);
+    c1.close();
+    c2.close();
+  });
+});
