@@ -70,6 +70,7 @@ async function main(): Promise<void> {
       maxTokens,
     },
   });
+  if (server.notice) process.stderr.write(`${server.notice}\n`);
   const prompts = [
     "Call me Ishmael. Some years ago",
     "It is a way I have of driving",

@@ -15,26 +15,20 @@ static inline vec vload(const float* p) {
   return v;
 }
 static inline void vstore(float* p, vec v) { __builtin_memcpy(p, &v, sizeof(v)); }
-static inline vec vbroadcast(float x) {
-  vec v;
-  for (int i = 0; i < VW; i++) v[i] = x;
-  return v;
-}
 
 template <int M>
 static inline void micro(const float* a, int64_t lda, const float* bp, int kc, float* c, int64_t ldc, int nb,
                          bool accumulate) {
   vec acc[M][2];
-#pragma GCC unroll 6
-  for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = vbroadcast(0.f);
+  for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = vec{};
   for (int k = 0; k < kc; k++) {
     const vec b0 = vload(bp + k * NR);
     const vec b1 = vload(bp + k * NR + VW);
 #pragma GCC unroll 6
     for (int i = 0; i < M; i++) {
-      const vec x = vbroadcast(a[i * lda + k]);
-      acc[i][0] += x * b0;
-      acc[i][1] += x * b1;
+      const float x = a[i * lda + k];
+      acc[i][0] += b0 * x;
+      acc[i][1] += b1 * x;
     }
   }
   if (nb == NR) {

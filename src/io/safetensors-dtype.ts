@@ -3,8 +3,8 @@
 // (so a tensor never keeps a whole file's buffer alive) and swaps bytes on a big-endian host.
 import type { AnyArray, DType } from "../core/dtype.js";
 import { BYTES_PER_ELEMENT, convertArray } from "../core/dtype.js";
-import type { Shape, Tensor } from "../core/tensor.js";
-import { fromArray, numel } from "../core/tensor.js";
+import type { Shape } from "../core/tensor.js";
+import { fromArray, numel, Tensor } from "../core/tensor.js";
 import { SafetensorsError } from "./errors.js";
 
 /**
@@ -323,9 +323,11 @@ export interface RawTensor {
 }
 
 export function isRawTensor(x: unknown): x is RawTensor {
+  // A lorakit u8 Tensor also has a string dtype and Uint8Array data: tell them apart by class.
   return (
     typeof x === "object" &&
     x !== null &&
+    !(x instanceof Tensor) &&
     typeof (x as RawTensor).dtype === "string" &&
     (x as RawTensor).data instanceof Uint8Array &&
     Array.isArray((x as RawTensor).shape)

@@ -116,8 +116,7 @@ export function nf4FromSource(src: TensorSource, prefix: string): Nf4Tensor {
   const info = parseQuantState(u8(get("weight.quant_state.bitsandbytes__nf4")));
   if (info.quant_type !== "nf4")
     throw new QuantError(`${prefix}: quant_type ${info.quant_type} is not supported`);
-  if (!info.shape || info.shape.length !== 2)
-    throw new QuantError(`${prefix}: quant_state shape must be 2-D`);
+  if (info.shape?.length !== 2) throw new QuantError(`${prefix}: quant_state shape must be 2-D`);
   const packed = u8(get("weight"));
   if (packed.length * 2 < numelOf(info.shape))
     throw new QuantError(

@@ -359,3 +359,10 @@ describe("safetensors: refusals", () => {
     throwsCode(() => encodeTensor(tensor([1.5], [1]), "I32"), "bad_input");
   });
 });
+
+test("a lorakit u8 tensor is written as U8, not mistaken for a raw entry", () => {
+  const bytes = serializeSafetensors({ m: tensor([1, 0, 255], [3], "u8") });
+  const back = parseSafetensors(bytes);
+  assert.equal(back.info("m").dtype, "U8");
+  assert.deepEqual(Array.from(back.tensor("m").data as Uint8Array), [1, 0, 255]);
+});

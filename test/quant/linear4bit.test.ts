@@ -95,10 +95,7 @@ describe("QLoRA", () => {
     const model = tinyModel(7);
     const quantised = quantizeModel(model);
     assert.equal(quantised.length, 2 * 7);
-    const peft = getPeftModel(
-      model,
-      loraConfig({ r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"] }),
-    );
+    getPeftModel(model, loraConfig({ r: 4, loraAlpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"] }));
     const params = model.trainableParameters();
     assert.ok(params.length > 0);
     const opt = new AdamW(params, { lr: 1e-2 });
