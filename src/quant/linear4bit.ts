@@ -11,44 +11,14 @@ import type { T } from "../core/ops/util.js";
 import { maybeRecord } from "../core/ops/util.js";
 import type { Tensor } from "../core/tensor.js";
 import { empty } from "../core/tensor.js";
+import type { Nf4Addon } from "../kernels/native/nf4.js";
 import type { LinearLike } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import type { Nf4Tensor } from "./nf4.js";
 import { dequantizeNestedAbsmax, dequantizeNf4Into, nf4Bytes, QuantError, quantizeNf4Tensor } from "./nf4.js";
 
-/** The native NF4 kernels (structurally the addon's nf4* functions). */
-export interface Nf4Kernels {
-  nf4Dequant(
-    packed: Uint8Array,
-    scales: Float32Array,
-    blocksize: number,
-    qmap: Float32Array,
-    start: number,
-    count: number,
-    out: Float32Array,
-  ): void;
-  nf4Scales(
-    q: Uint8Array,
-    code: Float32Array,
-    nestedAbsmax: Float32Array,
-    nestedBlocksize: number,
-    offset: number,
-    out: Float32Array,
-  ): void;
-  nf4Gemm(
-    backward: boolean,
-    rows: number,
-    inFeatures: number,
-    outFeatures: number,
-    a: Float32Array,
-    packed: Uint8Array,
-    scales: Float32Array,
-    blocksize: number,
-    qmap: Float32Array,
-    c: Float32Array,
-    beta: number,
-  ): void;
-}
+/** The native NF4 kernels (the addon's nf4* functions); a type only, so this file stays browser-safe. */
+export type Nf4Kernels = Nf4Addon;
 
 let nativeKernels: Nf4Kernels | null = null;
 
