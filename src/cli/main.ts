@@ -27,11 +27,13 @@ const main = defineCommand({
   },
 });
 
+/** The message and its causes, without the "lorakit: " prefix and without repeating what the message already says. */
 function explain(e: unknown): string {
-  let msg = e instanceof Error ? e.message : String(e);
+  let msg = (e instanceof Error ? e.message : String(e)).replace(/^lorakit: /, "");
   let c = e instanceof Error ? e.cause : undefined;
   while (c instanceof Error) {
-    msg += `\n  caused by: ${c.message}`;
+    const first = c.message.split("\n")[0];
+    if (!msg.includes(first)) msg += `\n  caused by: ${first}`;
     c = c.cause;
   }
   return msg;
