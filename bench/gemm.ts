@@ -1,6 +1,7 @@
 // GEMM throughput of the native addon against the machine's FMA peak measured in the same
 // run. `npm run bench:gemm` prints a table; `-- --json` prints one JSON object per line.
-// Options: --threads 1,2   --quick (smaller shapes, fewer runs)
+// Options: --threads 1,2   --quick (smaller shapes, fewer runs)   --only r=16 (shapes whose
+// name contains the text)
 import { loadAddon } from "../src/kernels/native/loader.js";
 
 interface Case {
@@ -17,6 +18,8 @@ const args = process.argv.slice(2);
 const json = args.includes("--json");
 const quick = args.includes("--quick");
 const tIdx = args.indexOf("--threads");
+const oIdx = args.indexOf("--only");
+const only = oIdx >= 0 ? args[oIdx + 1] : null;
 const threadList = tIdx >= 0 ? args[tIdx + 1].split(",").map(Number) : [1, 2];
 
 const cases: Case[] = [
@@ -75,6 +78,7 @@ function main(): void {
   for (const threads of threadList) {
     addon.setThreads(threads);
     for (const cs of cases) {
+      if (only !== null && !cs.name.includes(only)) continue;
       const { m, n, k } = cs;
       const a = randomF32(m * k);
       const b32 = randomF32(k * n);

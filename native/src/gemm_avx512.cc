@@ -247,6 +247,88 @@ void dot_gemm(const GemmTask& t) {
   }
 }
 
+// ---- one side of at most 16: C = alpha·op(A)·op(B) + beta·C where the long operand is
+// read in place one k-row at a time (16 lanes along the output's long side) and the short
+// one (≤ 16 wide, packed k×16, zero-padded) is broadcast. TSTORE: the long operand is a
+// transposed A (k×m; Gᵀ·H), acc[j] holds C[i0..i0+16][j] and tiles are transposed on the
+// way out; otherwise the long operand is a row-major op(B) (k×n; dHᵀ·X) and acc[i] holds
+// C[i][j0..j0+16]. Nothing big is packed, and every element is computed exactly as the
+// packed kernels compute it (an FMA chain from zero over each KC = 256 slice, then
+// store_tile's alpha/beta formula), so choosing this path never changes a result.
+constexpr int kSmallKC = 256;
+static_assert(LORAKIT_GEMM_KC == kSmallKC, "the small-side kernel must slice k like the packed kernels");
+#ifndef LORAKIT_SMALL_PF
+#define LORAKIT_SMALL_PF 64
+#endif
+
+template <bool TSTORE>
+void small_side_gemm(const GemmTask& t) {
+  const int64_t M = TSTORE ? t.m : t.n;
+  const float* big = TSTORE ? t.a : static_cast<const float*>(t.b);
+  const int64_t ld = TSTORE ? t.lda : t.ldb;
+  float* sp = gemm_scratch(2, static_cast<size_t>(kSmallKC) * 16);
+  const __m512 va = _mm512_set1_ps(t.alpha);
+  for (int64_t pc = 0; pc < t.k; pc += kSmallKC) {
+    const int64_t kc = imin(kSmallKC, t.k - pc);
+    const float beta = pc == 0 ? t.beta : 1.f;
+    const __m512 vb = _mm512_set1_ps(beta);
+    if (TSTORE)
+      pack_b_any_simd<16>(t, pc, kc, 0, t.n, sp);
+    else
+      pack_a_simd<16>(t, 0, t.m, pc, kc, sp);
+    for (int64_t i0 = 0; i0 < M; i0 += 16) {
+      const __mmask16 mk = mask_n(M - i0);
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
+      const float* g = big + pc * ld + i0;
+      if (M - i0 >= 16) {
+        for (int64_t p = 0; p < kc; p++) {
+          const __m512 x = _mm512_loadu_ps(g + p * ld);
+          _mm_prefetch(reinterpret_cast<const char*>(g + p * ld + LORAKIT_SMALL_PF), _MM_HINT_T0);
+          const float* sr = sp + p * 16;
+#pragma GCC unroll 16
+          for (int s = 0; s < 16; s++) acc[s] = _mm512_fmadd_ps(_mm512_set1_ps(sr[s]), x, acc[s]);
+        }
+      } else {
+        for (int64_t p = 0; p < kc; p++) {
+          const __m512 x = _mm512_maskz_loadu_ps(mk, g + p * ld);
+          const float* sr = sp + p * 16;
+#pragma GCC unroll 16
+          for (int s = 0; s < 16; s++) acc[s] = _mm512_fmadd_ps(_mm512_set1_ps(sr[s]), x, acc[s]);
+        }
+      }
+      // Row r of the output tile: lanes along C's row, `rows` valid rows, mask `cm`.
+      int rows;
+      __mmask16 cm;
+      float* c0;
+      int64_t cstep;
+      if (TSTORE) {
+        transpose16(acc);
+        rows = static_cast<int>(imin(16, M - i0));
+        cm = mask_n(t.n);
+        c0 = t.c + i0 * t.ldc;
+      } else {
+        rows = static_cast<int>(t.m);
+        cm = mk;
+        c0 = t.c + i0;
+      }
+      cstep = t.ldc;
+      for (int r = 0; r < rows; r++) {
+        float* cr = c0 + r * cstep;
+        __m512 y;
+        if (beta == 0.f)
+          y = _mm512_mul_ps(acc[r], va);
+        else if (beta == 1.f)
+          y = _mm512_fmadd_ps(acc[r], va, _mm512_maskz_loadu_ps(cm, cr));
+        else
+          y = _mm512_fmadd_ps(acc[r], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(cm, cr)));
+        _mm512_mask_storeu_ps(cr, cm, y);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace avx512
 
@@ -257,8 +339,15 @@ void gemm_serial_avx512(const GemmTask& t) {
     scale_c(t);
     return;
   }
-  if (!t.transA && t.n <= 40 && t.k >= 32 && t.n * 4 < t.m) {
+  // The path depends on the whole product's n, transA and k only (never on m or on a
+  // thread's share of the columns): the dot tiles sum in another order than the rest.
+  const int64_t nsel = t.n_full > 0 ? t.n_full : t.n;
+  if (!t.transA && nsel <= 40 && t.k >= 32) {
     dot_gemm(t);
+  } else if (t.transA && nsel > 8 && nsel <= 16 && t.m >= 32) {
+    small_side_gemm<true>(t);
+  } else if (t.m > 8 && t.m <= 16 && !t.transB && !t.bBf16 && t.n >= 64) {
+    small_side_gemm<false>(t);
   } else if (t.n <= 16) {
     packed_gemm<V, 24, 1, 256, 2048, 96, false>(t, pack_b_any_simd<16>, pack_a_simd<24>);
   } else {

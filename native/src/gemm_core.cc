@@ -97,6 +97,7 @@ void gemm_run(const GemmBatch& g) {
     t.m = i1 - i0;
     t.n = j1 - j0;
     t.k = g.k;
+    t.n_full = g.n;
     t.lda = lda;
     t.ldb = ldb;
     t.ldc = ldc;

@@ -107,17 +107,29 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
     }
     return;
   }
-  alignas(64) float tmp[MR * NR];
-  for (int i = 0; i < MR; i++)
-    for (int v = 0; v < NV; v++) V::storeu(tmp + i * NR + v * W, acc[i][v]);
+  // A ragged tile: the valid part of C goes through a buffer and the same vector
+  // operations as a full tile, so an element's value does not depend on whether its row
+  // or column lies in a full or a ragged tile (scalar code might be contracted differently).
+  alignas(64) float tc[MR * NR];
+  const typename V::reg va = V::set1(alpha), vb = V::set1(beta);
   for (int i = 0; i < mr; i++) {
     float* cr = c + i * ldc;
-    const float* tr = tmp + i * NR;
-    if (beta == 0.f) {
-      for (int j = 0; j < nr; j++) cr[j] = alpha * tr[j];
-    } else {
-      for (int j = 0; j < nr; j++) cr[j] = alpha * tr[j] + beta * cr[j];
+    float* tr = tc + i * NR;
+    if (beta != 0.f) {
+      for (int j = 0; j < nr; j++) tr[j] = cr[j];
+      for (int j = nr; j < NR; j++) tr[j] = 0.f;
     }
+    for (int v = 0; v < NV; v++) {
+      typename V::reg r;
+      if (beta == 0.f)
+        r = V::mul(acc[i][v], va);
+      else if (beta == 1.f)
+        r = V::fmadd(acc[i][v], va, V::loadu(tr + v * W));
+      else
+        r = V::fmadd(acc[i][v], va, V::mul(vb, V::loadu(tr + v * W)));
+      V::storeu(tr + v * W, r);
+    }
+    for (int j = 0; j < nr; j++) cr[j] = tr[j];
   }
 }
 

@@ -22,6 +22,10 @@ struct GemmTask {
   float* c = nullptr;
   int64_t ldc = 0;
   float alpha = 1, beta = 0;
+  // Columns of the whole product this sub-block belongs to (0 = n). Kernels choose their
+  // path (and so their summation order) from this, never from m or the sub-block's n, so
+  // a thread split by columns computes every element exactly as one thread does.
+  int64_t n_full = 0;
 };
 
 // A batched, contiguous problem as JavaScript passes it (strides in elements, 0 = shared).

@@ -208,3 +208,78 @@ for (const path of lower) {
     assert.match(r.stdout, /# fail 0/, r.stdout);
   });
 }
+
+// Row invariance: C[i][j] depends only on row i of op(A), column j of op(B), k, alpha, beta
+// and the old C[i][j] — never on m, the other rows or the thread split (serving compares
+// batched rows with single rows for equality). Checked bit for bit on each narrow path.
+function rowsOf(
+  transA: boolean,
+  a: Float32Array,
+  m: number,
+  k: number,
+  r0: number,
+  rows: number,
+): Float32Array {
+  const out = new Float32Array(rows * k);
+  for (let i = 0; i < rows; i++)
+    for (let p = 0; p < k; p++)
+      out[transA ? p * rows + i : i * k + p] = a[transA ? p * m + r0 + i : (r0 + i) * k + p];
+  return out;
+}
+
+function invariance(ad: GemmAddon & { setThreads(n: number): void; getThreads(): number }): void {
+  const before = ad.getThreads();
+  const cases: [boolean, boolean, number, number, number, boolean][] = [
+    [false, true, 1000, 16, 600, false], // X·Aᵀ: dot tiles
+    [false, false, 1000, 16, 600, false], // G·B: dot tiles
+    [false, true, 600, 40, 600, false], // dot tiles, widest n
+    [true, false, 1000, 16, 600, false], // Gᵀ·H: small-side kernel, transposed store
+    [true, false, 1000, 12, 600, true], // the same with a bf16 B
+    [true, true, 1000, 16, 600, false],
+    [true, false, 1000, 5, 600, false], // 24×16 kernel
+    [true, false, 16, 1000, 600, false], // dHᵀ·X: small-side kernel (m ≤ 16), column split
+    [false, false, 16, 1000, 600, false],
+    [true, false, 300, 70, 600, false], // 6×64 kernel, ragged column split
+    [false, false, 300, 100, 600, false],
+  ];
+  try {
+    for (const [transA, transB, m, n, k, bf16] of cases)
+      for (const beta of [0, 0.5]) {
+        const label = JSON.stringify({ transA, transB, m, n, k, bf16, beta });
+        const a = randomF32(m * k);
+        const b = bf16 ? randomBf16(k * n) : randomF32(k * n);
+        const c0 = randomF32(m * n);
+        const run = (aa: Float32Array, rows: number, c: Float32Array) =>
+          ad.gemm(transA, transB, rows, n, k, 1, aa, 0, b, 0, c, 0, 0.75, beta);
+        ad.setThreads(1);
+        const c1 = c0.slice();
+        run(a, m, c1);
+        ad.setThreads(2);
+        const c2 = c0.slice();
+        run(a, m, c2);
+        assert.ok(
+          c1.every((x, i) => Object.is(x, c2[i])),
+          `${label}: 1 and 2 threads differ`,
+        );
+        for (const [r0, rows] of [
+          [0, 1],
+          [m - 1, 1],
+          [Math.floor(m / 2), 1],
+          [3, Math.min(16, m - 3)],
+          [1, Math.min(9, m - 1)],
+        ]) {
+          const cs = c0.slice(r0 * n, (r0 + rows) * n);
+          run(rowsOf(transA, a, m, k, r0, rows), rows, cs);
+          for (let i = 0; i < rows * n; i++)
+            if (!Object.is(cs[i], c1[r0 * n + i]))
+              assert.fail(`${label}: rows ${r0}+${rows}: C[${r0 + Math.floor(i / n)}][${i % n}] differs`);
+        }
+      }
+  } finally {
+    ad.setThreads(before);
+  }
+}
+
+test("native gemm rows do not depend on m, other rows or the thread split", { skip }, () => {
+  invariance(addon!);
+});
