@@ -32,6 +32,8 @@ const cases: Case[] = [
   { name: "X·Wᵀ bf16 W", m: 2048, n: 2048, k: 2048, transA: false, transB: true, bf16: true },
   { name: "Xᵀ·dY 2048³ (dW)", m: 2048, n: 2048, k: 2048, transA: true, transB: false, bf16: false },
   { name: "X·Aᵀ r=16", m: 2048, n: 16, k: 2048, transA: false, transB: true, bf16: false },
+  { name: "X·Aᵀ r=32", m: 2048, n: 32, k: 2048, transA: false, transB: true, bf16: false },
+  { name: "X·Aᵀ r=40", m: 2048, n: 40, k: 2048, transA: false, transB: true, bf16: false },
   { name: "(XAᵀ)·Bᵀ r=16", m: 2048, n: 2048, k: 16, transA: false, transB: true, bf16: false },
   // LoRA backward shapes (G = dY 2048×2048, H = X·Aᵀ 2048×16).
   { name: "G·B r=16 (dH)", m: 2048, n: 16, k: 2048, transA: false, transB: false, bf16: false },

@@ -137,23 +137,6 @@ void pack_b_any_simd(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int6
     pack_b_simd<NR>(static_cast<const float*>(t.b), t.ldb, t.transB, k0, kc, j0, nc, bp);
 }
 
-// ---- narrow outputs: dot-product tiles when op(A) rows and op(B) columns are both
-// contiguous along k (X·Aᵀ with A r×k, r small). 3 rows × 8 columns = 24 accumulators.
-
-// Sums each of a[0..7] into one lane: result[j] = Σ a[j].
-inline __m256 reduce8(const __m512 (&a)[8]) {
-  __m512 x[4];
-  for (int q = 0; q < 4; q++)
-    x[q] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * q], a[2 * q + 1], 0x44),
-                         _mm512_shuffle_f32x4(a[2 * q], a[2 * q + 1], 0xEE));
-  __m512 y0 = _mm512_add_ps(_mm512_shuffle_f32x4(x[0], x[1], 0x88), _mm512_shuffle_f32x4(x[0], x[1], 0xDD));
-  __m512 y1 = _mm512_add_ps(_mm512_shuffle_f32x4(x[2], x[3], 0x88), _mm512_shuffle_f32x4(x[2], x[3], 0xDD));
-  __m512 s = _mm512_add_ps(_mm512_shuffle_ps(y0, y1, 0x88), _mm512_shuffle_ps(y0, y1, 0xDD));
-  s = _mm512_add_ps(s, _mm512_permute_ps(s, 0xB1));
-  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
-  return _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, s));
-}
-
 // Cache blocking of the 6×64 kernel: a KC×NC slice of B (512 KiB) stays in L2, an MC×KC
 // block of packed A in L1/L2.
 #ifndef LORAKIT_GEMM_KC
@@ -166,83 +149,86 @@ inline __m256 reduce8(const __m512 (&a)[8]) {
 #define LORAKIT_GEMM_MC 96
 #endif
 
-constexpr int kDotRI = 3, kDotRJ = 8;
+#ifndef LORAKIT_BCAST_PF
+#define LORAKIT_BCAST_PF 256
+#endif
+#ifndef LORAKIT_BCAST_R2
+#define LORAKIT_BCAST_R2 8
+#endif
+#ifndef LORAKIT_BCAST_R3
+#define LORAKIT_BCAST_R3 6
+#endif
+#ifndef LORAKIT_BCAST_R
+#define LORAKIT_BCAST_R 8
+#endif
 
-void dot_tile(int64_t kw, const float* const (&ar)[kDotRI], const float* const (&br)[kDotRJ], float* c,
-              int64_t ldc, float alpha, float beta, int ri, int rj) {
-  __m512 acc[kDotRI][kDotRJ];
-  #pragma GCC unroll 8
-  for (int i = 0; i < kDotRI; i++)
-    #pragma GCC unroll 8
-    for (int j = 0; j < kDotRJ; j++) acc[i][j] = _mm512_setzero_ps();
-  int64_t p = 0;
-  for (; p + 16 <= kw; p += 16) {
-    __m512 av[kDotRI];
-    #pragma GCC unroll 8
-    for (int i = 0; i < kDotRI; i++) {
-      av[i] = _mm512_loadu_ps(ar[i] + p);
-      _mm_prefetch(reinterpret_cast<const char*>(ar[i] + p + 512), _MM_HINT_T0);
+// ---- narrow outputs (n ≤ 40: X·Aᵀ, G·B) with a row-major A: op(B) is packed k×NR once (NR = 16·NV,
+// zero-padded) and each row of op(A) is broadcast one element at a time into NV
+// accumulators per row: C[i][j0..j0+16] = Σ_p A[i,p]·Bp[p, j0..j0+16], one FMA chain over
+// the full k per (row, 16 columns). R rows share each packed B row load; every row keeps
+// its own accumulators, so a row's result never depends on the other rows of its tile.
+template <int NV, int R>
+void bcast_gemm(const GemmTask& t) {
+  constexpr int NR = NV * 16;
+  float* bp = gemm_scratch(2, static_cast<size_t>(t.k) * NR);
+  pack_b_any_simd<NR>(t, 0, t.k, 0, t.n, bp);
+  __mmask16 cm[NV];
+  for (int v = 0; v < NV; v++) cm[v] = mask_n(t.n - v * 16);
+  const __m512 va = _mm512_set1_ps(t.alpha), vb = _mm512_set1_ps(t.beta);
+  const int64_t k = t.k;
+  for (int64_t i0 = 0; i0 < t.m; i0 += R) {
+    const int ri = static_cast<int>(imin(R, t.m - i0));
+    const float* ar[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++) ar[i] = t.a + (i0 + (i < ri ? i : 0)) * t.lda;
+    __m512 acc[R][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 16 <= k; p += 16) {
+#pragma GCC unroll 8
+      for (int i = 0; i < R; i++)
+        _mm_prefetch(reinterpret_cast<const char*>(ar[i] + p + LORAKIT_BCAST_PF), _MM_HINT_T0);
+#pragma GCC unroll 16
+      for (int q = 0; q < 16; q++) {
+        const float* brow = bp + (p + q) * NR;
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(brow + v * 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+          const __m512 x = _mm512_set1_ps(ar[i][p + q]);
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
+        }
+      }
     }
-    #pragma GCC unroll 8
-    for (int j = 0; j < kDotRJ; j++) {
-      const __m512 bv = _mm512_loadu_ps(br[j] + p);
-      #pragma GCC unroll 8
-      for (int i = 0; i < kDotRI; i++) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+    for (; p < k; p++) {
+      const float* brow = bp + p * NR;
+      __m512 bv[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(brow + v * 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; i++) {
+        const __m512 x = _mm512_set1_ps(ar[i][p]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
+      }
     }
-  }
-  if (p < kw) {
-    const __mmask16 m = mask_n(kw - p);
-    __m512 av[kDotRI];
-    #pragma GCC unroll 8
-    for (int i = 0; i < kDotRI; i++) av[i] = _mm512_maskz_loadu_ps(m, ar[i] + p);
-    #pragma GCC unroll 8
-    for (int j = 0; j < kDotRJ; j++) {
-      const __m512 bv = _mm512_maskz_loadu_ps(m, br[j] + p);
-      #pragma GCC unroll 8
-      for (int i = 0; i < kDotRI; i++) acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
-    }
-  }
-  const __mmask8 mj = static_cast<__mmask8>(rj >= 8 ? 0xFF : (1u << rj) - 1);
-  const __m256 va = _mm256_set1_ps(alpha);
-  for (int i = 0; i < ri; i++) {
-    __m256 s = _mm256_mul_ps(reduce8(acc[i]), va);
-    float* cr = c + i * ldc;
-    if (beta != 0.f) s = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_maskz_loadu_ps(mj, cr), s);
-    _mm256_mask_storeu_ps(cr, mj, s);
-  }
-}
-
-void dot_gemm(const GemmTask& t) {
-  // op(B)ᵀ (n×k, small) is copied with a padded row stride: the caller's rows are often a
-  // multiple of 4 KiB apart and would all fall into the same L1 sets.
-  const int64_t ldbt = ((t.k + 15) & ~int64_t{15}) + 16;
-  float* bt = gemm_scratch(2, static_cast<size_t>(t.n) * ldbt);
-  for (int64_t j = 0; j < t.n; j++) {
-    float* d = bt + j * ldbt;
-    if (t.transB && !t.bBf16) {
-      std::memcpy(d, static_cast<const float*>(t.b) + j * t.ldb, t.k * sizeof(float));
-    } else if (t.transB) {
-      const uint16_t* src = static_cast<const uint16_t*>(t.b) + j * t.ldb;
-      for (int64_t p = 0; p < t.k; p++) d[p] = to_f32(src[p]);
-    } else if (t.bBf16) {
-      const uint16_t* src = static_cast<const uint16_t*>(t.b) + j;
-      for (int64_t p = 0; p < t.k; p++) d[p] = to_f32(src[p * t.ldb]);
-    } else {
-      const float* src = static_cast<const float*>(t.b) + j;
-      for (int64_t p = 0; p < t.k; p++) d[p] = src[p * t.ldb];
-    }
-  }
-  // Three X rows at a time sweep the whole narrow B (which stays in L2) over the full k,
-  // so each output is reduced and written once; X streams through once.
-  for (int64_t i0 = 0; i0 < t.m; i0 += kDotRI) {
-    const int ri = static_cast<int>(imin(kDotRI, t.m - i0));
-    const float* ar[kDotRI];
-    for (int i = 0; i < kDotRI; i++) ar[i] = t.a + (i0 + (i < ri ? i : 0)) * t.lda;
-    for (int64_t j0 = 0; j0 < t.n; j0 += kDotRJ) {
-      const int rj = static_cast<int>(imin(kDotRJ, t.n - j0));
-      const float* br[kDotRJ];
-      for (int j = 0; j < kDotRJ; j++) br[j] = bt + (j0 + (j < rj ? j : 0)) * ldbt;
-      dot_tile(t.k, ar, br, t.c + i0 * t.ldc + j0, t.ldc, t.alpha, t.beta, ri, rj);
+    for (int i = 0; i < ri; i++) {
+      float* cr = t.c + (i0 + i) * t.ldc;
+      for (int v = 0; v < NV; v++) {
+        __m512 y;
+        if (t.beta == 0.f)
+          y = _mm512_mul_ps(acc[i][v], va);
+        else if (t.beta == 1.f)
+          y = _mm512_fmadd_ps(acc[i][v], va, _mm512_maskz_loadu_ps(cm[v], cr + v * 16));
+        else
+          y = _mm512_fmadd_ps(acc[i][v], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(cm[v], cr + v * 16)));
+        _mm512_mask_storeu_ps(cr + v * 16, cm[v], y);
+      }
     }
   }
 }
@@ -340,10 +326,14 @@ void gemm_serial_avx512(const GemmTask& t) {
     return;
   }
   // The path depends on the whole product's n, transA and k only (never on m or on a
-  // thread's share of the columns): the dot tiles sum in another order than the rest.
+  // thread's share of the columns): the broadcast kernels sum in another order than the rest.
   const int64_t nsel = t.n_full > 0 ? t.n_full : t.n;
-  if (!t.transA && nsel <= 40 && t.k >= 32) {
-    dot_gemm(t);
+  if (!t.transA && nsel <= 16 && t.k >= 32) {
+    bcast_gemm<1, LORAKIT_BCAST_R>(t);
+  } else if (!t.transA && nsel <= 32 && t.k >= 32) {
+    bcast_gemm<2, LORAKIT_BCAST_R2>(t);
+  } else if (!t.transA && nsel <= 40 && t.k >= 32) {
+    bcast_gemm<3, LORAKIT_BCAST_R3>(t);
   } else if (t.transA && nsel > 8 && nsel <= 16 && t.m >= 32) {
     small_side_gemm<true>(t);
   } else if (t.m > 8 && t.m <= 16 && !t.transB && !t.bBf16 && t.n >= 64) {

@@ -5,8 +5,9 @@
 // - AVX-512: a 6×64 register tile (24 zmm accumulators) for general shapes; KC=256,
 //   NC=512 (a 512 KiB packed B slice stays in L2), row-major A read in place, a
 //   transposed A packed once per k slice. A 24×16 tile for n ≤ 16 with a transposed A.
-//   Narrow outputs with a row-major A (X·Aᵀ, rank r ≤ 40) use 3×8 dot-product tiles
-//   (both operands contiguous along k, no packing of the big X). A single-k-slice
+//   Narrow outputs with a row-major A (X·Aᵀ, G·B, rank r ≤ 40) pack op(B) k×16·NV once
+//   and broadcast each X element into NV accumulators per row, 8/8/6 rows per tile
+//   (NV = 1/2/3); the big X is read in place once. A single-k-slice
 //   product with a huge C and beta = 0 ((XAᵀ)·Bᵀ) uses streaming stores.
 // - AVX2+FMA: 6×16 tile; portable: 4×16 tile of plain floats; same blocking driver.
 // - Threads: a product of ≥ 2·4M multiply-adds per thread is split over rows (in units of

@@ -4,7 +4,7 @@
 
 import type { FloatDType } from "./dtype.js";
 import { backend, noGrad } from "./engine.js";
-import { fmtShape, ShapeError } from "./errors.js";
+import { DisposedError, fmtShape, ShapeError } from "./errors.js";
 import { keep } from "./memory.js";
 import type { GradNode, Tensor } from "./tensor.js";
 import { empty } from "./tensor.js";
@@ -16,7 +16,15 @@ export function record<T extends Tensor>(out: T, node: GradNode): T {
   return out;
 }
 
+function checkAlive(t: Tensor): void {
+  if (t.isDisposed)
+    throw new DisposedError(
+      `backward(): tensor ${t.name ?? `#${t.id}`} [${t.shape.join(", ")}] of the graph was disposed (the tidy scope that made it has ended); call backward() inside that tidy scope`,
+    );
+}
+
 function topoOrder(root: Tensor): Tensor[] {
+  checkAlive(root);
   const order: Tensor[] = [];
   const seen = new Set<number>();
   // Iterative DFS: graphs of deep models overflow a recursive one.
@@ -30,6 +38,7 @@ function topoOrder(root: Tensor): Tensor[] {
       top[1]++;
       const c = inputs[i];
       if (c.requiresGrad && !seen.has(c.id)) {
+        checkAlive(c);
         seen.add(c.id);
         stack.push([c, 0]);
       }

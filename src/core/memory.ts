@@ -129,7 +129,11 @@ function collectReturned(v: unknown, out: Set<unknown>, depth = 0): void {
  * move to the enclosing scope.
  *
  * @example
- * const loss = tidy(() => crossEntropy(model.forward(x), y));
+ * const lossValue = tidy(() => {
+ *   const loss = crossEntropy(model.forward(x), y);
+ *   backward(loss); // inside the scope: the graph's intermediates are still alive
+ *   return loss.item();
+ * });
  */
 export function tidy<T extends Returned>(fn: () => T): T {
   const scope = new Set<Disposable>();

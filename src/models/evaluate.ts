@@ -32,28 +32,32 @@ export function evaluateNll(
   const B = opts.batchSize ?? 4;
   let total = 0;
   let count = 0;
-  noGrad(() => {
-    for (let i = 0; i < windows.length; ) {
-      const len = windows[i].length;
-      const group: number[][] = [];
-      while (i < windows.length && group.length < B && windows[i].length === len) group.push(windows[i++]);
-      tidy(() => {
-        const inputs = tensor(
-          group.map((w) => w.slice(0, -1)),
-          [group.length, len - 1],
-          "i32",
-        );
-        const targets = tensor(
-          group.map((w) => w.slice(1)),
-          [group.length * (len - 1)],
-          "i32",
-        );
-        const logits = model.forward(inputs);
-        const s = crossEntropy(reshape(logits, [-1, logits.shape[2]]), targets, { reduction: "sum" }).item();
-        total += s;
-        count += group.length * (len - 1);
-      });
-    }
-  });
+  model.withEval(() =>
+    noGrad(() => {
+      for (let i = 0; i < windows.length; ) {
+        const len = windows[i].length;
+        const group: number[][] = [];
+        while (i < windows.length && group.length < B && windows[i].length === len) group.push(windows[i++]);
+        tidy(() => {
+          const inputs = tensor(
+            group.map((w) => w.slice(0, -1)),
+            [group.length, len - 1],
+            "i32",
+          );
+          const targets = tensor(
+            group.map((w) => w.slice(1)),
+            [group.length * (len - 1)],
+            "i32",
+          );
+          const logits = model.forward(inputs);
+          const s = crossEntropy(reshape(logits, [-1, logits.shape[2]]), targets, {
+            reduction: "sum",
+          }).item();
+          total += s;
+          count += group.length * (len - 1);
+        });
+      }
+    }),
+  );
   return { loss: total / count, tokens: count, windows: windows.length };
 }

@@ -90,20 +90,23 @@ export function generate(
     cfg.headDim,
   );
   const out: number[] = [];
-  return noGrad(() => {
-    let input: number[] = [...promptIds];
-    for (let step = 0; step < opts.maxNewTokens; step++) {
-      if (opts.shouldStop?.()) break;
-      const next = tidy(() => {
-        const ids: Tensor = tensor(input, [1, input.length], "i32");
-        const logits = model.forward(ids, { cache, lastOnly: true });
-        return sampleToken(logits.data as Float32Array, opts, rng);
-      });
-      out.push(next);
-      opts.onToken?.(next);
-      if (opts.stopAtEos && eos.has(next)) break;
-      input = [next];
-    }
-    return out;
-  });
+  // Inference: dropout off whatever mode the model was left in.
+  return model.withEval(() =>
+    noGrad(() => {
+      let input: number[] = [...promptIds];
+      for (let step = 0; step < opts.maxNewTokens; step++) {
+        if (opts.shouldStop?.()) break;
+        const next = tidy(() => {
+          const ids: Tensor = tensor(input, [1, input.length], "i32");
+          const logits = model.forward(ids, { cache, lastOnly: true });
+          return sampleToken(logits.data as Float32Array, opts, rng);
+        });
+        out.push(next);
+        opts.onToken?.(next);
+        if (opts.stopAtEos && eos.has(next)) break;
+        input = [next];
+      }
+      return out;
+    }),
+  );
 }

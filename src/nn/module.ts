@@ -2,6 +2,7 @@
 // them (model.layers.0.self_attn.q_proj.weight), so checkpoint keys and PEFT's
 // target_modules map by path with no lookup tables.
 import { LorakitError } from "../core/errors.js";
+import { keep } from "../core/memory.js";
 import type { Tensor } from "../core/tensor.js";
 
 export class ModuleError extends LorakitError {}
@@ -19,6 +20,8 @@ export abstract class Module {
   }
 
   protected addParam<T extends Tensor | null>(name: string, t: T): T {
+    // A parameter belongs to its module: no tidy scope may dispose it.
+    if (t) keep(t);
     if (t) t.name ??= name;
     this.params.set(name, t);
     return t;
@@ -32,6 +35,7 @@ export abstract class Module {
   /** Replaces an own parameter (used by loaders and merges); shapes are the caller's concern. */
   setParam(name: string, t: Tensor | null): void {
     if (!this.params.has(name)) throw new ModuleError(`${this.constructor.name} has no parameter "${name}"`);
+    if (t) keep(t);
     this.params.set(name, t);
     this.onParamSet(name, t);
   }
@@ -98,6 +102,20 @@ export abstract class Module {
 
   eval(): this {
     return this.train(false);
+  }
+
+  /** Runs fn with every module in eval mode (dropout off), then restores each module's mode. */
+  withEval<R>(fn: () => R): R {
+    const mods = [...this.namedModules()].map(([, m]) => m);
+    const prev = mods.map((m) => m.training);
+    for (const m of mods) m.training = false;
+    try {
+      return fn();
+    } finally {
+      mods.forEach((m, i) => {
+        m.training = prev[i];
+      });
+    }
   }
 
   /** Freezes (or unfreezes) every parameter. */

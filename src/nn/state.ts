@@ -62,6 +62,7 @@ export function loadStateDict(root: Module, src: TensorSource, opts: LoadStateOp
   const strict = opts.strict ?? true;
   const used = new Set<string>();
   const report: LoadReport = { loaded: [], missing: [], unexpected: [] };
+  const replaced = new Map<Tensor, Tensor>();
   for (const [path, m, name, current] of paramSlots(root)) {
     if (!current) continue; // declared absent (no bias)
     if (!src.has(path)) {
@@ -79,8 +80,17 @@ export function loadStateDict(root: Module, src: TensorSource, opts: LoadStateOp
     t.name = path;
     t.requiresGrad = current.requiresGrad;
     m.setParam(name, t);
+    replaced.set(current, t);
     report.loaded.push(path);
   }
+  // A tensor shared by several slots (tied embeddings) was replaced in its first slot only:
+  // point the other slots at the new tensor too, so the tie survives loading.
+  if (replaced.size > 0)
+    for (const [, m] of root.namedModules())
+      for (const [name, t] of (m as unknown as { params: Map<string, Tensor | null> }).params) {
+        const now = t ? replaced.get(t) : undefined;
+        if (now) m.setParam(name, now);
+      }
   for (const n of src.names()) if (!used.has(n) && !opts.ignoreUnexpected?.(n)) report.unexpected.push(n);
   if (strict && report.missing.length > 0)
     throw new StateDictError(

@@ -31,8 +31,9 @@ export function adapterStateDict(pm: PeftModel, name: string): Map<string, Tenso
     }
   }
   if (cfg.bias === "all")
+    // The adapters' own biases (lora_B.<name>.bias) are saved above, under PEFT's keys.
     for (const [p, t] of pm.baseModel.namedParameters())
-      if (p.endsWith(".bias")) out.set(`${KEY_PREFIX}${p}`, t);
+      if (p.endsWith(".bias") && !/\.lora_(A|B|magnitude_vector)\./.test(p)) out.set(`${KEY_PREFIX}${p}`, t);
   return out;
 }
 

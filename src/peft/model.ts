@@ -81,6 +81,10 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
         "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False",
       );
     const pissa = parsePissaInit(cfg.initLoraWeights);
+    if (cfg.modulesToSave?.length)
+      throw new PeftError(
+        `modules_to_save ${JSON.stringify(cfg.modulesToSave)} is not supported by lorakit yet (fully trained module copies); leave it empty or null`,
+      );
     if (cfg.fanInFanOut) cfg.fanInFanOut = false; // lorakit's Linear stores (out, in), as nn.Linear (PEFT warns and does the same)
     const paths = findTargets(cfg, this.baseModel, this.baseModel.config?.modelType);
     const rng = new Rng(init.seed ?? 0);

@@ -177,10 +177,12 @@ export class Trainer {
       const lr = this.optimizer.getLr(0);
       let lossSum = 0;
       let stepTokens = 0;
-      for (let m = 0; m < accum; m++) {
-        const batch = this.batcher.next();
-        stepTokens += batch.batchSize * batch.seqLen;
-        if (batch.tokens === 0) continue;
+      // Draw every micro-batch first: those without a trained token are skipped, and the
+      // rest share the step equally (1/counted each, PyTorch's usual accumulation loop).
+      const batches = Array.from({ length: accum }, () => this.batcher.next());
+      for (const b of batches) stepTokens += b.batchSize * b.seqLen;
+      const counted = batches.filter((b) => b.tokens > 0);
+      for (const [m, batch] of counted.entries()) {
         const l = tidy(() => {
           const loss = batchLoss(this.model, batch);
           const v = loss.item();
@@ -190,8 +192,7 @@ export class Trainer {
             );
           const extra = this.opts.extraLoss;
           const total = extra ? add(loss, extra()) : loss;
-          // Each micro-batch's mean loss counts 1/accum, as PyTorch's usual accumulation loop.
-          backward(accum === 1 ? total : scale(total, 1 / accum));
+          backward(counted.length === 1 ? total : scale(total, 1 / counted.length));
           return v;
         });
         lossSum += l;
@@ -208,7 +209,7 @@ export class Trainer {
       this.optimizer.zeroGrad();
       this.scheduler.step();
       this.step++;
-      lastLoss = lossSum / accum;
+      lastLoss = counted.length ? lossSum / counted.length : Number.NaN;
       tokensSeen += stepTokens;
       this.losses.push({ step: this.step, loss: lastLoss, lr });
       const elapsed = (performance.now() - t0) / 1000;

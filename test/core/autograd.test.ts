@@ -181,3 +181,13 @@ describe("errors name the op and the shapes", () => {
     assert.throws(() => linear(zeros([2, 3]), zeros([4, 5])), /3 features but the weight \[4, 5\] expects 5/);
   });
 });
+
+describe("graphs and tidy scopes", () => {
+  test("backward on a result whose graph a tidy scope disposed fails loudly", () => {
+    const w = randNormal(new Rng(9), [3, 3]).setRequiresGrad();
+    const x = randNormal(new Rng(10), [2, 3]);
+    const y = tidy(() => sum(matmul(x, w)));
+    assert.throws(() => backward(y), DisposedError);
+    assert.equal(w.grad, null);
+  });
+});

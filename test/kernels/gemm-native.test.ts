@@ -230,9 +230,14 @@ function rowsOf(
 function invariance(ad: GemmAddon & { setThreads(n: number): void; getThreads(): number }): void {
   const before = ad.getThreads();
   const cases: [boolean, boolean, number, number, number, boolean][] = [
-    [false, true, 1000, 16, 600, false], // X·Aᵀ: dot tiles
-    [false, false, 1000, 16, 600, false], // G·B: dot tiles
-    [false, true, 600, 40, 600, false], // dot tiles, widest n
+    [false, true, 1000, 16, 600, false], // X·Aᵀ: broadcast kernel, 8 rows × 16
+    [false, false, 1000, 16, 600, false], // G·B: broadcast kernel
+    [false, true, 1001, 12, 600, true], // the same with a bf16 B, ragged columns and rows
+    [false, false, 300, 16, 37, false], // k not a multiple of 16, short k
+    [false, true, 1000, 32, 600, false], // broadcast kernel, 8 rows × 32
+    [false, false, 601, 24, 600, true],
+    [false, true, 600, 40, 600, false], // broadcast kernel, 6 rows × 48 (masked), widest n
+    [false, false, 599, 35, 600, false],
     [true, false, 1000, 16, 600, false], // Gᵀ·H: small-side kernel, transposed store
     [true, false, 1000, 12, 600, true], // the same with a bf16 B
     [true, true, 1000, 16, 600, false],
