@@ -187,6 +187,7 @@ export async function runTraining(
     // after optimizer.step() and before zero_grad().
     extraLoss: ada ? () => ada.orthRegularization() : undefined,
     afterOptimizerStep: ada ? (s) => ada.updateAndAllocate(s) : undefined,
+    extraState: ada ? adaLoraResumeState(ada) : undefined,
   });
 
   const ckptRoot = join(o.out, "checkpoints");
@@ -305,4 +306,33 @@ export function lossChartLines(losses: { loss: number }[]): string[] {
     losses.map((l) => l.loss),
     { width: 60, rows: 8 },
   );
+}
+
+/** AdaLoRA's allocator state and mask, so a resumed run masks as an uninterrupted one. */
+function adaLoraResumeState(ada: AdaLoraModel): { save(): unknown; load(s: unknown): void } {
+  const maps = ["ipt", "expAvgIpt", "expAvgUnc"] as const;
+  return {
+    save() {
+      const alloc = ada.rankAllocator;
+      const out: Record<string, unknown> = {
+        rankPattern: ada.peftConfig.get("default")?.rankPattern ?? null,
+      };
+      if (alloc)
+        for (const k of maps) out[k] = Object.fromEntries([...alloc[k]].map(([n, a]) => [n, Array.from(a)]));
+      return out;
+    },
+    load(s) {
+      const st = s as Record<string, unknown>;
+      const cfg = ada.peftConfig.get("default");
+      if (cfg) cfg.rankPattern = (st.rankPattern ?? null) as typeof cfg.rankPattern;
+      const alloc = ada.rankAllocator;
+      if (!alloc) return;
+      for (const k of maps) {
+        alloc[k].clear();
+        for (const [n, a] of Object.entries((st[k] ?? {}) as Record<string, number[]>))
+          alloc[k].set(n, Float32Array.from(a));
+      }
+      if (cfg?.rankPattern) alloc.maskUsingRankPattern(cfg.rankPattern);
+    },
+  };
 }

@@ -37,6 +37,8 @@ export interface TrainerOptions {
   checkpointEvery?: number;
   /** Randomness inside the model (dropout); saved in checkpoints. */
   rng?: Rng | null;
+  /** More state a resumed run needs (e.g. AdaLoRA's allocator), as JSON-able data. */
+  extraState?: { save(): unknown; load(state: unknown): void };
   /**
    * Added to each micro-batch's loss before backward (AdaLoRA's orthogonal regulariser, as
    * PEFT adds it in AdaLoraModel.forward). The reported loss stays the data loss.
@@ -76,6 +78,8 @@ export interface TrainerState {
   batcher: BatcherState;
   rng: { s: number[]; spare: number | null } | null;
   losses: { step: number; loss: number; lr: number }[];
+  /** TrainerOptions.extraState's data. */
+  extra?: unknown;
 }
 
 /** Mean cross-entropy of one batch (targets −100 ignored). */
@@ -139,6 +143,7 @@ export class Trainer {
       batcher: this.batcher.getState(),
       rng: this.opts.rng ? this.opts.rng.getState() : null,
       losses: this.losses.map((l) => ({ ...l })),
+      extra: this.opts.extraState?.save(),
     };
   }
 
@@ -151,6 +156,7 @@ export class Trainer {
     if (s.rng && this.opts.rng) this.opts.rng.setState(s.rng);
     this.losses.length = 0;
     this.losses.push(...s.losses);
+    if (s.extra !== undefined) this.opts.extraState?.load(s.extra);
   }
 
   private firstNonFiniteGrad(): string | null {

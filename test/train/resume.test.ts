@@ -365,4 +365,36 @@ describe("CLI: train --checkpoint-every, then --resume", () => {
     assert.equal(again.final_loss, ref.final_loss);
     assert.deepEqual(rows(readFileSync(join(out, "loss.csv"), "utf8")), rows(csv));
   });
+
+  test("AdaLoRA: killed after checkpoint-4 of an 8-step run, --resume true ends identically (allocator state restored)", () => {
+    const out = join(tmp, "ada");
+    const args = [
+      "--steps",
+      "8",
+      "--checkpoint-every",
+      "4",
+      "--method",
+      "adalora",
+      "--init-r",
+      "6",
+      "--target-r",
+      "2",
+      "--tinit",
+      "1",
+      "--tfinal",
+      "2",
+      "--delta-t",
+      "1",
+      "--lr",
+      "3e-2",
+    ];
+    const ref = cli(out, ...args);
+    const csv = readFileSync(join(out, "loss.csv"), "utf8");
+    rmSync(join(out, "checkpoints", "checkpoint-8"), { recursive: true });
+    const again = cli(out, ...args, "--resume", "true");
+    assert.equal(again.resumed_from, join(out, "checkpoints", "checkpoint-4"));
+    assert.equal(again.final_loss, ref.final_loss);
+    assert.deepEqual(rows(readFileSync(join(out, "loss.csv"), "utf8")), rows(csv));
+    assert.deepEqual(again.final_ranks, ref.final_ranks);
+  });
 });
