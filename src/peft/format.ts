@@ -30,10 +30,17 @@ export function adapterStateDict(pm: PeftModel, name: string): Map<string, Tenso
       if (bias) out.set(`${KEY_PREFIX}${path}.base_layer.bias`, bias);
     }
   }
+  // modules_to_save: PEFT saves the adapter's copy under the module's own key
+  // (…lm_head.modules_to_save.<name>.weight → …lm_head.weight).
+  for (const [path, w] of pm.savedModules()) {
+    const copy = w.modules_to_save.get(name);
+    if (copy) for (const [p, t] of copy.namedParameters()) out.set(`${KEY_PREFIX}${path}.${p}`, t);
+  }
   if (cfg.bias === "all")
     // The adapters' own biases (lora_B.<name>.bias) are saved above, under PEFT's keys.
     for (const [p, t] of pm.baseModel.namedParameters())
-      if (p.endsWith(".bias") && !/\.lora_(A|B|magnitude_vector)\./.test(p)) out.set(`${KEY_PREFIX}${p}`, t);
+      if (p.endsWith(".bias") && !/\.(lora_(A|B|magnitude_vector)|modules_to_save)\./.test(p))
+        out.set(`${KEY_PREFIX}${p}`, t);
   return out;
 }
 
@@ -150,7 +157,21 @@ export function loadAdapterTensors(
     const mag = l.lora_magnitude_vector.get(name);
     if (e?.magnitude && mag) mag.weight.data.set(e.magnitude.to("f32").data as Float32Array);
   }
+  const wrappers = [...pm.savedModules()];
   for (const [k, t] of other) {
+    const w = wrappers.find(([path, wr]) => k.startsWith(`${path}.`) && wr.modules_to_save.has(name));
+    if (w) {
+      const [path, wr] = w;
+      const copy = wr.modules_to_save.get(name)!;
+      const pname = k.slice(path.length + 1);
+      const cur = copy.param(pname);
+      if (!cur || cur.size !== t.size)
+        throw new PeftError(
+          `${where}: ${k} ${fmtShape(t.shape)} does not fit modules_to_save ${path} (${cur ? fmtShape(cur.shape) : `no ${pname}`})`,
+        );
+      copy.setParam(pname, t.to("f32"));
+      continue;
+    }
     if (!k.endsWith(".bias")) {
       unexpected.push(KEY_PREFIX + k);
       continue;
@@ -170,6 +191,9 @@ export function loadAdapterTensors(
       );
     target.setParam("bias", t.to("f32"));
   }
+  if (!opts.isTrainable)
+    for (const [, w] of pm.savedModules())
+      for (const p of w.modules_to_save.get(name)?.parameters() ?? []) p.requiresGrad = false;
   if (!opts.isTrainable)
     for (const [, l] of pm.loraLayers())
       if (l.hasAdapter(name)) {

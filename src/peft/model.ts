@@ -12,6 +12,7 @@ import { DoraVariant } from "./lora/dora.js";
 import { initLora } from "./lora/init.js";
 import { BASE_ROW, LoraLinear, loraScale } from "./lora/layer.js";
 import { initPissa, parsePissaInit } from "./lora/pissa.js";
+import { ModulesToSaveWrapper } from "./modules-to-save.js";
 import { findTargets, rankAndAlpha } from "./targets.js";
 
 /** What PeftModel needs from a base model: a module tree with a forward. */
@@ -81,10 +82,6 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
         "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False",
       );
     const pissa = parsePissaInit(cfg.initLoraWeights);
-    if (cfg.modulesToSave?.length)
-      throw new PeftError(
-        `modules_to_save ${JSON.stringify(cfg.modulesToSave)} is not supported by lorakit yet (fully trained module copies); leave it empty or null`,
-      );
     if (cfg.fanInFanOut) cfg.fanInFanOut = false; // lorakit's Linear stores (out, in), as nn.Linear (PEFT warns and does the same)
     const paths = findTargets(cfg, this.baseModel, this.baseModel.config?.modelType);
     const rng = new Rng(init.seed ?? 0);
@@ -129,10 +126,49 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
         variant: cfg.useDora ? new DoraVariant() : undefined,
       });
     }
+    this.addModulesToSave(name, cfg.modulesToSave ?? []);
     this.peftConfig.set(name, cfg);
     this.targetsOf.set(name, paths);
     if (this.active.length === 0) this.setAdapter(name);
     else this.applyTrainable();
+  }
+
+  /** Every modules_to_save wrapper with its path relative to the base model. */
+  *savedModules(): IterableIterator<[string, ModulesToSaveWrapper]> {
+    for (const [path, m] of this.baseModel.namedModules())
+      if (m instanceof ModulesToSaveWrapper) yield [path, m];
+  }
+
+  /**
+   * PEFT's _set_trainable: every module whose name ends with one of `targets` gets a
+   * trainable copy for this adapter (modules inside LoRA layers are never matched).
+   */
+  private addModulesToSave(adapter: string, targets: readonly string[]): void {
+    if (targets.length === 0) return;
+    const found: [string, Module][] = [];
+    const skip: string[] = [];
+    for (const [path, m] of this.baseModel.namedModules()) {
+      if (!path || skip.some((p) => path.startsWith(`${p}.`))) continue;
+      if (m instanceof LoraLinear || m instanceof ModulesToSaveWrapper) {
+        skip.push(path);
+        if (m instanceof ModulesToSaveWrapper && targets.some((t) => path.endsWith(t))) found.push([path, m]);
+        continue;
+      }
+      if (targets.some((t) => path.endsWith(t))) {
+        found.push([path, m]);
+        skip.push(path);
+      }
+    }
+    if (found.length === 0)
+      throw new PeftError(`modules_to_save ${JSON.stringify(targets)} matches no module of the base model`);
+    for (const [path, m] of found) {
+      let w = m;
+      if (!(w instanceof ModulesToSaveWrapper)) {
+        w = new ModulesToSaveWrapper(m, path);
+        this.baseModel.setSubmodule(path, w);
+      }
+      (w as ModulesToSaveWrapper).addCopy(adapter);
+    }
   }
 
   /** Makes one adapter (or several, whose updates add up) active; only active adapters train. */
@@ -156,6 +192,10 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
       l.deleteAdapter(name);
       if (l.lora_A.size === 0) this.baseModel.setSubmodule(path, l.base_layer);
     }
+    for (const [path, w] of [...this.savedModules()]) {
+      w.modules_to_save.delete(name);
+      if (w.modules_to_save.size === 0) this.baseModel.setSubmodule(path, w.original_module);
+    }
     this.peftConfig.delete(name);
     this.targetsOf.delete(name);
     const rest = this.active.filter((n) => n !== name);
@@ -166,7 +206,8 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
 
   /** Runs fn with every adapter switched off (the base model), as PEFT's disable_adapter(). */
   withAdaptersDisabled<T>(fn: () => T): T {
-    const layers = [...this.loraLayers()].map(([, l]) => l);
+    const layers: { disabled: boolean }[] = [...this.loraLayers()].map(([, l]) => l);
+    for (const [, w] of this.savedModules()) layers.push(w);
     const prev = layers.map((l) => l.disabled);
     for (const l of layers) l.disabled = true;
     try {
@@ -191,6 +232,11 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
         if (b.bias) b.bias.requiresGrad = on;
         for (const t of l.variants.get(n)?.parameters(l, n) ?? []) t.requiresGrad = on;
       }
+    }
+    for (const [, w] of this.savedModules()) {
+      w.activeAdapter = this.active.find((n) => w.modules_to_save.has(n)) ?? null;
+      for (const n of w.modules_to_save.keys())
+        for (const p of w.modules_to_save.get(n)!.parameters()) p.requiresGrad = n === w.activeAdapter;
     }
     for (const n of this.active) {
       const cfg = this.peftConfig.get(n)!;
@@ -245,6 +291,8 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
   /** Removes every adapter without merging and returns the base model. */
   unload(): M {
     for (const [path, l] of [...this.loraLayers()]) this.baseModel.setSubmodule(path, l.base_layer);
+    // As PEFT: a modules_to_save module becomes the active adapter's trained copy.
+    for (const [path, w] of [...this.savedModules()]) this.baseModel.setSubmodule(path, w.current());
     this.peftConfig.clear();
     this.targetsOf.clear();
     this.active = [];

@@ -7,6 +7,7 @@ import type { LoraConfig } from "./config.js";
 import { DEFAULT_TARGET_MODULES } from "./config.js";
 import { PeftError } from "./errors.js";
 import { LoraLinear } from "./lora/layer.js";
+import { ModulesToSaveWrapper } from "./modules-to-save.js";
 
 /**
  * Module paths of the base model, skipping what lives inside a LoRA layer (its
@@ -16,7 +17,7 @@ function* candidateModules(model: Module): IterableIterator<[string, Module]> {
   const inside: string[] = [];
   for (const [path, m] of model.namedModules()) {
     if (!path || inside.some((p) => path.startsWith(`${p}.`))) continue;
-    if (m instanceof LoraLinear) inside.push(path);
+    if (m instanceof LoraLinear || m instanceof ModulesToSaveWrapper) inside.push(path);
     yield [path, m];
   }
 }

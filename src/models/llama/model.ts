@@ -116,6 +116,9 @@ export class LlamaDecoderLayer extends Module {
       new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps),
     );
   }
+  protected override onChildSet(name: string, m: Module): void {
+    (this as unknown as Record<string, Module>)[name] = m;
+  }
   /** x: (B, T, C) → (B, T, C), pre-norm residual blocks. */
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     const h = add(x, this.self_attn.forward(this.input_layernorm.forward(x), ctx));
@@ -139,6 +142,9 @@ export class LlamaModel extends Module {
     for (let i = 0; i < cfg.numHiddenLayers; i++) layers.push(new LlamaDecoderLayer(cfg, i, rng));
     this.layers = this.addModule("layers", new ModuleList(layers));
     this.norm = this.addModule("norm", new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps));
+  }
+  protected override onChildSet(name: string, m: Module): void {
+    (this as unknown as Record<string, Module>)[name] = m;
   }
 }
 
@@ -173,6 +179,10 @@ export class LlamaForCausalLM extends Module {
     this.invFreq = computeRopeInvFreq(config);
   }
 
+  protected override onChildSet(name: string, m: Module): void {
+    (this as unknown as Record<string, Module>)[name] = m;
+  }
+
   /** Re-ties lm_head to embed_tokens after the embedding was replaced (loading). */
   tieWeights(): void {
     if (this.config.tieWordEmbeddings) this.lm_head.setParam("weight", this.model.embed_tokens.weight);
@@ -190,7 +200,7 @@ export class LlamaForCausalLM extends Module {
       throw new ShapeError(
         `LlamaForCausalLM: ${offset + Tn} positions exceed the sliding window of ${sw}; sliding-window attention is not implemented, so sequences are limited to the window`,
       );
-    const dtype = this.model.norm.weight.dtype === "f64" ? "f64" : "f32";
+    const dtype = (this.model.norm as { weight?: Tensor }).weight?.dtype === "f64" ? "f64" : "f32";
     const { cos, sin } = ropeTables(this.invFreq, Tn, offset, dtype);
     const ctx: ForwardContext = { cos, sin, offset, cache };
     let h = this.model.embed_tokens.forward(ids);
