@@ -20,6 +20,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lorakit::RegisterGemm(env, exports);
   lorakit::RegisterOps(env, exports);
   lorakit::RegisterNf4(env, exports);
+  lorakit::RegisterLoraGrouped(env, exports);
   return exports;
 }
 

@@ -11,6 +11,7 @@ import { tidy } from "../core/memory.js";
 import { add, concat, reshape, rope, ropeTables, siluMul, slice } from "../core/ops/index.js";
 import type { Tensor } from "../core/tensor.js";
 import { empty, tensor } from "../core/tensor.js";
+import { loadAddon } from "../kernels/native/loader.js";
 import type { KVCache } from "../models/llama/kv-cache.js";
 import { cachedAttention } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
@@ -129,6 +130,36 @@ export function groupedLinear(m: LinearLike, x: Tensor, groups: RowGroups): Tens
   const outF = m.outFeatures;
   const xd = x.data as Float32Array;
   const yd = y.data as Float32Array;
+  const grouped = nativeGrouped();
+  if (grouped) {
+    // One native call for every group (same products, bit for bit, as the loop below).
+    const names = [...groups.keys()].filter((n) => m.lora_A.has(n));
+    const starts = new Int32Array(names.length + 1);
+    const flat: number[] = [];
+    names.forEach((n, i) => {
+      flat.push(...groups.get(n)!);
+      starts[i + 1] = flat.length;
+    });
+    grouped(
+      xd,
+      yd,
+      inF,
+      outF,
+      Int32Array.from(flat),
+      starts,
+      names.map((n) => m.lora_A.get(n)!.weight.data as Float32Array),
+      names.map((n) => m.lora_B.get(n)!.weight.data as Float32Array),
+      Int32Array.from(names, (n) => m.r.get(n)!),
+      Float64Array.from(names, (n) => m.scaling.get(n)!),
+    );
+    for (const n of names) {
+      const bias = m.lora_B.get(n)!.bias?.data as Float32Array | undefined;
+      if (!bias) continue;
+      const s = m.scaling.get(n)!;
+      for (const row of groups.get(n)!) for (let c = 0; c < outF; c++) yd[row * outF + c] += s * bias[c];
+    }
+    return y;
+  }
   for (const [name, rows] of groups) {
     const a = m.lora_A.get(name);
     if (!a) continue;
@@ -234,4 +265,26 @@ export function batchedDecode(
     ),
   );
   return out.logits!;
+}
+
+type GroupedFn = (
+  x: Float32Array,
+  y: Float32Array,
+  inF: number,
+  outF: number,
+  rows: Int32Array,
+  starts: Int32Array,
+  As: Float32Array[],
+  Bs: Float32Array[],
+  ranks: Int32Array,
+  scales: Float64Array,
+) => void;
+
+/** The native grouped LoRA product when the native backend is active and has it. */
+function nativeGrouped(): GroupedFn | null {
+  if (backend().name !== "native") return null;
+  const r = loadAddon();
+  if (!("addon" in r)) return null;
+  const f = (r.addon as unknown as { loraGroupedNT?: GroupedFn }).loraGroupedNT;
+  return typeof f === "function" ? f.bind(r.addon) : null;
 }
