@@ -270,9 +270,16 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
     }
   }
 
-  /** Folds adapters (default: the active ones) into the base weights. */
-  mergeAdapter(names: readonly string[] = this.active, opts: { safeMerge?: boolean } = {}): void {
-    for (const [, l] of this.loraLayers()) l.merge(names, { safe: opts.safeMerge });
+  /**
+   * Folds adapters (default: the active ones) into the base weights. `warn` hears about
+   * lossy merges (into an NF4 base, which is re-quantised); warnings repeat per layer, so
+   * callers usually report the first.
+   */
+  mergeAdapter(
+    names: readonly string[] = this.active,
+    opts: { safeMerge?: boolean; warn?: (msg: string) => void } = {},
+  ): void {
+    for (const [, l] of this.loraLayers()) l.merge(names, { safe: opts.safeMerge, warn: opts.warn });
   }
 
   unmergeAdapter(): void {
@@ -283,7 +290,9 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
    * Merges the active adapters and returns the base model with plain linear layers again
    * (every adapter removed), as PEFT's merge_and_unload().
    */
-  mergeAndUnload(opts: { safeMerge?: boolean; adapterNames?: readonly string[] } = {}): M {
+  mergeAndUnload(
+    opts: { safeMerge?: boolean; adapterNames?: readonly string[]; warn?: (msg: string) => void } = {},
+  ): M {
     this.mergeAdapter(opts.adapterNames ?? this.active, opts);
     return this.unload();
   }

@@ -59,7 +59,14 @@ export const mergeCommand = defineCommand({
     const cfg = pm.peftConfig.get("default")!;
     const mergedModules = pm.targetsOf.get("default")?.length ?? 0;
     log(`lorakit: adapter ${adapterDir}: r=${cfg.r}, alpha=${cfg.loraAlpha}, ${mergedModules} modules`);
-    const merged = pm.mergeAndUnload({ safeMerge: Boolean(args.safe) });
+    const warned = new Set<string>();
+    const merged = pm.mergeAndUnload({
+      safeMerge: Boolean(args.safe),
+      warn: (msg) => {
+        if (!warned.has(msg)) log(`lorakit: warning: ${msg}`);
+        warned.add(msg);
+      },
+    });
     saveModel(merged, outDir, { dtype, maxShardBytes });
     const copied: string[] = [];
     for (const f of COPIED)
