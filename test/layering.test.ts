@@ -7,12 +7,12 @@
 // `import x = require()`, dynamic `import()` and `require()` calls), not with regexes, so
 // multi-line and type-only imports are classified correctly.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { builtinModules } from "node:module";
-import { dirname, join, posix, relative, sep } from "node:path";
+import { join, posix, relative, sep } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import ts from "typescript";
+import { repoRoot } from "./util/repo.js";
 
 /** Layers from top to bottom (ARCHITECTURE.md); a module may import its own layer or lower. */
 const LAYERS = ["cli", "serve", "train", "peft", "optim", "models", "quant", "io", "nn", "core", "kernels"];
@@ -204,16 +204,6 @@ function checkModule(rel: string, text: string): string[] {
       v.push(`${at}: browser-safe module statically imports node-only src/${target}`);
   }
   return v;
-}
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error("layering: no package.json above the test file");
-    dir = up;
-  }
 }
 
 function tsFiles(dir: string): string[] {

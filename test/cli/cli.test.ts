@@ -17,20 +17,11 @@ import { getPeftModel } from "../../src/peft/model.js";
 import { fromPretrained, savePretrained } from "../../src/peft/node/io.js";
 import { trainBpeTokenizer } from "../../src/tokenizer/bpe-trainer.js";
 import { loadTokenizer, saveTokenizer } from "../../src/tokenizer/node.js";
+import { repoRoot } from "../util/repo.js";
 import { tinyModel } from "../util/tiny-model.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = join(HERE, "..", "..", "src", "cli", "main.js");
-
-function repoRoot(): string {
-  let d = HERE;
-  while (!existsSync(join(d, "package.json"))) {
-    const up = dirname(d);
-    if (up === d) throw new Error("cli test: no package.json above the test file");
-    d = up;
-  }
-  return d;
-}
 
 interface Run {
   code: number | null;

@@ -2,13 +2,13 @@
 // upstream gradient) recorded by scripts/fixtures/make_core_fixtures.py in
 // test/fixtures/core/ops.json, all in float32.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { FloatDType, Tensor } from "../../src/core/index.js";
 import * as L from "../../src/core/index.js";
 import { backward, fromArray } from "../../src/core/index.js";
+import { repoRoot } from "../util/repo.js";
 
 interface Arr {
   shape: number[];
@@ -24,16 +24,6 @@ interface Case {
   output: Arr;
   grads: Record<string, Arr>;
   f64_dev: number;
-}
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error("torch-fixtures: no package.json above the test file");
-    dir = up;
-  }
 }
 
 const fixture = JSON.parse(

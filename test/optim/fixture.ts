@@ -1,8 +1,7 @@
 // Reading test/fixtures/optim/optim.json (written by scripts/fixtures/make_optim_fixtures.py)
 // and driving lorakit's optimizers through the same steps as PyTorch did.
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Tensor } from "../../src/core/index.js";
 import { fromArray } from "../../src/core/index.js";
 import type { LrLambda } from "../../src/optim/index.js";
@@ -15,6 +14,7 @@ import {
   linearScheduleWithWarmup,
   SGD,
 } from "../../src/optim/index.js";
+import { repoRoot } from "../util/repo.js";
 
 export interface Arr {
   shape: number[];
@@ -58,16 +58,6 @@ export interface Fixture {
   runs: Run[];
   schedules: ScheduleCase[];
   clip: ClipCase[];
-}
-
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error("optim fixture: no package.json above the test file");
-    dir = up;
-  }
 }
 
 export const fixture: Fixture = JSON.parse(

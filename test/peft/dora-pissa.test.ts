@@ -5,11 +5,10 @@
 // no PyTorch in them: finite differences of DoRA's gradient under the detached-norm rule,
 // DoRA's dropout rule, the randomised PiSSA, bf16 bases, and the DoRA file format.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { Tensor } from "../../src/core/index.js";
 import {
   backward,
@@ -30,13 +29,9 @@ import { LoraLinear, loraScale } from "../../src/peft/lora/layer.js";
 import { convertPissaToLora, initialAdapterState, pissaFactors } from "../../src/peft/lora/pissa.js";
 import { getPeftModel, PeftModel } from "../../src/peft/model.js";
 import { fromPretrained, savePretrained } from "../../src/peft/node/io.js";
+import { repoRoot } from "../util/repo.js";
 import { tinyModel } from "../util/tiny-model.js";
 
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, "package.json"))) d = dirname(d);
-  return d;
-}
 const FIX = join(repoRoot(), "test/fixtures/dora");
 const fixture = (name: string) => JSON.parse(readFileSync(join(FIX, name), "utf8"));
 

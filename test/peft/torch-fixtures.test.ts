@@ -5,9 +5,8 @@
 // lorakit (scripts/fixtures/lorakit-adapter.mjs) and read back by the PyTorch script.
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { noGrad, tensor, tidy } from "../../src/core/index.js";
 import { evaluateNll } from "../../src/models/evaluate.js";
 import { generate } from "../../src/models/generate.js";
@@ -15,12 +14,8 @@ import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { loadModel } from "../../src/models/node/load.js";
 import { getPeftModel, PeftModel } from "../../src/peft/model.js";
 import { loadAdapter } from "../../src/peft/node/io.js";
+import { normErrors as errors, repoRoot } from "../util/repo.js";
 
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, "package.json"))) d = dirname(d);
-  return d;
-}
 const ROOT = repoRoot();
 const FIX = join(ROOT, "test/fixtures/lora");
 
@@ -75,21 +70,6 @@ function logitsOf(model: LlamaForCausalLM, ids: number[]): Float32Array {
   return noGrad(() =>
     tidy(() => ({ data: Float32Array.from(model.forward(tensor([ids], [1, ids.length], "i32")).data) })),
   ).data;
-}
-
-/** ‖got − want‖ / ‖want‖ and the worst absolute error. */
-function errors(got: ArrayLike<number>, want: number[]): { rel: number; maxAbs: number } {
-  assert.equal(got.length, want.length);
-  let num = 0;
-  let den = 0;
-  let maxAbs = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = got[i] - want[i];
-    num += d * d;
-    den += want[i] * want[i];
-    maxAbs = Math.max(maxAbs, Math.abs(d));
-  }
-  return { rel: Math.sqrt(num / den), maxAbs };
 }
 
 function nllOf(model: LlamaForCausalLM, ids: number[]): number {

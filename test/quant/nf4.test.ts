@@ -5,9 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { openCheckpoint } from "../../src/io/node/index.js";
 import {
   DYNAMIC_MAP,
@@ -21,12 +20,8 @@ import {
   quantizeNf4Tensor,
   quantStateJson,
 } from "../../src/quant/nf4.js";
+import { repoRoot } from "../util/repo.js";
 
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!d.endsWith("/dist") && d !== "/") d = dirname(d);
-  return dirname(d);
-}
 const ROOT = repoRoot();
 
 interface Case {

@@ -18,9 +18,8 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { Rng } from "../../src/core/rng.js";
 import { fromArray, type Tensor } from "../../src/core/tensor.js";
 import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
@@ -39,13 +38,9 @@ import {
   saveCheckpoint,
 } from "../../src/train/node/checkpoint.js";
 import { Trainer, TrainingError } from "../../src/train/trainer.js";
+import { repoRoot } from "../util/repo.js";
 import { tinyModel } from "../util/tiny-model.js";
 
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, "package.json"))) d = dirname(d);
-  return d;
-}
 const ROOT = repoRoot();
 const CLI = join(ROOT, "dist/src/cli/main.js");
 

@@ -5,10 +5,9 @@
 // LoRA+ parameter groups (create_loraplus_optimizer), and gradient accumulation over 2
 // micro-batches.
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { fromArray } from "../../src/core/index.js";
 import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { loadModel } from "../../src/models/node/load.js";
@@ -21,12 +20,8 @@ import {
 import { getPeftModel, type PeftModel } from "../../src/peft/model.js";
 import type { Batch, Batcher, BatcherState } from "../../src/train/data.js";
 import { Trainer } from "../../src/train/trainer.js";
+import { repoRoot } from "../util/repo.js";
 
-function repoRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, "package.json"))) d = dirname(d);
-  return d;
-}
 const ROOT = repoRoot();
 const FIX = join(ROOT, "test/fixtures/train");
 
