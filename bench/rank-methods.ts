@@ -3,30 +3,18 @@
 // gradients). One table: eval loss before/after, trainable parameters during training,
 // final rank per layer, time. Needs the demo base model at models/demo-base.
 // Run: npx tsc -p tsconfig.json && node dist/bench/rank-methods.js [steps] [--json]
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { demoBaseDir } from "../src/cli/demo/paths.js";
 import { runTraining } from "../src/cli/run-training.js";
-import { setupBackend } from "../src/cli/setup.js";
 import type { TrainOptions } from "../src/cli/train-options.js";
 import { TRAIN_DEFAULTS } from "../src/cli/train-options.js";
-import { sotuText } from "../src/data/corpora.js";
+import { prepareDemoTask } from "./demo-task.js";
 
-const base = demoBaseDir();
-if (!existsSync(join(base, "config.json"))) {
-  console.log(
-    `rank-methods: the demo base model is missing at ${base}; build it first (npm run build:demo-base). Nothing to run.`,
-  );
-  process.exit(0);
-}
 const args = process.argv.slice(2);
 const steps = Number(args.find((a) => /^\d+$/.test(a)) ?? 120);
 const json = args.includes("--json");
-const backend = await setupBackend();
-const work = mkdtempSync(join(tmpdir(), "lorakit-rank-methods-"));
-const dataFile = join(work, "sotu.txt");
-writeFileSync(dataFile, sotuText({ years: Array.from({ length: 32 }, (_, i) => 1990 + i) }));
+const task = await prepareDemoTask("rank-methods");
+const { base, dataFile, work, backend } = task;
 const TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"];
 
 const common: TrainOptions = {
@@ -95,7 +83,7 @@ for (const r of runs) {
   });
   if (!json) console.error(`${r.name}: done in ${run.summary.seconds.toFixed(1)} s`);
 }
-rmSync(work, { recursive: true, force: true });
+task.cleanup();
 
 if (json) console.log(JSON.stringify({ backend, steps, targets: TARGETS, rows }, null, 2));
 else {

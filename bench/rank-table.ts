@@ -4,30 +4,18 @@
 // after, time per step. Needs models/demo-base.
 //
 //   npm run build && node dist/bench/rank-table.js [steps=200] [--json]
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { demoBaseDir } from "../src/cli/demo/paths.js";
 import { runTraining } from "../src/cli/run-training.js";
-import { setupBackend } from "../src/cli/setup.js";
 import type { TrainOptions } from "../src/cli/train-options.js";
 import { TRAIN_DEFAULTS } from "../src/cli/train-options.js";
-import { sotuText } from "../src/data/corpora.js";
+import { prepareDemoTask } from "./demo-task.js";
 
-const base = demoBaseDir();
-if (!existsSync(join(base, "config.json"))) {
-  console.log(
-    `rank-table: the demo base model is missing at ${base}; build it first (npm run build:demo-base).`,
-  );
-  process.exit(0);
-}
 const args = process.argv.slice(2);
 const steps = Number(args.find((a) => /^\d+$/.test(a)) ?? 200);
 const json = args.includes("--json");
-const backend = await setupBackend();
-const work = mkdtempSync(join(tmpdir(), "lorakit-rank-table-"));
-const dataFile = join(work, "sotu.txt");
-writeFileSync(dataFile, sotuText({ years: Array.from({ length: 32 }, (_, i) => 1990 + i) }));
+const task = await prepareDemoTask("rank-table");
+const { base, dataFile, work, backend } = task;
 
 const common: TrainOptions = {
   ...TRAIN_DEFAULTS,
@@ -81,7 +69,7 @@ try {
     rmSync(out, { recursive: true, force: true });
   }
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  task.cleanup();
 }
 if (json) for (const r of rows) console.log(JSON.stringify({ ...r, steps, backend }));
 else {

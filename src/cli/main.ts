@@ -27,9 +27,9 @@ const main = defineCommand({
   },
 });
 
-/** The message and its causes, without the "lorakit: " prefix and without repeating what the message already says. */
+/** The message and its causes, without repeating what the message already says. */
 function explain(e: unknown): string {
-  let msg = (e instanceof Error ? e.message : String(e)).replace(/^lorakit: /, "");
+  let msg = e instanceof Error ? e.message : String(e);
   let c = e instanceof Error ? e.cause : undefined;
   while (c instanceof Error) {
     const first = c.message.split("\n")[0];

@@ -231,11 +231,12 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, fileSize: number
   });
 }
 
-/** A parsed file in memory: the header, and one tensor materialised at a time. */
-export class SafetensorsView {
+/** Header lookups shared by the in-memory view and the lazy file reader (io/node). */
+export class SafetensorsHeaderLookup {
   constructor(
     readonly header: SafetensorsHeader,
-    private readonly bytes: Uint8Array,
+    /** Prefixed to "not found" messages (the file's path), or null. */
+    private readonly label: string | null = null,
   ) {}
 
   get metadata(): Readonly<Record<string, string>> | null {
@@ -253,8 +254,22 @@ export class SafetensorsView {
 
   info(name: string): SafetensorsTensorInfo {
     const i = this.header.tensors.get(name);
-    if (!i) throw notFound(name, this.header.tensors);
+    if (!i) {
+      const e = notFound(name, this.header.tensors);
+      if (this.label !== null) e.message = `${this.label}: ${e.message}`;
+      throw e;
+    }
     return i;
+  }
+}
+
+/** A parsed file in memory: the header, and one tensor materialised at a time. */
+export class SafetensorsView extends SafetensorsHeaderLookup {
+  constructor(
+    header: SafetensorsHeader,
+    private readonly bytes: Uint8Array,
+  ) {
+    super(header);
   }
 
   /** The tensor's bytes in the file (a view, not a copy). */

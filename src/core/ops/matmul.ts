@@ -19,6 +19,37 @@ function gemm(p: Omit<GemmParams, "alpha" | "beta"> & { alpha?: number; beta?: n
 }
 
 /**
+ * A raw 2-D product into a buffer the caller owns, outside autograd:
+ * c = alpha·op(a)·op(b) + beta·c, op(a) m×k, op(b) k×n, row-major (merges, serving).
+ */
+export function gemmInto(
+  a: Float32Array,
+  b: Float32Array | Uint16Array,
+  c: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {},
+): void {
+  gemm({
+    transA: opts.transA ?? false,
+    transB: opts.transB ?? false,
+    m,
+    n,
+    k,
+    batch: 1,
+    a,
+    strideA: 0,
+    b,
+    strideB: 0,
+    c,
+    strideC: 0,
+    alpha: opts.alpha ?? 1,
+    beta: opts.beta ?? 0,
+  });
+}
+
+/**
  * Matrix product of the last two dims. a: (..., M, K) (or (..., K, M) with transA),
  * b: (..., K, N) (or (..., N, K) with transB); batch dims must be equal, or b may be 2-D
  * (shared by every batch). out: (..., M, N).

@@ -9,8 +9,13 @@ import { basename, dirname, join } from "node:path";
 import type { Tensor } from "../../core/tensor.js";
 import { fromArray } from "../../core/tensor.js";
 import { SafetensorsError } from "../errors.js";
-import type { SafetensorsEntries, SafetensorsHeader, SafetensorsTensorInfo } from "../safetensors.js";
-import { notFound, parseSafetensorsHeader, planSafetensors, readHeaderLength } from "../safetensors.js";
+import type { SafetensorsEntries, SafetensorsHeader } from "../safetensors.js";
+import {
+  parseSafetensorsHeader,
+  planSafetensors,
+  readHeaderLength,
+  SafetensorsHeaderLookup,
+} from "../safetensors.js";
 import type { DecodeOptions } from "../safetensors-dtype.js";
 import { checkReadable, convertFromFile, naturalDType, SAFETENSORS_BITS } from "../safetensors-dtype.js";
 
@@ -51,15 +56,16 @@ function readFully(fd: number, path: string, dst: Uint8Array, position: number):
  * using f = openSafetensors("model.safetensors");
  * const w = f.tensor("model.layers.0.self_attn.q_proj.weight", { dtype: "f32" });
  */
-export class SafetensorsFile {
+export class SafetensorsFile extends SafetensorsHeaderLookup {
   private fd: number | null;
 
   private constructor(
     readonly path: string,
     fd: number,
-    readonly header: SafetensorsHeader,
+    header: SafetensorsHeader,
     readonly fileSize: number,
   ) {
+    super(header, path);
     this.fd = fd;
   }
 
@@ -91,29 +97,6 @@ export class SafetensorsFile {
       closeSync(fd);
       throw e;
     }
-  }
-
-  get metadata(): Readonly<Record<string, string>> | null {
-    return this.header.metadata;
-  }
-
-  /** Tensor names in the order of their data. */
-  names(): string[] {
-    return [...this.header.tensors.keys()];
-  }
-
-  has(name: string): boolean {
-    return this.header.tensors.has(name);
-  }
-
-  info(name: string): SafetensorsTensorInfo {
-    const i = this.header.tensors.get(name);
-    if (!i) {
-      const e = notFound(name, this.header.tensors);
-      e.message = `${this.path}: ${e.message}`;
-      throw e;
-    }
-    return i;
   }
 
   private handle(): number {

@@ -78,7 +78,7 @@ export function nativeFallbackNotice(error: Error): string {
 /** The multi-line message for LORAKIT_BACKEND=native when the addon does not load. */
 export function nativeUnavailableMessage(error: Error): string {
   return [
-    "lorakit: LORAKIT_BACKEND=native was requested but the native kernels could not be loaded:",
+    "LORAKIT_BACKEND=native was requested but the native kernels could not be loaded:",
     `  ${error.message}`,
     "Possible fixes:",
     "  - install a C++ toolchain: g++ (or clang++), make and python3",

@@ -2,10 +2,17 @@
 // Children are named as PEFT's LoraLayer (base_layer, lora_A.<adapter>, lora_B.<adapter>),
 // so parameter paths equal PEFT's state-dict keys with the adapter name inside.
 // Variants (DoRA) plug in per adapter through the LoraVariant interface (variant.ts).
-import type { Backend } from "../../core/backend.js";
 import { backend, noGrad } from "../../core/engine.js";
 import { fmtShape, ShapeError } from "../../core/errors.js";
-import { add, dropout, embedding, linear, reshape, scale as scaleOp } from "../../core/ops/index.js";
+import {
+  add,
+  dropout,
+  embedding,
+  gemmInto,
+  linear,
+  reshape,
+  scale as scaleOp,
+} from "../../core/ops/index.js";
 import { scatterRows } from "../../core/ops/indexing.js";
 import type { Rng } from "../../core/rng.js";
 import type { Tensor } from "../../core/tensor.js";
@@ -226,17 +233,9 @@ export class LoraLinear extends Module implements LinearLike {
     if (!A || !B) throw new PeftError(`no adapter "${name}" on this layer`);
     const out = new Float32Array(this.outFeatures * this.inFeatures);
     const r = this.r.get(name)!;
-    gemmInto(
-      backend(),
-      B.data as Float32Array,
-      A.data as Float32Array,
-      out,
-      this.outFeatures,
-      this.inFeatures,
-      r,
-      this.scaling.get(name)!,
-      0,
-    );
+    gemmInto(B.data as Float32Array, A.data as Float32Array, out, this.outFeatures, this.inFeatures, r, {
+      alpha: this.scaling.get(name)!,
+    });
     return out;
   }
 
@@ -319,34 +318,4 @@ export class LoraLinear extends Module implements LinearLike {
     }
     backend().axpy(s, b, bias.data as Float32Array);
   }
-}
-
-/** out = alpha·a(m×k)·b(k×n) + beta·out, row-major f32. */
-function gemmInto(
-  b: Backend,
-  a: Float32Array,
-  bm: Float32Array,
-  out: Float32Array,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  beta: number,
-): void {
-  b.gemm({
-    transA: false,
-    transB: false,
-    m,
-    n,
-    k,
-    batch: 1,
-    a,
-    strideA: 0,
-    b: bm,
-    strideB: 0,
-    c: out,
-    strideC: 0,
-    alpha,
-    beta,
-  });
 }
