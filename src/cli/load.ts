@@ -1,5 +1,6 @@
 // Loading what commands work on: a model folder, its tokenizer, an optional adapter.
 import type { LlamaForCausalLM } from "../models/llama/model.js";
+import type { WeightDType } from "../models/node/load.js";
 import { loadModel } from "../models/node/load.js";
 import { fromPretrained } from "../peft/node/io.js";
 import { loadTokenizer } from "../tokenizer/node.js";
@@ -11,9 +12,13 @@ export interface Loaded {
   tokenizer: Tokenizer;
 }
 
-export async function loadForInference(modelDir: string, adapterDir?: string): Promise<Loaded> {
+export async function loadForInference(
+  modelDir: string,
+  adapterDir?: string,
+  opts: { dtype?: WeightDType } = {},
+): Promise<Loaded> {
   const t0 = performance.now();
-  const { model, report } = loadModel(modelDir);
+  const { model, report } = loadModel(modelDir, { dtype: opts.dtype });
   if (report.unexpected.length)
     log(
       `lorakit: ignored ${report.unexpected.length} unexpected checkpoint tensor(s): ${report.unexpected.slice(0, 5).join(", ")}`,

@@ -1,6 +1,8 @@
 // Everything the CLI prints goes through here: with --json, stdout carries exactly one
 // JSON object and every log line goes to stderr.
+
 import { LorakitError } from "../core/errors.js";
+import type { WeightDType } from "../models/node/load.js";
 
 export class CliError extends LorakitError {}
 
@@ -48,4 +50,18 @@ export function numArg(
 export function requireArg(name: string, v: unknown): string {
   if (typeof v !== "string" || v === "") throw new CliError(`--${name} is required`);
   return v;
+}
+
+/** The `--dtype` flag of every command that loads a model. */
+export const DTYPE_FLAG = {
+  type: "string",
+  description:
+    "dtype the weights live in: auto (default: a bf16 checkpoint stays bf16, anything else f32) | f32 | bf16; compute is f32",
+} as const;
+
+/** Parses `--dtype` (auto when absent). */
+export function dtypeArg(v: unknown): WeightDType {
+  if (v === undefined) return "auto";
+  if (v === "auto" || v === "f32" || v === "bf16") return v;
+  throw new CliError(`--dtype must be auto, f32 or bf16, got ${JSON.stringify(v)}`);
 }

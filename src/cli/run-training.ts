@@ -17,8 +17,7 @@ import { goraInit } from "../peft/gora/gora.js";
 import type { AdapterInit, PeftModel } from "../peft/model.js";
 import { getPeftModel } from "../peft/model.js";
 import { savePretrained } from "../peft/node/io.js";
-import { quantizeModel } from "../quant/model.js";
-import { enableNativeNf4 } from "../quant/node/native.js";
+import { linear4bitModules } from "../quant/model.js";
 import { loadTokenizer } from "../tokenizer/node.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Batcher, evalBatches, padIdFor } from "../train/data.js";
@@ -26,9 +25,11 @@ import { loadSplits } from "../train/data-node.js";
 import { latestCheckpoint, loadCheckpoint, restoreParams, saveCheckpoint } from "../train/node/checkpoint.js";
 import type { TrainableModel, TrainEvent } from "../train/trainer.js";
 import { batchLoss, evaluateBatches, Trainer } from "../train/trainer.js";
-import { CliError, log } from "./output.js";
+import { CliError, fmtBytes, log } from "./output.js";
 import { asciiChart, lineChartSvg } from "./plot.js";
 import type { TrainOptions } from "./train-options.js";
+import type { TrainPlan } from "./train-plan.js";
+import { planTrainRun, residentDTypeFor } from "./train-plan.js";
 
 export interface TrainSummary {
   steps: number;
@@ -47,6 +48,16 @@ export interface TrainSummary {
   method: "lora" | "adalora" | "gora" | "full";
   /** Final rank per adapted module (AdaLoRA: kept triplets; GoRA: allocated). */
   final_ranks: Record<string, number> | null;
+  /** The memory plan the run followed (bytes) and the process's peak resident set. */
+  memory: {
+    budget: number;
+    estimate: number;
+    weights: number;
+    trainable: number;
+    activations: number;
+    checkpointed_layers: number;
+    peak_rss: number;
+  };
 }
 
 export interface TrainRun {
@@ -65,12 +76,22 @@ export async function runTraining(
 ): Promise<TrainRun> {
   const say = quiet ? () => {} : log;
   const t0 = performance.now();
-  const { model } = loadModel(o.model);
-  if (o.quantize === "nf4") {
-    enableNativeNf4();
-    const n = quantizeModel(model).length;
-    say(`QLoRA: ${n} decoder linear layers quantised to NF4 (block 64, double quantisation)`);
-  }
+  // The plan comes first: from the headers alone, before any weight is read.
+  const plan = planTrainRun(o);
+  const ck = plan.result.checkpointLayers;
+  say(
+    `memory plan: about ${fmtBytes(plan.result.memory.total)} of a ${fmtBytes(plan.budget)} budget (${plan.budgetSource}): weights ${fmtBytes(plan.result.memory.weights)}, trainable state ${fmtBytes(plan.result.memory.trainable)}, activations ${fmtBytes(plan.result.memory.activations)}${ck ? `, activation checkpointing on ${ck} of ${model0Layers(plan)} layers` : ""}`,
+  );
+  const { model } = loadModel(o.model, {
+    dtype: residentDTypeFor(o),
+    quantize: o.quantize === "nf4" ? "nf4" : null,
+  });
+  model.lossChunkTokens = plan.lossChunkTokens;
+  if (ck > 0) model.gradientCheckpointingEnable(ck);
+  if (o.quantize === "nf4")
+    say(
+      `QLoRA: ${linear4bitModules(model).length} decoder linear layers quantised to NF4 while loading (block 64, double quantisation)`,
+    );
   const tokenizer = loadTokenizer(o.model);
   const { train, valid, data } = loadSplits(o.data, tokenizer, {
     seqLen: o.seqLen,
@@ -263,6 +284,16 @@ export async function runTraining(
       valid_examples: valid.length,
       method: o.full ? "full" : o.method,
       final_ranks: finalRanks,
+      memory: {
+        budget: plan.budget,
+        estimate: plan.result.memory.total,
+        weights: plan.result.memory.weights,
+        trainable: plan.result.memory.trainable,
+        activations: plan.result.memory.activations,
+        checkpointed_layers: ck,
+        // resourceUsage().maxRSS is in KiB
+        peak_rss: process.resourceUsage().maxRSS * 1024,
+      },
     },
     model,
     peft,
@@ -270,6 +301,10 @@ export async function runTraining(
     losses: trainer.losses,
     evals,
   };
+}
+
+function model0Layers(plan: TrainPlan): number {
+  return plan.shape.config.numHiddenLayers;
 }
 
 /** loss.csv (step, loss, lr, eval_loss) and loss.svg in the output folder. */

@@ -34,8 +34,14 @@ export interface TrainOptions {
   pack: boolean;
   trainOnPrompt: boolean;
   logEvery: number;
-  /** QLoRA: quantise the decoder linears of the base to NF4 before attaching adapters. */
+  /** QLoRA: quantise the decoder linears of the base to NF4 (while loading) before attaching adapters. */
   quantize: "none" | "nf4";
+  /** The dtype the frozen weights live in: auto (the checkpoint's own bf16, else f32), f32, bf16. */
+  dtype: "auto" | "f32" | "bf16";
+  /** Memory budget of the run ("4GiB", "6000MB", bytes; null: the machine's available memory less a margin). */
+  maxMemory: string | null;
+  /** Recompute each decoder layer's activations in backward: auto (when the budget needs it), on, off. */
+  gradientCheckpointing: "auto" | "on" | "off";
   method: "lora" | "adalora" | "gora";
   initR: number;
   targetR: number;
@@ -86,6 +92,9 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "model" | "data" | "out
   trainOnPrompt: false,
   logEvery: 1,
   quantize: "none",
+  dtype: "auto",
+  maxMemory: null,
+  gradientCheckpointing: "auto",
   /** lora; adalora (PEFT's AdaLoRA, total_step = steps); gora (GoRA ranks and init, budget of rank r). */
   method: "lora",
   /** AdaLoRA (PEFT's AdaLoraConfig defaults): initial and target average rank. */
@@ -232,6 +241,13 @@ export function resolveTrainOptions(
   const o = merged as unknown as TrainOptions;
   if (o.quantize !== "none" && o.quantize !== "nf4")
     throw new CliError(`--quantize must be none or nf4, got ${JSON.stringify(o.quantize)}`);
+  if (!["auto", "f32", "bf16"].includes(o.dtype))
+    throw new CliError(`--dtype must be auto, f32 or bf16, got ${JSON.stringify(o.dtype)}`);
+  if (!["auto", "on", "off"].includes(o.gradientCheckpointing))
+    throw new CliError(
+      `--gradient-checkpointing must be auto, on or off, got ${JSON.stringify(o.gradientCheckpointing)}`,
+    );
+  if (o.maxMemory !== null) o.maxMemory = String(o.maxMemory);
   const positive: (keyof TrainOptions)[] = ["steps", "batchSize", "seqLen", "gradAccum", "r", "logEvery"];
   for (const k of positive)
     if ((o[k] as number) < 1) throw new CliError(`--${kebab(k)} must be ≥ 1, got ${o[k]}`);

@@ -61,6 +61,34 @@ export function releaseArray(dtype: DType, a: ArrayBufferView & { length: number
   pooledBytes += a.byteLength;
 }
 
+// Bytes of tensor storage made and not yet disposed (a tensor dropped without dispose()
+// stays counted): what activation checkpointing saves shows up here.
+let liveBytes = 0;
+let peakBytes = 0;
+
+function countBytes(n: number): void {
+  liveBytes += n;
+  if (liveBytes > peakBytes) peakBytes = liveBytes;
+}
+
+/**
+ * Bytes held by tensors not yet disposed (views count once), and the most held at once
+ * since the last `resetPeakTensorBytes()`. Tensors dropped without dispose() stay counted.
+ *
+ * @example
+ * resetPeakTensorBytes();
+ * tidy(() => backward(batchLoss(model, batch)));
+ * console.log(tensorBytes().peak); // the step's peak tensor memory
+ */
+export function tensorBytes(): { live: number; peak: number } {
+  return { live: liveBytes, peak: peakBytes };
+}
+
+/** Starts a new peak measurement at the current live bytes. */
+export function resetPeakTensorBytes(): void {
+  peakBytes = liveBytes;
+}
+
 /** Shared, reference-counted backing store: reshape views share one. */
 export class Storage<D extends DType = DType> {
   refs = 0;
@@ -69,12 +97,15 @@ export class Storage<D extends DType = DType> {
     public data: DTypeArrays[D] | null,
     /** false for arrays the user handed in: never returned to the pool. */
     readonly pooled: boolean,
+    /** A shape-only placeholder (no data yet): weights about to be loaded from a file. */
+    readonly meta = false,
   ) {}
   retain(): void {
-    this.refs++;
+    if (this.refs++ === 0 && this.data) countBytes(this.data.byteLength);
   }
   release(): void {
     if (--this.refs > 0 || this.data === null) return;
+    countBytes(-this.data.byteLength);
     if (this.pooled) releaseArray(this.dtype, this.data);
     this.data = null;
   }

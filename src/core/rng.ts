@@ -17,6 +17,34 @@ function splitmix32(seed: number): () => number {
   };
 }
 
+/** A generator's state as getState() returns it. */
+export type RngState = { s: number[]; spare: number | null };
+
+/**
+ * Open draw captures (innermost last): each maps every Rng drawn from while it is open to
+ * its state before that first draw. Activation checkpointing replays those states when it
+ * recomputes, so dropout draws the same masks without callers listing the generators.
+ */
+const captures: Map<Rng, RngState>[] = [];
+
+function noteDraw(rng: Rng): void {
+  for (const c of captures) if (!c.has(rng)) c.set(rng, rng.getState());
+}
+
+/**
+ * Runs fn and returns, for every Rng it drew from, the state before its first draw
+ * (generators created inside fn included; they are simply never drawn again).
+ */
+export function captureRngDraws<T>(fn: () => T): { result: T; drawn: Map<Rng, RngState> } {
+  const drawn = new Map<Rng, RngState>();
+  captures.push(drawn);
+  try {
+    return { result: fn(), drawn };
+  } finally {
+    captures.pop();
+  }
+}
+
 export class Rng {
   private s = new Uint32Array(4);
   private spare: number | null = null;
@@ -28,6 +56,7 @@ export class Rng {
 
   /** A uniform 32-bit unsigned integer. */
   nextU32(): number {
+    if (captures.length) noteDraw(this);
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
     const t = (s[1] << 9) >>> 0;
@@ -49,6 +78,7 @@ export class Rng {
 
   /** Standard normal (Box–Muller, the second value kept for the next call). */
   normal(): number {
+    if (captures.length) noteDraw(this); // taking the spare changes the state too
     if (this.spare !== null) {
       const v = this.spare;
       this.spare = null;
@@ -81,11 +111,11 @@ export class Rng {
     return xs;
   }
 
-  getState(): { s: number[]; spare: number | null } {
+  getState(): RngState {
     return { s: Array.from(this.s), spare: this.spare };
   }
 
-  setState(state: { s: number[]; spare: number | null }): void {
+  setState(state: RngState): void {
     if (state.s.length !== 4) throw new ShapeError("Rng.setState: expected 4 state words");
     this.s.set(state.s);
     this.spare = state.spare;

@@ -2,7 +2,7 @@
 // needs (requiresGrad, grad, the node that produced it).
 import type { AnyArray, DType, DTypeArrays, FloatDType } from "./dtype.js";
 import { convertArray, dtypeOfArray, isFloatDType } from "./dtype.js";
-import { DisposedError, DTypeError, fmtShape, ShapeError } from "./errors.js";
+import { DisposedError, DTypeError, fmtShape, LorakitError, ShapeError } from "./errors.js";
 import type { Disposable } from "./memory.js";
 import { allocUninit, allocZeros, Storage, track } from "./memory.js";
 
@@ -67,6 +67,10 @@ export class Tensor<D extends DType = DType> implements Disposable {
 
   get data(): DTypeArrays[D] {
     const d = this.storage.data;
+    if (this.storage.meta)
+      throw new LorakitError(
+        `tensor ${this.name ?? `#${this.id}`} ${fmtShape(this.shape)} ${this.dtype} has no data: it is a shape-only placeholder for a weight that was never loaded`,
+      );
     if (d === null || this.disposed)
       throw new DisposedError(
         `tensor ${this.name ?? `#${this.id}`} ${fmtShape(this.shape)} was disposed (by dispose() or the tidy scope that made it); keep() it to use it later`,
@@ -76,6 +80,11 @@ export class Tensor<D extends DType = DType> implements Disposable {
 
   get rank(): number {
     return this.shape.length;
+  }
+
+  /** True for a shape-only placeholder (see `meta()`): no memory behind it. */
+  get isMeta(): boolean {
+    return this.storage.meta;
   }
 
   private disposed = false;
@@ -135,6 +144,16 @@ export class Tensor<D extends DType = DType> implements Disposable {
 export function fromArray<D extends DType>(data: DTypeArrays[D], shape: Shape, dtype?: D): Tensor<D> {
   const dt = (dtype ?? dtypeOfArray(data as AnyArray)) as D;
   return new Tensor(new Storage(dt, data, false), shape);
+}
+
+/**
+ * A shape-only placeholder with no memory behind it (PyTorch's "meta" device): a model is
+ * built from these and each weight is replaced as it is read from a checkpoint, so the whole
+ * model never exists twice. Reading its data throws.
+ */
+export function meta<D extends DType>(shape: Shape, dtype: D): Tensor<D> {
+  checkShape(shape);
+  return new Tensor(new Storage(dtype, null, false, true), shape);
 }
 
 /** A new tensor with uninitialised (possibly pooled, non-zero) contents; kernels fill it. */

@@ -319,6 +319,23 @@ export type SafetensorsEntries =
   | ReadonlyMap<string, SafetensorsEntry>
   | Readonly<Record<string, SafetensorsEntry>>;
 
+/** A tensor as the header describes it, before its bytes exist. */
+export interface SafetensorsTensorSpec {
+  readonly name: string;
+  readonly dtype: SafetensorsDType;
+  readonly shape: Shape;
+}
+
+/** A planned file without its data: the header bytes and where each tensor goes. */
+export interface SafetensorsLayout {
+  /** 8-byte little-endian length followed by the space-padded JSON header. */
+  readonly head: Uint8Array;
+  /** Tensors in the order their bytes follow the header, with their sizes. */
+  readonly order: readonly (SafetensorsTensorSpec & { readonly byteLength: number })[];
+  /** Total file size in bytes. */
+  readonly fileSize: number;
+}
+
 /** A planned file: its header bytes (length prefix included) and the tensors in data order. */
 export interface SafetensorsPlan {
   /** 8-byte little-endian length followed by the space-padded JSON header. */
@@ -346,47 +363,64 @@ function entriesOf(e: SafetensorsEntries): [string, SafetensorsEntry][] {
 }
 
 /**
- * Lays out a file as the Rust crate's `prepare()` does: tensors sorted by dtype (descending
+ * The number of bytes a tensor of this dtype and shape takes in a file, after checking that
+ * the writer can describe it (name not reserved, known dtype, whole bytes). Throws
+ * SafetensorsError "bad_input" naming the tensor otherwise.
+ *
+ * @example
+ * safetensorsByteLength({ name: "w", dtype: "BF16", shape: [4096, 4096] }); // 33554432
+ */
+export function safetensorsByteLength(spec: SafetensorsTensorSpec): number {
+  const { name, dtype, shape } = spec;
+  if (name === "__metadata__")
+    throw new SafetensorsError("bad_input", `"__metadata__" is reserved and cannot name a tensor`);
+  if (typeof dtype !== "string" || !isSafetensorsDType(dtype))
+    throw new SafetensorsError("bad_input", `tensor ${JSON.stringify(name)}: unknown dtype ${String(dtype)}`);
+  let n = 1;
+  for (const d of shape) {
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new SafetensorsError(
+        "bad_input",
+        `tensor ${JSON.stringify(name)}: shape [${shape.join(", ")}] must hold non-negative integers`,
+      );
+    n *= d;
+  }
+  const bits = n * SAFETENSORS_BITS[dtype];
+  if (!Number.isSafeInteger(bits) || bits % 8 !== 0)
+    throw new SafetensorsError(
+      "bad_input",
+      `tensor ${JSON.stringify(name)}: ${n} elements of ${dtype} do not fill whole bytes (or are more than a file can hold)`,
+    );
+  return bits / 8;
+}
+
+/**
+ * Lays out a file as the Rust crate's `prepare()` does, from dtypes and shapes alone (the
+ * streaming writers plan a file before its data exists): tensors sorted by dtype (descending
  * enum order: U64, I64, F64, C64, F32, U32, I32, BF16, F16, U16, I16, ..., U8, ..., BOOL) then
  * by name; offsets contiguous from 0 in that order; header JSON without spaces, tensor fields
  * in the order dtype, shape, data_offsets, `__metadata__` first when given; padded with spaces
  * to a multiple of 8 bytes. (The crate keeps `__metadata__` in a HashMap, so its key order is
  * unspecified there; lorakit sorts it so equal inputs give equal bytes.)
+ *
+ * @example
+ * const { head, order } = planSafetensorsLayout([{ name: "w", dtype: "BF16", shape: [2, 2] }], { format: "pt" });
  */
-export function planSafetensors(
-  entries: SafetensorsEntries,
+export function planSafetensorsLayout(
+  specs: readonly SafetensorsTensorSpec[],
   metadata?: Readonly<Record<string, string>> | null,
-): SafetensorsPlan {
-  const list = entriesOf(entries).map(([name, t]) => {
-    if (name === "__metadata__")
-      throw new SafetensorsError("bad_input", `"__metadata__" is reserved and cannot name a tensor`);
-    const raw = isRawTensor(t) ? t : encodeTensor(t);
-    if (!isSafetensorsDType(raw.dtype))
-      throw new SafetensorsError(
-        "bad_input",
-        `tensor ${JSON.stringify(name)}: unknown dtype ${String(raw.dtype)}`,
-      );
-    let n = 1;
-    for (const d of raw.shape) {
-      if (!Number.isSafeInteger(d) || d < 0)
-        throw new SafetensorsError(
-          "bad_input",
-          `tensor ${JSON.stringify(name)}: shape [${raw.shape.join(", ")}] must hold non-negative integers`,
-        );
-      n *= d;
-    }
-    const bits = n * SAFETENSORS_BITS[raw.dtype];
-    if (bits % 8 !== 0 || bits / 8 !== raw.data.length)
-      throw new SafetensorsError(
-        "bad_input",
-        `tensor ${JSON.stringify(name)}: ${raw.dtype} shape [${raw.shape.join(", ")}] needs ${bits / 8} bytes, got ${raw.data.length}`,
-      );
-    return { name, raw };
+): SafetensorsLayout {
+  const seen = new Set<string>();
+  const list = specs.map((s) => {
+    const byteLength = safetensorsByteLength(s);
+    if (seen.has(s.name))
+      throw new SafetensorsError("bad_input", `tensor ${JSON.stringify(s.name)} is listed twice`);
+    seen.add(s.name);
+    return { name: s.name, dtype: s.dtype, shape: s.shape, byteLength };
   });
   list.sort(
     (a, b) =>
-      safetensorsDTypeRank(b.raw.dtype) - safetensorsDTypeRank(a.raw.dtype) ||
-      compareCodePoints(a.name, b.name),
+      safetensorsDTypeRank(b.dtype) - safetensorsDTypeRank(a.dtype) || compareCodePoints(a.name, b.name),
   );
   const parts: string[] = [];
   if (metadata) {
@@ -402,10 +436,10 @@ export function planSafetensors(
     );
   }
   let offset = 0;
-  for (const { name, raw } of list) {
-    const end = offset + raw.data.length;
+  for (const { name, dtype, shape, byteLength } of list) {
+    const end = offset + byteLength;
     parts.push(
-      `${JSON.stringify(name)}:{"dtype":"${raw.dtype}","shape":[${raw.shape.join(",")}],"data_offsets":[${offset},${end}]}`,
+      `${JSON.stringify(name)}:{"dtype":"${dtype}","shape":[${shape.join(",")}],"data_offsets":[${offset},${end}]}`,
     );
     offset = end;
   }
@@ -420,6 +454,42 @@ export function planSafetensors(
   new DataView(head.buffer).setBigUint64(0, BigInt(n), true);
   head.set(json, 8);
   return { head, order: list, fileSize: head.length + offset };
+}
+
+/**
+ * A writer entry in file form (a lorakit tensor encoded in its own dtype), after checking
+ * that its bytes have exactly the size its dtype and shape need. Throws "bad_input" naming it.
+ */
+export function toCheckedRaw(name: string, t: SafetensorsEntry): RawTensor {
+  const raw = isRawTensor(t) ? t : encodeTensor(t);
+  const need = safetensorsByteLength({ name, dtype: raw.dtype, shape: raw.shape });
+  if (need !== raw.data.length)
+    throw new SafetensorsError(
+      "bad_input",
+      `tensor ${JSON.stringify(name)}: ${raw.dtype} shape [${raw.shape.join(", ")}] needs ${need} bytes, got ${raw.data.length}`,
+    );
+  return raw;
+}
+
+/**
+ * Lays out a file of tensors already in memory: `planSafetensorsLayout` of their dtypes and
+ * shapes, after checking that each one's bytes have exactly the size its shape needs.
+ */
+export function planSafetensors(
+  entries: SafetensorsEntries,
+  metadata?: Readonly<Record<string, string>> | null,
+): SafetensorsPlan {
+  const raws = new Map<string, RawTensor>();
+  for (const [name, t] of entriesOf(entries)) raws.set(name, toCheckedRaw(name, t));
+  const layout = planSafetensorsLayout(
+    [...raws].map(([name, raw]) => ({ name, dtype: raw.dtype, shape: raw.shape })),
+    metadata,
+  );
+  return {
+    head: layout.head,
+    order: layout.order.map(({ name }) => ({ name, raw: raws.get(name)! })),
+    fileSize: layout.fileSize,
+  };
 }
 
 /**

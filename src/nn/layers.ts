@@ -60,7 +60,7 @@ export class Linear extends Module implements LinearLike {
   }
 }
 
-/** A lookup table (V, C). */
+/** A lookup table (V, C): f32/f64, or a frozen bf16/f16 table whose rows are widened to f32. */
 export class Embedding extends Module {
   weight: Tensor;
   constructor(
@@ -81,8 +81,8 @@ export class Embedding extends Module {
   }
   /** ids: i32 (...) → (..., C). */
   forward(ids: Tensor): Tensor {
-    if (this.weight.dtype !== "f32" && this.weight.dtype !== "f64")
-      throw new DTypeError(`Embedding: table must be f32/f64 to look up, got ${this.weight.dtype}`);
+    if (this.weight.dtype === "i32" || this.weight.dtype === "u8")
+      throw new DTypeError(`Embedding: table must be a float tensor to look up, got ${this.weight.dtype}`);
     return embedding(this.weight, ids);
   }
 }

@@ -1,5 +1,7 @@
 // PeftModel: a base model with LoRA adapters injected by module path, and PEFT's API for
 // several adapters: add, set, disable, delete, merge, unmerge, merge-and-unload, mixed batches.
+import type { LinearCrossEntropyOptions } from "../core/ops/index.js";
+import { crossEntropy, reshape } from "../core/ops/index.js";
 import { Rng } from "../core/rng.js";
 import type { Tensor } from "../core/tensor.js";
 import type { LinearLike } from "../nn/layers.js";
@@ -18,6 +20,8 @@ import { findTargets, rankAndAlpha } from "./targets.js";
 /** What PeftModel needs from a base model: a module tree with a forward. */
 export interface BaseModel extends Module {
   forward(input: Tensor, opts?: unknown): Tensor;
+  /** The mean (or summed) next-token loss, when the model can compute it without full logits. */
+  loss?(ids: Tensor, targets: Tensor, opts?: LinearCrossEntropyOptions): Tensor;
   /** HF model_type, used for the default target modules. */
   readonly config?: { modelType?: string };
 }
@@ -38,6 +42,28 @@ export interface ForwardOptions {
   /** One adapter name per batch row ("__base__" for none): a mixed-adapter batch. */
   adapterNames?: readonly string[];
   [k: string]: unknown;
+}
+
+export interface PeftLossOptions extends LinearCrossEntropyOptions {
+  /** One adapter name per batch row ("__base__" for none), as in `forward`. */
+  adapterNames?: readonly string[];
+}
+
+/**
+ * A model's next-token loss: its own `loss` when it has one (the fused output layer), else
+ * cross-entropy of its logits.
+ */
+export function modelLoss(
+  model: Pick<BaseModel, "forward" | "loss">,
+  ids: Tensor,
+  targets: Tensor,
+  opts: LinearCrossEntropyOptions = {},
+): Tensor {
+  if (model.loss) return model.loss(ids, targets, opts);
+  const logits = model.forward(ids);
+  const { chunkTokens: _, ...ce } = opts;
+  const flat = targets.rank === 1 ? targets : targets.view([targets.size]);
+  return crossEntropy(reshape(logits, [-1, logits.shape[logits.rank - 1]]), flat, ce);
 }
 
 export class PeftModel<M extends BaseModel = BaseModel> extends Module {
@@ -257,14 +283,33 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
   /** Forward through the base model; `adapterNames` gives each row of the batch its own adapter. */
   forward(input: Tensor, opts: ForwardOptions = {}): Tensor {
     const { adapterNames, ...rest } = opts;
-    if (!adapterNames) return this.baseModel.forward(input, rest);
+    return this.withRowAdapters(adapterNames, () => this.baseModel.forward(input, rest));
+  }
+
+  /**
+   * The next-token loss (mean cross-entropy unless `reduction: "sum"`; targets −100 ignored)
+   * through the base model's fused `loss` when it has one, so the logits are never
+   * materialised; `adapterNames` as in `forward`.
+   *
+   * @example
+   * const loss = peft.loss(ids, labels);
+   * backward(loss);
+   */
+  loss(ids: Tensor, targets: Tensor, opts: PeftLossOptions = {}): Tensor {
+    const { adapterNames, ...rest } = opts;
+    return this.withRowAdapters(adapterNames, () => modelLoss(this.baseModel, ids, targets, rest));
+  }
+
+  /** Runs fn with each batch row routed to its adapter (a mixed batch), or as is without names. */
+  private withRowAdapters<T>(adapterNames: readonly string[] | undefined, fn: () => T): T {
+    if (!adapterNames) return fn();
     for (const n of adapterNames)
       if (n !== BASE_ROW && !this.peftConfig.has(n))
         throw new PeftError(`mixed batch: unknown adapter "${n}" (use "${BASE_ROW}" for the base model)`);
     const layers = [...this.loraLayers()].map(([, l]) => l);
     for (const l of layers) l.rowAdapters = adapterNames;
     try {
-      return this.baseModel.forward(input, rest);
+      return fn();
     } finally {
       for (const l of layers) l.rowAdapters = null;
     }

@@ -17,7 +17,8 @@ export interface QuantizeModelOptions {
   filter?: (path: string) => boolean;
 }
 
-const DECODER_LINEAR = /(^|\.)layers\.\d+\./;
+/** Module paths inside a decoder block (model.layers.N.…): what QLoRA quantises. */
+export const DECODER_LINEAR = /(^|\.)layers\.\d+\./;
 
 /**
  * Replaces every decoder-block Linear by a Linear4bit (NF4, block 64, double quantisation),

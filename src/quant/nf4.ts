@@ -301,6 +301,15 @@ export function nf4Bytes(t: Nf4Tensor): number {
   return b;
 }
 
+/**
+ * What `nf4Bytes` will be for a weight of n elements quantised with block 64 and double
+ * quantisation (nested blocks of 256), before quantising it: for memory planning.
+ */
+export function nf4ResidentBytes(n: number, blocksize = 64): number {
+  const blocks = Math.ceil(n / blocksize);
+  return Math.ceil(n / 2) + 16 * 4 + blocks + Math.ceil(blocks / 256) * 4 + 256 * 4 + 4;
+}
+
 // ---- QuantState packing (QuantState.as_dict(packed=True) / from_dict) ----
 
 /** Python's repr() of a float (what json.dumps writes): shortest round-trip digits. */

@@ -83,6 +83,8 @@ export interface WorkerInit {
   limits: ServeLimits;
   threads: number | null;
   backend: "auto" | "ref" | "native" | null;
+  /** The dtype the base weights live in (loadModel's `dtype`). */
+  dtype: "auto" | "f32" | "bf16";
 }
 
 export type RpcOp =

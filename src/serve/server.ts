@@ -27,6 +27,8 @@ export interface ServeOptions {
   limits?: Partial<ServeLimits>;
   threads?: number | null;
   backend?: "auto" | "ref" | "native" | null;
+  /** The dtype the base weights live in: auto (default; a bf16 checkpoint stays bf16), f32, bf16. */
+  dtype?: "auto" | "f32" | "bf16";
 }
 
 export interface RunningServer {
@@ -76,6 +78,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     limits,
     threads: o.threads ?? null,
     backend: o.backend ?? null,
+    dtype: o.dtype ?? "auto",
   });
   const app = createApp({ client, baseId, limits });
   const host = o.host ?? "127.0.0.1";

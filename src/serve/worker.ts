@@ -19,7 +19,7 @@ async function main(init: WorkerInit): Promise<void> {
   if (init.threads !== null) process.env.LORAKIT_THREADS = String(init.threads);
   const { backend, notice } = await selectBackend(init.backend ?? undefined);
   if (init.threads !== null) (backend as { setThreads?: (n: number) => void }).setThreads?.(init.threads);
-  const { model } = loadModel(init.modelDir);
+  const { model } = loadModel(init.modelDir, { dtype: init.dtype });
   const tokenizer = loadTokenizer(init.modelDir);
   if (tokenizer.vocabSize > model.config.vocabSize)
     throw new ServeError(

@@ -19,6 +19,11 @@ export class TrainingError extends LorakitError {}
 /** What the trainer needs of a model: logits from ids, and its parameters by name. */
 export interface TrainableModel {
   forward(ids: Tensor): Tensor;
+  /**
+   * The mean next-token loss of ids against targets (−100 ignored), when the model computes
+   * it without materialising the logits (LlamaForCausalLM, PeftModel); else forward is used.
+   */
+  loss?(ids: Tensor, targets: Tensor): Tensor;
   namedParameters(): IterableIterator<[string, Tensor]>;
   train(flag?: boolean): unknown;
 }
@@ -82,10 +87,11 @@ export interface TrainerState {
   extra?: unknown;
 }
 
-/** Mean cross-entropy of one batch (targets −100 ignored). */
-export function batchLoss(model: Pick<TrainableModel, "forward">, batch: Batch): Tensor {
+/** Mean cross-entropy of one batch (targets −100 ignored); through `model.loss` when it has one. */
+export function batchLoss(model: Pick<TrainableModel, "forward" | "loss">, batch: Batch): Tensor {
   const ids = fromArray(batch.inputs, [batch.batchSize, batch.seqLen]);
   const targets = fromArray(batch.targets, [batch.batchSize * batch.seqLen]);
+  if (model.loss) return model.loss(ids, targets);
   const logits = model.forward(ids);
   return crossEntropy(reshape(logits, [-1, logits.shape[logits.rank - 1]]), targets);
 }

@@ -4,7 +4,7 @@
 // layout and the written model loads back with near-base logits.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -200,5 +200,79 @@ describe("lorakit quantize", () => {
     for (const n of c1.names()) assert.deepEqual(c2.tensor(n).data, c1.tensor(n).data, n);
     c1.close();
     c2.close();
+  });
+
+  test("streams: sharded output, the same codes as quantising in memory, and loading with quantize: nf4", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lorakit-qs-"));
+    const base = tinyModel(12, { intermediate_size: 64 });
+    saveModel(base, join(dir, "base"), { dtype: "bf16" });
+    const main = join(process.cwd(), "dist/src/cli/main.js");
+    const r = spawnSync(
+      process.execPath,
+      [
+        main,
+        "quantize",
+        "--model",
+        join(dir, "base"),
+        "--out",
+        join(dir, "q"),
+        "--max-shard-mb",
+        "0.01",
+        "--json",
+      ],
+      { encoding: "utf8" },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).files > 1);
+    const index = JSON.parse(readFileSync(join(dir, "q", "model.safetensors.index.json"), "utf8"));
+    assert.match(
+      index.weight_map["model.layers.0.self_attn.q_proj.weight.absmax"],
+      /^model-\d{5}-of-\d{5}\.safetensors$/,
+    );
+    assert.deepEqual(
+      readdirSync(join(dir, "q")).filter((f) => f.startsWith(".")),
+      [],
+      "no temporary file is left",
+    );
+    // The same codes as loading the bf16 checkpoint and quantising in memory, and as
+    // quantising while loading.
+    const { model: mem } = loadModel(join(dir, "base"));
+    assert.equal(mem.model.embed_tokens.weight.dtype, "bf16");
+    quantizeModel(mem);
+    const { model: streamed } = loadModel(join(dir, "q"));
+    const { model: onLoad } = loadModel(join(dir, "base"), { quantize: "nf4" });
+    const a = linear4bitModules(mem);
+    const b = new Map(linear4bitModules(streamed));
+    const c = new Map(linear4bitModules(onLoad));
+    assert.equal(a.length, 14);
+    for (const [path, l] of a) {
+      assert.deepEqual(b.get(path)!.q.packed, l.q.packed, path);
+      assert.deepEqual(c.get(path)!.q.packed, l.q.packed, path);
+      assert.equal(b.get(path)!.q.nested!.offset, l.q.nested!.offset, path);
+      assert.equal(c.get(path)!.q.dtype, "bfloat16");
+    }
+    const ids = tensor([1, 5, 9, 2, 7, 3], [1, 6], "i32");
+    assert.deepEqual(streamed.forward(ids).data, mem.forward(ids).data);
+  });
+
+  test("refuses a checkpoint whose tensors do not match config.json, writing nothing", () => {
+    const dir = mkdtempSync(join(tmpdir(), "lorakit-qbad-"));
+    const base = tinyModel(13, { intermediate_size: 64 });
+    saveModel(base, join(dir, "base"));
+    const cfgPath = join(dir, "base", "config.json");
+    const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
+    cfg.intermediate_size = 96;
+    writeFileSync(cfgPath, JSON.stringify(cfg));
+    const main = join(process.cwd(), "dist/src/cli/main.js");
+    const r = spawnSync(
+      process.execPath,
+      [main, "quantize", "--model", join(dir, "base"), "--out", join(dir, "q")],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /gate_proj\.weight has shape \[64, 32\] but config\.json implies \[96, 32\]/);
+    assert.ok(!existsSync(join(dir, "q")) || readdirSync(join(dir, "q")).length === 0);
   });
 });

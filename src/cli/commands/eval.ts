@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { defineCommand } from "citty";
 import { evaluateNll } from "../../models/evaluate.js";
 import { loadForInference } from "../load.js";
-import { CliError, log, numArg, out, printJson, requireArg } from "../output.js";
+import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, out, printJson, requireArg } from "../output.js";
 import { setupBackend } from "../setup.js";
 
 export const evalCommand = defineCommand({
@@ -13,6 +13,7 @@ export const evalCommand = defineCommand({
   args: {
     model: { type: "string", description: "model folder", required: true },
     adapter: { type: "string", description: "PEFT adapter folder" },
+    dtype: DTYPE_FLAG,
     text: { type: "string", description: "UTF-8 text file", required: true },
     "seq-len": { type: "string", description: "window length in tokens (default: min(max positions, 1024))" },
     "batch-size": { type: "string", description: "windows per forward (default 4)" },
@@ -36,7 +37,9 @@ export const evalCommand = defineCommand({
       args["seq-len"] === undefined ? undefined : numArg("seq-len", args["seq-len"], { int: true, min: 2 });
     const batchSize =
       args["batch-size"] === undefined ? 4 : numArg("batch-size", args["batch-size"], { int: true, min: 1 });
-    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
+    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter, {
+      dtype: dtypeArg(args.dtype),
+    });
     const ids = tokenizer.encode(text, { addSpecialTokens: false });
     if (ids.length < 2)
       throw new CliError(`--text ${file}: ${ids.length} token(s); at least 2 are needed to predict one`);

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { generate } from "../../models/generate.js";
 import { loadForInference } from "../load.js";
-import { CliError, log, numArg, printJson, requireArg } from "../output.js";
+import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, printJson, requireArg } from "../output.js";
 import { setupBackend } from "../setup.js";
 
 export const generateCommand = defineCommand({
@@ -9,6 +9,7 @@ export const generateCommand = defineCommand({
   args: {
     model: { type: "string", description: "model folder", required: true },
     adapter: { type: "string", description: "PEFT adapter folder" },
+    dtype: DTYPE_FLAG,
     prompt: { type: "string", description: "prompt text", required: true },
     "max-new-tokens": { type: "string", description: "tokens to generate (default 64)" },
     temperature: { type: "string", description: "0 = greedy (default)" },
@@ -36,7 +37,9 @@ export const generateCommand = defineCommand({
       topP: args["top-p"] === undefined ? 1 : numArg("top-p", args["top-p"], { min: 0, max: 1 }),
       seed: args.seed === undefined ? 0 : numArg("seed", args.seed, { int: true }),
     };
-    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter);
+    const { model, tokenizer } = await loadForInference(requireArg("model", args.model), args.adapter, {
+      dtype: dtypeArg(args.dtype),
+    });
     const promptIds = tokenizer.encode(prompt, { addSpecialTokens: false });
     if (args["add-bos"]) {
       if (tokenizer.bosTokenId === null) throw new CliError("--add-bos: the tokenizer has no BOS token");

@@ -1,7 +1,8 @@
 import { defineCommand } from "citty";
-import type { DType } from "../../core/dtype.js";
 import { BYTES_PER_ELEMENT } from "../../core/dtype.js";
-import { loadModel } from "../../models/node/load.js";
+import { SAFETENSORS_BITS } from "../../io/safetensors-dtype.js";
+import { describeCheckpoint, residentDType } from "../../models/node/load.js";
+import { countBaseParams } from "../../peft/params.js";
 import { fmtBytes, fmtInt, out, printJson, requireArg } from "../output.js";
 
 export const infoCommand = defineCommand({
@@ -15,17 +16,29 @@ export const infoCommand = defineCommand({
   },
   run({ args }) {
     const dir = requireArg("model", args.model);
-    const { model } = loadModel(dir);
-    const c = model.config;
-    const byDtype: Partial<Record<DType, { tensors: number; params: number; bytes: number }>> = {};
+    // Headers only: no weight is read, so any size of checkpoint answers at once.
+    const { config: c, tensors, quantized } = describeCheckpoint(dir);
+    const byDtype: Record<string, { tensors: number; params: number; bytes: number }> = {};
     let total = 0;
-    for (const [, t] of model.namedParameters()) {
+    for (const t of tensors) {
+      if (t.name.endsWith("rotary_emb.inv_freq")) continue;
+      const n = t.shape.reduce((a, b) => a * b, 1);
       const e = (byDtype[t.dtype] ??= { tensors: 0, params: 0, bytes: 0 });
       e.tensors++;
-      e.params += t.size;
-      e.bytes += t.size * BYTES_PER_ELEMENT[t.dtype];
-      total += t.size;
+      e.params += n;
+      e.bytes += t.bytes;
+      total += n;
     }
+    // What `--dtype auto` keeps in memory (NF4 tensors stay as stored).
+    let resident = 0;
+    for (const t of tensors)
+      resident +=
+        quantized || t.dtype === "U8"
+          ? t.bytes
+          : (t.bytes / (SAFETENSORS_BITS[t.dtype] / 8)) *
+            BYTES_PER_ELEMENT[residentDType(t.name, t.dtype, "auto")];
+    // An NF4 weight is stored as bytes holding two codes each: count the weights it encodes.
+    const parameters = quantized ? countBaseParams(c) : total;
     const info = {
       model_type: c.modelType,
       layers: c.numHiddenLayers,
@@ -39,8 +52,10 @@ export const infoCommand = defineCommand({
       rope_theta: c.ropeTheta,
       rope_scaling: c.ropeScaling,
       max_position_embeddings: c.maxPositionEmbeddings,
-      parameters: total,
-      memory: byDtype,
+      parameters,
+      quantized,
+      file: byDtype,
+      resident_bytes: resident,
     };
     if (args.json) return printJson(info);
     out(
@@ -52,8 +67,9 @@ export const infoCommand = defineCommand({
     out(
       `  rope theta ${c.ropeTheta}${c.ropeScaling ? `, scaling ${JSON.stringify(c.ropeScaling)}` : ""}, max positions ${c.maxPositionEmbeddings}`,
     );
-    out(`  parameters: ${fmtInt(total)}`);
+    out(`  parameters: ${fmtInt(parameters)}${quantized ? " (bitsandbytes NF4 checkpoint)" : ""}`);
     for (const [d, e] of Object.entries(byDtype))
-      out(`  ${d}: ${fmtInt(e.params)} params in ${e.tensors} tensors, ${fmtBytes(e.bytes)}`);
+      out(`  ${d}: ${fmtInt(e.params)} elements in ${e.tensors} tensors, ${fmtBytes(e.bytes)} on disk`);
+    out(`  resident when loaded (--dtype auto): ${fmtBytes(resident)}`);
   },
 });

@@ -3,7 +3,7 @@ import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { loadModel, saveModel } from "../../models/node/load.js";
 import { fromPretrained } from "../../peft/node/io.js";
-import { CliError, fmtInt, log, numArg, out, printJson, requireArg } from "../output.js";
+import { CliError, dtypeArg, fmtInt, log, numArg, out, printJson, requireArg } from "../output.js";
 import { setupBackend } from "../setup.js";
 
 /** Files of a model folder that travel unchanged with the merged weights. */
@@ -32,7 +32,11 @@ export const mergeCommand = defineCommand({
       type: "boolean",
       description: "check the merged weights for NaN/Inf before writing (PEFT's safe_merge)",
     },
-    dtype: { type: "string", description: "f32 | bf16: dtype of the saved weights (default: f32)" },
+    dtype: {
+      type: "string",
+      description:
+        "auto | f32 | bf16: dtype the weights are loaded, merged and saved in (default auto: the checkpoint's own)",
+    },
     "max-shard-mb": { type: "string", description: "largest shard in MB (default 5000, as transformers)" },
     threads: { type: "string", description: "kernel threads (default: all cores)" },
     json: { type: "boolean", description: "print one JSON object on stdout" },
@@ -41,8 +45,7 @@ export const mergeCommand = defineCommand({
     const modelDir = requireArg("model", args.model);
     const adapterDir = requireArg("adapter", args.adapter);
     const outDir = requireArg("out", args.out);
-    const dtype = args.dtype ?? "f32";
-    if (dtype !== "f32" && dtype !== "bf16") throw new CliError(`--dtype must be f32 or bf16, got ${dtype}`);
+    const dtypeFlag = dtypeArg(args.dtype);
     const maxShardBytes =
       args["max-shard-mb"] === undefined
         ? undefined
@@ -54,7 +57,11 @@ export const mergeCommand = defineCommand({
     await setupBackend(threads);
 
     const t0 = performance.now();
-    const { model } = loadModel(modelDir);
+    const { model } = loadModel(modelDir, { dtype: dtypeFlag });
+    // auto: the merged model is written in the checkpoint's own dtype (bf16 stays bf16), as
+    // PEFT's merge_and_unload keeps the base weight's dtype.
+    const dtype =
+      dtypeFlag === "auto" ? (model.model.embed_tokens.weight.dtype === "bf16" ? "bf16" : "f32") : dtypeFlag;
     const pm = fromPretrained(model, adapterDir);
     const cfg = pm.peftConfig.get("default")!;
     const mergedModules = pm.targetsOf.get("default")?.length ?? 0;

@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import type { ServeLimits } from "../../serve/protocol.js";
 import { DEFAULT_LIMITS } from "../../serve/protocol.js";
 import { startServer } from "../../serve/server.js";
-import { CliError, log, numArg, out, requireArg } from "../output.js";
+import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, out, requireArg } from "../output.js";
 
 /** Limit flags: flag name → ServeLimits key (defaults in serve/protocol.ts DEFAULT_LIMITS). */
 const LIMIT_FLAGS = {
@@ -40,6 +40,7 @@ export const serveCommand = defineCommand({
   meta: { name: "serve", description: "Serve the base model and its adapters with an OpenAI-compatible API" },
   args: {
     model: { type: "string", description: "base model folder", required: true },
+    dtype: DTYPE_FLAG,
     adapters: {
       type: "string",
       description: "adapter root: each subfolder with a PEFT adapter is a model id",
@@ -74,6 +75,7 @@ export const serveCommand = defineCommand({
       port: args.port === undefined ? 8000 : numArg("port", args.port, { int: true, min: 0, max: 65535 }),
       baseId: args["served-model-name"],
       limits,
+      dtype: dtypeArg(args.dtype),
       threads: args.threads === undefined ? null : numArg("threads", args.threads, { int: true, min: 1 }),
     });
     if (server.notice) log(server.notice);

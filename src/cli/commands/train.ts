@@ -34,7 +34,18 @@ export const trainCommand = defineCommand({
     "lora-dropout": s("dropout on the adapter input (default 0)"),
     "target-modules": s("q_proj,v_proj,... or all-linear (default q_proj,v_proj)"),
     "use-rslora": b("scale alpha/√r instead of alpha/r"),
-    quantize: s("none | nf4: QLoRA, the base's decoder linears in NF4 (default none)"),
+    quantize: s(
+      "none | nf4: QLoRA, the base's decoder linears in NF4, quantised while loading (default none)",
+    ),
+    dtype: s(
+      "auto | f32 | bf16: dtype the frozen weights live in (default auto: a bf16 checkpoint stays bf16)",
+    ),
+    "max-memory": s(
+      "memory budget, e.g. 4GiB (default: available memory less a margin); the plan is made to fit",
+    ),
+    "gradient-checkpointing": s(
+      "auto | on | off: recompute layer activations in backward (default auto: when the budget needs it)",
+    ),
     seed: s("seed for init, data order and dropout (default 0)"),
     threads: s("kernel threads (default: all cores)"),
     "eval-every": s("evaluate every N steps (default: before and after only)"),

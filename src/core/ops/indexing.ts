@@ -1,4 +1,5 @@
 // Indexing: gather (embedding lookup, scatter-add backward), where, maskedFill.
+import { f16ToF32 } from "../dtype.js";
 import { backend } from "../engine.js";
 import { DTypeError, fmtShape, IndexError, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
@@ -33,6 +34,7 @@ function checkIndices(op: string, idx: Tensor, limit: number): Int32Array {
  * const h = embedding(embedTokens, ids); // ids (B,T) → (B,T,C)
  */
 export function embedding(table: Tensor, idx: Tensor): T {
+  if (table.dtype === "bf16" || table.dtype === "f16") return halfEmbedding(table, idx);
   const t = asFloat(table, "embedding");
   if (t.rank !== 2)
     throw new ShapeError(`embedding: table must be 2-D (rows, channels), got ${fmtShape(t.shape)}`);
@@ -45,6 +47,38 @@ export function embedding(table: Tensor, idx: Tensor): T {
     backend().scatterAdd(floatData(dy), ids, C, floatData(dt));
     return [dt];
   });
+}
+
+/**
+ * A frozen 16-bit table (a bf16/f16 checkpoint kept in its own dtype): the picked rows are
+ * widened to f32; no gradient flows into the table.
+ */
+function halfEmbedding(table: Tensor, idx: Tensor): T {
+  if (table.rank !== 2)
+    throw new ShapeError(`embedding: table must be 2-D (rows, channels), got ${fmtShape(table.shape)}`);
+  if (table.requiresGrad)
+    throw new DTypeError(
+      `embedding: a ${table.dtype} table cannot be trained (16-bit storage is for frozen weights); load it as f32`,
+    );
+  const [V, C] = table.shape;
+  const ids = checkIndices("embedding", idx, V);
+  const src = table.data as Uint16Array;
+  const out = empty([...idx.shape, C], "f32");
+  const dst = out.data;
+  if (table.dtype === "bf16") {
+    // bf16 is the top half of an f32: widening is a 16-bit shift.
+    const bits = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+    for (let i = 0; i < ids.length; i++) {
+      const row = ids[i] * C;
+      const o = i * C;
+      for (let c = 0; c < C; c++) bits[o + c] = src[row + c] << 16;
+    }
+  } else
+    for (let i = 0; i < ids.length; i++) {
+      const row = ids[i] * C;
+      for (let c = 0; c < C; c++) dst[i * C + c] = f16ToF32(src[row + c]);
+    }
+  return out;
 }
 
 /** Alias of `embedding`: rows of a 2-D table picked by i32 indices. */

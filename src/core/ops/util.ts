@@ -2,7 +2,7 @@
 import { record } from "../autograd.js";
 import type { FloatArray } from "../backend.js";
 import type { FloatDType } from "../dtype.js";
-import { backend, isGradEnabled } from "../engine.js";
+import { backend, isGradEnabled, noteUnrecorded } from "../engine.js";
 import { DTypeError, fmtShape, ShapeError } from "../errors.js";
 import type { GradNode, Shape } from "../tensor.js";
 import { asFloat, empty, full, numel, Tensor } from "../tensor.js";
@@ -39,7 +39,10 @@ export function maybeRecord(
   inputs: readonly Tensor[],
   backward: GradNode["backward"],
 ): T {
-  if (isGradEnabled() && inputs.some((x) => x.requiresGrad)) record(out, { op, inputs, backward });
+  if (inputs.some((x) => x.requiresGrad)) {
+    if (isGradEnabled()) record(out, { op, inputs, backward });
+    else noteUnrecorded(); // a checkpoint's no-grad forward asks whether it reached a trainable tensor
+  }
   return out;
 }
 

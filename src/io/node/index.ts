@@ -1,12 +1,10 @@
 // Node-only I/O: safetensors files and sharded checkpoints on disk.
-export type { CheckpointTensorInfo, ShardedSaveOptions, ShardedSaveResult } from "./checkpoint.js";
+export type { CheckpointTensorInfo } from "./checkpoint.js";
 export {
   INDEX_FILE_NAME,
   openCheckpoint,
-  pythonJsonDumps,
   SafetensorsCheckpoint,
   SINGLE_FILE_NAME,
-  saveShardedSafetensors,
 } from "./checkpoint.js";
 export {
   openSafetensors,
@@ -15,3 +13,10 @@ export {
   saveSafetensors,
   writeFileAtomic,
 } from "./safetensors-file.js";
+export type { ShardedSaveOptions, ShardedSaveResult, StreamedTensorInfo } from "./sharded-writer.js";
+export {
+  planShards,
+  pythonJsonDumps,
+  saveShardedSafetensors,
+  streamShardedSafetensors,
+} from "./sharded-writer.js";

@@ -154,8 +154,13 @@ export function writeFully(fd: number, src: Uint8Array): void {
   while (done < src.length) done += writeSync(fd, src, done, Math.min(READ_CHUNK, src.length - done));
 }
 
-/** Writes `path` atomically: a temporary file beside it, fsync, then rename over it. */
-export function writeFileAtomic(path: string, write: (fd: number) => void): void {
+/**
+ * The first half of an atomic write: writes a temporary file beside `path` (same folder, so
+ * the later rename stays on one file system), fsyncs and closes it, and returns its path.
+ * The caller renames it over `path` or removes it. On failure nothing is left behind;
+ * errors that are not SafetensorsError come back as "io" errors naming `path`.
+ */
+export function writeTempBeside(path: string, write: (fd: number) => void): string {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
   let fd: number | null = null;
   try {
@@ -164,13 +169,28 @@ export function writeFileAtomic(path: string, write: (fd: number) => void): void
     fsyncSync(fd);
     closeSync(fd);
     fd = null;
-    renameSync(tmp, path);
+    return tmp;
   } catch (e) {
     if (fd !== null) closeSync(fd);
     rmSync(tmp, { force: true });
     if (e instanceof SafetensorsError) throw e;
     throw ioError(path, "write failed", e);
   }
+}
+
+/** Renames a temporary file from `writeTempBeside` over `path` (removing it if that fails). */
+export function renameIntoPlace(tmp: string, path: string): void {
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw ioError(path, "write failed", e);
+  }
+}
+
+/** Writes `path` atomically: a temporary file beside it, fsync, then rename over it. */
+export function writeFileAtomic(path: string, write: (fd: number) => void): void {
+  renameIntoPlace(writeTempBeside(path, write), path);
 }
 
 /** Default `__metadata__` of the node writers: what transformers and PEFT write. */

@@ -2,12 +2,26 @@
 // transformers' LlamaForCausalLM, so checkpoint keys map by path:
 // model.embed_tokens, model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.
 // {gate,up,down}_proj, model.layers.N.{input,post_attention}_layernorm, model.norm, lm_head.
+import { checkpoint } from "../../core/checkpoint.js";
+import { isGradEnabled } from "../../core/engine.js";
 import { ShapeError } from "../../core/errors.js";
-import { add, attention, reshape, rope, ropeTables, siluMul, slice } from "../../core/ops/index.js";
+import type { LinearCrossEntropyOptions } from "../../core/ops/index.js";
+import {
+  add,
+  attention,
+  crossEntropy,
+  linearCrossEntropy,
+  reshape,
+  rope,
+  ropeTables,
+  siluMul,
+  slice,
+} from "../../core/ops/index.js";
 import type { T } from "../../core/ops/util.js";
 import type { Rng } from "../../core/rng.js";
 import { randNormal } from "../../core/rng.js";
 import type { Tensor } from "../../core/tensor.js";
+import { meta } from "../../core/tensor.js";
 import type { LinearLike } from "../../nn/layers.js";
 import { Embedding, Linear, RMSNorm } from "../../nn/layers.js";
 import { Module, ModuleList } from "../../nn/module.js";
@@ -20,14 +34,30 @@ import { cachedAttention } from "./kv-cache.js";
 const INIT_STD = 0.02;
 
 /**
- * A linear layer initialised as transformers' LlamaPreTrainedModel._init_weights does:
- * W ~ N(0, initializer_range²), bias 0 (all zeros when no rng: weights come from a checkpoint).
+ * How a fresh model's weights are made: random as transformers' LlamaPreTrainedModel.
+ * _init_weights (linear and embedding W ~ N(0, initializer_range²), biases 0, norms 1), zeros
+ * (no rng), or shape-only placeholders (`meta`) that a loader replaces tensor by tensor.
  */
-function hfLinear(inF: number, outF: number, bias: boolean, rng?: Rng): Linear {
+interface WeightInit {
+  rng?: Rng;
+  meta?: boolean;
+}
+
+function initMatrix(init: WeightInit, rows: number, cols: number): Tensor | undefined {
+  if (init.meta) return meta([rows, cols], "f32");
+  return init.rng ? randNormal(init.rng, [rows, cols], 0, INIT_STD) : undefined;
+}
+
+function hfLinear(inF: number, outF: number, bias: boolean, init: WeightInit): Linear {
   return new Linear(inF, outF, {
-    weight: rng ? randNormal(rng, [outF, inF], 0, INIT_STD) : undefined,
+    weight: initMatrix(init, outF, inF),
     bias,
+    biasTensor: bias && init.meta ? meta([outF], "f32") : undefined,
   });
+}
+
+function hfNorm(dim: number, eps: number, init: WeightInit): RMSNorm {
+  return new RMSNorm(dim, eps, { weight: init.meta ? meta([dim], "f32") : undefined });
 }
 
 /** Per-forward context shared by the layers: rotary tables and the optional KV cache. */
@@ -51,7 +81,7 @@ export class LlamaAttention extends Module {
   constructor(
     cfg: LlamaConfig,
     readonly layerIdx: number,
-    rng?: Rng,
+    init: WeightInit = {},
   ) {
     super();
     this.H = cfg.numAttentionHeads;
@@ -60,10 +90,10 @@ export class LlamaAttention extends Module {
     const C = cfg.hiddenSize;
     const qkvBias = cfg.qkvBias;
     const oBias = cfg.oProjBias;
-    this.q_proj = this.addModule("q_proj", hfLinear(C, this.H * this.D, qkvBias, rng));
-    this.k_proj = this.addModule("k_proj", hfLinear(C, this.Hkv * this.D, qkvBias, rng));
-    this.v_proj = this.addModule("v_proj", hfLinear(C, this.Hkv * this.D, qkvBias, rng));
-    this.o_proj = this.addModule("o_proj", hfLinear(this.H * this.D, C, oBias, rng));
+    this.q_proj = this.addModule("q_proj", hfLinear(C, this.H * this.D, qkvBias, init));
+    this.k_proj = this.addModule("k_proj", hfLinear(C, this.Hkv * this.D, qkvBias, init));
+    this.v_proj = this.addModule("v_proj", hfLinear(C, this.Hkv * this.D, qkvBias, init));
+    this.o_proj = this.addModule("o_proj", hfLinear(this.H * this.D, C, oBias, init));
   }
 
   protected override onChildSet(name: string, m: Module): void {
@@ -85,12 +115,12 @@ export class LlamaMLP extends Module {
   gate_proj: LinearLike;
   up_proj: LinearLike;
   down_proj: LinearLike;
-  constructor(cfg: LlamaConfig, rng?: Rng) {
+  constructor(cfg: LlamaConfig, init: WeightInit = {}) {
     super();
     const bias = cfg.mlpBias;
-    this.gate_proj = this.addModule("gate_proj", hfLinear(cfg.hiddenSize, cfg.intermediateSize, bias, rng));
-    this.up_proj = this.addModule("up_proj", hfLinear(cfg.hiddenSize, cfg.intermediateSize, bias, rng));
-    this.down_proj = this.addModule("down_proj", hfLinear(cfg.intermediateSize, cfg.hiddenSize, bias, rng));
+    this.gate_proj = this.addModule("gate_proj", hfLinear(cfg.hiddenSize, cfg.intermediateSize, bias, init));
+    this.up_proj = this.addModule("up_proj", hfLinear(cfg.hiddenSize, cfg.intermediateSize, bias, init));
+    this.down_proj = this.addModule("down_proj", hfLinear(cfg.intermediateSize, cfg.hiddenSize, bias, init));
   }
   protected override onChildSet(name: string, m: Module): void {
     (this as unknown as Record<string, Module>)[name] = m;
@@ -106,14 +136,14 @@ export class LlamaDecoderLayer extends Module {
   mlp: LlamaMLP;
   input_layernorm: RMSNorm;
   post_attention_layernorm: RMSNorm;
-  constructor(cfg: LlamaConfig, layerIdx: number, rng?: Rng) {
+  constructor(cfg: LlamaConfig, layerIdx: number, init: WeightInit = {}) {
     super();
-    this.self_attn = this.addModule("self_attn", new LlamaAttention(cfg, layerIdx, rng));
-    this.mlp = this.addModule("mlp", new LlamaMLP(cfg, rng));
-    this.input_layernorm = this.addModule("input_layernorm", new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps));
+    this.self_attn = this.addModule("self_attn", new LlamaAttention(cfg, layerIdx, init));
+    this.mlp = this.addModule("mlp", new LlamaMLP(cfg, init));
+    this.input_layernorm = this.addModule("input_layernorm", hfNorm(cfg.hiddenSize, cfg.rmsNormEps, init));
     this.post_attention_layernorm = this.addModule(
       "post_attention_layernorm",
-      new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps),
+      hfNorm(cfg.hiddenSize, cfg.rmsNormEps, init),
     );
   }
   protected override onChildSet(name: string, m: Module): void {
@@ -130,18 +160,18 @@ export class LlamaModel extends Module {
   embed_tokens: Embedding;
   layers: ModuleList<LlamaDecoderLayer>;
   norm: RMSNorm;
-  constructor(cfg: LlamaConfig, rng?: Rng) {
+  constructor(cfg: LlamaConfig, init: WeightInit = {}) {
     super();
     this.embed_tokens = this.addModule(
       "embed_tokens",
       new Embedding(cfg.vocabSize, cfg.hiddenSize, {
-        weight: rng ? randNormal(rng, [cfg.vocabSize, cfg.hiddenSize], 0, INIT_STD) : undefined,
+        weight: initMatrix(init, cfg.vocabSize, cfg.hiddenSize),
       }),
     );
     const layers: LlamaDecoderLayer[] = [];
-    for (let i = 0; i < cfg.numHiddenLayers; i++) layers.push(new LlamaDecoderLayer(cfg, i, rng));
+    for (let i = 0; i < cfg.numHiddenLayers; i++) layers.push(new LlamaDecoderLayer(cfg, i, init));
     this.layers = this.addModule("layers", new ModuleList(layers));
-    this.norm = this.addModule("norm", new RMSNorm(cfg.hiddenSize, cfg.rmsNormEps));
+    this.norm = this.addModule("norm", hfNorm(cfg.hiddenSize, cfg.rmsNormEps, init));
   }
   protected override onChildSet(name: string, m: Module): void {
     (this as unknown as Record<string, Module>)[name] = m;
@@ -159,19 +189,26 @@ export interface CausalLMForwardOptions {
 export class LlamaForCausalLM extends Module {
   model: LlamaModel;
   lm_head: Linear;
+  /**
+   * Tokens per chunk of the fused output layer + loss in `loss()` (null: the default,
+   * `defaultLossChunkTokens(vocab)`); a memory planner may set it.
+   */
+  lossChunkTokens: number | null = null;
   private readonly invFreq: Float64Array;
 
   constructor(
     readonly config: LlamaConfig,
-    opts: { rng?: Rng } = {},
+    /**
+     * `rng`: random weights as transformers initialises them; `meta`: shape-only placeholders
+     * (no memory) for a loader to replace; neither: zeros.
+     */
+    opts: { rng?: Rng; meta?: boolean } = {},
   ) {
     super();
-    this.model = this.addModule("model", new LlamaModel(config, opts.rng));
+    this.model = this.addModule("model", new LlamaModel(config, opts));
     const headWeight = config.tieWordEmbeddings
       ? this.model.embed_tokens.weight
-      : opts.rng
-        ? randNormal(opts.rng, [config.vocabSize, config.hiddenSize], 0, INIT_STD)
-        : undefined;
+      : initMatrix(opts, config.vocabSize, config.hiddenSize);
     this.lm_head = this.addModule(
       "lm_head",
       new Linear(config.hiddenSize, config.vocabSize, { weight: headWeight }),
@@ -186,6 +223,28 @@ export class LlamaForCausalLM extends Module {
   /** Re-ties lm_head to embed_tokens after the embedding was replaced (loading). */
   tieWeights(): void {
     if (this.config.tieWordEmbeddings) this.lm_head.setParam("weight", this.model.embed_tokens.weight);
+  }
+
+  /**
+   * Activation checkpointing per decoder layer (transformers' gradient_checkpointing): while
+   * training with grad recording on, each layer keeps only its input and recomputes its
+   * activations in backward. Same losses and gradients, about a third more compute.
+   */
+  gradientCheckpointing = false;
+  /**
+   * How many decoder layers checkpointing applies to (the first ones; null: all). A memory
+   * planner checkpoints only as many layers as the budget needs, since each one costs a
+   * recomputed forward.
+   */
+  checkpointedLayers: number | null = null;
+
+  gradientCheckpointingEnable(layers: number | null = null): void {
+    this.gradientCheckpointing = true;
+    this.checkpointedLayers = layers;
+  }
+
+  gradientCheckpointingDisable(): void {
+    this.gradientCheckpointing = false;
   }
 
   /** The hidden states after the final norm: ids (B, T) i32 → (B, T, C). */
@@ -204,7 +263,12 @@ export class LlamaForCausalLM extends Module {
     const { cos, sin } = ropeTables(this.invFreq, Tn, offset, dtype);
     const ctx: ForwardContext = { cos, sin, offset, cache };
     let h = this.model.embed_tokens.forward(ids);
-    for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
+    // Dropout randomness inside a layer is replayed by checkpoint() itself (it notes the Rngs drawn).
+    const ckpt = this.gradientCheckpointing && this.training && cache === null && isGradEnabled();
+    const nCkpt = ckpt ? (this.checkpointedLayers ?? this.config.numHiddenLayers) : 0;
+    this.model.layers.items.forEach((layer, i) => {
+      h = i < nCkpt ? checkpoint((x) => layer.forward(x, ctx), [h]) : layer.forward(h, ctx);
+    });
     if (cache) cache.advance(Tn);
     return this.model.norm.forward(h);
   }
@@ -214,5 +278,31 @@ export class LlamaForCausalLM extends Module {
     let h = this.hidden(ids, opts);
     if (opts.lastOnly && h.shape[1] > 1) h = slice(h, 1, h.shape[1] - 1);
     return this.lm_head.forward(h) as T;
+  }
+
+  /**
+   * Cross-entropy of the next-token logits against `targets` (i32, B·T or (B, T); −100
+   * ignored unless `ignoreIndex` says otherwise), mean by default: equal to
+   * `crossEntropy(reshape(forward(ids), [-1, V]), targets)` but, while lm_head is a plain
+   * Linear, fused with it (`linearCrossEntropy`) so the (B·T, V) logits never exist. A
+   * wrapped head (LoRA, modules_to_save) takes the unfused path.
+   *
+   * @example
+   * const loss = model.loss(ids, labels); // ids (B, T), labels (B·T) shifted by one
+   * backward(loss);
+   */
+  loss(ids: Tensor, targets: Tensor, opts: LinearCrossEntropyOptions = {}): T {
+    const h = this.hidden(ids);
+    const C = h.shape[h.rank - 1];
+    const flat = targets.rank === 1 ? targets : targets.view([targets.size]);
+    const head = this.lm_head as unknown;
+    if (head instanceof Linear)
+      return linearCrossEntropy(reshape(h, [-1, C]), head.weight, head.bias, flat, {
+        ...opts,
+        chunkTokens: opts.chunkTokens ?? this.lossChunkTokens ?? undefined,
+      });
+    const logits = this.lm_head.forward(h);
+    const { chunkTokens: _, ...ce } = opts;
+    return crossEntropy(reshape(logits, [-1, logits.shape[logits.rank - 1]]), flat, ce);
   }
 }

@@ -4,6 +4,7 @@
 // and the conversion to a plain LoRA adapter of the final ranks.
 import { noGrad } from "../../core/engine.js";
 import { fmtShape } from "../../core/errors.js";
+import type { LinearCrossEntropyOptions } from "../../core/ops/index.js";
 import { add, matmul, scale, sqrt, square, sub, sum } from "../../core/ops/index.js";
 import { Rng } from "../../core/rng.js";
 import type { Tensor } from "../../core/tensor.js";
@@ -16,6 +17,7 @@ import { loraConfig } from "../config.js";
 import { PeftError } from "../errors.js";
 import { KEY_PREFIX } from "../format.js";
 import type { AdapterInit, BaseModel } from "../model.js";
+import { modelLoss } from "../model.js";
 import { findTargets } from "../targets.js";
 import type { Allocation } from "./allocator.js";
 import { RankAllocator } from "./allocator.js";
@@ -102,6 +104,18 @@ export class AdaLoraModel<M extends BaseModel = BaseModel> extends Module {
 
   forward(input: Tensor, opts?: unknown): Tensor {
     return this.baseModel.forward(input, opts);
+  }
+
+  /**
+   * The next-token loss through the base model's fused `loss` when it has one (no full
+   * logits), else cross-entropy of its logits. The orthogonal regulariser is not included
+   * (the Trainer adds it through `extraLoss`).
+   *
+   * @example
+   * const loss = add(m.loss(ids, labels), m.orthRegularization());
+   */
+  loss(ids: Tensor, targets: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
+    return modelLoss(this.baseModel, ids, targets, opts);
   }
 
   /**

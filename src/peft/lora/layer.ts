@@ -2,6 +2,10 @@
 // Children are named as PEFT's LoraLayer (base_layer, lora_A.<adapter>, lora_B.<adapter>),
 // so parameter paths equal PEFT's state-dict keys with the adapter name inside.
 // Variants (DoRA) plug in per adapter through the LoraVariant interface (variant.ts).
+// A plain adapter runs as one fused op (core/ops/lora-linear.ts): loraLinear with the base
+// GEMM when the base is a plain Linear, else loraDelta on the base layer's output. Either
+// keeps y and the N×r product only, where linear/scale/linear/add kept 3·out + 2·r floats
+// per token; values equal the composed ops to float rounding, dropout draws are unchanged.
 import { backend, noGrad } from "../../core/engine.js";
 import { fmtShape, ShapeError } from "../../core/errors.js";
 import {
@@ -10,6 +14,8 @@ import {
   embedding,
   gemmInto,
   linear,
+  loraDelta,
+  loraLinear,
   reshape,
   scale as scaleOp,
 } from "../../core/ops/index.js";
@@ -40,6 +46,23 @@ export interface LoraAdapterSpec {
 /** The scale s in y = W·x + s·B·A·x: α/r, or α/√r with rsLoRA. */
 export function loraScale(alpha: number, r: number, useRslora: boolean): number {
   return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
+let fusedLora = true;
+
+/**
+ * Turns the fused LoRA ops of plain adapters on (the default) or off (the composed
+ * linear/scale/linear/add path); returns the previous setting. For benchmarks and tests that
+ * compare the two paths in one process.
+ *
+ * @example
+ * const prev = setLoraFusion(false);
+ * try { composedLoss = lossOf(model); } finally { setLoraFusion(prev); }
+ */
+export function setLoraFusion(on: boolean): boolean {
+  const prev = fusedLora;
+  fusedLora = on;
+  return prev;
 }
 
 /** Row owner of a mixed batch that uses no adapter. */
@@ -183,13 +206,39 @@ export class LoraLinear extends Module implements LinearLike {
       if (this.merged.length) this.unmerge();
       return this.base_layer.forward(x);
     }
-    let y = this.base_layer.forward(x);
-    if (this.rowAdapters) return this.mixedForward(x, y, this.rowAdapters);
+    if (this.rowAdapters) return this.mixedForward(x, this.base_layer.forward(x), this.rowAdapters);
+    let y: Tensor | null = null;
+    // True while y is the fresh output of an op whose backward does not read it (linear,
+    // Linear4bit, the fused ops, add) and no other op has been given it: loraDelta may then
+    // add into it in place. A variant (DoRA) keeps the y it is given, but only that one: the
+    // add after it makes a new, unshared y.
+    let own = false;
     for (const name of this.activeAdapters) {
       if (this.merged.includes(name) || !this.lora_A.has(name)) continue;
-      y = add(y, this.contribution(name, x, y));
+      const A = this.lora_A.get(name)!;
+      const B = this.lora_B.get(name)!;
+      if (!fusedLora || this.variants.has(name) || B.bias) {
+        y ??= this.base_layer.forward(x);
+        y = add(y, this.contribution(name, x, y));
+        own = true;
+        continue;
+      }
+      const s = this.scaling.get(name)!;
+      // The base layer draws nothing, so drawing the mask first keeps the random stream.
+      const xin = this.dropoutInput(name, x) ?? x;
+      const base = this.base_layer;
+      if (!y && isPlain(base, Linear)) {
+        y = loraLinear(x, base.weight, base.bias, xin, A.weight, B.weight, s);
+      } else {
+        if (!y) {
+          y = base.forward(x);
+          own = isPlain(base, Linear4bit);
+        }
+        y = loraDelta(y, xin, A.weight, B.weight, s, { inPlace: own });
+      }
+      own = true;
     }
-    return y;
+    return y ?? this.base_layer.forward(x);
   }
 
   /**
@@ -318,4 +367,9 @@ export class LoraLinear extends Module implements LinearLike {
     }
     backend().axpy(s, b, bias.data as Float32Array);
   }
+}
+
+/** m is an instance of cls itself, not of a subclass (whose forward may differ). */
+function isPlain<C extends object>(m: object, cls: abstract new (...args: never[]) => C): m is C {
+  return Object.getPrototypeOf(m) === cls.prototype;
 }
