@@ -86,7 +86,7 @@ export async function runTraining(
     dtype: residentDTypeFor(o),
     quantize: o.quantize === "nf4" ? "nf4" : null,
   });
-  model.lossChunkTokens = plan.lossChunkTokens;
+  model.lossChunkTokens = plan.result.lossChunkTokens;
   if (ck > 0) model.gradientCheckpointingEnable(ck);
   if (o.quantize === "nf4")
     say(

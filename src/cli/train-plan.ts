@@ -6,7 +6,6 @@
 import { readFileSync } from "node:fs";
 import { freemem } from "node:os";
 import { join } from "node:path";
-import { defaultLossChunkTokens } from "../core/ops/index.js";
 import type { LoadModelOptions, WeightDType } from "../models/node/load.js";
 import { describeCheckpoint, residentWeightBytes } from "../models/node/load.js";
 import { countBaseParams, countLoraParams } from "../peft/params.js";
@@ -47,8 +46,7 @@ export interface TrainPlan {
   budget: number;
   budgetSource: "--max-memory" | "available memory";
   result: PlanResult & { fits: true };
-  lossChunkTokens: number;
-  shape: Omit<TrainingShape, "checkpointLayers">;
+  shape: Omit<TrainingShape, "checkpointLayers" | "lossChunkTokens">;
 }
 
 /** The plan for `o`, or a CliError that says what would fit. Reads headers only. */
@@ -73,8 +71,7 @@ export function planTrainRun(o: TrainOptions): TrainPlan {
     const adapted = new Set(count.perModule.map((m) => m.name.split(".").pop()));
     targets = LINEAR_NAMES.filter((n) => adapted.has(n));
   }
-  const lossChunkTokens = defaultLossChunkTokens(c.vocabSize);
-  const shape: Omit<TrainingShape, "checkpointLayers"> = {
+  const shape: Omit<TrainingShape, "checkpointLayers" | "lossChunkTokens"> = {
     config: c,
     method: o.full ? "full" : o.quantize === "nf4" || summary.quantized ? "qlora" : "lora",
     weightBytes,
@@ -84,7 +81,6 @@ export function planTrainRun(o: TrainOptions): TrainPlan {
     dropout: o.loraDropout > 0,
     batchSize: o.batchSize,
     seqLen: o.seqLen,
-    lossChunkTokens,
   };
   let budget: number;
   let budgetSource: TrainPlan["budgetSource"];
@@ -116,5 +112,5 @@ export function planTrainRun(o: TrainOptions): TrainPlan {
       }`,
     );
   }
-  return { budget, budgetSource, result, lossChunkTokens, shape };
+  return { budget, budgetSource, result, shape };
 }

@@ -14,6 +14,15 @@ export interface LinearLike extends Module {
   forward(x: Tensor): Tensor;
 }
 
+/** A layer that can skip computing an output nobody reads (see Linear.forwardGradOnly). */
+export interface GradOnlyForward {
+  forwardGradOnly(x: Tensor): Tensor;
+}
+
+export function hasGradOnlyForward(m: Module): m is Module & GradOnlyForward {
+  return typeof (m as Partial<GradOnlyForward>).forwardGradOnly === "function";
+}
+
 export function isLinearLike(m: Module): m is LinearLike {
   return "inFeatures" in m && "outFeatures" in m && typeof (m as LinearLike).forward === "function";
 }
@@ -57,6 +66,14 @@ export class Linear extends Module implements LinearLike {
   /** x: (..., in) → (..., out). */
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
+  }
+
+  /**
+   * forward() for a caller that only backpropagates through the output and never reads it
+   * (an activation-checkpointing recompute): the product is skipped while grad is recorded.
+   */
+  forwardGradOnly(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias, { valueUnread: true });
   }
 }
 

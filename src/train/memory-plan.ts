@@ -12,10 +12,14 @@
 //                and the largest set of gradients alive at once in backward
 // The per-token counts below follow the ops of LlamaDecoderLayer and LoraLinear one by one;
 // test/train/memory-plan.test.ts holds them against the tensor bytes a real step allocates.
+import { defaultLossChunkTokens, LOSS_CHUNK_BYTES_TIGHT } from "../core/ops/index.js";
 import type { LlamaConfig } from "../models/llama/config.js";
 
 /** A Node process with lorakit, its dependencies and the native addon loaded (RSS, measured). */
 export const RUNTIME_BYTES = 110 * 2 ** 20;
+
+/** The share of a budget a plan may fill. */
+export const PLAN_HEADROOM = 0.95;
 
 /** Bytes of NF4 storage per weight: 4-bit codes + u8 absmax per 64 + f32 nested absmax per 64·256. */
 export const NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256);
@@ -182,6 +186,8 @@ export function weightCounts(c: TrainingShape["config"] & { qkvBias?: boolean })
 export interface PlanChoice {
   /** Decoder layers to checkpoint (0: none). */
   checkpointLayers: number;
+  /** Tokens per chunk of the fused output layer + loss. */
+  lossChunkTokens: number;
   memory: TrainingMemory;
 }
 
@@ -200,38 +206,68 @@ export type PlanResult =
  * if (!plan.fits) throw new Error(plan.suggestions.join("; "));
  */
 export function planTraining(
-  s: Omit<TrainingShape, "checkpointLayers">,
+  s: Omit<TrainingShape, "checkpointLayers" | "lossChunkTokens">,
   budget: number,
-  opts: { checkpointing?: "auto" | "on" | "off"; qloraWeightBytes?: number; gradAccum?: number } = {},
+  opts: {
+    checkpointing?: "auto" | "on" | "off";
+    qloraWeightBytes?: number;
+    gradAccum?: number;
+    /** Loss chunk sizes to choose from, fastest first (default: the large and the tight budget). */
+    lossChunks?: readonly number[];
+  } = {},
 ): PlanResult {
   const mode = opts.checkpointing ?? "auto";
   const L = s.config.numHiddenLayers;
-  const at = (checkpointLayers: number, patch: Partial<TrainingShape> = {}): PlanChoice => ({
+  const V = s.config.vocabSize;
+  const chunks = opts.lossChunks ?? [
+    defaultLossChunkTokens(V),
+    defaultLossChunkTokens(V, 4, LOSS_CHUNK_BYTES_TIGHT),
+  ];
+  const at = (
+    checkpointLayers: number,
+    lossChunkTokens = chunks[0],
+    patch: Partial<TrainingShape> = {},
+  ): PlanChoice => ({
     checkpointLayers,
-    memory: estimateTrainingMemory({ ...s, checkpointLayers, ...patch }),
+    lossChunkTokens,
+    memory: estimateTrainingMemory({ ...s, checkpointLayers, lossChunkTokens, ...patch }),
   });
-  const fits = (c: PlanChoice) => c.memory.total <= budget;
-  if (mode !== "auto") {
-    const c = at(mode === "on" ? L : 0);
-    if (fits(c)) return { fits: true, ...c };
-  } else {
-    // Memory falls as layers are checkpointed: the fewest that fit, by bisection.
-    if (fits(at(0))) return { fits: true, ...at(0) };
-    if (fits(at(L))) {
+  // 5 % headroom: garbage the collector has not yet returned and allocator slack move the
+  // measured peak a few percent either way of the estimate.
+  const fits = (c: PlanChoice) => c.memory.total <= budget * PLAN_HEADROOM;
+  // The cheapest first: fewer checkpointed layers (each costs a recomputed forward), then the
+  // larger loss chunk (fewer repacks of the output layer).
+  const candidates = mode === "on" ? [L] : mode === "off" ? [0] : null;
+  for (const chunk of chunks) {
+    if (candidates) {
+      const c = at(candidates[0], chunk);
+      if (fits(c)) return { fits: true, ...c };
+      continue;
+    }
+    if (fits(at(0, chunk))) return { fits: true, ...at(0, chunk) };
+  }
+  if (!candidates) {
+    // Memory falls as layers are checkpointed: the fewest that fit, by bisection, for each
+    // chunk size; the fewer layers win.
+    let best: PlanChoice | null = null;
+    for (const chunk of chunks) {
+      if (!fits(at(L, chunk))) continue;
       let lo = 0;
       let hi = L;
       while (hi - lo > 1) {
         const mid = (lo + hi) >> 1;
-        if (fits(at(mid))) hi = mid;
+        if (fits(at(mid, chunk))) hi = mid;
         else lo = mid;
       }
-      return { fits: true, ...at(hi) };
+      if (!best || hi < best.checkpointLayers) best = at(hi, chunk);
     }
+    if (best) return { fits: true, ...best };
   }
   const ckLayers = mode === "off" ? 0 : L;
-  const best = at(ckLayers);
+  const tight = chunks[chunks.length - 1];
+  const best = at(ckLayers, tight);
   const suggestions: string[] = [];
-  const fitsWith = (patch: Partial<TrainingShape>) => fits(at(ckLayers, patch));
+  const fitsWith = (patch: Partial<TrainingShape>) => fits(at(ckLayers, tight, patch));
   const accum = opts.gradAccum ?? 1;
   for (let b = s.batchSize - 1; b >= 1; b--)
     if (fitsWith({ batchSize: b })) {
@@ -246,7 +282,7 @@ export function planTraining(
       suggestions.push(`--seq-len ${t}${s.batchSize > 1 ? " --batch-size 1" : ""}`);
       break;
     }
-  if (mode === "off" && fits(at(L))) suggestions.unshift("--gradient-checkpointing auto");
+  if (mode === "off" && fits(at(L, tight))) suggestions.unshift("--gradient-checkpointing auto");
   return { fits: false, best, suggestions };
 }
 

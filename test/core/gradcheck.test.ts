@@ -89,7 +89,8 @@ describe("gradcheck: matmul and linear", () => {
         gradcheck("matmul", (x, y) => L.matmul(x, y, { transA, transB }), [a, b]);
       });
     }
-  test("linear with bias", () => gradcheck("linear", L.linear, [r(2, 3, 5), r(4, 5), r(4)]));
+  test("linear with bias", () =>
+    gradcheck("linear", (x, w, b) => L.linear(x, w, b), [r(2, 3, 5), r(4, 5), r(4)]));
   test("linear without bias, frozen weight", () =>
     gradcheck("linear", (x, w) => L.linear(x, w), [r(3, 5), constant(4, 5)]));
 });

@@ -290,7 +290,8 @@ describe("linearCrossEntropy: work and memory", () => {
   });
 
   test("the default chunk keeps one chunk's f32 logits within LOSS_CHUNK_BYTES", () => {
-    assert.equal(defaultLossChunkTokens(151936), 55);
+    assert.equal(defaultLossChunkTokens(151936), 441);
+    assert.equal(defaultLossChunkTokens(151936, 4, 32 * 2 ** 20), 55);
     for (const V of [1, 48, 32000, 151936, 262144, 1e7]) {
       const n = defaultLossChunkTokens(V);
       assert.ok(n >= 1 && Number.isInteger(n));

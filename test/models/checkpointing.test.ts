@@ -5,11 +5,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Tensor } from "../../src/core/index.js";
 import {
+  backend,
   backward,
   fromArray,
   noGrad,
   Rng,
   resetPeakTensorBytes,
+  setBackend,
   tensorBytes,
   tidy,
 } from "../../src/core/index.js";
@@ -236,4 +238,36 @@ test("gradient checkpointing holds less between forward and backward", () => {
   // each layer's input; backward adds back one layer's activations at a time.
   assert.ok(ck.held < plain.held / 3, `held after forward: ${ck.held} vs ${plain.held} bytes`);
   assert.ok(ck.peak < plain.peak, `peak: ${ck.peak} vs ${plain.peak} bytes`);
+});
+
+test("the recompute skips the product whose value nobody reads (down_proj), with equal gradients", () => {
+  const run = (ck: boolean) => {
+    const model = tinyModel(21, { num_hidden_layers: 3 });
+    const pm = getPeftModel(model, { r: 4, loraAlpha: 8, targetModules: "all-linear" }, "default", {
+      seed: 3,
+    });
+    for (const [n, p] of pm.namedParameters()) if (n.includes("lora_B")) p.data.fill(0.01);
+    if (ck) model.gradientCheckpointingEnable();
+    pm.train(true);
+    const be = backend();
+    let gemms = 0;
+    setBackend({ ...be, gemm: (p) => (gemms++, be.gemm(p)) });
+    try {
+      const b = makeBatch(5);
+      tidy(() => backward(batchLoss(pm, b)));
+    } finally {
+      setBackend(be);
+    }
+    const grads = [...pm.namedParameters()]
+      .filter(([, p]) => p.requiresGrad)
+      .map(([n, p]) => [n, p.grad!.toArray()] as const);
+    return { gemms, grads };
+  };
+  const plain = run(false);
+  const ck = run(true);
+  assert.deepEqual(ck.grads, plain.grads);
+  // Per layer, a full recompute would add every forward GEMM again (7 base + 14 LoRA); the
+  // down_proj's base product and its B product are skipped: 2 fewer per layer.
+  const forwardPerLayer = 7 + 14;
+  assert.equal(ck.gemms, plain.gemms + 3 * (forwardPerLayer - 2));
 });

@@ -112,7 +112,7 @@ export const memoryCommand = defineCommand({
       const adapted = new Set(count.perModule.map((m) => m.name.split(".").pop()));
       targets = LINEAR_NAMES.filter((n) => adapted.has(n));
     }
-    const shape: Omit<TrainingShape, "checkpointLayers"> = {
+    const shape: Omit<TrainingShape, "checkpointLayers" | "lossChunkTokens"> = {
       config: c,
       method,
       weightBytes,
@@ -123,9 +123,9 @@ export const memoryCommand = defineCommand({
         args["lora-dropout"] !== undefined && numArg("lora-dropout", args["lora-dropout"], { min: 0 }) > 0,
       batchSize,
       seqLen,
-      lossChunkTokens: defaultLossChunkTokens(c.vocabSize),
     };
     let checkpointLayers = ckMode === "on" ? c.numHiddenLayers : 0;
+    let lossChunkTokens = defaultLossChunkTokens(c.vocabSize);
     let budget: number | null = null;
     let fits: boolean | null = null;
     let suggestions: string[] = [];
@@ -137,15 +137,18 @@ export const memoryCommand = defineCommand({
       }
       const plan = planTraining(shape, budget, { checkpointing: ckMode as "auto" | "on" | "off" });
       fits = plan.fits;
-      checkpointLayers = plan.fits ? plan.checkpointLayers : plan.best.checkpointLayers;
+      const choice = plan.fits ? plan : plan.best;
+      checkpointLayers = choice.checkpointLayers;
+      lossChunkTokens = choice.lossChunkTokens;
       if (!plan.fits) suggestions = plan.suggestions;
     }
-    const e = estimateTrainingMemory({ ...shape, checkpointLayers });
+    const e = estimateTrainingMemory({ ...shape, checkpointLayers, lossChunkTokens });
     const result = {
       method,
       params: countBaseParams(c),
       trainable_params: trainableParams,
       checkpointed_layers: checkpointLayers,
+      loss_chunk_tokens: lossChunkTokens,
       runtime: e.runtime,
       weights: e.weights,
       trainable: e.trainable,

@@ -23,21 +23,34 @@ export interface LinearCrossEntropyOptions {
   chunkTokens?: number;
 }
 
-/** The default scratch budget of one chunk's logits (Liger-Kernel's order of size). */
-export const LOSS_CHUNK_BYTES = 32 * 1024 * 1024;
+/**
+ * The default scratch budget of one chunk's logits. Each chunk's GEMMs pack the whole V × C
+ * weight again, so chunks of a few dozen rows spend as long packing as multiplying (measured:
+ * 55-row chunks of a 151,936 × 896 head made a LoRA step through the head 2.6× slower than
+ * unfused; 256-row chunks matched it). 256 MiB gives ≥ 441 rows up to a 151,936 vocabulary;
+ * memory planners pass a smaller budget when memory is tight.
+ */
+export const LOSS_CHUNK_BYTES = 256 * 1024 * 1024;
+
+/** The small budget a planner falls back to when memory is tight (slower: more packing). */
+export const LOSS_CHUNK_BYTES_TIGHT = 32 * 1024 * 1024;
 
 /**
  * Tokens per chunk so that one chunk's logits (chunk × vocab, f32 unless `bytesPerElement`
- * says otherwise) fit in `LOSS_CHUNK_BYTES` (at least 1). Memory planners size the loss
- * scratch with it: chunk × vocab × bytesPerElement.
+ * says otherwise) fit in `budgetBytes` (default LOSS_CHUNK_BYTES; at least 1 row). Memory
+ * planners size the loss scratch with it: chunk × vocab × bytesPerElement.
  *
  * @example
- * defaultLossChunkTokens(151936); // 55 rows: 55 × 151,936 × 4 B ≈ 31.9 MiB
+ * defaultLossChunkTokens(151936); // 441 rows: 441 × 151,936 × 4 B ≈ 255.6 MiB
  */
-export function defaultLossChunkTokens(vocab: number, bytesPerElement = 4): number {
+export function defaultLossChunkTokens(
+  vocab: number,
+  bytesPerElement = 4,
+  budgetBytes = LOSS_CHUNK_BYTES,
+): number {
   if (!Number.isInteger(vocab) || vocab < 1)
     throw new ShapeError(`defaultLossChunkTokens: vocab must be a positive integer, got ${vocab}`);
-  return Math.max(1, Math.floor(LOSS_CHUNK_BYTES / (vocab * bytesPerElement)));
+  return Math.max(1, Math.floor(budgetBytes / (vocab * bytesPerElement)));
 }
 
 /**

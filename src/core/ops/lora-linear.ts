@@ -25,7 +25,7 @@
 // OUTPUT_FREE_OPS: overwriting such an output changes nothing any rule reads, as long as y
 // was not also given to another op (which might have saved it: DoRA's mul does).
 import type { GemmParams } from "../backend.js";
-import { backend } from "../engine.js";
+import { backend, isGradEnabled } from "../engine.js";
 import { fmtShape, LorakitError, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
 import { empty } from "../tensor.js";
@@ -85,10 +85,12 @@ function adapterForward(
   C: number,
   O: number,
   r: number,
+  valueUnread = false,
 ): void {
   const H = floatData(h);
   scaledGemm({ transA: false, transB: true, m: N, n: r, k: C, a: Xin, b: weightData(A), c: H }, s);
-  gemm({ transA: false, transB: true, m: N, n: O, k: r, a: H, b: weightData(B), c: Y, beta: 1 });
+  if (!valueUnread)
+    gemm({ transA: false, transB: true, m: N, n: O, k: r, a: H, b: weightData(B), c: Y, beta: 1 });
 }
 
 /**
@@ -178,6 +180,7 @@ export function loraLinear(
   A: Tensor,
   B: Tensor,
   scale: number,
+  opts: LoraLinearOptions = {},
 ): T {
   const op = "loraLinear";
   const dtype = commonFloat(op, ...computeInputs(x, xin, w, A, B, bias));
@@ -201,15 +204,19 @@ export function loraLinear(
   const Y = floatData(out);
   const X = floatData(x as T);
   const W = weightData(w);
-  if (bias) {
-    // Seed every row with the bias, then accumulate the product on top (beta = 1).
-    const bd = floatData(bias as T);
-    for (let i = 0; i < N; i++) Y.set(bd, i * O);
+  const skip = opts.valueUnread === true && isGradEnabled();
+  if (skip) Y.fill(Number.NaN);
+  else {
+    if (bias) {
+      // Seed every row with the bias, then accumulate the product on top (beta = 1).
+      const bd = floatData(bias as T);
+      for (let i = 0; i < N; i++) Y.set(bd, i * O);
+    }
+    gemm({ transA: false, transB: true, m: N, n: O, k: C, a: X, b: W, c: Y, beta: bias ? 1 : 0 });
   }
-  gemm({ transA: false, transB: true, m: N, n: O, k: C, a: X, b: W, c: Y, beta: bias ? 1 : 0 });
   const h = empty([N, r], dtype);
   const shared = xin === x;
-  adapterForward(shared ? X : floatData(xin as T), A, B, scale, h, Y, N, C, O, r);
+  adapterForward(shared ? X : floatData(xin as T), A, B, scale, h, Y, N, C, O, r, skip);
   // Input slots: x, w, A, B, then bias and xin when present (xin is slot 0 when it is x).
   const inputs: Tensor[] = [x, w, A, B];
   const iBias = bias ? inputs.push(bias) - 1 : -1;
@@ -253,6 +260,16 @@ export function loraLinear(
     return grads;
   });
   return keepForBackward(result, h);
+}
+
+export interface LoraLinearOptions {
+  /**
+   * The caller will never read the output's values, only backpropagate through it (an
+   * activation-checkpointing recompute of a block's last product, whose value the first
+   * forward already gave): with grad recording on, the N×O products are skipped and the
+   * output holds NaN; only h, which backward needs, is computed. Ignored without recording.
+   */
+  valueUnread?: boolean;
 }
 
 /**

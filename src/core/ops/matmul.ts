@@ -1,6 +1,6 @@
 // Matrix products: matmul (2-D and batched, either operand transposed) and linear.
 import type { GemmParams } from "../backend.js";
-import { backend } from "../engine.js";
+import { backend, isGradEnabled } from "../engine.js";
 import { fmtShape, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
 import { empty, numel } from "../tensor.js";
@@ -293,7 +293,14 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): T {
  * A linear layer, y = x·wᵀ + bias, as PyTorch's F.linear. x: (..., C), w: (O, C), bias: (O).
  * When w is frozen its gradient GEMM is never run: backward costs one GEMM (dx) instead of two.
  */
-export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): T {
+export function linear(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: {
+    /** See LoraLinearOptions.valueUnread: skip the product, keep the gradient. */ valueUnread?: boolean;
+  } = {},
+): T {
   // A frozen weight may be stored in bf16 (half the memory); the GEMM converts it on the fly.
   const wBf16 = w.dtype === "bf16";
   const dtype = commonFloat("linear", x, ...(wBf16 ? [] : [w]), ...(bias ? [bias] : []));
@@ -312,26 +319,29 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor | null): T {
   const Y = floatData(out);
   const X = floatData(x as T);
   const W = wBf16 ? (w.data as Uint16Array) : floatData(w as T);
-  if (bias) {
-    // Seed every row with the bias, then accumulate the product on top (beta = 1).
-    const bd = floatData(bias as T);
-    for (let i = 0; i < N; i++) Y.set(bd, i * O);
+  if (opts.valueUnread && isGradEnabled()) Y.fill(Number.NaN);
+  else {
+    if (bias) {
+      // Seed every row with the bias, then accumulate the product on top (beta = 1).
+      const bd = floatData(bias as T);
+      for (let i = 0; i < N; i++) Y.set(bd, i * O);
+    }
+    gemm({
+      transA: false,
+      transB: true,
+      m: N,
+      n: O,
+      k: C,
+      batch: 1,
+      a: X,
+      strideA: 0,
+      b: W,
+      strideB: 0,
+      c: Y,
+      strideC: 0,
+      beta: bias ? 1 : 0,
+    });
   }
-  gemm({
-    transA: false,
-    transB: true,
-    m: N,
-    n: O,
-    k: C,
-    batch: 1,
-    a: X,
-    strideA: 0,
-    b: W,
-    strideB: 0,
-    c: Y,
-    strideC: 0,
-    beta: bias ? 1 : 0,
-  });
   const inputs = bias ? [x, w, bias] : [x, w];
   return maybeRecord(out, "linear", inputs, (dy, needs) => {
     const dY = floatData(dy);

@@ -242,6 +242,26 @@ export class LoraLinear extends Module implements LinearLike {
   }
 
   /**
+   * forward() for a caller that never reads the output, only backpropagates through it (an
+   * activation-checkpointing recompute): one plain adapter on a plain Linear skips the out-
+   * sized products; anything else runs forward() as usual.
+   */
+  forwardGradOnly(x: Tensor): Tensor {
+    const live = this.activeAdapters.filter((n) => !this.merged.includes(n) && this.lora_A.has(n));
+    const base = this.base_layer;
+    if (this.disabled || this.rowAdapters || !fusedLora || live.length !== 1 || !isPlain(base, Linear))
+      return this.forward(x);
+    const name = live[0];
+    const B = this.lora_B.get(name)!;
+    if (this.variants.has(name) || B.bias) return this.forward(x);
+    const xin = this.dropoutInput(name, x) ?? x;
+    const A = this.lora_A.get(name)!;
+    return loraLinear(x, base.weight, base.bias, xin, A.weight, B.weight, this.scaling.get(name)!, {
+      valueUnread: true,
+    });
+  }
+
+  /**
    * A batch whose rows use different adapters: the base output is computed once; each
    * adapter runs only on its own rows (gathered), and its result is scattered back.
    */
