@@ -6,6 +6,7 @@ import { fromPretrained } from "../peft/node/io.js";
 import { loadTokenizer } from "../tokenizer/node.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { log } from "./output.js";
+import { checkWeightsFit } from "./train-plan.js";
 
 export interface Loaded {
   model: LlamaForCausalLM;
@@ -18,6 +19,7 @@ export async function loadForInference(
   opts: { dtype?: WeightDType } = {},
 ): Promise<Loaded> {
   const t0 = performance.now();
+  checkWeightsFit(modelDir, { dtype: opts.dtype });
   const { model, report } = loadModel(modelDir, { dtype: opts.dtype });
   if (report.unexpected.length)
     log(

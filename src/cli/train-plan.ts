@@ -42,6 +42,19 @@ export function availableMemory(): number {
   return a > 0 ? a : freemem();
 }
 
+/**
+ * Refuses, before anything is read, to load a model whose weights alone would not fit in the
+ * memory available now (inference commands; `train` has its full plan).
+ */
+export function checkWeightsFit(dir: string, load: LoadModelOptions): void {
+  const bytes = residentWeightBytes(describeCheckpoint(dir), load);
+  const available = availableMemory();
+  if (bytes + 256 * 2 ** 20 > available)
+    throw new CliError(
+      `${dir}: its weights take ${fmtBytes(bytes)} in memory${load.dtype && load.dtype !== "auto" ? ` as ${load.dtype}` : ""} but only ${fmtBytes(available)} is available${load.dtype === "bf16" ? "" : "; --dtype bf16 halves f32 weights"}${load.quantize ? "" : "; lorakit quantize makes an NF4 copy (about 0.52 bytes per weight)"}`,
+    );
+}
+
 export interface TrainPlan {
   budget: number;
   budgetSource: "--max-memory" | "available memory";

@@ -126,6 +126,39 @@ describe("loading in bounded memory", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  test("eval refuses a model whose weights exceed the memory available, before reading any", () => {
+    // 44 B parameters of bf16 over a sparse file: 88 GB on paper, nothing on disk.
+    const dir = mkdtempSync(join(tmpdir(), "lorakit-huge-"));
+    const cfg = {
+      model_type: "llama",
+      hidden_size: 16384,
+      intermediate_size: 65536,
+      num_hidden_layers: 10,
+      num_attention_heads: 128,
+      num_key_value_heads: 128,
+      vocab_size: 32000,
+      max_position_embeddings: 4096,
+      torch_dtype: "bfloat16",
+    };
+    writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+    const m = new LlamaForCausalLM(tinyConfig(cfg), { meta: true });
+    const layout = planSafetensorsLayout(
+      [...m.namedParameters()].map(([name, p]) => ({ name, dtype: "BF16" as const, shape: p.shape })),
+      { format: "pt" },
+    );
+    const fd = openSync(join(dir, "model.safetensors"), "w");
+    writeSync(fd, layout.head);
+    closeSync(fd);
+    spawnSync("truncate", ["-s", String(layout.fileSize), join(dir, "model.safetensors")]);
+    writeFileSync(join(dir, "text.txt"), "some text to score");
+    const r = spawnSync(process.execPath, [main, "eval", "--model", dir, "--text", join(dir, "text.txt")], {
+      encoding: "utf8",
+    });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /its weights take \d+\.\d+ GiB in memory but only .* is available/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   test("a shard missing from the index fails before any weight is read, naming it", () => {
     const dir = mkdtempSync(join(tmpdir(), "lorakit-shards-"));
     saveModel(tinyModel(5), dir, { maxShardBytes: 4000 });

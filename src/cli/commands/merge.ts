@@ -5,6 +5,7 @@ import { loadModel, saveModel } from "../../models/node/load.js";
 import { fromPretrained } from "../../peft/node/io.js";
 import { CliError, dtypeArg, fmtInt, log, numArg, out, printJson, requireArg } from "../output.js";
 import { setupBackend } from "../setup.js";
+import { checkWeightsFit } from "../train-plan.js";
 
 /** Files of a model folder that travel unchanged with the merged weights. */
 const COPIED = [
@@ -57,6 +58,7 @@ export const mergeCommand = defineCommand({
     await setupBackend(threads);
 
     const t0 = performance.now();
+    checkWeightsFit(modelDir, { dtype: dtypeFlag });
     const { model } = loadModel(modelDir, { dtype: dtypeFlag });
     // auto: the merged model is written in the checkpoint's own dtype (bf16 stays bf16), as
     // PEFT's merge_and_unload keeps the base weight's dtype.
