@@ -11,20 +11,11 @@
 // Shards are split greedily in checkpoint order as transformers does (a new shard when the next
 // tensor would pass the limit), named once their count is known, and renamed into place at the
 // end: an interrupted run leaves no file under a real name.
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { LorakitError } from "../../core/errors.js";
-import { openCheckpoint, pythonJsonDumps } from "../../io/node/index.js";
+import { openCheckpoint, pythonJsonDumps, writeFileAtomic } from "../../io/node/index.js";
+import { renameIntoPlace, writeFully } from "../../io/node/safetensors-file.js";
 import type { SafetensorsTensorSpec } from "../../io/safetensors.js";
 import { planSafetensorsLayout } from "../../io/safetensors.js";
 import type { RawTensor } from "../../io/safetensors-dtype.js";
@@ -167,22 +158,35 @@ export function quantizeCheckpoint(
     quantizedParams: 0,
     quantizedBytes: 0,
   };
+  let pendingNames: string[] = []; // tensors of the shard being filled
   const closeShard = () => {
     if (!shard) return;
     const tmp = join(outDir, `.${tag}-${built.length}.safetensors.tmp`);
     shard.finish(tmp);
+    for (const n of pendingNames) weightMap.push([n, built.length]);
+    pendingNames = [];
     built.push(tmp);
     shard = null;
   };
-  // transformers' greedy split, on the sizes as produced.
+  // huggingface_hub's greedy split (planShards), on the sizes as produced: a tensor larger
+  // than the limit is a shard of its own at once; otherwise a new shard starts when the next
+  // tensor would pass the limit.
   const put = (name: string, raw: RawTensor) => {
     const size = raw.data.length;
     total += size;
-    if (shard && (size > max || shard.size + size > max)) closeShard();
+    if (size > max) {
+      const own = new ShardBuilder(outDir, `${tag}-big-${built.length}`);
+      own.add(name, raw);
+      const tmp = join(outDir, `.${tag}-${built.length}.safetensors.tmp`);
+      own.finish(tmp);
+      weightMap.push([name, built.length]);
+      built.push(tmp);
+      return;
+    }
+    if (shard && shard.size + size > max) closeShard();
     if (!shard) shard = new ShardBuilder(outDir, `${tag}-${built.length}`);
     shard.add(name, raw);
-    weightMap.push([name, built.length]);
-    if (size > max) closeShard();
+    pendingNames.push(name);
   };
   try {
     checkAgainstConfig(config, ckpt, srcDir);
@@ -220,7 +224,7 @@ export function quantizeCheckpoint(
         ? ["model.safetensors"]
         : built.map((_, k) => `model-${pad(k + 1)}-of-${pad(built.length)}.safetensors`);
     built.forEach((tmp, k) => {
-      renameSync(tmp, join(outDir, finalNames[k]));
+      renameIntoPlace(tmp, join(outDir, finalNames[k]));
     });
     result.files = finalNames.map((n) => join(outDir, n));
     // Shards of an earlier save into the same folder that are not part of this one.
@@ -234,12 +238,8 @@ export function quantizeCheckpoint(
         metadata: { total_size: total },
         weight_map: Object.fromEntries(weightMap.map(([n, k]) => [n, finalNames[k]])),
       };
-      const tmp = `${indexPath}.${tag}.tmp`;
-      const fd = openSync(tmp, "w");
-      writeSync(fd, `${pythonJsonDumps(index)}\n`);
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(tmp, indexPath);
+      const text = new TextEncoder().encode(`${pythonJsonDumps(index)}\n`);
+      writeFileAtomic(indexPath, (fd) => writeFully(fd, text));
     } else rmSync(indexPath, { force: true });
     return result;
   } catch (e) {
