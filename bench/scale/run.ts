@@ -93,9 +93,9 @@ const ROWS: Row[] = [
   {
     id: "qwen-1x4096",
     shape: "qwen2.5-0.5b",
-    label: "LoRA 1×4096, --max-memory 3GiB",
+    label: "LoRA 1×4096, --max-memory 3GiB (1 step)",
     flags: [...ALL_LINEAR, "--batch-size", "1", "--seq-len", "4096", "--max-memory", "3GiB"],
-    steps: 2,
+    steps: 1,
   },
   {
     id: "llama1b-lora",

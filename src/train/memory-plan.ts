@@ -74,7 +74,14 @@ export interface TrainingMemory {
   activations: number;
   total: number;
   /** How `activations` splits. */
-  detail: { layersKept: number; layerRecompute: number; loss: number; backward: number };
+  detail: {
+    layersKept: number;
+    layerRecompute: number;
+    loss: number;
+    backward: number;
+    /** The most tensor memory alive at once (`tensorBytes().peak` of a step, less parameters). */
+    tensorPeak: number;
+  };
 }
 
 /** f32 values one decoder layer keeps per token (all its forward intermediates). */
@@ -117,16 +124,19 @@ export function estimateTrainingMemory(s: TrainingShape): TrainingMemory {
   const k = Math.min(L, Math.max(0, s.checkpointLayers));
   const layersKept = k * C * N * 4 + (L - k) * perLayer;
   const layerRecompute = k > 0 ? perLayer : 0;
-  // Kept through the step: the embedding output and the final norm (output + 1/rms). The
-  // fused output layer + loss (forward) and the backward pass come one after the other, so the
-  // peak is the larger of the two: the loss holds its chunk of logits and the N × C gradient
-  // it forms; backward holds a recomputed layer (with checkpointing) and the gradients alive
-  // at its widest point — the residual's, a linear's input gradient, the MLP's two I-wide ones.
+  // Kept through the step: the embedding output and the final norm (output + 1/rms). Then
+  // two phases: the fused output layer + loss (its chunk of logits, the N × C gradient it
+  // forms) and backward (a recomputed layer with checkpointing; the gradients alive at the
+  // widest point: the residual's and the running sums of the layer inputs' (3·C), a linear's
+  // input gradient and its output gradient (2·C), the MLP's two I-wide ones). Tensor memory
+  // peaks at the larger phase; the resident set holds both, because the buffer pool keeps the
+  // loss phase's scratch for the next step while backward allocates its own sizes.
   const kept = (2 * C + 1) * N * 4;
   const chunk = Math.min(N, s.lossChunkTokens);
   const loss = (C * N + chunk * c.vocabSize) * 4;
-  const backward = (3 * C + 2 * c.intermediateSize) * N * 4;
-  const activations = layersKept + kept + Math.max(loss, layerRecompute + backward);
+  const backward = (6 * C + 2 * c.intermediateSize) * N * 4;
+  const tensorPeak = layersKept + kept + Math.max(loss, layerRecompute + backward);
+  const activations = layersKept + kept + loss + layerRecompute + backward;
   const trainable = s.trainableParams * 16;
   const total = RUNTIME_BYTES + s.weightBytes + trainable + activations;
   return {
@@ -135,7 +145,7 @@ export function estimateTrainingMemory(s: TrainingShape): TrainingMemory {
     trainable,
     activations,
     total,
-    detail: { layersKept, layerRecompute, loss, backward },
+    detail: { layersKept, layerRecompute, loss, backward, tensorPeak },
   };
 }
 
