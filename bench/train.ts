@@ -29,6 +29,7 @@ import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
 import { AdamW } from "../src/optim/adamw.js";
 import { getPeftModel } from "../src/peft/model.js";
+import { torchPeerEnv } from "./torch-peer.js";
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(`--${n}`);
@@ -122,14 +123,7 @@ function torchStep(): { seconds: number; version: string } | { error: string } {
   const here = dirname(fileURLToPath(import.meta.url));
   let script = join(here, "py", "train_torch.py");
   if (!existsSync(script)) script = join(here, "..", "..", "bench", "py", "train_torch.py");
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    MALLOC_MMAP_THRESHOLD_: "4294967296",
-    MALLOC_TRIM_THRESHOLD_: "4294967296",
-    OMP_NUM_THREADS: String(threads),
-  };
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
+  const env = torchPeerEnv(threads);
   const r = spawnSync("/usr/bin/python3", [script, JSON.stringify({ ...SHAPE, threads, steps, warmup: 1 })], {
     env,
     encoding: "utf8",

@@ -16,6 +16,8 @@ import { fileURLToPath } from "node:url";
 import { mobyDickText } from "../../src/data/corpora.js";
 import { loadAddon } from "../../src/kernels/native/loader.js";
 import { parseLlamaConfig } from "../../src/models/llama/config.js";
+import { linearDims } from "../../src/train/memory-plan.js";
+import { torchPeerEnv } from "../torch-peer.js";
 import { makeScaleCheckpoint } from "./make-checkpoint.js";
 import { scaleShape } from "./shapes.js";
 
@@ -130,18 +132,7 @@ function stepFlops(
   T: number,
 ): number {
   const C = cfg.hiddenSize;
-  const I = cfg.intermediateSize;
-  const q = cfg.numAttentionHeads * cfg.headDim;
-  const kv = cfg.numKeyValueHeads * cfg.headDim;
-  const dims: Record<string, [number, number]> = {
-    q_proj: [C, q],
-    k_proj: [C, kv],
-    v_proj: [C, kv],
-    o_proj: [q, C],
-    gate_proj: [C, I],
-    up_proj: [C, I],
-    down_proj: [I, C],
-  };
+  const dims = linearDims(cfg);
   let base = 0;
   let lora = 0;
   for (const [n, [i, o]] of Object.entries(dims)) {
@@ -158,14 +149,7 @@ function stepFlops(
 function torchPeer(cfg: ReturnType<typeof parseLlamaConfig>, B: number, T: number): number | null {
   let script = join(here, "..", "py", "train_torch.py");
   if (!existsSync(script)) script = join(here, "..", "..", "..", "bench", "py", "train_torch.py");
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    MALLOC_MMAP_THRESHOLD_: "4294967296",
-    MALLOC_TRIM_THRESHOLD_: "4294967296",
-    OMP_NUM_THREADS: String(threads),
-  };
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
+  const env = torchPeerEnv(threads);
   const shape = {
     hidden: cfg.hiddenSize,
     layers: cfg.numHiddenLayers,

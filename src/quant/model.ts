@@ -20,6 +20,11 @@ export interface QuantizeModelOptions {
 /** Module paths inside a decoder block (model.layers.N.…): what QLoRA quantises. */
 export const DECODER_LINEAR = /(^|\.)layers\.\d+\./;
 
+/** A checkpoint key of a decoder linear's weight (model.layers.N.….X_proj.weight): what NF4 stores. */
+export function isDecoderLinearWeight(name: string): boolean {
+  return name.endsWith("_proj.weight") && DECODER_LINEAR.test(name);
+}
+
 /**
  * Replaces every decoder-block Linear by a Linear4bit (NF4, block 64, double quantisation),
  * as transformers' load_in_4bit does (embeddings, norms and lm_head stay as they are).

@@ -8,11 +8,11 @@
 // scalar, and backward only scales the stored gradients by dy.
 import type { GemmParams } from "../backend.js";
 import { backend, isGradEnabled } from "../engine.js";
-import { DTypeError, fmtShape, IndexError, LorakitError, ShapeError } from "../errors.js";
+import { DTypeError, fmtShape, LorakitError, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
 import { empty, zeros } from "../tensor.js";
 import type { T } from "./util.js";
-import { commonFloat, floatData, maybeRecord, sameShape } from "./util.js";
+import { activeTargetRows, commonFloat, floatData, maybeRecord, sameShape } from "./util.js";
 
 export interface LinearCrossEntropyOptions {
   /** Targets equal to this contribute nothing (PyTorch's default −100). */
@@ -112,17 +112,8 @@ export function linearCrossEntropy(
 
   // Rows with a real target, in order; ignored rows get no GEMM work at all.
   const tg = targets.data as Int32Array;
-  const active = new Int32Array(N);
-  let count = 0;
-  for (let i = 0; i < N; i++) {
-    const c = tg[i];
-    if (c === ignoreIndex) continue;
-    if (c < 0 || c >= V)
-      throw new IndexError(
-        `linearCrossEntropy: target ${c} at row ${i} is outside [0, ${V}) (and not ignoreIndex ${ignoreIndex})`,
-      );
-    active[count++] = i;
-  }
+  const active = activeTargetRows("linearCrossEntropy", tg, N, V, ignoreIndex);
+  const count = active.length;
 
   const inputs = bias ? [h, w, bias] : [h, w];
   const recording = isGradEnabled() && inputs.some((x) => x.requiresGrad);

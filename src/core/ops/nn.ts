@@ -2,13 +2,13 @@
 // softmax / log-softmax, cross-entropy, RMSNorm, RoPE, causal attention with GQA, SiLU·mul.
 import type { AttentionParams } from "../backend.js";
 import { backend } from "../engine.js";
-import { DTypeError, fmtShape, IndexError, ShapeError } from "../errors.js";
+import { DTypeError, fmtShape, ShapeError } from "../errors.js";
 import type { Rng } from "../rng.js";
 import type { Tensor } from "../tensor.js";
 import { asFloat, empty } from "../tensor.js";
 import { permute } from "./shape.js";
 import type { T } from "./util.js";
-import { commonFloat, floatData, maybeRecord, normAxis, sameShape } from "./util.js";
+import { activeTargetRows, commonFloat, floatData, maybeRecord, normAxis, sameShape } from "./util.js";
 
 /**
  * Inverted dropout: zero each element with probability p, scale the rest by 1/(1−p).
@@ -95,16 +95,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   const V = x.shape[x.rank - 1];
   const N = x.size / V;
   const tg = targets.data as Int32Array;
-  let count = 0;
-  for (let i = 0; i < N; i++) {
-    const c = tg[i];
-    if (c === ignoreIndex) continue;
-    if (c < 0 || c >= V)
-      throw new IndexError(
-        `crossEntropy: target ${c} at row ${i} is outside [0, ${V}) (and not ignoreIndex ${ignoreIndex})`,
-      );
-    count++;
-  }
+  const count = activeTargetRows("crossEntropy", tg, N, V, ignoreIndex).length;
   const loss = empty([N], x.dtype);
   const lse = empty([N], x.dtype);
   backend().crossEntropy(floatData(x), tg, N, V, ignoreIndex, floatData(loss), floatData(lse));

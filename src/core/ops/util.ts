@@ -3,7 +3,7 @@ import { record } from "../autograd.js";
 import type { FloatArray } from "../backend.js";
 import type { FloatDType } from "../dtype.js";
 import { backend, isGradEnabled, noteUnrecorded } from "../engine.js";
-import { DTypeError, fmtShape, ShapeError } from "../errors.js";
+import { DTypeError, fmtShape, IndexError, ShapeError } from "../errors.js";
 import type { GradNode, Shape } from "../tensor.js";
 import { asFloat, empty, full, numel, Tensor } from "../tensor.js";
 
@@ -92,3 +92,28 @@ export function sameShape(a: Shape, b: Shape): boolean {
 }
 
 export { empty, full, numel, Tensor };
+
+/**
+ * The rows of `targets` that count (not `ignoreIndex`), in order; throws naming `op` when a
+ * target is outside [0, V).
+ */
+export function activeTargetRows(
+  op: string,
+  targets: Int32Array,
+  N: number,
+  V: number,
+  ignoreIndex: number,
+): Int32Array {
+  const active = new Int32Array(N);
+  let count = 0;
+  for (let i = 0; i < N; i++) {
+    const c = targets[i];
+    if (c === ignoreIndex) continue;
+    if (c < 0 || c >= V)
+      throw new IndexError(
+        `${op}: target ${c} at row ${i} is outside [0, ${V}) (and not ignoreIndex ${ignoreIndex})`,
+      );
+    active[count++] = i;
+  }
+  return active.subarray(0, count);
+}

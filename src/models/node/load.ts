@@ -16,6 +16,7 @@ import {
   bnbQuantizationConfig,
   DECODER_LINEAR,
   isBnb4bitConfig,
+  isDecoderLinearWeight,
   linear4bitModules,
   nf4FromSource,
   nf4Paths,
@@ -115,8 +116,7 @@ export function residentWeightBytes(summary: CheckpointSummary, opts: LoadModelO
     if (t.name.endsWith("rotary_emb.inv_freq")) continue;
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (summary.quantized) bytes += t.dtype === "U8" || t.dtype === "F32" ? t.bytes : n * 4;
-    else if (opts.quantize === "nf4" && t.name.endsWith("_proj.weight") && DECODER_LINEAR.test(t.name))
-      bytes += nf4ResidentBytes(n);
+    else if (opts.quantize === "nf4" && isDecoderLinearWeight(t.name)) bytes += nf4ResidentBytes(n);
     else bytes += n * BYTES_PER_ELEMENT[residentDType(t.name, t.dtype, dtype)];
   }
   return bytes;

@@ -20,7 +20,7 @@ import type { SafetensorsTensorSpec } from "../../io/safetensors.js";
 import { planSafetensorsLayout } from "../../io/safetensors.js";
 import type { RawTensor } from "../../io/safetensors-dtype.js";
 import { encodeTensor } from "../../io/safetensors-dtype.js";
-import { DECODER_LINEAR, nf4StateTensors } from "../../quant/model.js";
+import { isDecoderLinearWeight, nf4StateTensors } from "../../quant/model.js";
 import { quantizeNf4Tensor } from "../../quant/nf4.js";
 import type { LlamaConfig } from "../llama/config.js";
 import { LlamaForCausalLM } from "../llama/model.js";
@@ -195,7 +195,7 @@ export function quantizeCheckpoint(
     names.forEach((name, i) => {
       const info = ckpt.info(name);
       const prefix = name.slice(0, -".weight".length);
-      if (name.endsWith("_proj.weight") && DECODER_LINEAR.test(name) && info.shape.length === 2) {
+      if (isDecoderLinearWeight(name) && info.shape.length === 2) {
         // Read in the file's dtype: the quant state records it (bfloat16) as bitsandbytes does.
         const w = ckpt.tensor(name);
         const f = w.dtype === "f32" ? (w.data as Float32Array) : (w.to("f32").data as Float32Array);
