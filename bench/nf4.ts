@@ -16,9 +16,8 @@ import { LlamaForCausalLM } from "../src/models/llama/model.js";
 import { AdamW } from "../src/optim/adamw.js";
 import { loraConfig } from "../src/peft/config.js";
 import { getPeftModel } from "../src/peft/model.js";
-import { Linear4bit, nf4ComputePath, registerNf4Kernels } from "../src/quant/linear4bit.js";
+import { Linear4bit, nf4ComputePath } from "../src/quant/linear4bit.js";
 import { linear4bitModules, quantizeModel } from "../src/quant/model.js";
-import { enableNativeNf4 } from "../src/quant/node/native.js";
 
 const argv = process.argv.slice(2);
 const arg = (n: string, d: number) => {
@@ -28,8 +27,7 @@ const arg = (n: string, d: number) => {
 const { backend } = await selectBackend();
 const loaded = loadAddon();
 if ("addon" in loaded && argv.includes("--threads")) loaded.addon.setThreads(arg("threads", 2));
-const hasNative = enableNativeNf4();
-console.log(`backend ${backend.name}, native NF4 kernels: ${hasNative}, path ${nf4ComputePath()}`);
+console.log(`backend ${backend.name}, NF4 path ${nf4ComputePath()}`);
 
 function time(fn: () => void, minMs = 400): number {
   fn();
@@ -71,12 +69,9 @@ for (const [N, C, O] of shapes) {
   noGrad(() => {
     const tF = time(() => linear(x, w).dispose());
     const tQ = time(() => (l4.forward(x) as Tensor).dispose());
-    registerNf4Kernels(null);
-    const tP = time(() => (l4.forward(x) as Tensor).dispose());
-    enableNativeNf4();
     const g = (t: number) => (flops / t / 1e6).toFixed(1);
     console.log(
-      `GEMM ${N}×${C}·(${O}×${C})ᵀ: fp32 ${g(tF)} GFLOP/s, NF4 fused ${g(tQ)} GFLOP/s (${(tF / tQ).toFixed(2)}× fp32; target ≥ 0.8), NF4 panel path ${g(tP)} GFLOP/s (${(tF / tP).toFixed(2)}×)`,
+      `GEMM ${N}×${C}·(${O}×${C})ᵀ: fp32 ${g(tF)} GFLOP/s, NF4 fused ${g(tQ)} GFLOP/s (${(tF / tQ).toFixed(2)}× fp32; target ≥ 0.8)`,
     );
   });
 }

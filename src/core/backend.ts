@@ -98,6 +98,56 @@ export interface AdamWParams {
   step: number;
 }
 
+/**
+ * A weight in bitsandbytes' NF4 layout as a kernel sees it: W (out × in) flattened row-major,
+ * element i has the 4-bit code of nibble i of `packed` (the first of a byte in the high
+ * nibble) and the value f32(quantMap[code]·scales[⌊i/blocksize⌋]).
+ */
+export interface Nf4Weight {
+  packed: Uint8Array;
+  /** float32 absmax per block (already expanded when the checkpoint double-quantised it). */
+  scales: Float32Array;
+  blocksize: number;
+  /** The 16-entry code book. */
+  quantMap: Float32Array;
+  outFeatures: number;
+  inFeatures: number;
+}
+
+export interface Nf4GemmParams {
+  /** false: c (rows × out) = a (rows × in)·Wᵀ; true (the input gradient): c (rows × in) = a (rows × out)·W. */
+  backward: boolean;
+  rows: number;
+  a: Float32Array;
+  w: Nf4Weight;
+  c: Float32Array;
+  /** 0 overwrites c, 1 accumulates into it. */
+  beta: number;
+}
+
+/**
+ * The adapter half of a linear layer whose rows use different LoRA adapters (the SGMV of
+ * Punica / S-LoRA): for each group g, rows `rows[starts[g] .. starts[g+1])` of x (N × inF)
+ * and y (N × outF) use adapter g:  h = f32(scales[g])·x[rows]·A_gᵀ (rows × r_g, the scale as
+ * the GEMM's alpha), then y[rows] += h·B_gᵀ (each sum rounded once into y). A_g is r_g × inF,
+ * B_g is outF × r_g; rows not listed are left as they are. Computed as two GEMMs per group,
+ * with the same arguments as LoraLinear's fused op, so a row gets the same bits alone or
+ * inside a batch.
+ */
+export interface LoraGroupedParams {
+  x: FloatArray;
+  y: FloatArray;
+  inFeatures: number;
+  outFeatures: number;
+  rows: Int32Array;
+  /** G+1 offsets into rows. */
+  starts: Int32Array;
+  A: readonly FloatArray[];
+  B: readonly FloatArray[];
+  ranks: Int32Array;
+  scales: Float64Array;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -298,6 +348,26 @@ export interface Backend {
 
   /** One PyTorch AdamW step in place (decoupled decay, bias correction, eps outside the sqrt). */
   adamw(p: AdamWParams): void;
+
+  /** y[rows of group g] += LoRA product of adapter g, for every group (see LoraGroupedParams). */
+  loraGrouped(p: LoraGroupedParams): void;
+
+  /** The fused NF4 GEMM: W is dequantised panel by panel, the float W never exists whole. */
+  nf4Gemm(p: Nf4GemmParams): void;
+  /** Elements [start, start+count) of the flat NF4 weight into out[0..count) (f32, exact as bitsandbytes). */
+  nf4Dequant(w: Nf4Weight, start: number, count: number, out: Float32Array): void;
+  /**
+   * A double-quantised absmax expanded: out[b] = f32(f32(code[q[b]]·nestedAbsmax[⌊b/nestedBlocksize⌋]) + offset),
+   * as bitsandbytes' dequantize_blockwise + offset (an f32 value: the mean it subtracted).
+   */
+  nf4Scales(
+    q: Uint8Array,
+    code: Float32Array,
+    nestedAbsmax: Float32Array,
+    nestedBlocksize: number,
+    offset: number,
+    out: Float32Array,
+  ): void;
 }
 
 /**

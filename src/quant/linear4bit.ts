@@ -1,48 +1,27 @@
 // Linear4bit: a frozen linear layer whose weight is held only as bitsandbytes NF4 codes
-// (+ absmax constants, double-quantised or not). forward x·Wᵀ(+b) dequantises W inside the
-// GEMM: with the native addon, its packing step dequantises one KC×NR panel at a time
-// (native/src/nf4_gemm.cc); otherwise a few rows of W at a time go to a small scratch
-// buffer and the backend GEMM runs on that panel. The full float W never exists.
-// Backward gives dx = dy·W (dequantised the same way) and never a dW. Browser-safe: the
-// native kernels are registered from node code (quant/node/native.ts).
+// (+ absmax constants, double-quantised or not). forward x·Wᵀ(+b) is the backend's nf4Gemm,
+// which dequantises W inside the GEMM: the native addon in its packing step, one KC×NR panel
+// at a time (native/src/nf4_gemm.cc); the reference a few rows of W at a time into a scratch
+// panel for its GEMM. The full float W never exists. Backward gives dx = dy·W (dequantised
+// the same way) and never a dW.
+import type { Nf4Weight } from "../core/backend.js";
 import { backend } from "../core/engine.js";
 import { DTypeError, fmtShape, ShapeError } from "../core/errors.js";
 import type { T } from "../core/ops/util.js";
 import { maybeRecord } from "../core/ops/util.js";
 import type { Tensor } from "../core/tensor.js";
 import { empty } from "../core/tensor.js";
-import type { Nf4Addon } from "../kernels/native/nf4.js";
 import type { LinearLike } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import type { Nf4Tensor } from "./nf4.js";
-import { dequantizeNestedAbsmax, dequantizeNf4Into, nf4Bytes, QuantError, quantizeNf4Tensor } from "./nf4.js";
+import { nf4Bytes, QuantError, quantizeNf4Tensor } from "./nf4.js";
 
-/** The native NF4 kernels (the addon's nf4* functions); a type only, so this file stays browser-safe. */
-export type Nf4Kernels = Nf4Addon;
-
-let nativeKernels: Nf4Kernels | null = null;
-
-/** Installs (or removes, with null) the native NF4 kernels; used while the backend is "native". */
-export function registerNf4Kernels(k: Nf4Kernels | null): void {
-  nativeKernels = k;
-}
-
-/** How Linear4bit computes: "native" (fused addon kernel) or "panel" (TypeScript panels + backend GEMM). */
+/**
+ * How Linear4bit computes on the active backend: "native" (the addon's fused kernel) or
+ * "panel" (a few rows of W at a time dequantised into a scratch panel for a GEMM).
+ */
 export function nf4ComputePath(): "native" | "panel" {
-  return nativeKernels && backend().name === "native" ? "native" : "panel";
-}
-
-/** Elements of W dequantised at once on the TypeScript path (1 MiB of f32). */
-const PANEL_ELEMS = 1 << 18;
-let scratchW = new Float32Array(0);
-let scratchT = new Float32Array(0);
-function scratch(which: "w" | "t", n: number): Float32Array {
-  if (which === "w") {
-    if (scratchW.length < n) scratchW = new Float32Array(n);
-    return scratchW.subarray(0, n);
-  }
-  if (scratchT.length < n) scratchT = new Float32Array(n);
-  return scratchT.subarray(0, n);
+  return backend().name === "native" ? "native" : "panel";
 }
 
 export const REQUANTIZE_WARNING =
@@ -88,18 +67,27 @@ export class Linear4bit extends Module implements LinearLike {
     const n = q.nested;
     if (!n) throw new QuantError("Linear4bit: no absmax");
     const out = new Float32Array(n.q.length);
-    if (nativeKernels) nativeKernels.nf4Scales(n.q, n.code, n.absmax, n.blocksize, n.offset, out);
-    else dequantizeNestedAbsmax(n, out);
+    backend().nf4Scales(n.q, n.code, n.absmax, n.blocksize, n.offset, out);
     return out;
   }
 
   /** Rows [r0, r1) of W, dequantised into out (length (r1−r0)·in). */
   dequantizeRows(r0: number, r1: number, out: Float32Array, scales = this.scales()): void {
     const C = this.inFeatures;
-    const k = nativeKernels;
-    if (k) k.nf4Dequant(this.q.packed, scales, this.q.blocksize, this.q.quantMap, r0 * C, (r1 - r0) * C, out);
-    else
-      dequantizeNf4Into(this.q.packed, scales, this.q.blocksize, r0 * C, (r1 - r0) * C, out, this.q.quantMap);
+    backend().nf4Dequant(this.kernelWeight(scales), r0 * C, (r1 - r0) * C, out);
+  }
+
+  /** W as the backend's NF4 kernels take it, with the absmax already expanded. */
+  private kernelWeight(scales: Float32Array): Nf4Weight {
+    const q = this.q;
+    return {
+      packed: q.packed,
+      scales,
+      blocksize: q.blocksize,
+      quantMap: q.quantMap,
+      outFeatures: this.outFeatures,
+      inFeatures: this.inFeatures,
+    };
   }
 
   /** A fresh float32 copy of W (merging, export); not used by forward. */
@@ -162,65 +150,6 @@ export class Linear4bit extends Module implements LinearLike {
 
   /** forward: c[N,O] = a[N,C]·Wᵀ; backward: c[N,C] = a[N,O]·W. */
   private gemm(bwd: boolean, N: number, a: Float32Array, c: Float32Array, scales: Float32Array): void {
-    const C = this.inFeatures;
-    const O = this.outFeatures;
-    const k = nativeKernels;
-    if (k && backend().name === "native") {
-      k.nf4Gemm(bwd, N, C, O, a, this.q.packed, scales, this.q.blocksize, this.q.quantMap, c, 0);
-      return;
-    }
-    const be = backend();
-    const ob = Math.max(1, Math.min(O, Math.floor(PANEL_ELEMS / C)));
-    if (!bwd) {
-      // yᵀ[o0:o1, :] = W[o0:o1, :]·xᵀ, then one transpose.
-      const yT = scratch("t", O * N);
-      for (let o0 = 0; o0 < O; o0 += ob) {
-        const o1 = Math.min(O, o0 + ob);
-        const wp = scratch("w", (o1 - o0) * C);
-        this.dequantizeRows(o0, o1, wp, scales);
-        be.gemm({
-          transA: false,
-          transB: true,
-          m: o1 - o0,
-          n: N,
-          k: C,
-          batch: 1,
-          a: wp,
-          strideA: 0,
-          b: a,
-          strideB: 0,
-          c: yT.subarray(o0 * N, o1 * N),
-          strideC: 0,
-          alpha: 1,
-          beta: 0,
-        });
-      }
-      be.permute(yT, [O, N], [1, 0], c);
-      return;
-    }
-    // dx = Σ_panels dy[:, o0:o1]·W[o0:o1, :], with dyᵀ made contiguous once.
-    const dyT = scratch("t", O * N);
-    be.permute(a, [N, O], [1, 0], dyT);
-    for (let o0 = 0; o0 < O; o0 += ob) {
-      const o1 = Math.min(O, o0 + ob);
-      const wp = scratch("w", (o1 - o0) * C);
-      this.dequantizeRows(o0, o1, wp, scales);
-      be.gemm({
-        transA: true,
-        transB: false,
-        m: N,
-        n: C,
-        k: o1 - o0,
-        batch: 1,
-        a: dyT.subarray(o0 * N, o1 * N),
-        strideA: 0,
-        b: wp,
-        strideB: 0,
-        c,
-        strideC: 0,
-        alpha: 1,
-        beta: o0 === 0 ? 0 : 1,
-      });
-    }
+    backend().nf4Gemm({ backward: bwd, rows: N, a, w: this.kernelWeight(scales), c, beta: 0 });
   }
 }

@@ -5,6 +5,7 @@
 // tree, two codes per byte (first in the high nibble), and double quantisation of the
 // absmax constants (mean subtracted, 8-bit dynamic map, blocks of 256). Browser-safe.
 import { LorakitError } from "../core/errors.js";
+import { nf4DequantRange, nf4Scales } from "../kernels/ref/nf4.js";
 
 export class QuantError extends LorakitError {}
 
@@ -206,14 +207,14 @@ export function doubleQuantize(
 
 /** dequantize_blockwise(q) + offset, as dequantize_4bit does before using a nested absmax. */
 export function dequantizeNestedAbsmax(n: NestedAbsmax, out = new Float32Array(n.q.length)): Float32Array {
-  for (let i = 0; i < n.q.length; i++)
-    out[i] = fr(fr(n.code[n.q[i]] * n.absmax[Math.floor(i / n.blocksize)]) + n.offset);
+  nf4Scales(n.q, n.code, n.absmax, n.blocksize, n.offset, out);
   return out;
 }
 
 /**
  * dequantize_4bit: elements [start, start+count) of the flat weight into out[0..count):
- * out = quantMap[code] · absmax[block] (float32).
+ * out = quantMap[code] · absmax[block] (float32). The reference backend's kernel, callable
+ * without a backend (export, checks).
  */
 export function dequantizeNf4Into(
   packed: Uint8Array,
@@ -224,12 +225,7 @@ export function dequantizeNf4Into(
   out: Float32Array,
   quantMap: Float32Array = NF4_CODE,
 ): void {
-  for (let j = 0; j < count; j++) {
-    const i = start + j;
-    const byte = packed[i >> 1];
-    const c = i & 1 ? byte & 15 : byte >> 4;
-    out[j] = fr(quantMap[c] * absmax[Math.floor(i / blocksize)]);
-  }
+  nf4DequantRange(packed, absmax, blocksize, quantMap, start, count, out);
 }
 
 /** A weight in bitsandbytes' NF4 layout (what one Linear4bit holds and one checkpoint entry stores). */

@@ -1,29 +1,55 @@
 // The native backend: every kernel of core/backend.ts runs in the C++ addon for
-// Float32Array operands (SIMD + threads, see native/src/ops_*.cc and gemm*.cc) and is
-// delegated to the TypeScript reference for Float64Array operands (finite-difference
-// gradient checks). The addon checks every buffer length and throws instead of reading
-// or writing out of bounds.
-import type {
-  AdamWParams,
-  AttentionParams,
-  Backend,
-  BinaryOp,
-  FloatArray,
-  GemmParams,
-  ReduceOp,
-  UnaryOp,
-} from "../../core/backend.js";
+// Float32Array operands (SIMD + threads, see native/src/ops_*.cc, gemm*.cc, nf4_gemm.cc and
+// lora_grouped.cc) and is delegated to the TypeScript reference for Float64Array operands
+// (finite-difference gradient checks). The addon checks every buffer length and throws
+// instead of reading or writing out of bounds.
+//
+// One rule decides every kernel: native when each float buffer the call names is a
+// Float32Array, else the reference (`whenF32`). Most addon functions take the Backend's own
+// arguments in the same order; the rest (op codes, parameter records, shape buffers) get a
+// small adapter here.
+import type { Backend, FloatArray } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { nativeGemm } from "./gemm.js";
 import type { NativeAddon } from "./loader.js";
+import type { LoraGroupedAddon } from "./lora-grouped.js";
+import type { Nf4Addon } from "./nf4.js";
+import { nf4AddonOf } from "./nf4.js";
 import type { OpsAddon } from "./ops.js";
 
-function isF32(a: FloatArray | null | undefined): a is Float32Array {
-  return a instanceof Float32Array;
-}
+type KernelName = Exclude<keyof Backend, "name">;
+type Args<K extends KernelName> = Parameters<Backend[K]>;
+type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];
 
-/** True when every non-null array is a Float32Array. */
-function allF32(...arrays: (FloatArray | null)[]): boolean {
+/** Kernels whose addon function takes exactly the Backend's arguments. */
+type SameArgKernel =
+  | "broadcastTo"
+  | "permute"
+  | "copyAxis"
+  | "gather"
+  | "scatterAdd"
+  | "where"
+  | "dropout"
+  | "softmax"
+  | "softmaxBackward"
+  | "logSoftmax"
+  | "logSoftmaxBackward"
+  | "crossEntropy"
+  | "crossEntropyBackward"
+  | "rmsNorm"
+  | "rmsNormBackward"
+  | "rope"
+  | "siluMul"
+  | "siluMulBackward"
+  | "axpy"
+  | "fill";
+
+/** A tuple of n Float32Arrays: float buffers once allF32 has vouched for them. */
+type F32<N extends number, Acc extends Float32Array[] = []> = Acc["length"] extends N
+  ? Acc
+  : F32<N, [...Acc, Float32Array]>;
+
+function allF32(arrays: readonly (FloatArray | Uint16Array | null)[]): boolean {
   for (const a of arrays) if (a !== null && !(a instanceof Float32Array)) return false;
   return true;
 }
@@ -36,358 +62,178 @@ function codeTable(names: readonly string[]): Map<string, number> {
 
 /** Wraps a loaded addon as a Backend named "native". */
 export function createNativeBackend(addon: NativeAddon): Backend {
-  const ops = addon as NativeAddon & OpsAddon;
-  const unaryCode = codeTable(ops.unaryOpNames);
-  const binaryCode = codeTable(ops.binaryOpNames);
+  const ops = addon as NativeAddon & OpsAddon & LoraGroupedAddon;
+  const nf4 = nf4AddonOf(addon);
   const ref = refBackend;
-  // Reused shape scratch for binary (one typed array per call instead of three JS arrays).
-  let shapeBuf = new Int32Array(3 * 8);
 
-  const backend: Backend = {
+  /** Kernel K: `native` when every buffer `floats` names is a Float32Array, else the reference. */
+  const whenF32 = <K extends KernelName>(k: K, floats: Floats<K>, native: (...args: Args<K>) => void) =>
+    ((...args: Args<K>) => {
+      if (allF32(floats(...args))) native(...args);
+      else (ref[k] as (...a: Args<K>) => void)(...args);
+    }) as Backend[K];
+
+  /** Kernel K passed straight to the addon function of the same name. */
+  const same = <K extends SameArgKernel>(k: K, floats: Floats<K>) => {
+    const fn = (ops[k] as unknown as (...a: Args<K>) => void).bind(ops);
+    return whenF32(k, floats, fn);
+  };
+
+  return Object.freeze({
     name: "native",
-
-    gemm(p: GemmParams): void {
-      if (isF32(p.a) && isF32(p.c) && (isF32(p.b as FloatArray) || p.b instanceof Uint16Array))
+    gemm: (p) => {
+      if (p.a instanceof Float32Array && p.c instanceof Float32Array && !(p.b instanceof Float64Array))
         nativeGemm(addon, p);
       else ref.gemm(p);
     },
+    ...elementwise(ops, ref),
+    broadcastTo: same("broadcastTo", (x, _s, out) => [x, out]),
+    permute: same("permute", (x, _s, _p, out) => [x, out]),
+    copyAxis: same("copyAxis", (x, _o, _sa, _i, _ss, out) => [x, out]),
+    gather: same("gather", (t, _i, _c, out) => [t, out]),
+    scatterAdd: same("scatterAdd", (d, _i, _c, t) => [d, t]),
+    where: same("where", (_c, a, b, out) => [a, b, out]),
+    dropout: same("dropout", (x, out) => [x, out]),
+    softmax: same("softmax", (x, _n, _c, out) => [x, out]),
+    softmaxBackward: same("softmaxBackward", (y, dy, _n, _c, dx) => [y, dy, dx]),
+    logSoftmax: same("logSoftmax", (x, _n, _c, out) => [x, out]),
+    logSoftmaxBackward: same("logSoftmaxBackward", (y, dy, _n, _c, dx) => [y, dy, dx]),
+    crossEntropy: same("crossEntropy", (l, _t, _n, _v, _ig, loss, lse) => [l, loss, lse]),
+    crossEntropyBackward: same("crossEntropyBackward", (l, _t, lse, gs, _n, _v, _ig, dl) => [l, lse, gs, dl]),
+    rmsNorm: same("rmsNorm", (x, w, _n, _c, _e, y, rstd) => [x, w, y, rstd]),
+    rmsNormBackward: same("rmsNormBackward", (x, w, rstd, dy, _n, _c, dx, dw) => [x, w, rstd, dy, dx, dw]),
+    rope: same("rope", (x, cos, sin, _b, _t, _h, _d, _inv, out) => [x, cos, sin, out]),
+    attention: whenF32(
+      "attention",
+      (p, out, lse) => [p.q, p.k, p.v, out, lse],
+      (p, out, lse) =>
+        ops.attention(
+          ...([p.q, p.k, p.v] as F32<3>),
+          ...attentionSizes(p),
+          out as Float32Array,
+          lse as Float32Array,
+        ),
+    ),
+    attentionBackward: whenF32(
+      "attentionBackward",
+      (p, out, lse, dout, dq, dk, dv) => [p.q, p.k, p.v, out, lse, dout, dq, dk, dv],
+      (p, out, lse, dout, dq, dk, dv) =>
+        ops.attentionBackward(
+          ...([p.q, p.k, p.v] as F32<3>),
+          ...attentionSizes(p),
+          ...([out, lse, dout] as F32<3>),
+          ...([dq, dk, dv] as [Float32Array | null, Float32Array | null, Float32Array | null]),
+        ),
+    ),
+    siluMul: same("siluMul", (g, u, out) => [g, u, out]),
+    siluMulBackward: same("siluMulBackward", (g, u, dy, dg, du) => [g, u, dy, dg, du]),
+    axpy: same("axpy", (_a, x, y) => [x, y]),
+    fill: same("fill", (out) => [out]),
+    adamw: whenF32(
+      "adamw",
+      (p) => [p.param, p.grad, p.m, p.v],
+      (p) =>
+        ops.adamw(
+          ...([p.param, p.grad, p.m, p.v] as F32<4>),
+          p.lr,
+          p.beta1,
+          p.beta2,
+          p.eps,
+          p.weightDecay,
+          p.step,
+        ),
+    ),
+    loraGrouped: whenF32(
+      "loraGrouped",
+      (p) => [p.x, p.y, ...p.A, ...p.B],
+      (p) =>
+        ops.loraGroupedNT(
+          ...([p.x, p.y] as F32<2>),
+          p.inFeatures,
+          p.outFeatures,
+          p.rows,
+          p.starts,
+          p.A as Float32Array[],
+          p.B as Float32Array[],
+          p.ranks,
+          p.scales,
+        ),
+    ),
+    ...nf4Kernels(nf4, ref),
+  } satisfies Backend);
+}
 
-    unary(op: UnaryOp, x: FloatArray, out: FloatArray, param: number): void {
+/** The unary, binary and reduce kernels: the addon takes op codes where the Backend takes names. */
+function elementwise(
+  ops: OpsAddon,
+  ref: Backend,
+): Pick<Backend, "unary" | "unaryBackward" | "binary" | "reduce"> {
+  const unaryCode = codeTable(ops.unaryOpNames);
+  const binaryCode = codeTable(ops.binaryOpNames);
+  // Reused shape scratch for binary (one typed array per call instead of three JS arrays).
+  let shapeBuf = new Int32Array(3 * 8);
+  return {
+    unary(op, x, out, param) {
       const code = unaryCode.get(op);
-      if (code === undefined || !isF32(x) || !isF32(out)) {
-        ref.unary(op, x, out, param);
-        return;
-      }
-      ops.unary(code, x, out, param);
+      if (code === undefined || !allF32([x, out])) ref.unary(op, x, out, param);
+      else ops.unary(code, x as Float32Array, out as Float32Array, param);
     },
-
-    unaryBackward(op, x, y, dy, dx, param, accumulate): void {
+    unaryBackward(op, x, y, dy, dx, param, accumulate) {
       const code = unaryCode.get(op);
-      if (code === undefined || !allF32(x, y, dy, dx)) {
+      if (code === undefined || !allF32([x, y, dy, dx]))
         ref.unaryBackward(op, x, y, dy, dx, param, accumulate);
-        return;
-      }
-      ops.unaryBackward(
-        code,
-        x as Float32Array,
-        y as Float32Array,
-        dy as Float32Array,
-        dx as Float32Array,
-        param,
-        accumulate,
-      );
+      else ops.unaryBackward(code, ...([x, y, dy, dx] as F32<4>), param, accumulate);
     },
-
-    binary(op: BinaryOp, a, aShape, b, bShape, out, outShape): void {
+    binary(op, a, aShape, b, bShape, out, outShape) {
       const code = binaryCode.get(op);
       const rank = outShape.length;
-      if (code === undefined || !allF32(a, b, out) || aShape.length !== rank || bShape.length !== rank) {
+      if (code === undefined || !allF32([a, b, out]) || aShape.length !== rank || bShape.length !== rank) {
         ref.binary(op, a, aShape, b, bShape, out, outShape);
         return;
       }
       if (shapeBuf.length < 3 * rank) shapeBuf = new Int32Array(3 * rank);
-      for (let i = 0; i < rank; i++) {
-        shapeBuf[i] = aShape[i];
-        shapeBuf[rank + i] = bShape[i];
-        shapeBuf[2 * rank + i] = outShape[i];
-      }
-      ops.binary(code, a as Float32Array, b as Float32Array, out as Float32Array, shapeBuf, rank);
+      shapeBuf.set(aShape, 0);
+      shapeBuf.set(bShape, rank);
+      shapeBuf.set(outShape, 2 * rank);
+      ops.binary(code, ...([a, b, out] as F32<3>), shapeBuf, rank);
     },
-
-    reduce(op: ReduceOp, x, shape, axes, out): void {
-      if (!allF32(x, out)) {
-        ref.reduce(op, x, shape, axes, out);
-        return;
-      }
-      ops.reduce(op === "sum" ? 0 : 1, x as Float32Array, shape, axes, out as Float32Array);
-    },
-
-    broadcastTo(x, xShape, out, outShape): void {
-      if (!allF32(x, out)) {
-        ref.broadcastTo(x, xShape, out, outShape);
-        return;
-      }
-      ops.broadcastTo(x as Float32Array, xShape, out as Float32Array, outShape);
-    },
-
-    permute(x, shape, perm, out): void {
-      if (!allF32(x, out)) {
-        ref.permute(x, shape, perm, out);
-        return;
-      }
-      ops.permute(x as Float32Array, shape, perm, out as Float32Array);
-    },
-
-    copyAxis(x, outer, srcAxis, inner, srcStart, out, dstAxis, dstStart, len, accumulate): void {
-      if (!allF32(x, out)) {
-        ref.copyAxis(x, outer, srcAxis, inner, srcStart, out, dstAxis, dstStart, len, accumulate);
-        return;
-      }
-      ops.copyAxis(
-        x as Float32Array,
-        outer,
-        srcAxis,
-        inner,
-        srcStart,
-        out as Float32Array,
-        dstAxis,
-        dstStart,
-        len,
-        accumulate,
-      );
-    },
-
-    gather(table, idx, C, out): void {
-      if (!allF32(table, out)) {
-        ref.gather(table, idx, C, out);
-        return;
-      }
-      ops.gather(table as Float32Array, idx, C, out as Float32Array);
-    },
-
-    scatterAdd(dOut, idx, C, dTable): void {
-      if (!allF32(dOut, dTable)) {
-        ref.scatterAdd(dOut, idx, C, dTable);
-        return;
-      }
-      ops.scatterAdd(dOut as Float32Array, idx, C, dTable as Float32Array);
-    },
-
-    where(cond, a, b, out): void {
-      if (!allF32(a, b, out)) {
-        ref.where(cond, a, b, out);
-        return;
-      }
-      ops.where(cond, a as Float32Array, b as Float32Array, out as Float32Array);
-    },
-
-    dropout(x, out, p, seed, offset): void {
-      if (!allF32(x, out)) {
-        ref.dropout(x, out, p, seed, offset);
-        return;
-      }
-      ops.dropout(x as Float32Array, out as Float32Array, p, seed, offset);
-    },
-
-    softmax(x, N, C, out): void {
-      if (!allF32(x, out)) {
-        ref.softmax(x, N, C, out);
-        return;
-      }
-      ops.softmax(x as Float32Array, N, C, out as Float32Array);
-    },
-
-    softmaxBackward(y, dy, N, C, dx, accumulate): void {
-      if (!allF32(y, dy, dx)) {
-        ref.softmaxBackward(y, dy, N, C, dx, accumulate);
-        return;
-      }
-      ops.softmaxBackward(y as Float32Array, dy as Float32Array, N, C, dx as Float32Array, accumulate);
-    },
-
-    logSoftmax(x, N, C, out): void {
-      if (!allF32(x, out)) {
-        ref.logSoftmax(x, N, C, out);
-        return;
-      }
-      ops.logSoftmax(x as Float32Array, N, C, out as Float32Array);
-    },
-
-    logSoftmaxBackward(y, dy, N, C, dx, accumulate): void {
-      if (!allF32(y, dy, dx)) {
-        ref.logSoftmaxBackward(y, dy, N, C, dx, accumulate);
-        return;
-      }
-      ops.logSoftmaxBackward(y as Float32Array, dy as Float32Array, N, C, dx as Float32Array, accumulate);
-    },
-
-    crossEntropy(logits, targets, N, V, ignoreIndex, loss, lse): void {
-      if (!allF32(logits, loss, lse)) {
-        ref.crossEntropy(logits, targets, N, V, ignoreIndex, loss, lse);
-        return;
-      }
-      ops.crossEntropy(
-        logits as Float32Array,
-        targets,
-        N,
-        V,
-        ignoreIndex,
-        loss as Float32Array,
-        lse as Float32Array,
-      );
-    },
-
-    crossEntropyBackward(logits, targets, lse, gradScale, N, V, ignoreIndex, dlogits, accumulate): void {
-      if (!allF32(logits, lse, gradScale, dlogits)) {
-        ref.crossEntropyBackward(logits, targets, lse, gradScale, N, V, ignoreIndex, dlogits, accumulate);
-        return;
-      }
-      ops.crossEntropyBackward(
-        logits as Float32Array,
-        targets,
-        lse as Float32Array,
-        gradScale as Float32Array,
-        N,
-        V,
-        ignoreIndex,
-        dlogits as Float32Array,
-        accumulate,
-      );
-    },
-
-    rmsNorm(x, w, N, C, eps, y, rstd): void {
-      if (!allF32(x, w, y, rstd)) {
-        ref.rmsNorm(x, w, N, C, eps, y, rstd);
-        return;
-      }
-      ops.rmsNorm(x as Float32Array, w as Float32Array, N, C, eps, y as Float32Array, rstd as Float32Array);
-    },
-
-    rmsNormBackward(x, w, rstd, dy, N, C, dx, dw, accumulateDx): void {
-      if (!allF32(x, w, rstd, dy, dx, dw)) {
-        ref.rmsNormBackward(x, w, rstd, dy, N, C, dx, dw, accumulateDx);
-        return;
-      }
-      ops.rmsNormBackward(
-        x as Float32Array,
-        w as Float32Array,
-        rstd as Float32Array,
-        dy as Float32Array,
-        N,
-        C,
-        dx as Float32Array | null,
-        dw as Float32Array | null,
-        accumulateDx,
-      );
-    },
-
-    rope(x, cos, sin, B, T, H, D, inverse, out): void {
-      if (!allF32(x, cos, sin, out)) {
-        ref.rope(x, cos, sin, B, T, H, D, inverse, out);
-        return;
-      }
-      ops.rope(
-        x as Float32Array,
-        cos as Float32Array,
-        sin as Float32Array,
-        B,
-        T,
-        H,
-        D,
-        inverse,
-        out as Float32Array,
-      );
-    },
-
-    attention(p: AttentionParams, out: FloatArray, lse: FloatArray): void {
-      if (!allF32(p.q, p.k, p.v, out, lse)) {
-        ref.attention(p, out, lse);
-        return;
-      }
-      ops.attention(
-        p.q as Float32Array,
-        p.k as Float32Array,
-        p.v as Float32Array,
-        p.B,
-        p.T,
-        p.S,
-        p.H,
-        p.Hkv,
-        p.D,
-        p.kvCapacity,
-        p.scale,
-        p.offset,
-        p.causal,
-        out as Float32Array,
-        lse as Float32Array,
-      );
-    },
-
-    attentionBackward(p, out, lse, dout, dq, dk, dv): void {
-      if (!allF32(p.q, p.k, p.v, out, lse, dout, dq, dk, dv)) {
-        ref.attentionBackward(p, out, lse, dout, dq, dk, dv);
-        return;
-      }
-      ops.attentionBackward(
-        p.q as Float32Array,
-        p.k as Float32Array,
-        p.v as Float32Array,
-        p.B,
-        p.T,
-        p.S,
-        p.H,
-        p.Hkv,
-        p.D,
-        p.kvCapacity,
-        p.scale,
-        p.offset,
-        p.causal,
-        out as Float32Array,
-        lse as Float32Array,
-        dout as Float32Array,
-        dq as Float32Array | null,
-        dk as Float32Array | null,
-        dv as Float32Array | null,
-      );
-    },
-
-    siluMul(gate, up, out): void {
-      if (!allF32(gate, up, out)) {
-        ref.siluMul(gate, up, out);
-        return;
-      }
-      ops.siluMul(gate as Float32Array, up as Float32Array, out as Float32Array);
-    },
-
-    siluMulBackward(gate, up, dy, dgate, dup, accumulate): void {
-      if (!allF32(gate, up, dy, dgate, dup)) {
-        ref.siluMulBackward(gate, up, dy, dgate, dup, accumulate);
-        return;
-      }
-      ops.siluMulBackward(
-        gate as Float32Array,
-        up as Float32Array,
-        dy as Float32Array,
-        dgate as Float32Array | null,
-        dup as Float32Array | null,
-        accumulate,
-      );
-    },
-
-    axpy(alpha, x, y): void {
-      if (!allF32(x, y)) {
-        ref.axpy(alpha, x, y);
-        return;
-      }
-      ops.axpy(alpha, x as Float32Array, y as Float32Array);
-    },
-
-    fill(out, value): void {
-      if (!isF32(out)) {
-        ref.fill(out, value);
-        return;
-      }
-      ops.fill(out, value);
-    },
-
-    adamw(p: AdamWParams): void {
-      if (!allF32(p.param, p.grad, p.m, p.v)) {
-        ref.adamw(p);
-        return;
-      }
-      ops.adamw(
-        p.param as Float32Array,
-        p.grad as Float32Array,
-        p.m as Float32Array,
-        p.v as Float32Array,
-        p.lr,
-        p.beta1,
-        p.beta2,
-        p.eps,
-        p.weightDecay,
-        p.step,
-      );
+    reduce(op, x, shape, axes, out) {
+      if (!allF32([x, out])) ref.reduce(op, x, shape, axes, out);
+      else ops.reduce(op === "sum" ? 0 : 1, x as Float32Array, shape, axes, out as Float32Array);
     },
   };
-  return Object.freeze(backend);
+}
+
+/** B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal: the sizes the addon's attention takes. */
+function attentionSizes(
+  p: Parameters<Backend["attention"]>[0],
+): [number, number, number, number, number, number, number, number, number, boolean] {
+  return [p.B, p.T, p.S, p.H, p.Hkv, p.D, p.kvCapacity, p.scale, p.offset, p.causal];
+}
+
+/** The NF4 kernels: the addon's when it has them (every addon built from this tree does), else the reference. */
+function nf4Kernels(
+  nf4: Nf4Addon | null,
+  ref: Backend,
+): Pick<Backend, "nf4Gemm" | "nf4Dequant" | "nf4Scales"> {
+  if (!nf4) return { nf4Gemm: ref.nf4Gemm, nf4Dequant: ref.nf4Dequant, nf4Scales: ref.nf4Scales };
+  return {
+    nf4Gemm: (p) =>
+      nf4.nf4Gemm(
+        p.backward,
+        p.rows,
+        p.w.inFeatures,
+        p.w.outFeatures,
+        p.a,
+        p.w.packed,
+        p.w.scales,
+        p.w.blocksize,
+        p.w.quantMap,
+        p.c,
+        p.beta,
+      ),
+    nf4Dequant: (w, start, count, out) =>
+      nf4.nf4Dequant(w.packed, w.scales, w.blocksize, w.quantMap, start, count, out),
+    nf4Scales: (q, code, nested, nbs, offset, out) => nf4.nf4Scales(q, code, nested, nbs, offset, out),
+  };
 }

@@ -1,6 +1,5 @@
-// Node-only: the NF4 kernels of the native addon (native/src/nf4_gemm.cc), loaded through
-// the same loader as the rest; null when the addon is missing or predates them.
-import { loadAddon } from "./loader.js";
+// The NF4 kernels of the native addon (native/src/nf4_gemm.cc), as the native backend's
+// nf4Gemm / nf4Dequant / nf4Scales call them.
 
 export interface Nf4Addon {
   /** out[j] = qmap[code(start+j)]·scales[(start+j)/blocksize] for j < count. */
@@ -42,19 +41,12 @@ export interface Nf4Addon {
   ): void;
 }
 
-let cached: Nf4Addon | null | undefined;
-
-/** The addon's NF4 functions, or null (no addon, or an addon built before nf4_gemm.cc). */
-export function loadNf4Addon(): Nf4Addon | null {
-  if (cached !== undefined) return cached;
-  const r = loadAddon();
-  const a = "addon" in r ? (r.addon as unknown as Partial<Nf4Addon>) : null;
-  cached =
-    a &&
-    typeof a.nf4Gemm === "function" &&
+/** The addon's NF4 functions, or null (an addon built before nf4_gemm.cc). */
+export function nf4AddonOf(addon: object): Nf4Addon | null {
+  const a = addon as Partial<Nf4Addon>;
+  return typeof a.nf4Gemm === "function" &&
     typeof a.nf4Dequant === "function" &&
     typeof a.nf4Scales === "function"
-      ? (a as Nf4Addon)
-      : null;
-  return cached;
+    ? (a as Nf4Addon)
+    : null;
 }

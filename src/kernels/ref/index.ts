@@ -7,6 +7,8 @@ import { attention, attentionBackward } from "./attention.js";
 import { binary, unary, unaryBackward } from "./elementwise.js";
 import { gemm } from "./gemm.js";
 import { broadcastTo, copyAxis, gather, permute, scatterAdd, where } from "./layout.js";
+import { loraGrouped } from "./lora-grouped.js";
+import { nf4Dequant, nf4Gemm, nf4Scales } from "./nf4.js";
 import {
   crossEntropy,
   crossEntropyBackward,
@@ -54,4 +56,8 @@ export const refBackend: Backend = Object.freeze({
   axpy,
   fill,
   adamw,
+  loraGrouped,
+  nf4Gemm,
+  nf4Dequant,
+  nf4Scales,
 });

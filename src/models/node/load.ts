@@ -23,7 +23,6 @@ import {
   nf4StateTensors,
 } from "../../quant/model.js";
 import { nf4ResidentBytes } from "../../quant/nf4.js";
-import { enableNativeNf4 } from "../../quant/node/native.js";
 import type { LlamaConfig } from "../llama/config.js";
 import { llamaConfigToJson, parseLlamaConfig } from "../llama/config.js";
 import { LlamaForCausalLM } from "../llama/model.js";
@@ -159,14 +158,12 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): LoadedModel
     // modules before the rest is loaded; their keys are then skipped.
     const quantized = new Set<string>();
     if (isBnb4bitConfig(readRawConfig(dir))) {
-      enableNativeNf4();
       for (const path of nf4Paths(ckpt.names())) {
         const bias = ckpt.has(`${path}.bias`) ? ckpt.tensor(`${path}.bias`, { dtype: "f32" }) : null;
         model.setSubmodule(path, new Linear4bit(nf4FromSource(src, path), bias));
         quantized.add(path);
       }
     } else if (opts.quantize === "nf4") {
-      enableNativeNf4();
       for (const [path, m] of [...model.namedModules()]) {
         if (!(m instanceof Linear) || !DECODER_LINEAR.test(path)) continue;
         const wKey = `${path}.weight`;

@@ -1,0 +1,67 @@
+// The grouped LoRA product of the reference backend (core/backend.ts LoraGroupedParams): per
+// adapter group, two GEMMs with the arguments LoraLinear's fused op gives them — h = s·x·Aᵀ
+// with s as the alpha, then y += h·Bᵀ — reading and writing the rows where they lie when they
+// are contiguous, through a gathered copy otherwise.
+import type { FloatArray, LoraGroupedParams } from "../../core/backend.js";
+import { gemm } from "./gemm.js";
+
+function gemmNT(
+  a: FloatArray,
+  b: FloatArray,
+  c: FloatArray,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  beta: number,
+): void {
+  gemm({
+    transA: false,
+    transB: true,
+    m,
+    n,
+    k,
+    batch: 1,
+    a,
+    strideA: 0,
+    b,
+    strideB: 0,
+    c,
+    strideC: 0,
+    alpha,
+    beta,
+  });
+}
+
+function alloc(like: FloatArray, n: number): FloatArray {
+  return like instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+}
+
+export function loraGrouped(p: LoraGroupedParams): void {
+  const { x, y, inFeatures: inF, outFeatures: outF, rows, starts } = p;
+  for (let g = 0; g + 1 < starts.length; g++) {
+    const s0 = starts[g];
+    const n = starts[g + 1] - s0;
+    if (n <= 0) continue;
+    const r = p.ranks[g];
+    const alpha = x instanceof Float32Array ? Math.fround(p.scales[g]) : p.scales[g];
+    const h = alloc(x, n * r);
+    const first = rows[s0];
+    let contiguous = true;
+    for (let j = 1; j < n && contiguous; j++) contiguous = rows[s0 + j] === first + j;
+    if (contiguous) {
+      gemmNT(x.subarray(first * inF, (first + n) * inF), p.A[g], h, n, r, inF, alpha, 0);
+      gemmNT(h, p.B[g], y.subarray(first * outF, (first + n) * outF), n, outF, r, 1, 1);
+      continue;
+    }
+    const xs = alloc(x, n * inF);
+    for (let j = 0; j < n; j++) xs.set(x.subarray(rows[s0 + j] * inF, (rows[s0 + j] + 1) * inF), j * inF);
+    gemmNT(xs, p.A[g], h, n, r, inF, alpha, 0);
+    const d = alloc(x, n * outF);
+    gemmNT(h, p.B[g], d, n, outF, r, 1, 0);
+    for (let j = 0; j < n; j++) {
+      const o = rows[s0 + j] * outF;
+      for (let c = 0; c < outF; c++) y[o + c] += d[j * outF + c];
+    }
+  }
+}
