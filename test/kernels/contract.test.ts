@@ -815,7 +815,14 @@ add({
     be.nf4Dequant(w, 333, 1001, part);
     const nested = r.f32(3, 0.001, 0.01);
     const scales = out(600);
-    be.nf4Scales(Uint8Array.from(r.int(600, 0, 256)), r.f32(256, -1, 1), nested, 256, Math.fround(0.03), scales);
+    be.nf4Scales(
+      Uint8Array.from(r.int(600, 0, 256)),
+      r.f32(256, -1, 1),
+      nested,
+      256,
+      Math.fround(0.03),
+      scales,
+    );
     return { part, scales };
   },
 });
