@@ -4,6 +4,7 @@ import type { LinearCrossEntropyOptions } from "../core/ops/index.js";
 import { crossEntropy, reshape } from "../core/ops/index.js";
 import { Rng } from "../core/rng.js";
 import type { Tensor } from "../core/tensor.js";
+import type { KVCache } from "../models/llama/kv-cache.js";
 import type { LinearLike } from "../nn/layers.js";
 import { isLinearLike } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
@@ -22,6 +23,8 @@ export interface BaseModel extends Module {
   forward(input: Tensor, opts?: unknown): Tensor;
   /** The mean (or summed) next-token loss, when the model can compute it without full logits. */
   loss?(ids: Tensor, targets: Tensor, opts?: LinearCrossEntropyOptions): Tensor;
+  /** One decode step for N sequences with their own KV caches (LlamaForCausalLM.decode). */
+  decode?(tokens: readonly number[], caches: readonly KVCache[]): Tensor;
   /** HF model_type, used for the default target modules. */
   readonly config?: { modelType?: string };
 }
@@ -298,6 +301,25 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
   loss(ids: Tensor, targets: Tensor, opts: PeftLossOptions = {}): Tensor {
     const { adapterNames, ...rest } = opts;
     return this.withRowAdapters(adapterNames, () => modelLoss(this.baseModel, ids, targets, rest));
+  }
+
+  /**
+   * One decode step for N sequences, each with its own KV cache and position, and with
+   * `adapterNames` each with its own adapter: the base model's `decode` as a mixed batch
+   * (every linear layer once for all rows, the adapters by the grouped kernel). Inference only.
+   *
+   * @example
+   * const logits = noGrad(() => peft.decode([tA, tB], [cacheA, cacheB], { adapterNames: ["a", "b"] }));
+   */
+  decode(
+    tokens: readonly number[],
+    caches: readonly KVCache[],
+    opts: { adapterNames?: readonly string[] } = {},
+  ): Tensor {
+    const decode = this.baseModel.decode;
+    if (!decode)
+      throw new PeftError("the base model has no decode mode (a KV-cached LLaMA-family model has)");
+    return this.withRowAdapters(opts.adapterNames, () => decode.call(this.baseModel, tokens, caches));
   }
 
   /** Runs fn with each batch row routed to its adapter (a mixed batch), or as is without names. */

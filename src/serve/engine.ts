@@ -7,7 +7,6 @@
 import { ShapeError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { sampleToken } from "../models/generate.js";
-import { computeRopeInvFreq } from "../models/llama/config.js";
 import { KVCache } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
 import { BASE_ROW, type LoraLinear } from "../peft/lora/layer.js";
@@ -92,14 +91,12 @@ export interface EngineOptions {
 export class Engine {
   private readonly waiting: Seq[] = [];
   private readonly running: Seq[] = [];
-  private readonly invFreq: Float64Array;
   private layers: LoraLinear[] = [];
   private layersVersion = -1;
   readonly metrics: EngineMetrics;
   private readonly cfgEos: number[];
 
   constructor(private readonly o: EngineOptions) {
-    this.invFreq = computeRopeInvFreq(o.model.config);
     this.metrics = o.metrics ?? createEngineMetrics();
     const m = this.metrics;
     m.running.bind(() => this.running.length);
@@ -291,7 +288,7 @@ export class Engine {
     try {
       logits = batchedDecode(
         this.o.model,
-        this.invFreq,
+        this.loraLayers(),
         rows.map((s) => ({
           token: s.tokens[s.tokens.length - 1],
           cache: s.cache!,

@@ -198,15 +198,29 @@ export function ropeTables(
   offset = 0,
   dtype: "f32" | "f64" = "f32",
 ): { cos: T; sin: T } {
+  return ropeTablesAt(
+    invFreq,
+    Array.from({ length: T }, (_, t) => offset + t),
+    dtype,
+  );
+}
+
+/** cos/sin tables (N, D/2) whose row n rotates by position positions[n] (rows of a decode batch sit at their own positions). */
+export function ropeTablesAt(
+  invFreq: ArrayLike<number>,
+  positions: readonly number[],
+  dtype: "f32" | "f64" = "f32",
+): { cos: T; sin: T } {
   const half = invFreq.length;
-  const cos = empty([T, half], dtype);
-  const sin = empty([T, half], dtype);
+  const N = positions.length;
+  const cos = empty([N, half], dtype);
+  const sin = empty([N, half], dtype);
   const cd = cos.data;
   const sd = sin.data;
   const round = dtype === "f32" ? Math.fround : (v: number) => v;
-  for (let t = 0; t < T; t++)
+  for (let t = 0; t < N; t++)
     for (let i = 0; i < half; i++) {
-      const ang = round(round(invFreq[i]) * (offset + t));
+      const ang = round(round(invFreq[i]) * positions[t]);
       cd[t * half + i] = Math.cos(ang);
       sd[t * half + i] = Math.sin(ang);
     }

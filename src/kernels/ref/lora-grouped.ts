@@ -1,7 +1,8 @@
 // The grouped LoRA product of the reference backend (core/backend.ts LoraGroupedParams): per
 // adapter group, two GEMMs with the arguments LoraLinear's fused op gives them — h = s·x·Aᵀ
-// with s as the alpha, then y += h·Bᵀ — reading and writing the rows where they lie when they
-// are contiguous, through a gathered copy otherwise.
+// with s as the alpha, then y += h·Bᵀ with beta = 1 — on the rows where they lie when they
+// are contiguous, else on gathered copies of x's and y's rows (y's written back), so a row's
+// bits do not depend on where it sits in the batch.
 import type { FloatArray, LoraGroupedParams } from "../../core/backend.js";
 import { gemm } from "./gemm.js";
 
@@ -57,11 +58,10 @@ export function loraGrouped(p: LoraGroupedParams): void {
     const xs = alloc(x, n * inF);
     for (let j = 0; j < n; j++) xs.set(x.subarray(rows[s0 + j] * inF, (rows[s0 + j] + 1) * inF), j * inF);
     gemmNT(xs, p.A[g], h, n, r, inF, alpha, 0);
-    const d = alloc(x, n * outF);
-    gemmNT(h, p.B[g], d, n, outF, r, 1, 0);
-    for (let j = 0; j < n; j++) {
-      const o = rows[s0 + j] * outF;
-      for (let c = 0; c < outF; c++) y[o + c] += d[j * outF + c];
-    }
+    // The rows of y gathered too, so the sum is the GEMM's beta = 1 accumulation as in place.
+    const ys = alloc(y, n * outF);
+    for (let j = 0; j < n; j++) ys.set(y.subarray(rows[s0 + j] * outF, (rows[s0 + j] + 1) * outF), j * outF);
+    gemmNT(h, p.B[g], ys, n, outF, r, 1, 1);
+    for (let j = 0; j < n; j++) y.set(ys.subarray(j * outF, (j + 1) * outF), rows[s0 + j] * outF);
   }
 }

@@ -9,11 +9,13 @@ import type { LinearCrossEntropyOptions } from "../../core/ops/index.js";
 import {
   add,
   attention,
+  concat,
   crossEntropy,
   linearCrossEntropy,
   reshape,
   rope,
   ropeTables,
+  ropeTablesAt,
   siluMul,
   slice,
 } from "../../core/ops/index.js";
@@ -21,7 +23,7 @@ import type { T } from "../../core/ops/util.js";
 import type { Rng } from "../../core/rng.js";
 import { randNormal } from "../../core/rng.js";
 import type { Tensor } from "../../core/tensor.js";
-import { meta } from "../../core/tensor.js";
+import { meta, tensor } from "../../core/tensor.js";
 import type { LinearLike } from "../../nn/layers.js";
 import { Embedding, hasGradOnlyForward, Linear, RMSNorm } from "../../nn/layers.js";
 import { Module, ModuleList } from "../../nn/module.js";
@@ -67,6 +69,11 @@ export interface ForwardContext {
   /** Absolute position of the first token of this forward. */
   offset: number;
   cache: KVCache | null;
+  /**
+   * Decode mode (`LlamaForCausalLM.decode`): row n of the batch (N, 1, C) is the newest token
+   * of a sequence with its own cache rowCaches[n] and position; cos/sin hold one row each.
+   */
+  rowCaches?: readonly KVCache[];
 }
 
 export class LlamaAttention extends Module {
@@ -102,12 +109,35 @@ export class LlamaAttention extends Module {
 
   /** x: (B, T, C) → (B, T, C). */
   forward(x: Tensor, ctx: ForwardContext): Tensor {
+    if (ctx.rowCaches) return this.forwardRows(x, ctx, ctx.rowCaches);
     const [B, Tn] = x.shape;
     const q = rope(reshape(this.q_proj.forward(x), [B, Tn, this.H, this.D]), ctx.cos, ctx.sin);
     const k = rope(reshape(this.k_proj.forward(x), [B, Tn, this.Hkv, this.D]), ctx.cos, ctx.sin);
     const v = reshape(this.v_proj.forward(x), [B, Tn, this.Hkv, this.D]);
     const o = ctx.cache ? cachedAttention(ctx.cache, this.layerIdx, q, k, v) : attention(q, k, v);
     return this.o_proj.forward(reshape(o, [B, Tn, this.H * this.D]));
+  }
+
+  /**
+   * Decode mode: x (N, 1, C), one token per sequence. The projections run once for all rows;
+   * the rows are the time axis of one sequence for RoPE (row n rotated by its own position)
+   * and attend one by one, each over its own cache.
+   */
+  private forwardRows(x: Tensor, ctx: ForwardContext, caches: readonly KVCache[]): Tensor {
+    const N = x.shape[0];
+    const { H, Hkv, D } = this;
+    const q = reshape(rope(reshape(this.q_proj.forward(x), [1, N, H, D]), ctx.cos, ctx.sin), [N, 1, H, D]);
+    const k = reshape(rope(reshape(this.k_proj.forward(x), [1, N, Hkv, D]), ctx.cos, ctx.sin), [
+      N,
+      1,
+      Hkv,
+      D,
+    ]);
+    const v = reshape(this.v_proj.forward(x), [N, 1, Hkv, D]);
+    const row = (t: Tensor, n: number) => (N === 1 ? t : slice(t, 0, n, n + 1));
+    const outs = caches.map((c, n) => cachedAttention(c, this.layerIdx, row(q, n), row(k, n), row(v, n)));
+    const o = N === 1 ? outs[0] : concat(outs, 0);
+    return this.o_proj.forward(reshape(o, [N, 1, H * D]));
   }
 }
 
@@ -288,6 +318,42 @@ export class LlamaForCausalLM extends Module {
     });
     if (cache) cache.advance(Tn);
     return this.model.norm.forward(h);
+  }
+
+  /**
+   * One decode step for N independent sequences (serving's continuous batch): row n feeds
+   * tokens[n] to the sequence whose cache is caches[n], at that cache's length as position.
+   * Every linear layer runs once for the N rows (with LoRA layers set to a mixed batch, each
+   * row with its own adapter); attention runs per row over its own cache; each cache advances
+   * by one. A row gets the same logits it gets decoding alone. Inference only (noGrad).
+   * Returns the logits (N, 1, V).
+   *
+   * @example
+   * const logits = noGrad(() => model.decode([lastA, lastB], [cacheA, cacheB]));
+   */
+  decode(tokens: readonly number[], caches: readonly KVCache[]): T {
+    const N = tokens.length;
+    if (N === 0 || caches.length !== N)
+      throw new ShapeError(
+        `LlamaForCausalLM.decode: ${N} tokens for ${caches.length} caches (one each, at least one)`,
+      );
+    if (new Set(caches).size !== N)
+      throw new ShapeError("LlamaForCausalLM.decode: a cache appears twice; each row is its own sequence");
+    const sw = this.config.layerTypes.includes("sliding_attention") ? this.config.slidingWindow : null;
+    for (const c of caches)
+      if (sw !== null && c.length + 1 > sw)
+        throw new ShapeError(
+          `LlamaForCausalLM.decode: ${c.length + 1} positions exceed the sliding window of ${sw}`,
+        );
+    const { cos, sin } = ropeTablesAt(
+      this.invFreq,
+      caches.map((c) => c.length),
+    );
+    const ctx: ForwardContext = { cos, sin, offset: 0, cache: null, rowCaches: caches };
+    let h = this.model.embed_tokens.forward(tensor([...tokens], [N, 1], "i32"));
+    for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
+    for (const c of caches) c.advance(1);
+    return this.lm_head.forward(this.model.norm.forward(h)) as T;
   }
 
   /** Logits: ids (B, T) i32 → (B, T, V) (or (B, 1, V) with lastOnly). */

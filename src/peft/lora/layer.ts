@@ -6,7 +6,8 @@
 // GEMM when the base is a plain Linear, else loraDelta on the base layer's output. Either
 // keeps y and the N×r product only, where linear/scale/linear/add kept 3·out + 2·r floats
 // per token; values equal the composed ops to float rounding, dropout draws are unchanged.
-import { backend, noGrad } from "../../core/engine.js";
+import type { FloatArray } from "../../core/backend.js";
+import { backend, isGradEnabled, noGrad } from "../../core/engine.js";
 import { fmtShape, ShapeError } from "../../core/errors.js";
 import {
   add,
@@ -262,8 +263,13 @@ export class LoraLinear extends Module implements LinearLike {
   }
 
   /**
-   * A batch whose rows use different adapters: the base output is computed once; each
-   * adapter runs only on its own rows (gathered), and its result is scattered back.
+   * A batch whose rows use different adapters: the base output is computed once, and each
+   * adapter adds its product on its own rows only. Without a graph to record (inference,
+   * serving) plain adapters are one call of the backend's grouped kernel (loraGrouped, the
+   * SGMV of Punica / S-LoRA), adding into the fresh base output in place, with the fused op's
+   * arithmetic so a row gets the same bits alone or in a batch. While recording, and for
+   * variants (DoRA) or active dropout, each adapter's rows are gathered, run through the
+   * adapter's ops and scattered back.
    */
   private mixedForward(x: Tensor, y: Tensor, rows: readonly string[]): Tensor {
     const Bn = x.shape[0];
@@ -271,16 +277,76 @@ export class LoraLinear extends Module implements LinearLike {
       throw new ShapeError(`mixed batch: ${rows.length} adapter names for a batch of ${Bn} rows`);
     if (this.merged.length)
       throw new PeftError("mixed-adapter batches need unmerged adapters; unmerge first");
-    const perRowIn = x.size / Bn;
-    const perRowOut = y.size / Bn;
-    const x2 = reshape(x, [Bn, perRowIn]);
-    let out = y;
     const groups = new Map<string, number[]>();
     rows.forEach((n, i) => {
       if (n === BASE_ROW) return;
       if (!this.lora_A.has(n)) return; // this layer is not adapted by that adapter
       groups.get(n)?.push(i) ?? groups.set(n, [i]);
     });
+    const kernel = isGradEnabled() ? [] : [...groups.keys()].filter((n) => this.groupable(n));
+    if (kernel.length)
+      this.groupedInPlace(
+        x,
+        y,
+        kernel.map((n) => [n, groups.get(n)!] as const),
+      );
+    for (const n of kernel) groups.delete(n);
+    return groups.size ? this.gatheredForward(x, y, groups) : y;
+  }
+
+  /** A plain adapter with no dropout in effect: the grouped kernel computes it exactly. */
+  private groupable(name: string): boolean {
+    return !this.variants.has(name) && !((this.dropoutP.get(name) ?? 0) > 0 && this.training);
+  }
+
+  /** y[rows of each group] += s·(x·Aᵀ)·Bᵀ (+ s·lora bias), in place, in one backend call. */
+  private groupedInPlace(
+    x: Tensor,
+    y: Tensor,
+    groups: readonly (readonly [string, readonly number[]])[],
+  ): void {
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    // A batch row holds T token rows (prefill: (1, T, C)); the kernel works on token rows.
+    const T = x.size / x.shape[0] / inF;
+    const tokenRows: number[] = [];
+    const starts = new Int32Array(groups.length + 1);
+    groups.forEach(([, rs], g) => {
+      for (const b of rs) for (let t = 0; t < T; t++) tokenRows.push(b * T + t);
+      starts[g + 1] = tokenRows.length;
+    });
+    const yd = floatArray(y);
+    backend().loraGrouped({
+      x: floatArray(x),
+      y: yd,
+      inFeatures: inF,
+      outFeatures: outF,
+      rows: Int32Array.from(tokenRows),
+      starts,
+      A: groups.map(([n]) => floatArray(this.lora_A.get(n)!.weight)),
+      B: groups.map(([n]) => floatArray(this.lora_B.get(n)!.weight)),
+      ranks: Int32Array.from(groups, ([n]) => this.r.get(n)!),
+      scales: Float64Array.from(groups, ([n]) => this.scaling.get(n)!),
+    });
+    groups.forEach(([n], g) => {
+      const bias = this.lora_B.get(n)!.bias;
+      if (!bias) return;
+      const b = bias.data;
+      const s = this.scaling.get(n)!;
+      for (let i = starts[g]; i < starts[g + 1]; i++) {
+        const o = tokenRows[i] * outF;
+        for (let c = 0; c < outF; c++) yd[o + c] += s * b[c];
+      }
+    });
+  }
+
+  /** The recorded (autograd) mixed batch: each adapter's rows gathered, run, scattered back. */
+  private gatheredForward(x: Tensor, y: Tensor, groups: ReadonlyMap<string, number[]>): Tensor {
+    const Bn = x.shape[0];
+    const perRowIn = x.size / Bn;
+    const perRowOut = y.size / Bn;
+    const x2 = reshape(x, [Bn, perRowIn]);
+    let out = y;
     let y2: Tensor | null = null;
     for (const [name, idx] of groups) {
       const ids = tensor(idx, [idx.length], "i32");
@@ -387,6 +453,13 @@ export class LoraLinear extends Module implements LinearLike {
     }
     backend().axpy(s, b, bias.data as Float32Array);
   }
+}
+
+/** A float tensor's values as the backend takes them. */
+function floatArray(t: Tensor): FloatArray {
+  if (t.dtype !== "f32" && t.dtype !== "f64")
+    throw new PeftError(`LoraLinear: expected a float tensor, got ${t.dtype}`);
+  return t.data as FloatArray;
 }
 
 /** m is an instance of cls itself, not of a subclass (whose forward may differ). */
