@@ -35,7 +35,7 @@ describe("checkpoint: gradients", () => {
     const W = randn(rng, [4, 4]);
     const inner = (b: Tensor) => tanh(matmul(b, W));
     const outer = (a: Tensor) => mul(checkpoint(inner, [mul(a, 2)]), a);
-    gradcheck("nested", (x) => checkpoint(outer, [x]), [randn(rng, [3, 4]), W]);
+    gradcheck("checkpoint nested", (x) => checkpoint(outer, [x]), [randn(rng, [3, 4]), W]);
   });
 
   test("a parameter reached only inside fn makes the output require grad", () => {

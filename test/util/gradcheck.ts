@@ -8,9 +8,26 @@ export function randn(rng: Rng, shape: number[], scale = 1): Tensor<"f64"> {
   return randNormal(rng, shape, 0, scale, "f64").setRequiresGrad() as Tensor<"f64">;
 }
 
+/** The op names recorded in the graph that produced t. */
+export function graphOps(t: Tensor): Set<string> {
+  const ops = new Set<string>();
+  const seen = new Set<Tensor>();
+  const stack = [t];
+  while (stack.length) {
+    const u = stack.pop()!;
+    if (seen.has(u) || !u.node) continue;
+    seen.add(u);
+    ops.add(u.node.op);
+    stack.push(...u.node.inputs);
+  }
+  return ops;
+}
+
 /**
  * Checks dL/dx for each input against (L(x+h) − L(x−h)) / 2h.
- * `inputs` must be f64 leaves; those with requiresGrad are checked.
+ * `inputs` must be f64 leaves; those with requiresGrad are checked. The first word of `name`
+ * is the op under test: it must be recorded in f's graph (test/core/op-table.test.ts counts
+ * on it, so a check cannot claim an op it never runs).
  */
 export function gradcheck(
   name: string,
@@ -27,7 +44,11 @@ export function gradcheck(
   const loss = (): number => noGrad(() => tidy(() => sum(mul(f(...inputs), R)).item()));
   for (const x of inputs) x.grad = null;
   tidy(() => {
-    backward(sum(mul(f(...inputs), R)));
+    const y = f(...inputs);
+    const op = name.split(" ")[0];
+    const ops = graphOps(y);
+    assert.ok(ops.has(op), `${name}: the graph records no "${op}" op (it has ${[...ops].join(", ")})`);
+    backward(sum(mul(y, R)));
   });
   for (const [xi, x] of inputs.entries()) {
     if (!x.requiresGrad) continue;
