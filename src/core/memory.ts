@@ -183,7 +183,3 @@ export function tidy<T extends Returned>(fn: () => T): T {
   }
   return result;
 }
-
-export function isKept(t: Disposable): boolean {
-  return kept.has(t);
-}

@@ -32,17 +32,6 @@ export function saveAdaLora(
   return out;
 }
 
-/** True when dir holds an adapter_config.json with peft_type "ADALORA". */
-export function isAdaLoraDir(dir: string): boolean {
-  const p = join(dir, CONFIG_NAME);
-  if (!existsSync(p)) return false;
-  try {
-    return (JSON.parse(readFileSync(p, "utf8")) as { peft_type?: unknown }).peft_type === "ADALORA";
-  } catch {
-    return false;
-  }
-}
-
 /** PEFT's PeftModel.from_pretrained for an AdaLoRA adapter folder. */
 export function loadAdaLora<M extends BaseModel>(
   model: M,

@@ -1,5 +1,5 @@
-// Regressions found in review: parameters installed inside a tidy scope survive it; a
-// bias="all" adapter with lora_bias saves and loads; tied weights stay tied when loaded.
+// State integrity across merge, save and load: parameters installed inside a tidy scope
+// survive it; a bias="all" adapter with lora_bias saves and loads; tied weights stay tied.
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +14,7 @@ import { tinyModel } from "../util/tiny-model.js";
 
 const ids = tensor([[1, 5, 9, 2]], [1, 4], "i32");
 
-describe("review regressions", () => {
+describe("state integrity across merge, save and load", () => {
   test("merging into a bf16 base inside tidy keeps the new f32 weight alive", () => {
     const m = tinyModel(4);
     for (const [path, mod] of m.namedModules())

@@ -1,6 +1,4 @@
-// Weighted adapter combination (PEFT's add_weighted_adapter: linear, cat, svd), depth-driven
-// rank patterns ("Dynamic LoRA"), and parameter counts from a config.json (the seed's
-// LLaMA-7B numbers).
+// Weighted adapter combination: PEFT's add_weighted_adapter (linear, cat, svd).
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,16 +8,13 @@ import type { Tensor } from "../../src/core/index.js";
 import { noGrad, tensor } from "../../src/core/index.js";
 import type { Matrix } from "../../src/linalg/index.js";
 import { matmul, matrix, reconstruct, svd, truncatedSvd } from "../../src/linalg/index.js";
-import { llamaConfigToJson } from "../../src/models/llama/config.js";
 import type { LoraConfig } from "../../src/peft/config.js";
-import { dynamicRankPattern, seedRule } from "../../src/peft/dynamic.js";
 import type { LoraLinear } from "../../src/peft/lora/layer.js";
 import type { PeftModel } from "../../src/peft/model.js";
 import { getPeftModel } from "../../src/peft/model.js";
 import { fromPretrained, savePretrained } from "../../src/peft/node/io.js";
-import { countBaseParams, countLoraParams } from "../../src/peft/params.js";
 import { addWeightedAdapter, quantile } from "../../src/peft/weighted.js";
-import { tinyConfig, tinyModel } from "../util/tiny-model.js";
+import { tinyModel } from "../util/tiny-model.js";
 
 const IDS = [
   [3, 7, 11, 2, 9, 30, 4, 1],
@@ -246,152 +241,5 @@ describe("addWeightedAdapter (PEFT add_weighted_adapter)", () => {
     assert.throws(() => addWeightedAdapter(pm, ["a", "re"], [1, 1], "x", "cat"), /same target modules type/);
     assert.throws(() => addWeightedAdapter(pm, ["a", "b"], [1, 1], "x", "svd", { svdClamp: 2 }), /svd_clamp/);
     assert.deepEqual([...pm.peftConfig.keys()], ["a", "b", "re"]);
-  });
-});
-
-describe("dynamic rank patterns (the seed's Dynamic LoRA)", () => {
-  test("seedRule: rank = min(64, 4 + 4·depth), alpha = 2·rank", () => {
-    assert.deepEqual(seedRule(0, 32), { r: 4, alpha: 8 });
-    assert.deepEqual(seedRule(3, 32), { r: 16, alpha: 32 });
-    assert.deepEqual(seedRule(15, 32), { r: 64, alpha: 128 });
-    assert.deepEqual(seedRule(31, 32), { r: 64, alpha: 128 });
-  });
-
-  test("getPeftModel gives every layer the rule's rank and alpha; layer 1 never matches layer 11", () => {
-    const L = 12;
-    const targetModules = ["q_proj", "v_proj", "down_proj"];
-    const { rankPattern, alphaPattern } = dynamicRankPattern(L, { targetModules });
-    assert.equal(Object.keys(rankPattern).length, L);
-    const pm = getPeftModel(tinyModel(0, { num_hidden_layers: L }), {
-      r: 4,
-      loraAlpha: 8,
-      targetModules,
-      rankPattern,
-      alphaPattern,
-    });
-    let seen = 0;
-    for (const [path, l] of pm.loraLayers()) {
-      const depth = Number(/^model\.layers\.(\d+)\./.exec(path)![1]);
-      assert.equal(l.r.get("default"), Math.min(64, 4 + 4 * depth), path);
-      assert.equal(l.loraAlpha.get("default"), 2 * Math.min(64, 4 + 4 * depth), path);
-      assert.equal(l.scaling.get("default"), 2);
-      seen++;
-    }
-    assert.equal(seen, L * 3);
-    const json = llamaConfigToJson(tinyConfig({ num_hidden_layers: L }));
-    const counted = countLoraParams(json, { r: 4, targetModules, rankPattern });
-    assert.equal(counted.trainable, pm.countParameters().trainable, "the counter agrees with the model");
-  });
-
-  test("a custom rule, all modules of a layer, a subset of layers, and errors", () => {
-    const { rankPattern, alphaPattern } = dynamicRankPattern(4, {
-      rule: (d, n) => ({ r: d < n / 2 ? 2 : 6, alpha: 4 }),
-      layers: [1, 3],
-    });
-    const pm = getPeftModel(tinyModel(0, { num_hidden_layers: 4 }), {
-      r: 3,
-      loraAlpha: 3,
-      targetModules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-      layersToTransform: [1, 3],
-      rankPattern,
-      alphaPattern,
-    });
-    let seen = 0;
-    for (const [path, l] of pm.loraLayers()) {
-      const depth = Number(/^model\.layers\.(\d+)\./.exec(path)![1]);
-      assert.equal(l.r.get("default"), depth === 1 ? 2 : 6, path);
-      assert.equal(l.loraAlpha.get("default"), 4);
-      seen++;
-    }
-    assert.equal(seen, 2 * 7, "every module of layers 1 and 3");
-    assert.throws(() => dynamicRankPattern(4, { rule: () => ({ r: 0, alpha: 1 }) }), /rank 0/);
-    assert.throws(() => dynamicRankPattern(4, { layers: [4] }), /outside/);
-  });
-});
-
-describe("countLoraParams from config.json", () => {
-  const LLAMA_7B = {
-    model_type: "llama",
-    hidden_size: 4096,
-    intermediate_size: 11008,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: 32,
-    vocab_size: 32000,
-    tie_word_embeddings: false,
-  };
-
-  test("the seed's LLaMA-7B numbers on q, k, v", () => {
-    const qkv = ["q_proj", "k_proj", "v_proj"];
-    const r8 = countLoraParams(LLAMA_7B, { r: 8, targetModules: qkv });
-    assert.equal(r8.perLayer[0].trainable, 196_608); // 3 × 2 × 4096 × 8
-    assert.equal(r8.perLayer[0].fullFinetuneTargets, 50_331_648); // 3 × 4096²
-    assert.equal(r8.trainable, 32 * 196_608);
-    assert.equal(r8.fullFinetuneTargets, 32 * 50_331_648);
-    assert.equal(r8.perModule.length, 96);
-    assert.deepEqual(r8.perModule[0], {
-      name: "model.layers.0.self_attn.q_proj",
-      in: 4096,
-      out: 4096,
-      r: 8,
-      params: 65_536,
-    });
-    const r64 = countLoraParams(LLAMA_7B, { r: 64, targetModules: qkv });
-    assert.equal(r64.perLayer[0].trainable, 1_572_864);
-    assert.equal(r8.base, 6_738_415_616, "LLaMA-7B has 6.74 B parameters");
-  });
-
-  test("all-linear, DoRA, layers_to_transform, GQA and Qwen2 biases", () => {
-    const all = countLoraParams(LLAMA_7B, { r: 16, targetModules: "all-linear" });
-    // PEFT's well-known line for LLaMA-7B, r=16, all linear layers: 39,976,960 trainable.
-    assert.equal(all.trainable, 39_976_960);
-    const dora = countLoraParams(LLAMA_7B, { r: 16, targetModules: "all-linear", useDora: true });
-    assert.equal(dora.trainable - all.trainable, 32 * (4 * 4096 + 2 * 11008 + 4096));
-    const some = countLoraParams(LLAMA_7B, { r: 8, targetModules: ["q_proj"], layersToTransform: [0, 5] });
-    assert.deepEqual(
-      some.perModule.map((m) => m.name),
-      ["model.layers.0.self_attn.q_proj", "model.layers.5.self_attn.q_proj"],
-    );
-    // Qwen2-0.5B: GQA (2 kv heads of 64), q/k/v biases, tied embeddings: 494,032,768 parameters.
-    const qwen = countLoraParams(
-      {
-        model_type: "qwen2",
-        hidden_size: 896,
-        intermediate_size: 4864,
-        num_hidden_layers: 24,
-        num_attention_heads: 14,
-        num_key_value_heads: 2,
-        vocab_size: 151936,
-        tie_word_embeddings: true,
-      },
-      { r: 8, targetModules: ["k_proj"] },
-    );
-    assert.equal(qwen.base, 494_032_768);
-    assert.deepEqual([qwen.perModule[0].in, qwen.perModule[0].out], [896, 128]);
-    assert.throws(() => countLoraParams(LLAMA_7B, { r: 8, targetModules: ["nope"] }), /not found/);
-  });
-
-  test("agrees with getPeftModel and the built model on the tiny config", () => {
-    const model = tinyModel(0);
-    const json = llamaConfigToJson(tinyConfig());
-    let all = 0;
-    for (const p of model.parameters()) all += p.size;
-    assert.equal(countBaseParams(tinyConfig()), all);
-    const cases: Parameters<typeof countLoraParams>[1][] = [
-      { r: 4, targetModules: "all-linear" },
-      { r: 4, targetModules: ["q_proj", "v_proj", "down_proj"], rankPattern: { down_proj: 2 } },
-      { r: 2, targetModules: ".*\\.mlp\\.(gate|up)_proj" },
-      { r: 4, targetModules: ["o_proj", "lm_head"], layersToTransform: null },
-    ];
-    for (const c of cases) {
-      const pm = getPeftModel(tinyModel(0), {
-        r: c.r,
-        targetModules: c.targetModules as string[] | string,
-        rankPattern: c.rankPattern ?? {},
-      });
-      const n = countLoraParams(json, c);
-      assert.equal(n.trainable, pm.countParameters().trainable, JSON.stringify(c));
-      assert.equal(n.base + n.trainable, pm.countParameters().all, JSON.stringify(c));
-    }
   });
 });
