@@ -1,12 +1,12 @@
-// lorakit for Node: everything in the browser-safe entry plus files, corpora and backend
-// selection with the native kernels.
-
-export * from "./data/corpora.js";
+// lorakit for Node: everything in the browser-safe entry plus files, corpora, backend
+// selection with the native kernels, and the server.
+export { mobyDickText, sotuText } from "./data/corpora.js";
 export * from "./index.js";
 export * from "./io/node/index.js";
+export type { BackendKind } from "./kernels/select.js";
 export { availableBackends, selectBackend } from "./kernels/select.js";
-export * from "./models/node/load.js";
-export * from "./peft/node/io.js";
+export * from "./models/node/index.js";
+export * from "./peft/node/index.js";
+export * from "./serve/index.js";
 export { loadTokenizer, saveTokenizer } from "./tokenizer/node.js";
-export * from "./train/data-node.js";
-export * from "./train/node/checkpoint.js";
+export * from "./train/node/index.js";

@@ -8,9 +8,8 @@ import { add, crossEntropy, reshape, scale } from "../core/ops/index.js";
 import type { Rng } from "../core/rng.js";
 import type { Tensor } from "../core/tensor.js";
 import { fromArray } from "../core/tensor.js";
-import type { AdamW } from "../optim/adamw.js";
 import { clipGradNorm } from "../optim/clip.js";
-import type { OptimizerStateDict } from "../optim/optimizer.js";
+import type { Optimizer, OptimizerStateDict, ParamGroupBase } from "../optim/optimizer.js";
 import type { LrScheduler, LrSchedulerState } from "../optim/schedule.js";
 import type { Batch, Batcher, BatcherState } from "./data.js";
 
@@ -129,7 +128,8 @@ export class Trainer {
   constructor(
     readonly model: TrainableModel,
     readonly batcher: Batcher,
-    readonly optimizer: AdamW,
+    /** Any optimizer: AdamW, SGD, LoRA+ groups. */
+    readonly optimizer: Optimizer<ParamGroupBase, object>,
     readonly scheduler: LrScheduler,
     readonly opts: TrainerOptions,
   ) {

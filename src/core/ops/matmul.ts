@@ -1,5 +1,5 @@
 // Matrix products: matmul (2-D and batched, either operand transposed) and linear.
-import type { GemmParams } from "../backend.js";
+import type { FloatArray, GemmParams } from "../backend.js";
 import { backend, isGradEnabled } from "../engine.js";
 import { fmtShape, ShapeError } from "../errors.js";
 import type { Tensor } from "../tensor.js";
@@ -50,6 +50,35 @@ export function gemmInto(
 }
 
 /**
+ * One backend GEMM, c = op(a)·op(b) (+ c when `accumulate`), op(a) m×k, op(b) k×n, over
+ * `batch` matrices `strides` = [a, b, c] elements apart (0: shared).
+ */
+function product(
+  a: FloatArray,
+  transA: boolean,
+  b: FloatArray,
+  transB: boolean,
+  c: FloatArray,
+  [m, n, k]: readonly [number, number, number],
+  batch = 1,
+  [strideA, strideB, strideC]: readonly [number, number, number] = [0, 0, 0],
+  accumulate = false,
+): void {
+  gemm({ transA, transB, m, n, k, batch, a, strideA, b, strideB, c, strideC, beta: accumulate ? 1 : 0 });
+}
+
+/** Sizes of one matmul: op(a) m×k per batch, op(b) k×n, b 2-D and shared by every batch or not. */
+interface MatmulShape {
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  sharedB: boolean;
+  transA: boolean;
+  transB: boolean;
+}
+
+/**
  * Matrix product of the last two dims. a: (..., M, K) (or (..., K, M) with transA),
  * b: (..., K, N) (or (..., N, K) with transB); batch dims must be equal, or b may be 2-D
  * (shared by every batch). out: (..., M, N).
@@ -59,6 +88,31 @@ export function gemmInto(
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): T {
   const dtype = commonFloat("matmul", a, b);
+  const sh = matmulShape(a, b, opts);
+  const { m, n, k, batch, sharedB, transA, transB } = sh;
+  const out = empty([...a.shape.slice(0, a.rank - 2), m, n], dtype);
+  const A = floatData(a as T);
+  const B = floatData(b as T);
+  // A shared B with untransposed A: the rows of every batch stack into one (batch·M)×K product.
+  if (sharedB && !transA) product(A, false, B, transB, floatData(out), [batch * m, n, k]);
+  else product(A, transA, B, transB, floatData(out), [m, n, k], batch, [m * k, sharedB ? 0 : k * n, m * n]);
+  return maybeRecord(out, "matmul", [a, b], (dy, needs) => {
+    const dC = floatData(dy);
+    let da: T | null = null;
+    let db: T | null = null;
+    if (needs[0]) {
+      da = empty(a.shape, dtype);
+      matmulGradA(sh, B, dC, floatData(da));
+    }
+    if (needs[1]) {
+      db = empty(b.shape, dtype);
+      matmulGradB(sh, A, dC, floatData(db));
+    }
+    return [da, db];
+  });
+}
+
+function matmulShape(a: Tensor, b: Tensor, opts: MatmulOptions): MatmulShape {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   if (a.rank < 2 || b.rank < 2)
@@ -82,211 +136,43 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): T {
     throw new ShapeError(
       `matmul: batch dimensions ${fmtShape(batchA)} and ${fmtShape(batchB)} of ${fmtShape(a.shape)} and ${fmtShape(b.shape)} must be equal (or b 2-D)`,
     );
-  const batch = numel(batchA);
-  const k = ka;
-  const out = empty([...batchA, m, n], dtype);
-  const A = floatData(a as T);
-  const B = floatData(b as T);
-  if (sharedB && !transA) {
-    // Rows of every batch stack: one (batch·M)×K by K×N product.
-    gemm({
-      transA,
-      transB,
-      m: batch * m,
-      n,
-      k,
-      batch: 1,
-      a: A,
-      strideA: 0,
-      b: B,
-      strideB: 0,
-      c: floatData(out),
-      strideC: 0,
-    });
-  } else {
-    gemm({
-      transA,
-      transB,
-      m,
-      n,
-      k,
-      batch,
-      a: A,
-      strideA: m * k,
-      b: B,
-      strideB: sharedB ? 0 : k * n,
-      c: floatData(out),
-      strideC: m * n,
-    });
+  return { m, n, k: ka, batch: numel(batchA), sharedB, transA, transB };
+}
+
+/** dA from dC (batch × m×n) and B. */
+function matmulGradA(sh: MatmulShape, B: FloatArray, dC: FloatArray, dA: FloatArray): void {
+  const { m, n, k, batch, sharedB, transA, transB } = sh;
+  const sB = sharedB ? 0 : k * n;
+  if (transA)
+    // A stored K×M: dA = op(B)·dCᵀ.
+    product(B, transB, dC, true, dA, [k, m, n], batch, [sB, m * n, m * k]);
+  // dA = dC·op(B)ᵀ, stacked rows when B is shared.
+  else if (sharedB) product(dC, false, B, !transB, dA, [batch * m, k, n]);
+  else product(dC, false, B, !transB, dA, [m, k, n], batch, [m * n, k * n, m * k]);
+}
+
+/** dB from dC (batch × m×n) and A; a shared B sums over the batches. */
+function matmulGradB(sh: MatmulShape, A: FloatArray, dC: FloatArray, dB: FloatArray): void {
+  const { m, n, k, batch, sharedB, transA, transB } = sh;
+  if (!sharedB) {
+    // dB = op(A)ᵀ·dC, or for B stored N×K, dB = dCᵀ·op(A).
+    if (!transB) product(A, !transA, dC, false, dB, [k, n, m], batch, [m * k, m * n, k * n]);
+    else product(dC, true, A, transA, dB, [n, k, m], batch, [m * n, m * k, k * n]);
+    return;
   }
-  return maybeRecord(out, "matmul", [a, b], (dy, needs) => {
-    const dC = floatData(dy);
-    let da: T | null = null;
-    let db: T | null = null;
-    if (needs[0]) {
-      da = empty(a.shape, dtype);
-      const dA = floatData(da);
-      if (!transA) {
-        // dA = dC·op(B)ᵀ
-        if (sharedB)
-          gemm({
-            transA: false,
-            transB: !transB,
-            m: batch * m,
-            n: k,
-            k: n,
-            batch: 1,
-            a: dC,
-            strideA: 0,
-            b: B,
-            strideB: 0,
-            c: dA,
-            strideC: 0,
-          });
-        else
-          gemm({
-            transA: false,
-            transB: !transB,
-            m,
-            n: k,
-            k: n,
-            batch,
-            a: dC,
-            strideA: m * n,
-            b: B,
-            strideB: k * n,
-            c: dA,
-            strideC: m * k,
-          });
-      } else {
-        // A stored K×M: dA = op(B)·dCᵀ
-        gemm({
-          transA: transB,
-          transB: true,
-          m: k,
-          n: m,
-          k: n,
-          batch,
-          a: B,
-          strideA: sharedB ? 0 : k * n,
-          b: dC,
-          strideB: m * n,
-          c: dA,
-          strideC: m * k,
-        });
-      }
-    }
-    if (needs[1]) {
-      db = empty(b.shape, dtype);
-      const dB = floatData(db);
-      if (sharedB) {
-        if (!transA) {
-          // Stacked rows: dB = op(A)ᵀ·dC over all batches at once (or dCᵀ·A for a transposed B).
-          if (!transB)
-            gemm({
-              transA: true,
-              transB: false,
-              m: k,
-              n,
-              k: batch * m,
-              batch: 1,
-              a: A,
-              strideA: 0,
-              b: dC,
-              strideB: 0,
-              c: dB,
-              strideC: 0,
-            });
-          else
-            gemm({
-              transA: true,
-              transB: false,
-              m: n,
-              n: k,
-              k: batch * m,
-              batch: 1,
-              a: dC,
-              strideA: 0,
-              b: A,
-              strideB: 0,
-              c: dB,
-              strideC: 0,
-            });
-        } else {
-          // A transposed and B shared: sum the per-batch products one by one.
-          for (let i = 0; i < batch; i++) {
-            const ai = A.subarray(i * m * k, (i + 1) * m * k);
-            const ci = dC.subarray(i * m * n, (i + 1) * m * n);
-            if (!transB)
-              gemm({
-                transA: false,
-                transB: false,
-                m: k,
-                n,
-                k: m,
-                batch: 1,
-                a: ai,
-                strideA: 0,
-                b: ci,
-                strideB: 0,
-                c: dB,
-                strideC: 0,
-                beta: i === 0 ? 0 : 1,
-              });
-            else
-              gemm({
-                transA: true,
-                transB: true,
-                m: n,
-                n: k,
-                k: m,
-                batch: 1,
-                a: ci,
-                strideA: 0,
-                b: ai,
-                strideB: 0,
-                c: dB,
-                strideC: 0,
-                beta: i === 0 ? 0 : 1,
-              });
-          }
-        }
-      } else if (!transB) {
-        // dB = op(A)ᵀ·dC
-        gemm({
-          transA: !transA,
-          transB: false,
-          m: k,
-          n,
-          k: m,
-          batch,
-          a: A,
-          strideA: m * k,
-          b: dC,
-          strideB: m * n,
-          c: dB,
-          strideC: k * n,
-        });
-      } else {
-        // B stored N×K: dB = dCᵀ·op(A)
-        gemm({
-          transA: true,
-          transB: transA,
-          m: n,
-          n: k,
-          k: m,
-          batch,
-          a: dC,
-          strideA: m * n,
-          b: A,
-          strideB: m * k,
-          c: dB,
-          strideC: k * n,
-        });
-      }
-    }
-    return [da, db];
-  });
+  if (!transA) {
+    // Stacked rows: dB = Aᵀ·dC over all batches at once (dCᵀ·A for a transposed B).
+    if (!transB) product(A, true, dC, false, dB, [k, n, batch * m]);
+    else product(dC, true, A, false, dB, [n, k, batch * m]);
+    return;
+  }
+  // A transposed and B shared: the per-batch products summed one by one.
+  for (let i = 0; i < batch; i++) {
+    const ai = A.subarray(i * m * k, (i + 1) * m * k);
+    const ci = dC.subarray(i * m * n, (i + 1) * m * n);
+    if (!transB) product(ai, false, ci, false, dB, [k, n, m], 1, undefined, i > 0);
+    else product(ci, true, ai, true, dB, [n, k, m], 1, undefined, i > 0);
+  }
 }
 
 /**

@@ -1,0 +1,18 @@
+// The models layer's public surface (browser-safe): the LLaMA family (llama, mistral, qwen2),
+// its config, KV cache, generation and evaluation.
+export type { NllResult } from "./evaluate.js";
+export { evaluateNll } from "./evaluate.js";
+export type { GenerateOptions } from "./generate.js";
+export { generate, sampleToken } from "./generate.js";
+export type { LayerType, LlamaConfig, LlamaModelType, RopeScaling } from "./llama/config.js";
+export {
+  ConfigError,
+  computeRopeInvFreq,
+  LLAMA_CONFIG_DEFAULTS,
+  LLAMA_MODEL_TYPES,
+  llamaConfigToJson,
+  parseLlamaConfig,
+} from "./llama/config.js";
+export { KVCache } from "./llama/kv-cache.js";
+export type { CausalLMForwardOptions } from "./llama/model.js";
+export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from "./llama/model.js";
