@@ -1,6 +1,7 @@
 // lorakit: browser-safe entry point. Node-only parts (native kernels, files, CLI, server)
 // live behind "lorakit/node".
 export * from "./core/index.js";
+export * from "./export/index.js";
 export * from "./io/index.js";
 export * as linalg from "./linalg/index.js";
 export * from "./models/evaluate.js";

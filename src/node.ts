@@ -2,6 +2,7 @@
 // selection with the native kernels.
 
 export * from "./data/corpora.js";
+export * from "./export/node/index.js";
 export * from "./index.js";
 export * from "./io/node/index.js";
 export { availableBackends, selectBackend } from "./kernels/select.js";
