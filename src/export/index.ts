@@ -28,5 +28,7 @@ export {
 } from "./gguf/llama-arch.js";
 export type { AdapterGguf, GgufAdapterDType } from "./gguf/lora.js";
 export { adapterGguf } from "./gguf/lora.js";
+export type { ChatRenderer, GoTemplate } from "./gguf/modelfile.js";
+export { chatTemplateToGo, modelfile } from "./gguf/modelfile.js";
 export type { TokenizerGguf, TokenizerGgufInput } from "./gguf/tokenizer.js";
 export { PRE_TOKENIZER_REGEX, tokenizerGguf } from "./gguf/tokenizer.js";
