@@ -2,7 +2,11 @@
 // hundred MB (random weights, built in memory), native vs reference kernels side by side,
 // and native with bf16-stored weights (half the memory).
 //
-//   npm run build && node dist/bench/inference.js [--prompt 128] [--new 32] [--no-ref] [--json]
+//   npm run build && node dist/bench/inference.js [--prompt 128] [--new 32] [--no-ref] [--no-llama-cpp] [--json]
+//
+// llama.cpp runs the same weights through lorakit's GGUF export (bench/llama-cpp-peer.ts).
+import { cpus } from "node:os";
+import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
 import { noGrad, Rng, setBackend, tensor, tidy } from "../src/index.js";
 import { refBackend } from "../src/kernels/ref/index.js";
@@ -10,6 +14,7 @@ import { availableBackends } from "../src/kernels/select.js";
 import { generate } from "../src/models/generate.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
+import { llamaCppPeer } from "./llama-cpp-peer.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -60,6 +65,12 @@ const rows: Record<string, number | string>[] = [];
 const native = (await availableBackends()).find((b) => b.name === "native");
 if (native) rows.push(measure(native, "native f32"));
 if (!argv.includes("--no-ref")) rows.push(measure(refBackend, "ref (TypeScript) f32"));
+if (!argv.includes("--no-llama-cpp")) {
+  // The demo model's tokenizer, padded to this vocabulary: the prompt is token ids anyway.
+  const tokDir = fileURLToPath(new URL("../../models/demo-base", import.meta.url));
+  const peer = await llamaCppPeer(model, tokDir, prompt, NEW, cpus().length);
+  if (peer) rows.push(peer);
+}
 if (native) {
   // Frozen linear weights stored as bf16: the GEMM widens them while packing.
   for (const [path, m] of model.namedModules())

@@ -1,6 +1,7 @@
 // lorakit: the browser-safe entry point. Each layer's index.ts lists what it makes public;
 // node-only parts (native kernels, files, corpora, the server) live behind "lorakit/node".
 export * from "./core/index.js";
+export * from "./export/index.js";
 export * from "./io/index.js";
 export * as linalg from "./linalg/index.js";
 export * from "./models/index.js";

@@ -15,7 +15,20 @@ import ts from "typescript";
 import { repoRoot } from "./util/repo.js";
 
 /** Layers from top to bottom (ARCHITECTURE.md); a module may import its own layer or lower. */
-const LAYERS = ["cli", "serve", "train", "peft", "optim", "models", "quant", "io", "nn", "core", "kernels"];
+const LAYERS = [
+  "cli",
+  "serve",
+  "train",
+  "export",
+  "peft",
+  "optim",
+  "models",
+  "quant",
+  "io",
+  "nn",
+  "core",
+  "kernels",
+];
 /** Top-level directories that sit at another directory's level. */
 const SAME_LEVEL: Record<string, string> = { tokenizer: "io", data: "io", linalg: "core" };
 /** Package entry points: above every layer (nothing inside src may import them). */

@@ -22,6 +22,7 @@ const main = defineCommand({
     inspect: () => import("./commands/inspect.js").then((m) => m.inspectCommand),
     params: () => import("./commands/params.js").then((m) => m.paramsCommand),
     quantize: () => import("./commands/quantize.js").then((m) => m.quantizeCommand),
+    "export-gguf": () => import("./commands/export-gguf.js").then((m) => m.exportGgufCommand),
     memory: () => import("./commands/memory.js").then((m) => m.memoryCommand),
     serve: () => import("./commands/serve.js").then((m) => m.serveCommand),
   },

@@ -68,7 +68,8 @@ function readRawConfig(dir: string): unknown {
   return JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
 }
 
-function checkpointPath(dir: string): string {
+/** The checkpoint file of a model folder (the shard index, or model.safetensors); a clear error otherwise. */
+export function checkpointPath(dir: string): string {
   for (const f of ["model.safetensors.index.json", "model.safetensors"])
     if (existsSync(join(dir, f))) return join(dir, f);
   if (existsSync(join(dir, "pytorch_model.bin")) || existsSync(join(dir, "pytorch_model.bin.index.json")))

@@ -84,7 +84,8 @@ function resolvedTargets(pm: PeftModel, name: string): string[] | null {
   return [...new Set(paths.map((p) => p.split(".").pop()!))].sort();
 }
 
-function readAdapterDir(dir: string): {
+/** adapter_config.json (parsed and checked) and every tensor of adapter_model.safetensors in `dir`. */
+export function readAdapterDir(dir: string): {
   config: ReturnType<typeof parseLoraConfig>;
   tensors: Map<string, Tensor>;
 } {
