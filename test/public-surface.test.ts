@@ -36,6 +36,7 @@ const CLI_CAPABILITIES: Record<string, readonly string[]> = {
   memory: ["estimateMemory", "parseByteSize"],
   params: ["countLoraParams", "countBaseParams", "parseLlamaConfig"],
   serve: ["startServer", "DEFAULT_LIMITS"],
+  "export-gguf": ["exportModelGguf", "exportAdapterGguf", "exportMergedGguf"],
   "build-demo-base": ["trainBpeTokenizer", "saveTokenizer", "LlamaForCausalLM"],
   backends: ["selectBackend", "availableBackends"],
 };
