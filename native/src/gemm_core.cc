@@ -85,6 +85,10 @@ float* gemm_scratch(int slot, size_t count) {
 
 void gemm_run(const GemmBatch& g) {
   if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return;
+  if (g.alpha != 0.f && gemv_applies(g)) {
+    gemv_run(g);
+    return;
+  }
   static const GemmSerialFn fn = select_serial();
   const int64_t lda = g.transA ? g.m : g.k, ldb = g.transB ? g.k : g.n, ldc = g.n;
   const size_t bsz = g.bBf16 ? 2 : 4;

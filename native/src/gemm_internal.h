@@ -41,6 +41,13 @@ struct GemmBatch {
   float alpha = 1, beta = 0;
 };
 
+// Products of at most kGemvMaxRows rows of A by Wᵀ (W row-major n×k, f32 or bf16: every
+// linear layer while decoding) read W in place at memory bandwidth (gemv_avx2.cc), with the
+// packed GEMM's exact per-element arithmetic. gemv_applies says whether gemv_run takes g.
+constexpr int64_t kGemvMaxRows = 8;
+bool gemv_applies(const GemmBatch& g);
+void gemv_run(const GemmBatch& g);
+
 using GemmSerialFn = void (*)(const GemmTask&);
 
 // Serial kernels (one thread, any shape).

@@ -246,10 +246,16 @@ function invariance(ad: GemmAddon & { setThreads(n: number): void; getThreads():
     [false, false, 16, 1000, 600, false],
     [true, false, 300, 70, 600, false], // 6×64 kernel, ragged column split
     [false, false, 300, 100, 600, false],
+    // X·Wᵀ with a wide W (every linear layer): ≤ 8 rows take the decode path, which must give
+    // the packed GEMM's bits (k over several slices, ragged k and n, bf16 weights).
+    [false, true, 40, 300, 600, false],
+    [false, true, 33, 257, 37, true],
+    [false, true, 20, 1000, 777, true],
+    [false, true, 12, 70, 256, false],
   ];
   try {
     for (const [transA, transB, m, n, k, bf16] of cases)
-      for (const beta of [0, 0.5]) {
+      for (const beta of [0, 0.5, 1]) {
         const label = JSON.stringify({ transA, transB, m, n, k, bf16, beta });
         const a = randomF32(m * k);
         const b = bf16 ? randomBf16(k * n) : randomF32(k * n);
@@ -272,6 +278,8 @@ function invariance(ad: GemmAddon & { setThreads(n: number): void; getThreads():
           [Math.floor(m / 2), 1],
           [3, Math.min(16, m - 3)],
           [1, Math.min(9, m - 1)],
+          [2, Math.min(8, m - 2)],
+          [4, Math.min(5, m - 4)],
         ]) {
           const cs = c0.slice(r0 * n, (r0 + rows) * n);
           run(rowsOf(transA, a, m, k, r0, rows), rows, cs);
