@@ -26,6 +26,28 @@ export interface GenerateOptions {
   onToken?: (id: number) => void;
   /** Return true to stop early (e.g. the client went away). */
   shouldStop?: () => boolean;
+  /** Filled in as generation runs: how long the prompt and the new tokens took. */
+  stats?: GenerationStats;
+}
+
+/**
+ * Where generation's time went. The prefill is the prompt's forward pass, which also gives
+ * the first new token; every later token is one decode step.
+ */
+export interface GenerationStats {
+  promptTokens: number;
+  prefillSeconds: number;
+  /** Decode steps run (new tokens after the first). */
+  decodeSteps: number;
+  decodeSeconds: number;
+}
+
+/** Prompt tokens per second of the prefill and new tokens per second of decoding (NaN when none ran). */
+export function generationRates(s: GenerationStats): { prefill: number; decode: number } {
+  return {
+    prefill: s.prefillSeconds > 0 ? s.promptTokens / s.prefillSeconds : Number.NaN,
+    decode: s.decodeSeconds > 0 ? s.decodeSteps / s.decodeSeconds : Number.NaN,
+  };
 }
 
 /** Picks the next token from one row of logits. */
@@ -90,17 +112,34 @@ export function generate(
     cfg.headDim,
   );
   const out: number[] = [];
+  const stats = opts.stats;
+  if (stats)
+    Object.assign(stats, {
+      promptTokens: promptIds.length,
+      prefillSeconds: 0,
+      decodeSteps: 0,
+      decodeSeconds: 0,
+    });
   // Inference: dropout off whatever mode the model was left in.
   return model.withEval(() =>
     noGrad(() => {
       let input: number[] = [...promptIds];
       for (let step = 0; step < opts.maxNewTokens; step++) {
         if (opts.shouldStop?.()) break;
+        const t0 = performance.now();
         const next = tidy(() => {
           const ids: Tensor = tensor(input, [1, input.length], "i32");
           const logits = model.forward(ids, { cache, lastOnly: true });
           return sampleToken(logits.data as Float32Array, opts, rng);
         });
+        if (stats) {
+          const dt = (performance.now() - t0) / 1000;
+          if (step === 0) stats.prefillSeconds = dt;
+          else {
+            stats.decodeSeconds += dt;
+            stats.decodeSteps++;
+          }
+        }
         out.push(next);
         opts.onToken?.(next);
         if (opts.stopAtEos && eos.has(next)) break;

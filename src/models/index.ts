@@ -2,8 +2,8 @@
 // its config, KV cache, generation and evaluation.
 export type { NllResult } from "./evaluate.js";
 export { evaluateNll } from "./evaluate.js";
-export type { GenerateOptions } from "./generate.js";
-export { generate, sampleToken } from "./generate.js";
+export type { GenerateOptions, GenerationStats } from "./generate.js";
+export { generate, generationRates, sampleToken } from "./generate.js";
 export type { LayerType, LlamaConfig, LlamaModelType, RopeScaling } from "./llama/config.js";
 export {
   ConfigError,

@@ -207,6 +207,9 @@ describe("lorakit command line", { timeout: 120_000 }, () => {
       assert.equal((o.tokens as number[]).length, n);
       assert.deepEqual(o.tokens, want);
       assert.equal(o.text, tok.decode(want));
+      // Speeds measured inside the command: the prompt's prefill, then n − 1 decode steps.
+      assert.ok((o.prefill_tokens_per_second as number) > 0, `prefill ${o.prefill_tokens_per_second}`);
+      assert.ok((o.decode_tokens_per_second as number) > 0, `decode ${o.decode_tokens_per_second}`);
       if (adapter === undefined) first = want[0];
     }
     // A copy of the model whose EOS is the first greedy token: generation still runs to

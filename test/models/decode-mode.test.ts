@@ -10,6 +10,7 @@ import { ShapeError } from "../../src/core/errors.js";
 import { Rng, randNormal } from "../../src/core/rng.js";
 import { tensor } from "../../src/core/tensor.js";
 import { availableBackends } from "../../src/kernels/select.js";
+import { type GenerationStats, generate, generationRates } from "../../src/models/generate.js";
 import { KVCache } from "../../src/models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { BASE_ROW, LoraLinear } from "../../src/peft/lora/layer.js";
@@ -86,5 +87,21 @@ describe("decode mode: bad input", () => {
       assert.throws(() => m.decode([], []), ShapeError);
       assert.throws(() => m.decode([1, 2], [c, c]), /appears twice/);
     });
+  });
+});
+
+describe("generation stats", () => {
+  test("the prefill covers the prompt and the first token; each later token is a decode step", () => {
+    const stats = {} as GenerationStats;
+    const ids = generate(tinyModel(2), [1, 2, 3, 4], { maxNewTokens: 5, stats });
+    assert.equal(ids.length, 5);
+    assert.equal(stats.promptTokens, 4);
+    assert.equal(stats.decodeSteps, 4);
+    assert.ok(stats.prefillSeconds > 0 && stats.decodeSeconds > 0);
+    const r = generationRates(stats);
+    assert.ok(r.prefill > 0 && r.decode > 0);
+    const none = {} as GenerationStats;
+    generate(tinyModel(2), [1], { maxNewTokens: 1, stats: none });
+    assert.ok(Number.isNaN(generationRates(none).decode), "one new token: no decode step ran");
   });
 });

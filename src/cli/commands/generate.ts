@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { generate } from "../../models/generate.js";
+import { type GenerationStats, generate, generationRates } from "../../models/generate.js";
 import { loadForInference } from "../load.js";
 import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, printJson, requireArg } from "../output.js";
 import { setupBackend } from "../setup.js";
@@ -59,7 +59,9 @@ export const generateCommand = defineCommand({
     let streamed = 0;
     const tokens: number[] = [];
     const t0 = performance.now();
+    const stats = {} as GenerationStats;
     const ids = generate(model, promptIds, {
+      stats,
       maxNewTokens,
       ...sampling,
       stopAtEos: Boolean(args["stop-at-eos"]),
@@ -77,6 +79,7 @@ export const generateCommand = defineCommand({
     });
     const seconds = (performance.now() - t0) / 1000;
     const text = tokenizer.decode(ids);
+    const rates = generationRates(stats);
     if (args.json)
       return printJson({
         tokens: ids,
@@ -84,8 +87,13 @@ export const generateCommand = defineCommand({
         prompt_tokens: promptIds.length,
         seconds,
         tokens_per_second: ids.length / seconds,
+        prefill_tokens_per_second: Number.isFinite(rates.prefill) ? rates.prefill : null,
+        decode_tokens_per_second: Number.isFinite(rates.decode) ? rates.decode : null,
       });
     process.stdout.write(`${text.slice(streamed)}\n`);
-    log(`${ids.length} tokens in ${seconds.toFixed(2)} s (${(ids.length / seconds).toFixed(1)} tokens/s)`);
+    const fmt = (r: number) => (Number.isFinite(r) ? r.toFixed(1) : "–");
+    log(
+      `${ids.length} tokens in ${seconds.toFixed(2)} s: prefill ${promptIds.length} tokens at ${fmt(rates.prefill)} tokens/s, decode at ${fmt(rates.decode)} tokens/s`,
+    );
   },
 });
