@@ -1,29 +1,42 @@
-// Inference benchmark: prefill and decode tokens/s of a LLaMA-shaped model of a few
-// hundred MB (random weights, built in memory), native vs reference kernels side by side,
-// and native with bf16-stored weights (half the memory).
+// Inference benchmark: prefill and decode tokens/s of a LLaMA-shaped model (random weights,
+// built in memory) with f32, bf16 and NF4 weights, next to the machine's own limits measured
+// in the same run: decode reads every weight once per token, so it is reported as GB/s and as
+// a fraction of this machine's streaming read bandwidth (readBandwidth); the prefill as a
+// fraction of the FMA peak (fmaPeak). llama.cpp runs the same f32 weights through lorakit's
+// GGUF export (bench/llama-cpp-peer.ts); the TypeScript reference backend is the other peer.
 //
-//   npm run build && node dist/bench/inference.js [--prompt 128] [--new 32] [--no-ref] [--no-llama-cpp] [--json]
-//
-// llama.cpp runs the same weights through lorakit's GGUF export (bench/llama-cpp-peer.ts).
+//   npm run build && node dist/bench/inference.js [--shape 125m|qwen2.5-0.5b] [--prompt 128]
+//     [--new 32] [--threads N] [--ref] [--no-llama-cpp] [--json]
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
 import { noGrad, Rng, setBackend, tensor, tidy } from "../src/index.js";
+import { loadAddon } from "../src/kernels/native/loader.js";
 import { refBackend } from "../src/kernels/ref/index.js";
 import { availableBackends } from "../src/kernels/select.js";
-import { generate } from "../src/models/generate.js";
+import { type GenerationStats, generate, generationRates } from "../src/models/generate.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
+import { Linear } from "../src/nn/layers.js";
+import { Linear4bit } from "../src/quant/linear4bit.js";
+import { quantizeModel } from "../src/quant/model.js";
 import { llamaCppPeer } from "./llama-cpp-peer.js";
+import { scaleShape } from "./scale/shapes.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
   const i = argv.indexOf(`--${n}`);
   return i >= 0 ? Number(argv[i + 1]) : d;
 };
+const shapeArg = (() => {
+  const i = argv.indexOf("--shape");
+  return i >= 0 ? argv[i + 1] : "125m";
+})();
 const PROMPT = opt("prompt", 128);
 const NEW = opt("new", 32);
-const cfg = parseLlamaConfig({
+const THREADS = opt("threads", cpus().length);
+
+const SHAPE_125M = {
   model_type: "llama",
   vocab_size: 32000,
   hidden_size: 768,
@@ -32,63 +45,141 @@ const cfg = parseLlamaConfig({
   num_attention_heads: 12,
   num_key_value_heads: 4,
   max_position_embeddings: 2048,
-});
+};
+const cfg = parseLlamaConfig(shapeArg === "125m" ? SHAPE_125M : { ...scaleShape(shapeArg).config });
 const model = new LlamaForCausalLM(cfg, { rng: new Rng(0) });
+model.eval();
 let params = 0;
 for (const p of model.parameters()) params += p.size;
 const rng = new Rng(1);
 const prompt = Array.from({ length: PROMPT }, () => rng.int(cfg.vocabSize));
 
-function measure(be: Backend, label: string): Record<string, number | string> {
-  setBackend(be);
-  const bytes = model.parameters().reduce((a, p) => a + p.size * (p.dtype === "bf16" ? 2 : 4), 0);
-  // Prefill: one forward over the prompt (logits of every position, as eval does).
-  const t0 = performance.now();
-  noGrad(() => tidy(() => void model.forward(tensor([prompt], [1, PROMPT], "i32"))));
-  const prefill = (performance.now() - t0) / 1000;
-  // Decode: greedy with the KV cache; the first step is the prompt's prefill, subtract it.
-  const t1 = performance.now();
-  generate(model, prompt.slice(0, 8), { maxNewTokens: 1 });
-  const firstStep = (performance.now() - t1) / 1000;
-  const t2 = performance.now();
-  generate(model, prompt.slice(0, 8), { maxNewTokens: NEW + 1 });
-  const decode = ((performance.now() - t2) / 1000 - firstStep) / NEW;
-  return {
-    engine: label,
-    weights_mb: bytes / 2 ** 20,
-    prefill_tokens_per_second: PROMPT / prefill,
-    decode_tokens_per_second: 1 / decode,
-  };
+const loaded = loadAddon();
+const addon =
+  "addon" in loaded
+    ? (loaded.addon as typeof loaded.addon & {
+        readBandwidth(threads: number, mib: number): number;
+        fmaPeak(threads: number, ms: number): number;
+      })
+    : null;
+addon?.setThreads(THREADS);
+
+/** Bytes one decode step reads: every linear weight (the output layer included) once. */
+function bytesPerToken(m: LlamaForCausalLM): number {
+  let bytes = 0;
+  for (const [, mod] of m.namedModules()) {
+    if (mod instanceof Linear4bit) bytes += mod.residentBytes();
+    else if (mod instanceof Linear) {
+      const w = mod.weight;
+      bytes += w.size * (w.dtype === "f32" ? 4 : 2) + (mod.bias ? mod.bias.size * 4 : 0);
+    }
+  }
+  return bytes;
 }
 
-const rows: Record<string, number | string>[] = [];
+/** Multiply-adds of one token through the linear layers (attention's are small at this length). */
+function linearFmaPerToken(m: LlamaForCausalLM): number {
+  let n = 0;
+  for (const [, mod] of m.namedModules())
+    if (mod instanceof Linear || mod instanceof Linear4bit) n += mod.inFeatures * mod.outFeatures;
+  return n;
+}
+
+interface Row {
+  engine: string;
+  weights_mb: number;
+  prefill_tokens_per_second: number;
+  decode_tokens_per_second: number;
+  decode_gb_per_second?: number;
+  decode_fraction_of_bandwidth?: number;
+  prefill_fraction_of_fma_peak?: number;
+}
+
+function measure(be: Backend, label: string): Row {
+  setBackend(be);
+  const bytes = bytesPerToken(model);
+  // Prefill: one forward over the prompt (every position's logits, as eval does).
+  noGrad(() => tidy(() => void model.forward(tensor([prompt.slice(0, 8)], [1, 8], "i32")))); // warm up
+  const t0 = performance.now();
+  noGrad(() => tidy(() => void model.forward(tensor([prompt], [1, PROMPT], "i32"))));
+  const prefill = PROMPT / ((performance.now() - t0) / 1000);
+  // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart).
+  const stats = {} as GenerationStats;
+  generate(model, prompt.slice(0, 8), { maxNewTokens: NEW + 1, stats });
+  const decode = generationRates(stats).decode;
+  const row: Row = {
+    engine: label,
+    weights_mb: bytes / 2 ** 20,
+    prefill_tokens_per_second: prefill,
+    decode_tokens_per_second: decode,
+  };
+  if (be.name === "native") {
+    row.decode_gb_per_second = (decode * bytes) / 1e9;
+    if (bandwidth > 0) row.decode_fraction_of_bandwidth = row.decode_gb_per_second / bandwidth;
+    if (peak > 0) row.prefill_fraction_of_fma_peak = (2 * prefill * linearFmaPerToken(model)) / 1e9 / peak;
+  }
+  return row;
+}
+
+// The machine's limits, measured now (the best of two probes around the runs counts).
+let bandwidth = addon ? addon.readBandwidth(THREADS, 1024) : 0;
+const peak = addon ? addon.fmaPeak(THREADS, 300) : 0;
+
+const rows: Row[] = [];
 const native = (await availableBackends()).find((b) => b.name === "native");
 if (native) rows.push(measure(native, "native f32"));
-if (!argv.includes("--no-ref")) rows.push(measure(refBackend, "ref (TypeScript) f32"));
+if (argv.includes("--ref")) rows.push(measure(refBackend, "ref (TypeScript) f32"));
 if (!argv.includes("--no-llama-cpp")) {
   // The demo model's tokenizer, padded to this vocabulary: the prompt is token ids anyway.
   const tokDir = fileURLToPath(new URL("../../models/demo-base", import.meta.url));
-  const peer = await llamaCppPeer(model, tokDir, prompt, NEW, cpus().length);
-  if (peer) rows.push(peer);
+  const peer = await llamaCppPeer(model, tokDir, prompt, NEW, THREADS);
+  if (peer) {
+    const row = peer as unknown as Row;
+    // The same f32 weights: the same bytes per token.
+    row.decode_gb_per_second = (row.decode_tokens_per_second * bytesPerToken(model)) / 1e9;
+    rows.push(row);
+  }
 }
 if (native) {
-  // Frozen linear weights stored as bf16: the GEMM widens them while packing.
-  for (const [path, m] of model.namedModules())
-    if (path.endsWith("_proj")) {
-      const w = m.param("weight")!;
-      m.setParam("weight", w.to("bf16"));
-    }
+  // Every linear weight stored as bf16 (the output layer too): read at half the bytes.
+  for (const [, m] of model.namedModules())
+    if (m instanceof Linear && m.weight.dtype === "f32") m.setParam("weight", m.weight.to("bf16"));
   rows.push(measure(native, "native bf16 weights"));
+  // QLoRA's base: the decoder linears in NF4 (the output layer stays bf16).
+  quantizeModel(model);
+  rows.push(measure(native, "native NF4 + bf16 head"));
+  if (addon) bandwidth = Math.max(bandwidth, addon.readBandwidth(THREADS, 1024));
+  for (const r of rows)
+    if (r.decode_gb_per_second !== undefined)
+      r.decode_fraction_of_bandwidth = r.decode_gb_per_second / bandwidth;
 }
+
+const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens, ${THREADS} threads`;
 if (argv.includes("--json"))
-  for (const r of rows) console.log(JSON.stringify({ ...r, params, prompt: PROMPT, new_tokens: NEW }));
-else {
-  console.log(
-    `LLaMA-shaped model: hidden 768, 12 layers, intermediate 2048, vocab 32000, heads 12/4, ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens`,
-  );
-  console.log("engine                 | weights MB | prefill tok/s | decode tok/s");
   for (const r of rows)
     console.log(
-      `${String(r.engine).padEnd(22)} | ${(r.weights_mb as number).toFixed(0).padStart(10)} | ${(r.prefill_tokens_per_second as number).toFixed(1).padStart(13)} | ${(r.decode_tokens_per_second as number).toFixed(1).padStart(12)}`,
+      JSON.stringify({
+        ...r,
+        shape: shapeArg,
+        params,
+        prompt: PROMPT,
+        new_tokens: NEW,
+        threads: THREADS,
+        read_gb_per_second: bandwidth,
+        fma_peak_gflops: peak,
+      }),
+    );
+else {
+  console.log(where);
+  console.log(
+    `machine: streaming read ${bandwidth.toFixed(1)} GB/s, FMA peak ${peak.toFixed(0)} GFLOP/s (measured in this run)`,
+  );
+  console.log(
+    "engine                 | weights MB | prefill tok/s | % FMA peak | decode tok/s | decode GB/s | % read bandwidth",
+  );
+  const pct = (x: number | undefined) => (x === undefined ? "" : `${(100 * x).toFixed(0)} %`);
+  for (const r of rows)
+    console.log(
+      `${String(r.engine).padEnd(22)} | ${r.weights_mb.toFixed(0).padStart(10)} | ${r.prefill_tokens_per_second.toFixed(1).padStart(13)} | ${pct(r.prefill_fraction_of_fma_peak).padStart(10)} | ${r.decode_tokens_per_second.toFixed(1).padStart(12)} | ${(r.decode_gb_per_second?.toFixed(1) ?? "").padStart(11)} | ${pct(r.decode_fraction_of_bandwidth).padStart(16)}`,
     );
 }

@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lorakit::RegisterOps(env, exports);
   lorakit::RegisterNf4(env, exports);
   lorakit::RegisterLoraGrouped(env, exports);
+  lorakit::RegisterBandwidth(env, exports);
   return exports;
 }
 

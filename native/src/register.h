@@ -7,4 +7,5 @@ void RegisterGemm(Napi::Env env, Napi::Object exports);  // gemm.cc
 void RegisterOps(Napi::Env env, Napi::Object exports);   // ops_*.cc (ops_register.cc)
 void RegisterNf4(Napi::Env env, Napi::Object exports);   // nf4_gemm.cc
 void RegisterLoraGrouped(Napi::Env env, Napi::Object exports);  // lora_grouped.cc
+void RegisterBandwidth(Napi::Env env, Napi::Object exports);    // bandwidth.cc
 }  // namespace lorakit
