@@ -160,20 +160,28 @@ function shippedPrebuilds(root: string): string {
 
 /**
  * Loads the addon of the lorakit package at `root` (the source build, else the prebuilt for
- * `host`); when neither loads, a NativeUnavailableError with the reason and the fix.
+ * `host`, by default this machine); when neither loads, a NativeUnavailableError with the
+ * reason and the fix.
  */
-export function loadPackageAddon(root: string | null, host: HostTarget = hostTarget()): AddonLoadResult {
+export function loadPackageAddon(root: string | null, hostOrDefault?: HostTarget): AddonLoadResult {
   if (root === null) return loadAddonFrom(null);
-  const checkout = existsSync(join(root, ".git"));
-  const rebuild = checkout ? "npm run build:native (in this checkout)" : "npm rebuild lorakit";
-  const candidates = [join(root, ADDON_RELATIVE_PATH), join(root, prebuiltRelativePath(host))];
   const loadErrors: Error[] = [];
-  for (const file of candidates) {
-    if (!existsSync(file)) continue;
-    const r = loadAddonFrom(file);
+  const sourceBuild = join(root, ADDON_RELATIVE_PATH);
+  if (existsSync(sourceBuild)) {
+    const r = loadAddonFrom(sourceBuild);
     if ("addon" in r) return r;
     loadErrors.push(r.error);
   }
+  // Only now: reading the libc takes a process report (~10 ms).
+  const host = hostOrDefault ?? hostTarget();
+  const prebuilt = join(root, prebuiltRelativePath(host));
+  if (existsSync(prebuilt)) {
+    const r = loadAddonFrom(prebuilt);
+    if ("addon" in r) return r;
+    loadErrors.push(r.error);
+  }
+  const checkout = existsSync(join(root, ".git"));
+  const rebuild = checkout ? "npm run build:native (in this checkout)" : "npm rebuild lorakit";
   const where = describe(host);
   if (loadErrors.length > 0) {
     const first = loadErrors[0];
