@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "lorakit_prebuilt%": 0
+  },
   "targets": [
     {
       "target_name": "lorakit_native",
@@ -12,6 +15,7 @@
       "cflags": ["-O3", "-fno-math-errno", "-fno-trapping-math"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fno-trapping-math", "-pthread"],
       "ldflags": ["-pthread"],
+      "conditions": [["lorakit_prebuilt==1", { "defines": ["LORAKIT_PREBUILT=1"] }]],
       "xcode_settings": {
         "GCC_OPTIMIZATION_LEVEL": "3",
         "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-fno-math-errno", "-fno-trapping-math"]

@@ -9,12 +9,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "avx512_defined.h"
+
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))), \
                              apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
 #endif
 
@@ -47,14 +48,14 @@ inline __mmask16 mask_n(int64_t n) {
 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 inline __m512 load16(const uint16_t* p, __mmask16 m) {
   __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_castsi512_ps(avx512_defined::slli_epi32<16>(avx512_defined::cvtepu16_epi32(h)));
 }
 
 inline void transpose16(__m512 r[16]) {
   __m512 t[16];
   for (int i = 0; i < 8; i++) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i] = avx512_defined::unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = avx512_defined::unpackhi_ps(r[2 * i], r[2 * i + 1]);
   }
   for (int i = 0; i < 4; i++) {
     r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
@@ -64,12 +65,12 @@ inline void transpose16(__m512 r[16]) {
   }
   for (int g = 0; g < 2; g++)
     for (int j = 0; j < 4; j++) {
-      t[8 * g + j] = _mm512_shuffle_f32x4(r[8 * g + j], r[8 * g + 4 + j], 0x88);
-      t[8 * g + 4 + j] = _mm512_shuffle_f32x4(r[8 * g + j], r[8 * g + 4 + j], 0xDD);
+      t[8 * g + j] = avx512_defined::shuffle_f32x4<0x88>(r[8 * g + j], r[8 * g + 4 + j]);
+      t[8 * g + 4 + j] = avx512_defined::shuffle_f32x4<0xDD>(r[8 * g + j], r[8 * g + 4 + j]);
     }
   for (int j = 0; j < 8; j++) {
-    r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-    r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    r[j] = avx512_defined::shuffle_f32x4<0x88>(t[j], t[8 + j]);
+    r[8 + j] = avx512_defined::shuffle_f32x4<0xDD>(t[j], t[8 + j]);
   }
 }
 
@@ -356,7 +357,7 @@ double fma_chains_avx512(int64_t iters) {
   }
   __m512 s = acc[0];
   for (int q = 1; q < NC; q++) s = _mm512_add_ps(s, acc[q]);
-  volatile float sink = _mm512_reduce_add_ps(s);
+  volatile float sink = avx512_defined::reduce_add_ps(s);
   (void)sink;
   return static_cast<double>(iters) * NC * 16 * 2;
 }

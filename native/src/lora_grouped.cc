@@ -49,6 +49,10 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   }
   const int32_t* rw = rows.Data();
   const int32_t* st = starts.Data();
+  // Raw pointers, as for rows and starts: TypedArrayOf::operator[](size_t) with an int64_t
+  // index is ambiguous with the built-in subscript through napi_value's conversion.
+  const int32_t* rk = ranks.Data();
+  const double* sc = scales.Data();
   for (int64_t i = 0; i < static_cast<int64_t>(rows.ElementLength()); i++)
     if (rw[i] < 0 || rw[i] >= nx) {
       Throw(env, "loraGroupedNT: row index " + std::to_string(rw[i]) + " out of range");
@@ -56,7 +60,7 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
     }
   std::vector<float> h, xs, d;
   for (int64_t g = 0; g < G; g++) {
-    const int64_t s0 = st[g], s1 = st[g + 1], n = s1 - s0, r = ranks[g];
+    const int64_t s0 = st[g], s1 = st[g + 1], n = s1 - s0, r = rk[g];
     if (n <= 0) continue;
     if (s1 > static_cast<int64_t>(rows.ElementLength()) || r <= 0) {
       Throw(env, "loraGroupedNT: bad group bounds or rank");
@@ -89,7 +93,7 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
     g1.a = xin;
     g1.b = A.Data();
     g1.c = h.data();
-    g1.alpha = static_cast<float>(scales[g]);
+    g1.alpha = static_cast<float>(sc[g]);
     g1.beta = 0;
     gemm_run(g1);
     GemmBatch g2;

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "avx512_defined.h"
+
 #define LK_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define LK_INL __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) static inline
 
@@ -31,17 +33,16 @@ struct V {
   LK_INL R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   LK_INL R div(R a, R b) { return _mm512_div_ps(a, b); }
   LK_INL R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  LK_INL R max(R a, R b) { return _mm512_max_ps(a, b); }
-  LK_INL R sqrt(R a) { return _mm512_sqrt_ps(a); }
-  LK_INL float hsum(R a) { return _mm512_reduce_add_ps(a); }
-  LK_INL float hmax(R a) { return _mm512_reduce_max_ps(a); }
+  LK_INL R max(R a, R b) { return avx512_defined::max_ps(a, b); }
+  LK_INL R sqrt(R a) { return avx512_defined::sqrt_ps(a); }
+  LK_INL float hsum(R a) { return avx512_defined::reduce_add_ps(a); }
+  LK_INL float hmax(R a) { return avx512_defined::reduce_max_ps(a); }
   // exp: n = round(x·log2 e), r = x − n·ln 2 (Cody–Waite), degree-6 polynomial (Cephes
   // expf, ≈1 ulp), scaled by 2^n with vscalefps, which handles overflow to +inf and
   // gradual underflow to 0. NaN propagates (max/min keep the NaN operand second).
   LK_INL R exp(R x) {
-    x = _mm512_min_ps(_mm512_set1_ps(89.f), _mm512_max_ps(_mm512_set1_ps(-104.f), x));
-    R n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = avx512_defined::min_ps(_mm512_set1_ps(89.f), avx512_defined::max_ps(_mm512_set1_ps(-104.f), x));
+    R n = avx512_defined::round_nearest_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)));
     R r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
     R p = _mm512_set1_ps(1.9875691500E-4f);
@@ -51,7 +52,7 @@ struct V {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
     p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-    return _mm512_scalef_ps(p, n);
+    return avx512_defined::scalef_ps(p, n);
   }
 };
 

@@ -12,6 +12,19 @@
 #include <thread>
 #include <vector>
 
+// A prebuilt binary (binding.gyp's lorakit_prebuilt=1, made by scripts/prebuild.mjs) must
+// load on the libstdc++ of older distributions too (RHEL 9 and Amazon Linux 2023 ship GCC
+// 11's, Debian 11 GCC 10's). GCC 12 gave std::condition_variable::wait(unique_lock<mutex>&)
+// a new symbol version, GLIBCXX_3.4.30, the only one that lifts this addon past
+// GLIBCXX_3.4.22; bind to the GLIBCXX_3.4.11 version that every libstdc++ since GCC 4.4
+// exports (GCC 12's included), the function a GCC 11 build calls. Source builds link
+// against the machine's own libstdc++ and need nothing of the kind.
+#if defined(LORAKIT_PREBUILT) && defined(__ELF__) && defined(_GLIBCXX_RELEASE) && _GLIBCXX_RELEASE >= 12
+__asm__(
+    ".symver _ZNSt18condition_variable4waitERSt11unique_lockISt5mutexE,"
+    "_ZNSt18condition_variable4waitERSt11unique_lockISt5mutexE@GLIBCXX_3.4.11");
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define LORAKIT_PAUSE() _mm_pause()

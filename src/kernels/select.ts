@@ -1,5 +1,5 @@
 // Backend selection (Node only): the native C++ kernels when the addon loads, else the
-// TypeScript reference kernels with a one-line notice. The native modules are imported
+// TypeScript reference kernels with a notice that says why and what fixes it. The native modules are imported
 // dynamically, so a browser build that never calls this never touches them.
 import type { Backend } from "../core/backend.js";
 import { setBackend } from "../core/engine.js";
@@ -9,7 +9,8 @@ import { refBackend } from "./ref/index.js";
 export type BackendKind = "auto" | "ref" | "native";
 export const BACKEND_KINDS: readonly BackendKind[] = ["auto", "ref", "native"];
 
-type NativeLoad = { backend: Backend } | { error: Error; message: string };
+/** `message`: for LORAKIT_BACKEND=native (an error); `notice`: for auto (a fallback). */
+type NativeLoad = { backend: Backend } | { error: Error; message: string; notice: string };
 
 let nativeLoad: Promise<NativeLoad> | undefined;
 
@@ -26,16 +27,21 @@ function loadNative(): Promise<NativeLoad> {
       loader = await import("./native/loader.js");
     } catch (e) {
       const error = e instanceof Error ? e : new Error(String(e));
-      return { error, message: `lorakit: the native kernel loader failed to import: ${error.message}` };
+      const message = `lorakit: the native kernel loader failed to import: ${firstLine(error.message)}`;
+      return { error, message, notice: `${message}; using the TypeScript reference kernels` };
     }
+    const failed = (error: Error): NativeLoad => ({
+      error,
+      message: loader.nativeUnavailableMessage(error),
+      notice: loader.nativeFallbackNotice(error),
+    });
     const r = loader.loadAddon();
-    if ("error" in r) return { error: r.error, message: loader.nativeUnavailableMessage(r.error) };
+    if ("error" in r) return failed(r.error);
     try {
       const { createNativeBackend } = await import("./native/backend.js");
       return { backend: createNativeBackend(r.addon) };
     } catch (e) {
-      const error = e instanceof Error ? e : new Error(String(e));
-      return { error, message: loader.nativeUnavailableMessage(error) };
+      return failed(e instanceof Error ? e : new Error(String(e)));
     }
   })();
   return nativeLoad;
@@ -50,7 +56,8 @@ function envKind(): string | undefined {
 /**
  * Chooses the kernel backend and makes it the engine's (core's `setBackend`).
  * `kind` defaults to LORAKIT_BACKEND, else "auto": native when the addon loads, otherwise
- * the reference kernels plus a one-line `notice` for the caller to show. "native" throws
+ * the reference kernels plus a `notice` for the caller to show (why native kernels are
+ * missing and the command that fixes it, two lines). "native" throws
  * a BackendError with the possible fixes when the addon is missing.
  */
 export async function selectBackend(
@@ -73,10 +80,7 @@ export async function selectBackend(
   }
   if (k === "native") throw new BackendError(r.message, { cause: r.error });
   setBackend(refBackend);
-  return {
-    backend: refBackend,
-    notice: `lorakit: native kernels unavailable (${firstLine(r.error.message)}); using the TypeScript reference kernels`,
-  };
+  return { backend: refBackend, notice: r.notice };
 }
 
 /** Every backend that works here: the reference, plus native when the addon loads (tests, benchmarks). */

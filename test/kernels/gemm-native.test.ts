@@ -186,7 +186,7 @@ test("the loader returns an error object for a missing addon", () => {
   assert.ok("error" in r);
   assert.match(r.error.message, /cannot load/);
   const msg = nativeUnavailableMessage(r.error);
-  assert.match(msg, /npm run build:native/);
+  assert.match(msg, /Fix: npm rebuild lorakit/);
   assert.match(msg, /LORAKIT_BACKEND=ref/);
   assert.ok("error" in loadAddonFrom(null));
 });
