@@ -23,8 +23,8 @@ export interface BaseModel extends Module {
   forward(input: Tensor, opts?: unknown): Tensor;
   /** The mean (or summed) next-token loss, when the model can compute it without full logits. */
   loss?(ids: Tensor, targets: Tensor, opts?: LinearCrossEntropyOptions): Tensor;
-  /** One decode step for N sequences with their own KV caches (LlamaForCausalLM.decode). */
-  decode?(tokens: readonly number[], caches: readonly KVCache[]): Tensor;
+  /** One step of a continuous batch: token lists for sequences with their own KV caches (LlamaForCausalLM.step). */
+  step?(tokens: readonly (readonly number[])[], caches: readonly KVCache[]): Tensor;
   /** HF model_type, used for the default target modules. */
   readonly config?: { modelType?: string };
 }
@@ -305,8 +305,7 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
 
   /**
    * One decode step for N sequences, each with its own KV cache and position, and with
-   * `adapterNames` each with its own adapter: the base model's `decode` as a mixed batch
-   * (every linear layer once for all rows, the adapters by the grouped kernel). Inference only.
+   * `adapterNames` each with its own adapter: `step` with one token per sequence.
    *
    * @example
    * const logits = noGrad(() => peft.decode([tA, tB], [cacheA, cacheB], { adapterNames: ["a", "b"] }));
@@ -316,10 +315,33 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
     caches: readonly KVCache[],
     opts: { adapterNames?: readonly string[] } = {},
   ): Tensor {
-    const decode = this.baseModel.decode;
-    if (!decode)
-      throw new PeftError("the base model has no decode mode (a KV-cached LLaMA-family model has)");
-    return this.withRowAdapters(opts.adapterNames, () => decode.call(this.baseModel, tokens, caches));
+    return this.step(
+      tokens.map((t) => [t]),
+      caches,
+      opts,
+    );
+  }
+
+  /**
+   * One step of a continuous batch (the base model's `step`): sequence n feeds `tokens[n]`
+   * (a decode token or a prompt chunk) after what `caches[n]` holds, with adapter
+   * `adapterNames[n]` (a mixed batch: every linear layer once for all tokens, the adapters by
+   * the grouped kernel). Returns each sequence's last-token logits (N, 1, V). Inference only.
+   */
+  step(
+    tokens: readonly (readonly number[])[],
+    caches: readonly KVCache[],
+    opts: { adapterNames?: readonly string[] } = {},
+  ): Tensor {
+    const step = this.baseModel.step;
+    if (!step)
+      throw new PeftError("the base model has no continuous-batch mode (a KV-cached LLaMA-family model has)");
+    const names = opts.adapterNames;
+    if (names && names.length !== tokens.length)
+      throw new PeftError(`step: ${names.length} adapter names for ${tokens.length} sequences`);
+    // The layers see one batch row per token: each token carries its sequence's adapter.
+    const perToken = names && tokens.flatMap((ts, n) => ts.map(() => names[n]));
+    return this.withRowAdapters(perToken, () => step.call(this.baseModel, tokens, caches));
   }
 
   /** Runs fn with each batch row routed to its adapter (a mixed batch), or as is without names. */

@@ -1,9 +1,11 @@
-// The serving engine (no HTTP, no threads): requests wait in a queue, are admitted up to
-// the batch limit, prefilled one by one (each into its own KV cache), and then decoded
-// together, one token per sequence per step, whatever adapter each uses (continuous
-// batching: sequences join and leave between steps). Each request samples with its own
-// settings and seeded generator. step() is synchronous; the worker calls it in a loop and
-// lets messages (new requests, cancellations) in between steps.
+// The serving engine (no HTTP, no threads): requests wait in a queue and are admitted up to
+// the batch limit, each with its own KV cache. Every step is one model call for all admitted
+// sequences, whatever adapter each uses: the decoding ones feed one token, the prefilling ones
+// a chunk of their prompt (chunked prefill, as vLLM does, up to PREFILL_TOKENS_PER_STEP prompt
+// tokens per step), so long prompts neither wait for each other nor stall the decoding
+// (continuous batching: sequences join and leave between steps). Each request samples with
+// its own settings and seeded generator. step() is synchronous; the worker calls it in a loop
+// and lets messages (new requests, cancellations) in between steps.
 import { ShapeError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { sampleToken } from "../models/generate.js";
@@ -11,7 +13,7 @@ import { KVCache } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
 import { BASE_ROW, type LoraLinear } from "../peft/lora/layer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
-import { batchedDecode, prefill } from "./batch-step.js";
+import { batchStep, type StepRow } from "./batch-step.js";
 import { ServeError } from "./errors.js";
 import { BATCH_BUCKETS, LATENCY_BUCKETS, MetricsRegistry } from "./metrics.js";
 import type { EngineEvent, FinishReason, GenRequest, ServeLimits } from "./protocol.js";
@@ -19,8 +21,11 @@ import type { AdapterLease, AdapterRegistry } from "./registry.js";
 
 export type EventSink = (ev: EngineEvent) => void;
 
-/** Prompt tokens prefilled in one step before decoding resumes (at least one request is). */
-const PREFILL_TOKENS_PER_STEP = 4096;
+/**
+ * Prompt tokens prefilled per step, across sequences (at least one token of one sequence is):
+ * bounds how long decoding sequences wait for a step while long prompts come in.
+ */
+const PREFILL_TOKENS_PER_STEP = 512;
 
 interface Seq {
   id: number;
@@ -31,11 +36,15 @@ interface Seq {
   eos: ReadonlySet<number>;
   lease: AdapterLease | null;
   cache: KVCache | null;
+  /** Prompt tokens already in the cache; the sequence decodes once all are. */
+  prefilled: number;
   rng: Rng;
   tokens: number[];
   /** Characters of text already sent. */
   sent: number;
   t0: number;
+  /** When it entered the batch. */
+  admitted?: number;
 }
 
 /** The engine's Prometheus metrics (the registry's load/evict hooks feed two of them). */
@@ -54,10 +63,14 @@ export function createEngineMetrics() {
     ),
     stepSeconds: reg.histogram(
       "lorakit_decode_step_seconds",
-      "Time of one batched decode step.",
+      "Time of one step of the continuous batch (decode tokens and prompt chunks).",
       LATENCY_BUCKETS,
     ),
-    prefillSeconds: reg.histogram("lorakit_prefill_seconds", "Time of one prefill.", LATENCY_BUCKETS),
+    prefillSeconds: reg.histogram(
+      "lorakit_prefill_seconds",
+      "From admission to the end of a prompt's prefill.",
+      LATENCY_BUCKETS,
+    ),
     ttft: reg.histogram(
       "lorakit_time_to_first_token_seconds",
       "From submission to the first token.",
@@ -86,6 +99,8 @@ export interface EngineOptions {
   baseId: string;
   limits: ServeLimits;
   metrics?: EngineMetrics;
+  /** Prompt tokens prefilled per step across sequences (default PREFILL_TOKENS_PER_STEP). */
+  prefillTokensPerStep?: number;
 }
 
 export class Engine {
@@ -130,6 +145,7 @@ export class Engine {
         eos,
         lease: null,
         cache: null,
+        prefilled: 0,
         rng: new Rng(req.seed ?? (Math.random() * 2 ** 31) | 0),
         tokens: [],
         sent: 0,
@@ -229,18 +245,18 @@ export class Engine {
     return this.layers;
   }
 
-  /** One scheduling step: admit and prefill what fits, then decode every running sequence once. */
+  /** One scheduling step: admit what fits, then one model call for every admitted sequence. */
   step(): void {
     this.o.registry.sweep();
     this.admit();
-    this.decode();
+    this.runStep();
   }
 
+  /** Moves waiting requests into the batch (adapter leased, cache allocated) while it has room. */
   private admit(): void {
     const { model, registry, limits, baseId } = this.o;
     const cfg = model.config;
-    let budget = PREFILL_TOKENS_PER_STEP;
-    for (let i = 0; i < this.waiting.length && this.running.length < limits.maxBatch && budget > 0; ) {
+    for (let i = 0; i < this.waiting.length && this.running.length < limits.maxBatch; ) {
       const s = this.waiting[i];
       let lease: AdapterLease | null = null;
       try {
@@ -258,8 +274,6 @@ export class Engine {
       }
       this.waiting.splice(i, 1);
       s.lease = lease;
-      budget -= s.promptIds.length;
-      const t0 = performance.now();
       try {
         s.cache = new KVCache(
           cfg.numHiddenLayers,
@@ -268,43 +282,67 @@ export class Engine {
           cfg.numKeyValueHeads,
           cfg.headDim,
         );
-        const logits = prefill(model, this.loraLayers(), s.promptIds, s.cache, lease?.internal ?? BASE_ROW);
-        this.metrics.prefillSeconds.observe((performance.now() - t0) / 1000);
-        this.metrics.promptTokens.inc({}, s.promptIds.length);
-        this.metrics.ttft.observe((performance.now() - s.t0) / 1000);
-        this.running.push(s);
-        this.accept(s, logits);
       } catch (e) {
-        this.fail(s, e);
+        this.release(s);
+        s.sink({ kind: "error", error: ServeError.from(e).toJSON() });
+        continue;
       }
+      s.admitted = performance.now();
+      this.running.push(s);
     }
   }
 
-  private decode(): void {
-    if (this.running.length === 0) return;
-    const rows = this.running.slice();
+  /**
+   * One model call: the newest token of every decoding sequence, and the next chunk of the
+   * prompts still prefilling (in admission order, PREFILL_TOKENS_PER_STEP tokens in all).
+   */
+  private runStep(): void {
+    const batch: { s: Seq; row: StepRow; prefill: boolean }[] = [];
+    let budget = this.o.prefillTokensPerStep ?? PREFILL_TOKENS_PER_STEP;
+    for (const s of this.running) {
+      const adapter = s.lease?.internal ?? BASE_ROW;
+      const left = s.promptIds.length - s.prefilled;
+      if (left === 0) {
+        batch.push({
+          s,
+          row: { tokens: [s.tokens[s.tokens.length - 1]], cache: s.cache!, adapter },
+          prefill: false,
+        });
+        continue;
+      }
+      const n = Math.min(left, budget);
+      if (n === 0) continue;
+      budget -= n;
+      const tokens = s.promptIds.slice(s.prefilled, s.prefilled + n);
+      batch.push({ s, row: { tokens, cache: s.cache!, adapter }, prefill: true });
+    }
+    if (batch.length === 0) return;
     const t0 = performance.now();
     let logits: Float32Array;
     try {
-      logits = batchedDecode(
+      logits = batchStep(
         this.o.model,
         this.loraLayers(),
-        rows.map((s) => ({
-          token: s.tokens[s.tokens.length - 1],
-          cache: s.cache!,
-          adapter: s.lease?.internal ?? BASE_ROW,
-        })),
+        batch.map((b) => b.row),
       );
     } catch (e) {
-      for (const s of rows) this.fail(s, e);
+      for (const { s } of batch) this.fail(s, e);
       return;
     }
     const m = this.metrics;
-    m.stepSeconds.observe((performance.now() - t0) / 1000);
-    m.batchSize.observe(rows.length);
-    m.adaptersPerBatch.observe(new Set(rows.map((s) => s.req.model)).size);
-    const V = logits.length / rows.length;
-    rows.forEach((s, n) => {
+    const now = performance.now();
+    m.stepSeconds.observe((now - t0) / 1000);
+    m.batchSize.observe(batch.length);
+    m.adaptersPerBatch.observe(new Set(batch.map((b) => b.s.req.model)).size);
+    const V = logits.length / batch.length;
+    batch.forEach(({ s, row, prefill }, n) => {
+      if (prefill) {
+        s.prefilled += row.tokens.length;
+        m.promptTokens.inc({}, row.tokens.length);
+        if (s.prefilled < s.promptIds.length) return; // more of the prompt next step
+        m.prefillSeconds.observe((now - (s.admitted ?? s.t0)) / 1000);
+        m.ttft.observe((now - s.t0) / 1000);
+      }
       this.accept(s, logits.subarray(n * V, (n + 1) * V));
     });
   }

@@ -78,6 +78,48 @@ for (const be of await availableBackends()) {
   });
 }
 
+for (const be of await availableBackends()) {
+  describe(`continuous batch (${be.name} backend)`, () => {
+    test("prompt chunks and decode tokens of different sequences in one step equal each alone", () => {
+      setBackend(be as Backend);
+      const pm = peftModel();
+      const promptB = [4, 9, 16, 25, 36, 1, 2, 3, 7, 11, 13];
+      // Alone: B's whole prompt prefilled with "beta"; A decodes one token with "alpha".
+      const aloneB = noGrad(() => {
+        const cache = newCache(pm.baseModel);
+        const l = pm.forward(tensor(promptB, [1, promptB.length], "i32"), {
+          cache,
+          lastOnly: true,
+          adapterNames: ["beta"],
+        });
+        return Float32Array.from(l.data as Float32Array);
+      });
+      const [aloneA] = aloneLogits(pm, [12, 0, 0, 0]);
+      // Together: A's decode step beside B's prompt in two chunks (5 then 6 tokens).
+      const cA = newCache(pm.baseModel);
+      const cB = newCache(pm.baseModel);
+      noGrad(() =>
+        pm.forward(tensor(PROMPTS[0], [1, PROMPTS[0].length], "i32"), {
+          cache: cA,
+          lastOnly: true,
+          adapterNames: ["alpha"],
+        }),
+      );
+      const first = noGrad(() =>
+        pm.step([[12], promptB.slice(0, 5)], [cA, cB], { adapterNames: ["alpha", "beta"] }),
+      );
+      const V = pm.baseModel.config.vocabSize;
+      assert.deepEqual((first.data as Float32Array).subarray(0, V), aloneA, "the decode row");
+      const second = noGrad(() =>
+        pm.step([[13], promptB.slice(5)], [cA, cB], { adapterNames: ["alpha", "beta"] }),
+      );
+      assert.deepEqual((second.data as Float32Array).subarray(V, 2 * V), aloneB, "the prompt's last chunk");
+      assert.equal(cB.length, promptB.length);
+      assert.equal(cA.length, PROMPTS[0].length + 2);
+    });
+  });
+}
+
 describe("decode mode: bad input", () => {
   test("caches and tokens must pair up, once each", () => {
     const m = tinyModel(1);

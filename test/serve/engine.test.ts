@@ -25,7 +25,7 @@ before(async () => {
 });
 after(() => fx.cleanup());
 
-function makeEngine(limits: Partial<ServeLimits> = {}) {
+function makeEngine(limits: Partial<ServeLimits> = {}, prefillTokensPerStep?: number) {
   const { model } = loadModel(fx.modelDir);
   const tokenizer = loadTokenizer(fx.modelDir);
   const l = { ...DEFAULT_LIMITS, ...limits };
@@ -36,7 +36,14 @@ function makeEngine(limits: Partial<ServeLimits> = {}) {
     maxBytes: l.maxAdapterBytes,
     idleMs: 0,
   });
-  const engine = new Engine({ model, tokenizer, registry, baseId: "tiny-base", limits: l });
+  const engine = new Engine({
+    model,
+    tokenizer,
+    registry,
+    baseId: "tiny-base",
+    limits: l,
+    prefillTokensPerStep,
+  });
   return { engine, registry, tokenizer };
 }
 
@@ -106,6 +113,21 @@ describe("serve engine", () => {
     // Adapters really differ from the base.
     assert.notDeepEqual(alone[0], alone[1]);
     assert.notDeepEqual(alone[1], alone[2]);
+  });
+
+  test("chunked prefill: prompts cut into 3-token chunks beside decoding sequences give the tokens alone", () => {
+    const { engine } = makeEngine({}, 3);
+    const reqs = PROMPTS.flatMap((p, i) => [
+      req(["tiny-base", "alpha", "beta"][i], p),
+      req("beta", `${p} ${p}`),
+    ]);
+    const alone = reqs.map((r) => tokensOf(run(makeEngine().engine, [r])[0]));
+    const together = run(engine, reqs).map(tokensOf);
+    assert.deepEqual(together, alone);
+    // Prompts arrived 3 tokens a step, beside the sequences already decoding.
+    const steps = engine.metrics.stepSeconds.count;
+    const tokens = Number(/lorakit_prompt_tokens_total (\d+)/.exec(engine.metrics.registry.render())?.[1]);
+    assert.ok(steps >= Math.ceil(tokens / 3), `${steps} steps for ${tokens} prompt tokens`);
   });
 
   test("the LRU keeps at most maxLoaded adapters, evicting idle ones; busy ones make others wait", () => {

@@ -11,6 +11,7 @@ import {
   attention,
   concat,
   crossEntropy,
+  embedding,
   linearCrossEntropy,
   reshape,
   rope,
@@ -70,10 +71,11 @@ export interface ForwardContext {
   offset: number;
   cache: KVCache | null;
   /**
-   * Decode mode (`LlamaForCausalLM.decode`): row n of the batch (N, 1, C) is the newest token
-   * of a sequence with its own cache rowCaches[n] and position; cos/sin hold one row each.
+   * Continuous-batch mode (`LlamaForCausalLM.step` / `decode`): the batch (S, 1, C) holds the
+   * tokens of several sequences one after another, `rows[n].tokens` of them for the sequence
+   * whose cache is `rows[n].cache`; cos/sin hold one row per token, at its own position.
    */
-  rowCaches?: readonly KVCache[];
+  rows?: readonly { cache: KVCache; tokens: number }[];
 }
 
 export class LlamaAttention extends Module {
@@ -109,7 +111,7 @@ export class LlamaAttention extends Module {
 
   /** x: (B, T, C) → (B, T, C). */
   forward(x: Tensor, ctx: ForwardContext): Tensor {
-    if (ctx.rowCaches) return this.forwardRows(x, ctx, ctx.rowCaches);
+    if (ctx.rows) return this.forwardRows(x, ctx, ctx.rows);
     const [B, Tn] = x.shape;
     const q = rope(reshape(this.q_proj.forward(x), [B, Tn, this.H, this.D]), ctx.cos, ctx.sin);
     const k = rope(reshape(this.k_proj.forward(x), [B, Tn, this.Hkv, this.D]), ctx.cos, ctx.sin);
@@ -119,24 +121,29 @@ export class LlamaAttention extends Module {
   }
 
   /**
-   * Decode mode: x (N, 1, C), one token per sequence. The projections run once for all rows;
-   * the rows are the time axis of one sequence for RoPE (row n rotated by its own position)
-   * and attend one by one, each over its own cache.
+   * Continuous-batch mode: x (S, 1, C), the tokens of several sequences one after another.
+   * The projections run once for all of them; the tokens are the time axis of one sequence for
+   * RoPE (each rotated by its own position) and attend sequence by sequence, each over its own
+   * cache.
    */
-  private forwardRows(x: Tensor, ctx: ForwardContext, caches: readonly KVCache[]): Tensor {
+  private forwardRows(
+    x: Tensor,
+    ctx: ForwardContext,
+    rows: readonly { cache: KVCache; tokens: number }[],
+  ): Tensor {
     const N = x.shape[0];
     const { H, Hkv, D } = this;
-    const q = reshape(rope(reshape(this.q_proj.forward(x), [1, N, H, D]), ctx.cos, ctx.sin), [N, 1, H, D]);
-    const k = reshape(rope(reshape(this.k_proj.forward(x), [1, N, Hkv, D]), ctx.cos, ctx.sin), [
-      N,
-      1,
-      Hkv,
-      D,
-    ]);
-    const v = reshape(this.v_proj.forward(x), [N, 1, Hkv, D]);
-    const row = (t: Tensor, n: number) => (N === 1 ? t : slice(t, 0, n, n + 1));
-    const outs = caches.map((c, n) => cachedAttention(c, this.layerIdx, row(q, n), row(k, n), row(v, n)));
-    const o = N === 1 ? outs[0] : concat(outs, 0);
+    const q = rope(reshape(this.q_proj.forward(x), [1, N, H, D]), ctx.cos, ctx.sin);
+    const k = rope(reshape(this.k_proj.forward(x), [1, N, Hkv, D]), ctx.cos, ctx.sin);
+    const v = reshape(this.v_proj.forward(x), [1, N, Hkv, D]);
+    let at = 0;
+    const outs = rows.map(({ cache, tokens }) => {
+      const part = (t: Tensor) => (rows.length === 1 ? t : slice(t, 1, at, at + tokens));
+      const o = cachedAttention(cache, this.layerIdx, part(q), part(k), part(v));
+      at += tokens;
+      return o;
+    });
+    const o = outs.length === 1 ? outs[0] : concat(outs, 1);
     return this.o_proj.forward(reshape(o, [N, 1, H * D]));
   }
 }
@@ -323,36 +330,66 @@ export class LlamaForCausalLM extends Module {
   /**
    * One decode step for N independent sequences (serving's continuous batch): row n feeds
    * tokens[n] to the sequence whose cache is caches[n], at that cache's length as position.
-   * Every linear layer runs once for the N rows (with LoRA layers set to a mixed batch, each
-   * row with its own adapter); attention runs per row over its own cache; each cache advances
-   * by one. A row gets the same logits it gets decoding alone. Inference only (noGrad).
-   * Returns the logits (N, 1, V).
+   * `step` with one token per sequence. Returns the logits (N, 1, V).
    *
    * @example
    * const logits = noGrad(() => model.decode([lastA, lastB], [cacheA, cacheB]));
    */
   decode(tokens: readonly number[], caches: readonly KVCache[]): T {
+    if (tokens.length !== caches.length)
+      throw new ShapeError(
+        `LlamaForCausalLM.decode: ${tokens.length} tokens for ${caches.length} caches (one each)`,
+      );
+    return this.step(
+      tokens.map((t) => [t]),
+      caches,
+    );
+  }
+
+  /**
+   * One step of a continuous batch: sequence n feeds `tokens[n]` — one token while it decodes,
+   * a chunk of its prompt while it prefills — after what its cache `caches[n]` holds. Every
+   * linear layer runs once for all the tokens (with LoRA layers set to a mixed batch, each
+   * token with its sequence's adapter); attention runs per sequence over its own cache; each
+   * cache advances by its token count. A sequence gets the same numbers it gets alone (the
+   * GEMM's rows do not depend on the other rows). Inference only (noGrad). Returns the logits
+   * of each sequence's last token, (N, 1, V).
+   *
+   * @example
+   * // A decode step for A and the first 64 prompt tokens of B, in one call:
+   * const logits = noGrad(() => model.step([[lastA], promptB.slice(0, 64)], [cacheA, cacheB]));
+   */
+  step(tokens: readonly (readonly number[])[], caches: readonly KVCache[]): T {
     const N = tokens.length;
     if (N === 0 || caches.length !== N)
       throw new ShapeError(
-        `LlamaForCausalLM.decode: ${N} tokens for ${caches.length} caches (one each, at least one)`,
+        `LlamaForCausalLM.step: ${N} token lists for ${caches.length} caches (one each, at least one)`,
       );
     if (new Set(caches).size !== N)
-      throw new ShapeError("LlamaForCausalLM.decode: a cache appears twice; each row is its own sequence");
+      throw new ShapeError("LlamaForCausalLM.step: a cache appears twice; each row is its own sequence");
     const sw = this.config.layerTypes.includes("sliding_attention") ? this.config.slidingWindow : null;
-    for (const c of caches)
-      if (sw !== null && c.length + 1 > sw)
+    const positions: number[] = [];
+    const flat: number[] = [];
+    const last: number[] = [];
+    tokens.forEach((ts, n) => {
+      const c = caches[n];
+      if (ts.length === 0) throw new ShapeError(`LlamaForCausalLM.step: sequence ${n} has no tokens`);
+      if (sw !== null && c.length + ts.length > sw)
         throw new ShapeError(
-          `LlamaForCausalLM.decode: ${c.length + 1} positions exceed the sliding window of ${sw}`,
+          `LlamaForCausalLM.step: ${c.length + ts.length} positions exceed the sliding window of ${sw}`,
         );
-    const { cos, sin } = ropeTablesAt(
-      this.invFreq,
-      caches.map((c) => c.length),
-    );
-    const ctx: ForwardContext = { cos, sin, offset: 0, cache: null, rowCaches: caches };
-    let h = this.model.embed_tokens.forward(tensor([...tokens], [N, 1], "i32"));
+      for (let t = 0; t < ts.length; t++) positions.push(c.length + t);
+      flat.push(...ts);
+      last.push(flat.length - 1);
+    });
+    const { cos, sin } = ropeTablesAt(this.invFreq, positions);
+    const rows = caches.map((cache, n) => ({ cache, tokens: tokens[n].length }));
+    const ctx: ForwardContext = { cos, sin, offset: 0, cache: null, rows };
+    let h = this.model.embed_tokens.forward(tensor(flat, [flat.length, 1], "i32"));
     for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
-    for (const c of caches) c.advance(1);
+    caches.forEach((c, n) => c.advance(tokens[n].length));
+    if (flat.length !== N)
+      h = reshape(embedding(reshape(h, [flat.length, -1]), tensor(last, [N], "i32")), [N, 1, -1]);
     return this.lm_head.forward(this.model.norm.forward(h)) as T;
   }
 
