@@ -1,4 +1,6 @@
 // The engine's public surface: tensors, autograd, ops, RNG, memory scopes, backends.
+
+export { ActivationCheckpointError, checkpoint } from "./activation-checkpoint.js";
 export { backward, zeroGrad } from "./autograd.js";
 export type {
   AdamWParams,
@@ -11,7 +13,6 @@ export type {
   UnaryOp,
 } from "./backend.js";
 export { BINARY_OPS, dropoutUniform, UNARY_OPS } from "./backend.js";
-export { ActivationCheckpointError, checkpoint } from "./checkpoint.js";
 export type { AnyArray, DType, FloatDType } from "./dtype.js";
 export { bf16ToF32, convertArray, DTYPES, f16ToF32, f32ToBf16, f32ToF16, isFloatDType } from "./dtype.js";
 export { backend, enableGrad, isGradEnabled, noGrad, setBackend } from "./engine.js";

@@ -1,8 +1,8 @@
 // QLoRA's quantised base: bitsandbytes NF4 (codebook, blockwise + double quantisation),
 // the frozen Linear4bit layer, the bitsandbytes checkpoint layout, and the memory formulas.
 export { Linear4bit, nf4ComputePath, REQUANTIZE_WARNING } from "./linear4bit.js";
-export type { MemoryEstimate, MemoryOptions, ModelShape, TrainMethod } from "./memory.js";
-export { estimateMemory } from "./memory.js";
+export type { MemoryEstimate, MemoryOptions, ModelShape, TrainMethod } from "./memory-estimate.js";
+export { estimateMemory } from "./memory-estimate.js";
 export type { QuantizeModelOptions } from "./model.js";
 export { bnbQuantizationConfig, isBnb4bitConfig, linear4bitModules, quantizeModel } from "./model.js";
 export type { NestedAbsmax, Nf4Tensor } from "./nf4.js";

@@ -44,7 +44,7 @@ const OP_TABLE: Record<string, Check> = {
   linearCrossEntropy: { gradcheck: "test/core/linear-cross-entropy.test.ts" },
   loraLinear: { gradcheck: "test/core/lora-linear.test.ts" },
   loraDelta: { gradcheck: "test/core/lora-linear.test.ts" },
-  checkpoint: { gradcheck: "test/core/checkpoint.test.ts" },
+  checkpoint: { gradcheck: "test/core/activation-checkpoint.test.ts" },
   linear4bit: { equalsGradientOf: "linear", in: "test/quant/linear4bit.test.ts" },
 };
 

@@ -6,8 +6,8 @@ import type { LlamaConfig } from "../../models/llama/config.js";
 import { parseLlamaConfig } from "../../models/llama/config.js";
 import { describeCheckpoint, residentWeightBytes } from "../../models/node/load.js";
 import { countBaseParams, countLoraParams } from "../../peft/params.js";
-import type { TrainMethod } from "../../quant/memory.js";
-import { estimateMemory } from "../../quant/memory.js";
+import type { TrainMethod } from "../../quant/memory-estimate.js";
+import { estimateMemory } from "../../quant/memory-estimate.js";
 import type { LinearName, TrainingShape } from "../../train/memory-plan.js";
 import {
   estimateTrainingMemory,

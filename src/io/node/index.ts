@@ -1,11 +1,11 @@
 // Node-only I/O: safetensors files and sharded checkpoints on disk.
-export type { CheckpointTensorInfo } from "./checkpoint.js";
+export type { CheckpointTensorInfo } from "./model-checkpoint.js";
 export {
   INDEX_FILE_NAME,
   openCheckpoint,
   SafetensorsCheckpoint,
   SINGLE_FILE_NAME,
-} from "./checkpoint.js";
+} from "./model-checkpoint.js";
 export {
   openSafetensors,
   PT_METADATA,

@@ -2,7 +2,7 @@
 // transformers' LlamaForCausalLM, so checkpoint keys map by path:
 // model.embed_tokens, model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.
 // {gate,up,down}_proj, model.layers.N.{input,post_attention}_layernorm, model.norm, lm_head.
-import { checkpoint } from "../../core/checkpoint.js";
+import { checkpoint } from "../../core/activation-checkpoint.js";
 import { isGradEnabled } from "../../core/engine.js";
 import { ShapeError } from "../../core/errors.js";
 import type { LinearCrossEntropyOptions } from "../../core/ops/index.js";
