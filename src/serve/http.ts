@@ -8,6 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { EngineClient } from "./client.js";
 import { errorBody, ServeError } from "./errors.js";
+import { healthProblem } from "./heartbeat.js";
 import { LATENCY_BUCKETS, MetricsRegistry } from "./metrics.js";
 import type { EngineEvent, FinishReason, ServeLimits } from "./protocol.js";
 import type { ParsedRequest } from "./requests.js";
@@ -102,7 +103,10 @@ export function createApp(o: AppOptions): Hono {
     }
   };
 
-  app.get("/health", (c) => (client.dead ? c.text("engine unavailable", 503) : c.body(null, 200)));
+  app.get("/health", (c) => {
+    const problem = healthProblem(client, limits.stallSeconds);
+    return problem === null ? c.body(null, 200) : c.text(problem, 503);
+  });
 
   app.get("/metrics", async (c) => {
     const engine = await client.call({ op: "metrics" }).catch(() => "");

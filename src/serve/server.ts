@@ -2,6 +2,7 @@
 // and the HTTP front (hono on Node's http server) on the event loop of the calling thread.
 import { existsSync, statSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { availableParallelism } from "node:os";
 import { basename, resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { EngineClient } from "./client.js";
@@ -49,6 +50,21 @@ function checkLimits(l: ServeLimits): void {
 }
 
 /**
+ * Node's http server waits 300 s for a request's body by default, so a client that sends a
+ * byte at a time holds a connection (and its memory) for five minutes. A whole request must
+ * arrive within `seconds` (408 beyond), its headers within 10 s of that, and the timeouts are
+ * checked often enough to matter.
+ */
+function requestTimeouts(seconds: number) {
+  const ms = Math.round(seconds * 1000);
+  return {
+    requestTimeout: ms,
+    headersTimeout: Math.min(ms, 10_000),
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(ms / 4))),
+  };
+}
+
+/**
  * Loads the model in a worker thread and serves the OpenAI-compatible API.
  *
  * @example
@@ -76,7 +92,8 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     adapterRoot,
     loras: o.loras ?? [],
     limits,
-    threads: o.threads ?? null,
+    // More threads than cores only add switching (and deadlocked under a memory limit).
+    threads: o.threads == null ? null : Math.max(1, Math.min(o.threads, availableParallelism())),
     backend: o.backend ?? null,
     dtype: o.dtype ?? "auto",
   });
@@ -85,7 +102,15 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   let server: ReturnType<typeof serve>;
   try {
     server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
-      const s = serve({ fetch: app.fetch, port: o.port ?? 8000, hostname: host }, () => res(s));
+      const s = serve(
+        {
+          fetch: app.fetch,
+          port: o.port ?? 8000,
+          hostname: host,
+          serverOptions: requestTimeouts(limits.requestTimeoutSeconds),
+        },
+        () => res(s),
+      );
       s.once("error", rej);
     });
   } catch (e) {

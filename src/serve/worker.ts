@@ -8,6 +8,7 @@ import { loadModel } from "../models/node/load.js";
 import { loadTokenizer } from "../tokenizer/node.js";
 import { createEngineMetrics, Engine } from "./engine.js";
 import { ServeError } from "./errors.js";
+import { Heartbeat } from "./heartbeat.js";
 import type { FromWorker, RpcOp, ToWorker, WorkerInit } from "./protocol.js";
 import { AdapterRegistry } from "./registry.js";
 
@@ -50,10 +51,12 @@ async function main(init: WorkerInit): Promise<void> {
     metrics,
   });
 
+  // Each step and call is stamped so that /health sees one that never ends.
+  const beat = new Heartbeat(init.heartbeat ?? new SharedArrayBuffer(8));
   let looping = false;
   const loop = () => {
     try {
-      engine.step();
+      beat.run(() => engine.step());
     } catch (e) {
       // The engine reports per-request errors itself; this is a bug, but keep serving.
       process.stderr.write(`lorakit serve: engine step failed: ${(e as Error).stack ?? e}\n`);
@@ -87,7 +90,7 @@ async function main(init: WorkerInit): Promise<void> {
   port.on("message", (m: ToWorker) => {
     switch (m.type) {
       case "submit":
-        engine.submit(m.id, m.req, (ev) => post({ type: "event", id: m.id, ev }));
+        beat.run(() => engine.submit(m.id, m.req, (ev) => post({ type: "event", id: m.id, ev })));
         kick();
         return;
       case "cancel":
@@ -95,7 +98,7 @@ async function main(init: WorkerInit): Promise<void> {
         return;
       case "rpc":
         try {
-          post({ type: "rpc", rid: m.rid, ok: true, result: rpc(m.call) });
+          post({ type: "rpc", rid: m.rid, ok: true, result: beat.run(() => rpc(m.call)) });
         } catch (e) {
           post({ type: "rpc", rid: m.rid, ok: false, error: ServeError.from(e, 400).toJSON() });
         }

@@ -3,6 +3,7 @@ import type { ServeLimits } from "../../serve/protocol.js";
 import { DEFAULT_LIMITS } from "../../serve/protocol.js";
 import { startServer } from "../../serve/server.js";
 import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, out, requireArg } from "../output.js";
+import { threadsFlag } from "../setup.js";
 
 /** Limit flags: flag name → ServeLimits key (defaults in serve/protocol.ts DEFAULT_LIMITS). */
 const LIMIT_FLAGS = {
@@ -14,6 +15,8 @@ const LIMIT_FLAGS = {
   "max-loaded-adapters": "maxLoadedAdapters",
   "max-adapter-bytes": "maxAdapterBytes",
   "adapter-idle-seconds": "adapterIdleSeconds",
+  "request-timeout-seconds": "requestTimeoutSeconds",
+  "stall-seconds": "stallSeconds",
 } as const satisfies Record<string, keyof ServeLimits>;
 
 const limitArgs = Object.fromEntries(
@@ -76,7 +79,10 @@ export const serveCommand = defineCommand({
       baseId: args["served-model-name"],
       limits,
       dtype: dtypeArg(args.dtype),
-      threads: args.threads === undefined ? null : numArg("threads", args.threads, { int: true, min: 1 }),
+      threads:
+        args.threads === undefined
+          ? null
+          : threadsFlag(numArg("threads", args.threads, { int: true, min: 1 })),
     });
     if (server.notice) log(server.notice);
     out(`lorakit serve: listening on ${server.url} (kernels: ${server.backend})`);
