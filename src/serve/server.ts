@@ -1,5 +1,6 @@
 // Starting and stopping the whole server: the engine worker (model, adapters, batching)
 // and the HTTP front (hono on Node's http server) on the event loop of the calling thread.
+import { lookup } from "node:dns/promises";
 import { existsSync, statSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { availableParallelism } from "node:os";
@@ -86,6 +87,17 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     );
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
   checkLimits(limits);
+  const host = o.host ?? "127.0.0.1";
+  // Before the model loads: a host that names no address fails in a second, not after a minute.
+  await lookup(host).catch((e: NodeJS.ErrnoException) => {
+    throw new ServeError(
+      400,
+      `serve: --host ${host} is neither an IP address nor a name that resolves (${e.code ?? e.message}); use e.g. 127.0.0.1, 0.0.0.0 or ::1`,
+      "invalid_host",
+      null,
+      { cause: e },
+    );
+  });
   const { client, info } = await EngineClient.start({
     modelDir,
     baseId,
@@ -98,7 +110,6 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     dtype: o.dtype ?? "auto",
   });
   const app = createApp({ client, baseId, limits });
-  const host = o.host ?? "127.0.0.1";
   let server: ReturnType<typeof serve>;
   try {
     server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
@@ -115,7 +126,14 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     });
   } catch (e) {
     await client.close();
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ServeError(
+      500,
+      `serve: cannot listen on ${host}:${o.port ?? 8000} (${code ?? (e as Error).message}${code === "EADDRINUSE" ? ": another process uses that port; pick another with --port" : code === "EADDRNOTAVAIL" ? ": not an address of this machine" : ""})`,
+      "listen_failed",
+      null,
+      { cause: e },
+    );
   }
   const port = (server.address() as AddressInfo).port;
   const shownHost = host.includes(":") ? `[${host}]` : host;

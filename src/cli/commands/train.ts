@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { prepareOutDir } from "../out-dir.js";
 import { log, out, printJson } from "../output.js";
 import { TrainProgress } from "../progress.js";
 import { lossChartLines, runTraining } from "../run-training.js";
@@ -79,6 +80,8 @@ export const trainCommand = defineCommand({
     delete flags.json;
     delete flags._;
     const o = resolveTrainOptions(file, flags);
+    // Before any training: a result that cannot be written is a lost run.
+    prepareOutDir("out", o.out);
     const backendName = await setupBackend(o.threads ?? undefined);
     log(`lorakit train: backend ${backendName}`);
     const progress = new TrainProgress({ json: Boolean(args.json), logEvery: o.logEvery });
