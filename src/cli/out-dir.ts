@@ -1,27 +1,31 @@
 // Output paths checked before the work that fills them: a run that trains for an hour and
 // then cannot write its result has lost the hour.
-import { accessSync, constants, existsSync, mkdirSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { CliError } from "./output.js";
 
-/** `--<flag> DIR` will be a folder lorakit writes into: it is one (or can be made) and is writable. */
+/**
+ * `--<flag> DIR` will be a folder lorakit writes into: it is one, or it can be made (its
+ * nearest existing ancestor is a writable folder). Nothing is created here, so a run refused
+ * later (a memory plan that does not fit) still leaves nothing behind.
+ */
 export function prepareOutDir(flag: string, dir: string): void {
-  if (existsSync(dir) && !statSync(dir).isDirectory())
+  let p = resolve(dir);
+  if (existsSync(p) && !statSync(p).isDirectory())
     throw new CliError(
       `--${flag} ${dir} is a file, not a folder; name a folder (new or existing) to write into`,
     );
+  while (!existsSync(p)) {
+    const up = dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  if (!statSync(p).isDirectory())
+    throw new CliError(`--${flag} ${dir}: cannot write there (${p} is a file, not a folder)`);
   try {
-    mkdirSync(dir, { recursive: true });
-    accessSync(dir, constants.W_OK);
+    accessSync(p, constants.W_OK);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "";
-    const why =
-      code === "ENOTDIR"
-        ? "a part of the path is a file"
-        : code === "EACCES" || code === "EPERM" || code === "EROFS"
-          ? "no permission to write there"
-          : (e as Error).message;
-    throw new CliError(`--${flag} ${dir}: cannot write there (${why})`, { cause: e });
+    throw new CliError(`--${flag} ${dir}: cannot write there (no permission to write in ${p})`, { cause: e });
   }
 }
 

@@ -29,6 +29,8 @@ export interface TrainOptions {
   evalEvery: number;
   validFraction: number;
   checkpointEvery: number;
+  /** Checkpoints kept under OUT/checkpoints (the latest ones; 0 keeps every one). */
+  saveTotalLimit: number;
   resume: string | boolean;
   full: boolean;
   pack: boolean;
@@ -85,6 +87,8 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "model" | "data" | "out
   /** Fraction of the data held out for eval when no --valid-data is given. */
   validFraction: 0.05,
   checkpointEvery: 0,
+  /** Hugging Face Trainer's save_total_limit: the latest 2 checkpoints stay (0: all). */
+  saveTotalLimit: 2,
   resume: false,
   /** Train every parameter (no adapter): baselines and building a base model. */
   full: false,
@@ -137,6 +141,7 @@ const NUMERIC: (keyof TrainOptions)[] = [
   "evalEvery",
   "validFraction",
   "checkpointEvery",
+  "saveTotalLimit",
   "logEvery",
   "initR",
   "targetR",
@@ -162,6 +167,7 @@ const INTEGER = new Set<keyof TrainOptions>([
   "threads",
   "evalEvery",
   "checkpointEvery",
+  "saveTotalLimit",
   "logEvery",
   "initR",
   "targetR",
@@ -228,6 +234,7 @@ const RANGES: Partial<Record<keyof TrainOptions, [min: number, max: number]>> = 
   warmupSteps: [0, 2 ** 31 - 1],
   evalEvery: [0, 2 ** 31 - 1],
   checkpointEvery: [0, 2 ** 31 - 1],
+  saveTotalLimit: [0, 2 ** 31 - 1],
   seed: [0, 2 ** 32 - 1],
   initR: [1, 1 << 16],
   targetR: [1, 1 << 16],

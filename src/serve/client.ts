@@ -18,6 +18,7 @@ export interface StartedEngine {
   backend: string;
   models: ModelEntry[];
   notice: string | null;
+  maxModelLen: number;
 }
 
 export class EngineClient {
@@ -44,7 +45,10 @@ export class EngineClient {
       worker.on("message", (m: FromWorker) => {
         if (m.type === "ready") {
           ready = true;
-          resolve({ client, info: { backend: m.backend, models: m.models, notice: m.notice } });
+          resolve({
+            client,
+            info: { backend: m.backend, models: m.models, notice: m.notice, maxModelLen: m.maxModelLen },
+          });
         } else if (m.type === "fatal") {
           reject(new ServeError(500, m.message, "engine_start_failed"));
           void worker.terminate();

@@ -10,6 +10,7 @@ import { sampleToken } from "../models/generate.js";
 import { computeRopeInvFreq } from "../models/llama/config.js";
 import { KVCache } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
+import { assertFiniteOutput } from "../models/non-finite.js";
 import { BASE_ROW, type LoraLinear } from "../peft/lora/layer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { batchedDecode, prefill } from "./batch-step.js";
@@ -314,6 +315,12 @@ export class Engine {
 
   /** Samples the next token of `s` from its logits, streams it, and ends the sequence when done. */
   private accept(s: Seq, logits: Float32Array): void {
+    try {
+      assertFiniteOutput(this.o.model, "the logits", logits);
+    } catch (e) {
+      this.fail(s, e);
+      return;
+    }
     const r = s.req;
     const token = sampleToken(
       logits,

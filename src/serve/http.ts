@@ -20,6 +20,10 @@ export interface AppOptions {
   limits: ServeLimits;
   /** Seconds since the epoch when the server started (the models' `created`). */
   created?: number;
+  /** The base model's folder as the operator named it (vLLM's `root` of the base). */
+  baseRoot?: string;
+  /** Longest prompt + completion (vLLM's `max_model_len` of the base). */
+  maxModelLen?: number | null;
 }
 
 /** Events of one generation as an async queue; a disconnect ends it early. */
@@ -117,17 +121,23 @@ export function createApp(o: AppOptions): Hono {
 
   app.get("/v1/models", async (c) => {
     const adapters = await client.call({ op: "list" });
-    const card = (id: string, parent: string | null) => ({
+    // vLLM's ModelCard: the base's root is its model path and it alone has max_model_len;
+    // an adapter's root is its folder and its parent the base.
+    const card = (id: string, root: string, parent: string | null, maxModelLen: number | null) => ({
       id,
       object: "model",
       created,
       owned_by: "lorakit",
-      root: id,
+      root,
       parent,
+      max_model_len: maxModelLen,
     });
     return c.json({
       object: "list",
-      data: [card(baseId, null), ...adapters.map((a) => card(a.id, a.parent))],
+      data: [
+        card(baseId, o.baseRoot ?? baseId, null, o.maxModelLen ?? null),
+        ...adapters.map((a) => card(a.id, a.root, a.parent, null)),
+      ],
     });
   });
 

@@ -78,6 +78,8 @@ export interface ModelEntry {
   id: string;
   /** null for the base model; the base model's id for an adapter. */
   parent: string | null;
+  /** The adapter's folder (vLLM's `root`: the LoRA's local path). */
+  root: string;
   loaded: boolean;
 }
 
@@ -108,7 +110,14 @@ export type ToWorker =
   | { type: "rpc"; rid: number; call: RpcOp };
 
 export type FromWorker =
-  | { type: "ready"; backend: string; models: ModelEntry[]; notice: string | null }
+  | {
+      type: "ready";
+      backend: string;
+      models: ModelEntry[];
+      notice: string | null;
+      /** Longest prompt + completion the model takes (vLLM's max_model_len). */
+      maxModelLen: number;
+    }
   | { type: "fatal"; message: string }
   | { type: "event"; id: number; ev: EngineEvent }
   | { type: "rpc"; rid: number; ok: true; result: unknown }

@@ -47,7 +47,7 @@ export interface RunningServer {
 function checkLimits(l: ServeLimits): void {
   for (const [k, v] of Object.entries(l))
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (k !== "adapterIdleSeconds" && v < 1))
-      throw new ServeError(400, `serve: limit ${k} must be a positive number, got ${v}`);
+      throw new ServeError(400, `limit ${k} must be a positive number, got ${v}`);
 }
 
 /**
@@ -75,15 +75,15 @@ function requestTimeouts(seconds: number) {
  */
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const modelDir = resolve(o.modelDir);
-  if (!existsSync(modelDir)) throw new ServeError(400, `serve: model folder ${o.modelDir} does not exist`);
+  if (!existsSync(modelDir)) throw new ServeError(400, `model folder ${o.modelDir} does not exist`);
   const adapterRoot = o.adapterRoot ? resolve(o.adapterRoot) : null;
   if (adapterRoot !== null && (!existsSync(adapterRoot) || !statSync(adapterRoot).isDirectory()))
-    throw new ServeError(400, `serve: adapter root ${o.adapterRoot} is not a folder`);
+    throw new ServeError(400, `adapter root ${o.adapterRoot} is not a folder`);
   const baseId = o.baseId ?? basename(modelDir);
   if (!isValidAdapterName(baseId))
     throw new ServeError(
       400,
-      `serve: the base model id ${JSON.stringify(baseId)} is not a valid model id; pass another name`,
+      `the base model id ${JSON.stringify(baseId)} is not a valid model id; pass another name`,
     );
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
   checkLimits(limits);
@@ -92,7 +92,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
   await lookup(host).catch((e: NodeJS.ErrnoException) => {
     throw new ServeError(
       400,
-      `serve: --host ${host} is neither an IP address nor a name that resolves (${e.code ?? e.message}); use e.g. 127.0.0.1, 0.0.0.0 or ::1`,
+      `--host ${host} is neither an IP address nor a name that resolves (${e.code ?? e.message}); use e.g. 127.0.0.1, 0.0.0.0 or ::1`,
       "invalid_host",
       null,
       { cause: e },
@@ -109,7 +109,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     backend: o.backend ?? null,
     dtype: o.dtype ?? "auto",
   });
-  const app = createApp({ client, baseId, limits });
+  const app = createApp({ client, baseId, limits, baseRoot: o.modelDir, maxModelLen: info.maxModelLen });
   let server: ReturnType<typeof serve>;
   try {
     server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
@@ -129,7 +129,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ServeError(
       500,
-      `serve: cannot listen on ${host}:${o.port ?? 8000} (${code ?? (e as Error).message}${code === "EADDRINUSE" ? ": another process uses that port; pick another with --port" : code === "EADDRNOTAVAIL" ? ": not an address of this machine" : ""})`,
+      `cannot listen on ${host}:${o.port ?? 8000} (${code ?? (e as Error).message}${code === "EADDRINUSE" ? ": another process uses that port; pick another with --port" : code === "EADDRNOTAVAIL" ? ": not an address of this machine" : ""})`,
       "listen_failed",
       null,
       { cause: e },

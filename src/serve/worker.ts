@@ -59,7 +59,7 @@ async function main(init: WorkerInit): Promise<void> {
       beat.run(() => engine.step());
     } catch (e) {
       // The engine reports per-request errors itself; this is a bug, but keep serving.
-      process.stderr.write(`lorakit serve: engine step failed: ${(e as Error).stack ?? e}\n`);
+      process.stderr.write(`lorakit: engine step failed: ${(e as Error).stack ?? e}\n`);
     }
     if (engine.busy) setImmediate(loop);
     else looping = false;
@@ -107,7 +107,10 @@ async function main(init: WorkerInit): Promise<void> {
         return m satisfies never;
     }
   });
-  post({ type: "ready", backend: backend.name, models: registry.list(), notice });
+  const cfg = model.config;
+  const window = cfg.layerTypes.includes("sliding_attention") ? cfg.slidingWindow : null;
+  const maxModelLen = Math.min(cfg.maxPositionEmbeddings, window ?? Number.POSITIVE_INFINITY);
+  post({ type: "ready", backend: backend.name, models: registry.list(), notice, maxModelLen });
 }
 
 main(workerData as WorkerInit).catch((e) => {

@@ -57,6 +57,19 @@ describe("the server under abuse", { timeout: 30_000 }, () => {
     assert.equal(ok.status, 200, await ok.text());
   });
 
+  test("/v1/models: root, parent and max_model_len as vLLM returns them", async () => {
+    const list = (await (await fetch(`${server.url}/v1/models`)).json()) as {
+      data: { id: string; root: string; parent: string | null; max_model_len: number | null }[];
+    };
+    const base = list.data.find((m) => m.id === "tiny-base")!;
+    assert.deepEqual([base.root, base.parent, base.max_model_len], [fx.modelDir, null, 512]);
+    const alpha = list.data.find((m) => m.id === "alpha")!;
+    assert.deepEqual(
+      [alpha.root, alpha.parent, alpha.max_model_len],
+      [join(fx.adapterRoot, "alpha"), "tiny-base", null],
+    );
+  });
+
   test("a client that trickles its body is answered 408 and disconnected", async () => {
     const { port } = server;
     const answer = await new Promise<string>((resolve, reject) => {
