@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // The lorakit command line. Commands are loaded lazily so `lorakit --help` stays fast.
 // Errors lorakit understands print as one clear message (no stack); anything else is a
-// bug and prints in full.
-import { defineCommand, runMain, showUsage } from "citty";
+// bug and prints in full. With --json, every failure also leaves one error object on stdout.
 import { LorakitError } from "../core/errors.js";
+
+// citty decides on colours when it loads and looks only at NO_COLOR / TERM / CI: without a
+// terminal on both streams (piped, redirected, a test), no escape codes. FORCE_COLOR keeps them.
+if (!(process.stdout.isTTY && process.stderr.isTTY) && !process.env.FORCE_COLOR) process.env.NO_COLOR = "1";
+const { defineCommand, runMain, showUsage } = await import("citty");
 
 const main = defineCommand({
   meta: {
@@ -40,10 +44,30 @@ function explain(e: unknown): string {
   return msg;
 }
 
+const rawArgs = process.argv.slice(2);
+const jsonWanted = rawArgs.includes("--json");
+let jsonErrorPrinted = false;
+
+/**
+ * The one way a failure is reported: `lorakit: MESSAGE` on stderr and, with --json, the
+ * error as an object on stdout (OpenAI's shape), so a caller parsing stdout never gets nothing.
+ */
+function reportError(message: string, type: string): void {
+  process.stderr.write(`lorakit: ${message}\n`);
+  if (jsonWanted && !jsonErrorPrinted) {
+    jsonErrorPrinted = true;
+    process.stdout.write(`${JSON.stringify({ error: { message, type } })}\n`);
+  }
+}
+
 process.on("uncaughtException", (e) => {
   if (e instanceof LorakitError) {
-    process.stderr.write(`lorakit: ${explain(e)}\n`);
+    reportError(explain(e), e.name);
     process.exit(1);
+  }
+  if (jsonWanted && !jsonErrorPrinted) {
+    jsonErrorPrinted = true;
+    process.stdout.write(`${JSON.stringify({ error: { message: explain(e), type: "InternalError" } })}\n`);
   }
   throw e;
 });
@@ -59,19 +83,24 @@ for (const stream of [process.stdout, process.stderr])
 // On a usage error (missing or unknown argument) citty prints the whole usage on stdout and
 // then the message; print the message alone, as one line on stderr, so that stdout stays
 // clean for --json. The usage still shows for --help and for a bare `lorakit`.
-const rawArgs = process.argv.slice(2);
 const helpWanted = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h");
 const subs = main.subCommands as Record<string, () => Promise<{ args?: unknown }>>;
 const subName = rawArgs[0] !== undefined && Object.hasOwn(subs, rawArgs[0]) ? rawArgs[0] : null;
 let usageError = false;
 const origError = console.error;
 console.error = (...xs: unknown[]) => {
-  if (xs[0] instanceof LorakitError) return origError(`lorakit: ${explain(xs[0])}`);
+  if (xs[0] instanceof LorakitError) return reportError(explain(xs[0]), xs[0].name);
   if (usageError && typeof xs[0] === "string") {
     usageError = false;
     // biome-ignore lint/suspicious/noControlCharactersInRegex: strips citty's colour codes
     const msg = xs[0].replace(/\x1b\[[0-9;]*m/g, "");
-    return origError(`lorakit: ${msg} (see: lorakit ${subName ? `${subName} ` : ""}--help)`);
+    return reportError(`${msg} (see: lorakit ${subName ? `${subName} ` : ""}--help)`, "UsageError");
+  }
+  if (xs[0] instanceof Error && jsonWanted && !jsonErrorPrinted) {
+    jsonErrorPrinted = true;
+    process.stdout.write(
+      `${JSON.stringify({ error: { message: explain(xs[0]), type: "InternalError" } })}\n`,
+    );
   }
   origError(...xs);
 };
@@ -118,14 +147,14 @@ async function unknownFlag(): Promise<string | null> {
       .map((n) => [n, editDistance(flag, n)] as const)
       .filter(([, d]) => d <= Math.max(2, Math.floor(flag.length / 4)))
       .sort((x, y) => x[1] - y[1])[0];
-    return `lorakit: unknown option --${flag} for \`lorakit ${subName}\`${near ? `; did you mean --${near[0]}?` : ""} (see: lorakit ${subName} --help)`;
+    return `unknown option --${flag} for \`lorakit ${subName}\`${near ? `; did you mean --${near[0]}?` : ""} (see: lorakit ${subName} --help)`;
   }
   return null;
 }
 
 const bad = await unknownFlag();
 if (bad !== null) {
-  process.stderr.write(`${bad}\n`);
+  reportError(bad, "UsageError");
   process.exit(1);
 }
 

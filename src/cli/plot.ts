@@ -71,7 +71,12 @@ export function lineChartSvg(
       el.push(
         `<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${good.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(" ")}"/>`,
       );
-    el.push(`<rect x="${W - m.r - 150}" y="${m.t + 8 + i * 18}" width="12" height="3" fill="${s.color}"/>`);
+    // The legend draws each series as the plot does: a dot for points, a stroke for a line.
+    el.push(
+      s.markers
+        ? `<circle cx="${W - m.r - 144}" cy="${m.t + 9.5 + i * 18}" r="4" fill="${s.color}"/>`
+        : `<rect x="${W - m.r - 150}" y="${m.t + 8 + i * 18}" width="12" height="3" fill="${s.color}"/>`,
+    );
     el.push(
       `<text x="${W - m.r - 132}" y="${m.t + 13 + i * 18}" font-size="12" font-family="sans-serif">${esc(s.name)}</text>`,
     );

@@ -6,6 +6,8 @@ import { log } from "./output.js";
 
 export class TrainProgress {
   private bar: cliProgress.SingleBar | null = null;
+  /** The bar's last values, to restart it as it was after a note. */
+  private payload: Record<string, string> = { loss: "-", lr: "-", tps: "-" };
 
   constructor(private readonly opts: { json: boolean; logEvery: number }) {}
 
@@ -26,17 +28,18 @@ export class TrainProgress {
             },
             cliProgress.Presets.shades_classic,
           );
-          this.bar.start(ev.totalSteps, ev.step, { loss: "-", lr: "-", tps: "-" });
+          this.bar.start(ev.totalSteps, ev.step, this.payload);
         }
         break;
       case "step":
-        if (this.bar)
-          this.bar.update(ev.step, {
+        if (this.bar) {
+          this.payload = {
             loss: ev.loss.toFixed(4),
             lr: ev.lr.toExponential(2),
             tps: ev.tokensPerSecond.toFixed(0),
-          });
-        else if (ev.step % this.opts.logEvery === 0 || ev.step === ev.totalSteps)
+          };
+          this.bar.update(ev.step, this.payload);
+        } else if (ev.step % this.opts.logEvery === 0 || ev.step === ev.totalSteps)
           log(
             `step ${ev.step}/${ev.totalSteps} loss ${ev.loss.toFixed(4)} lr ${ev.lr.toExponential(2)} grad-norm ${ev.gradNorm.toFixed(3)} ${ev.tokensPerSecond.toFixed(0)} tok/s`,
           );
@@ -55,13 +58,18 @@ export class TrainProgress {
     }
   }
 
-  /** A line that does not break the bar. */
+  /**
+   * A line that does not break the bar: the bar stops, the line prints, and the bar comes
+   * back with its values, unless it was complete (the final eval), when it stays gone rather
+   * than leave a stale copy of itself under the last line.
+   */
   note(msg: string): void {
     if (this.bar) {
       this.bar.stop();
       log(msg);
       const b = this.bar as unknown as { value: number; total: number };
-      this.bar.start(b.total, b.value);
+      if (b.value >= b.total) this.bar = null;
+      else this.bar.start(b.total, b.value, this.payload);
     } else log(msg);
   }
 

@@ -12,6 +12,7 @@ import type { AdaLoraModel } from "../peft/adalora/model.js";
 import { adaLoraToLora, getAdaLoraModel } from "../peft/adalora/model.js";
 import { saveAdaLora } from "../peft/adalora/node/io.js";
 import type { LoraConfig } from "../peft/config.js";
+import { countParameters } from "../peft/count.js";
 import type { GoraResult } from "../peft/gora/gora.js";
 import { goraInit } from "../peft/gora/gora.js";
 import type { AdapterInit, PeftModel } from "../peft/model.js";
@@ -171,7 +172,7 @@ export async function runTraining(
     trainable = peft;
   }
   const named = [...trainable.namedParameters()].filter(([, p]) => p.requiresGrad);
-  const all = [...trainable.namedParameters()].reduce((a, [, p]) => a + p.size, 0);
+  const all = countParameters(trainable).all;
   const nTrain = named.reduce((a, [, p]) => a + p.size, 0);
   const pct = (100 * nTrain) / all;
   const line = `trainable params: ${nTrain.toLocaleString("en-US")} || all params: ${all.toLocaleString("en-US")} || trainable%: ${pct.toFixed(4)}`;
@@ -234,12 +235,14 @@ export async function runTraining(
   const evalBefore =
     validBatches.length && !resumedFrom ? evaluateBatches(trainable, validBatches).loss : null;
   if (evalBefore !== null) say(`eval loss before training: ${evalBefore.toFixed(4)}`);
-  const evals: { step: number; loss: number }[] = [];
+  if (evalBefore !== null) trainer.recordEval(0, evalBefore);
+  // The trainer keeps every eval (a resumed run gets the earlier ones from its checkpoint).
+  const evals = trainer.evals;
   let end: Extract<TrainEvent, { type: "end" }> | null = null;
   for (const ev of trainer.run()) {
     onEvent(ev);
-    if (ev.type === "eval") evals.push({ step: ev.step, loss: ev.loss });
-    if (ev.type === "checkpoint") saveCheckpoint(ckptRoot, liveParams, ev.state);
+    if (ev.type === "checkpoint")
+      saveCheckpoint(ckptRoot, liveParams, ev.state, { keep: o.saveTotalLimit || null });
     if (ev.type === "end") end = ev;
   }
   const evalAfter = evals.length ? evals[evals.length - 1].loss : null;
@@ -314,9 +317,15 @@ export function writeLossFiles(
   evals: { step: number; loss: number }[],
 ): void {
   const ev = new Map(evals.map((e) => [e.step, e.loss]));
+  const byStep = new Map(losses.map((l) => [l.step, l]));
+  // Eval steps without a training step (step 0, before training) get a row of their own.
+  const steps = [...new Set([...byStep.keys(), ...ev.keys()])].sort((a, b) => a - b);
   const rows = [
     "step,loss,lr,eval_loss",
-    ...losses.map((l) => `${l.step},${l.loss},${l.lr},${ev.get(l.step) ?? ""}`),
+    ...steps.map((s) => {
+      const l = byStep.get(s);
+      return `${s},${l?.loss ?? ""},${l?.lr ?? ""},${ev.get(s) ?? ""}`;
+    }),
   ];
   writeFileSync(join(out, "loss.csv"), `${rows.join("\n")}\n`);
   writeFileSync(

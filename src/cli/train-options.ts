@@ -29,6 +29,8 @@ export interface TrainOptions {
   evalEvery: number;
   validFraction: number;
   checkpointEvery: number;
+  /** Checkpoints kept under OUT/checkpoints (the latest ones; 0 keeps every one). */
+  saveTotalLimit: number;
   resume: string | boolean;
   full: boolean;
   pack: boolean;
@@ -85,6 +87,8 @@ export const TRAIN_DEFAULTS: Readonly<Omit<TrainOptions, "model" | "data" | "out
   /** Fraction of the data held out for eval when no --valid-data is given. */
   validFraction: 0.05,
   checkpointEvery: 0,
+  /** Hugging Face Trainer's save_total_limit: the latest 2 checkpoints stay (0: all). */
+  saveTotalLimit: 2,
   resume: false,
   /** Train every parameter (no adapter): baselines and building a base model. */
   full: false,
@@ -137,6 +141,7 @@ const NUMERIC: (keyof TrainOptions)[] = [
   "evalEvery",
   "validFraction",
   "checkpointEvery",
+  "saveTotalLimit",
   "logEvery",
   "initR",
   "targetR",
@@ -162,6 +167,7 @@ const INTEGER = new Set<keyof TrainOptions>([
   "threads",
   "evalEvery",
   "checkpointEvery",
+  "saveTotalLimit",
   "logEvery",
   "initR",
   "targetR",
@@ -213,6 +219,51 @@ export function readConfigFile(path: string): Record<string, unknown> {
   return out;
 }
 
+/**
+ * Bounds on the sizes a run may ask for. Beyond them the numbers are typos or attacks
+ * (`--batch-size 1e9` ran V8 out of memory before any check), and every bound is far above
+ * what a CPU can train; within them the memory planner decides what fits.
+ */
+const RANGES: Partial<Record<keyof TrainOptions, [min: number, max: number]>> = {
+  steps: [1, 2 ** 31 - 1],
+  batchSize: [1, 1 << 16],
+  seqLen: [1, 1 << 20],
+  gradAccum: [1, 1 << 16],
+  r: [1, 1 << 16],
+  logEvery: [1, 2 ** 31 - 1],
+  warmupSteps: [0, 2 ** 31 - 1],
+  evalEvery: [0, 2 ** 31 - 1],
+  checkpointEvery: [0, 2 ** 31 - 1],
+  saveTotalLimit: [0, 2 ** 31 - 1],
+  seed: [0, 2 ** 32 - 1],
+  initR: [1, 1 << 16],
+  targetR: [1, 1 << 16],
+  tinit: [0, 2 ** 31 - 1],
+  tfinal: [0, 2 ** 31 - 1],
+  deltaT: [1, 2 ** 31 - 1],
+  goraBatches: [1, 1 << 16],
+  goraMinRank: [1, 1 << 16],
+  goraMaxRank: [1, 2 ** 31 - 1],
+  weightDecay: [0, Number.MAX_VALUE],
+  maxGradNorm: [0, Number.MAX_VALUE],
+  orthRegWeight: [0, Number.MAX_VALUE],
+};
+
+function checkRanges(o: TrainOptions): void {
+  for (const [k, [min, max]] of Object.entries(RANGES) as [keyof TrainOptions, [number, number]][]) {
+    const v = o[k] as number;
+    if (v < min || v > max)
+      throw new CliError(
+        `--${kebab(k)} must be ${max === Number.MAX_VALUE ? `≥ ${min}` : `in [${min}, ${max.toLocaleString("en-US")}]`}, got ${v}`,
+      );
+  }
+  for (const k of ["beta1", "beta2"] as const)
+    if (!(o[k] >= 0 && o[k] < 1)) throw new CliError(`--${k} must be in [0, 1), got ${o[k]}`);
+  if (!(o.goraGamma > 0)) throw new CliError(`--gora-gamma must be > 0, got ${o.goraGamma}`);
+  if (o.goraMaxRank < o.goraMinRank)
+    throw new CliError(`--gora-max-rank (${o.goraMaxRank}) must be ≥ --gora-min-rank (${o.goraMinRank})`);
+}
+
 /** Merges defaults, the config file and flags (flags given as strings or booleans), validating each. */
 export function resolveTrainOptions(
   fileOpts: Record<string, unknown>,
@@ -252,6 +303,7 @@ export function resolveTrainOptions(
   for (const k of positive)
     if ((o[k] as number) < 1) throw new CliError(`--${kebab(k)} must be ≥ 1, got ${o[k]}`);
   if (o.threads !== null && o.threads < 1) throw new CliError(`--threads must be ≥ 1, got ${o.threads}`);
+  checkRanges(o);
   if (!(o.lr > 0)) throw new CliError(`--lr must be > 0, got ${o.lr}`);
   if (!(o.loraDropout >= 0 && o.loraDropout < 1))
     throw new CliError(`--lora-dropout must be in [0, 1), got ${o.loraDropout}`);

@@ -4,6 +4,7 @@ import { ShapeError } from "../core/errors.js";
 import { tidy } from "../core/memory.js";
 import { tensor } from "../core/tensor.js";
 import type { LlamaForCausalLM } from "./llama/model.js";
+import { assertFiniteOutput } from "./non-finite.js";
 
 export interface NllResult {
   /** Mean NLL in nats over the predicted tokens. */
@@ -56,5 +57,6 @@ export function evaluateNll(
       }
     }),
   );
+  assertFiniteOutput(model, "evaluateNll: the loss", total);
   return { loss: total / count, tokens: count, windows: windows.length };
 }

@@ -9,6 +9,7 @@ import type { Tensor } from "../core/tensor.js";
 import { tensor } from "../core/tensor.js";
 import { KVCache } from "./llama/kv-cache.js";
 import type { LlamaForCausalLM } from "./llama/model.js";
+import { assertFiniteOutput } from "./non-finite.js";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -130,6 +131,7 @@ export function generate(
         const next = tidy(() => {
           const ids: Tensor = tensor(input, [1, input.length], "i32");
           const logits = model.forward(ids, { cache, lastOnly: true });
+          assertFiniteOutput(model, `generate: the logits of new token ${step}`, logits.data as Float32Array);
           return sampleToken(logits.data as Float32Array, opts, rng);
         });
         if (stats) {

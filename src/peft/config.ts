@@ -1,5 +1,6 @@
 // LoraConfig: PEFT's fields and defaults in camelCase, and the one place that converts
 // to and from adapter_config.json's snake_case.
+import { INITS_LOADED_AS_LORA, unsupportedField } from "./config-unsupported.js";
 import { PeftError } from "./errors.js";
 
 export type LoraBias = "none" | "all" | "lora_only";
@@ -89,6 +90,58 @@ function isPositiveInt(v: unknown): v is number {
   return typeof v === "number" && Number.isInteger(v) && v > 0;
 }
 
+const show = (v: unknown): string => {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
+};
+
+const isStringList = (v: unknown): v is string[] =>
+  Array.isArray(v) && v.every((x) => typeof x === "string" && x !== "");
+
+/**
+ * The JSON type of every field: a config file is untrusted, and JavaScript's truthiness would
+ * otherwise read `"use_rslora": "no"` as true or crash later on `"target_modules": 5`.
+ */
+function checkFieldTypes(c: LoraConfig): void {
+  const bad = (field: string, v: unknown, want: string) =>
+    new PeftError(`\`${field}\` must be ${want}, got ${show(v)}`);
+  for (const [field, v] of [
+    ["fan_in_fan_out", c.fanInFanOut],
+    ["use_rslora", c.useRslora],
+    ["use_dora", c.useDora],
+    ["lora_bias", c.loraBias],
+    ["inference_mode", c.inferenceMode],
+  ] as const)
+    if (typeof v !== "boolean") throw bad(field, v, "true or false");
+  for (const [field, v] of [
+    ["target_modules", c.targetModules],
+    ["exclude_modules", c.excludeModules],
+    ["layers_pattern", c.layersPattern],
+  ] as const)
+    if (v !== null && typeof v !== "string" && !isStringList(v))
+      throw bad(field, v, "a list of module names, a regular expression string, or null");
+  if (c.modulesToSave !== null && !isStringList(c.modulesToSave))
+    throw bad("modules_to_save", c.modulesToSave, "a list of module names or null");
+  const lt = c.layersToTransform;
+  const isIndex = (x: unknown) => typeof x === "number" && Number.isInteger(x) && x >= 0;
+  if (lt !== null && !isIndex(lt) && !(Array.isArray(lt) && lt.every(isIndex)))
+    throw bad("layers_to_transform", lt, "a layer index, a list of layer indices, or null");
+  for (const [field, v] of [
+    ["rank_pattern", c.rankPattern],
+    ["alpha_pattern", c.alphaPattern],
+  ] as const)
+    if (v === null || typeof v !== "object" || Array.isArray(v))
+      throw bad(field, v, "an object of pattern → number");
+  if (typeof c.loraDropout !== "number") throw bad("lora_dropout", c.loraDropout, "a number in [0, 1)");
+  if (typeof c.bias !== "string") throw bad("bias", c.bias, '"none", "all" or "lora_only"');
+  for (const [field, v] of [
+    ["task_type", c.taskType],
+    ["base_model_name_or_path", c.baseModelNameOrPath],
+    ["revision", c.revision],
+  ] as const)
+    if (v !== null && typeof v !== "string") throw bad(field, v, "a string or null");
+}
+
 /** Fills defaults and checks every field, with messages in PEFT's words where PEFT has them. */
 export function loraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
   const c: LoraConfig = { ...LORA_CONFIG_DEFAULTS, ...partial };
@@ -97,6 +150,7 @@ export function loraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
       (c as unknown as Record<string, unknown>)[k] = (
         LORA_CONFIG_DEFAULTS as unknown as Record<string, unknown>
       )[k];
+  checkFieldTypes(c);
   if (!isPositiveInt(c.r))
     throw new PeftError(`\`r\` should be a positive integer value but the value passed is ${c.r}`);
   if (typeof c.loraAlpha !== "number" || !Number.isFinite(c.loraAlpha))
@@ -127,7 +181,7 @@ export function loraConfig(partial: Partial<LoraConfig> = {}): LoraConfig {
     )
   )
     throw new PeftError(
-      `init_lora_weights ${JSON.stringify(init)} is not supported; use true, false, "gaussian", "pissa" or "pissa_niter_N"`,
+      `init_lora_weights ${JSON.stringify(init)} is not supported; use true, false, "gaussian", "pissa" or "pissa_niter_N"${INITS_LOADED_AS_LORA.has(String(init)) ? " (lorakit cannot run this initialisation, but it loads adapters trained with it as plain LoRA)" : ""}`,
     );
   if (Array.isArray(c.targetModules) && c.targetModules.length === 0)
     throw new PeftError(
@@ -175,7 +229,8 @@ const PASSIVE_FIELDS: Record<string, unknown> = {
 
 /**
  * Reads adapter_config.json (already parsed). Unknown keys are ignored, as PEFT does;
- * features lorakit does not have (LoftQ, layer replication, megatron) are refused by name.
+ * fields that change the computation and that lorakit does not have are refused by name
+ * (config-unsupported.ts); adapters that EVA, OLoRA, CorDA or LoftQ initialised load as LoRA.
  */
 export function parseLoraConfig(json: unknown, where = "adapter_config.json"): LoraConfig {
   if (json === null || typeof json !== "object" || Array.isArray(json))
@@ -192,10 +247,11 @@ export function parseLoraConfig(json: unknown, where = "adapter_config.json"): L
     partial.targetModules = [...(partial.targetModules as string[])].sort();
   if (partial.rankPattern === null) partial.rankPattern = {};
   if (partial.alphaPattern === null) partial.alphaPattern = {};
-  if (o.layer_replication) throw new PeftError(`${where}: layer_replication is not supported by lorakit`);
-  if (o.loftq_config && typeof o.loftq_config === "object" && Object.keys(o.loftq_config).length > 0)
-    throw new PeftError(`${where}: LoftQ (loftq_config) is not supported by lorakit`);
-  if (o.megatron_config) throw new PeftError(`${where}: megatron_config is not supported by lorakit`);
+  const unsupported = unsupportedField(o);
+  if (unsupported !== null) throw new PeftError(`${where}: ${unsupported}`);
+  // EVA, OLoRA, CorDA, LoftQ, … only chose the starting factors: the trained file is plain LoRA.
+  if (typeof partial.initLoraWeights === "string" && INITS_LOADED_AS_LORA.has(partial.initLoraWeights))
+    partial.initLoraWeights = true;
   try {
     return loraConfig(partial as Partial<LoraConfig>);
   } catch (e) {

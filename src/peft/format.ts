@@ -145,8 +145,30 @@ export function loadAdapterTensors(
       `${where}: ${missing.length} LoRA tensor(s) missing for modules the config targets, e.g. ${missing.slice(0, 3).join(", ")}`,
     );
   }
+  const wrappers = [...pm.savedModules()];
+  const savedCopyOf = (k: string) =>
+    wrappers.find(([path, wr]) => k.startsWith(`${path}.`) && wr.modules_to_save.has(name));
   const unexpected: string[] = [];
   for (const path of lora.keys()) if (!used.has(path)) unexpected.push(`${KEY_PREFIX}${path}.lora_A.weight`);
+  for (const k of other.keys()) {
+    if (savedCopyOf(k)) continue;
+    let fits = k.endsWith(".bias");
+    if (fits)
+      try {
+        pm.baseModel.getSubmodule(k.slice(0, -".bias".length));
+      } catch {
+        fits = false;
+      }
+    if (!fits) unexpected.push(KEY_PREFIX + k);
+  }
+  // One rule for every command and the server: tensors for modules the config does not
+  // target mean the adapter is not what its config says; using the rest would be silently wrong.
+  if (unexpected.length) {
+    pm.deleteAdapter(name);
+    throw new PeftError(
+      `${where}: ${unexpected.length} tensor(s) belong to no module that the config targets (${unexpected.slice(0, 3).join(", ")}${unexpected.length > 3 ? ", …" : ""}) — fix target_modules in adapter_config.json, or was it trained on another base model?`,
+    );
+  }
   for (const [path, l] of pm.loraLayers()) {
     const e = lora.get(path);
     if (e?.bBias && l.hasAdapter(name)) {
@@ -157,9 +179,8 @@ export function loadAdapterTensors(
     const mag = l.lora_magnitude_vector.get(name);
     if (e?.magnitude && mag) mag.weight.data.set(e.magnitude.to("f32").data as Float32Array);
   }
-  const wrappers = [...pm.savedModules()];
   for (const [k, t] of other) {
-    const w = wrappers.find(([path, wr]) => k.startsWith(`${path}.`) && wr.modules_to_save.has(name));
+    const w = savedCopyOf(k);
     if (w) {
       const [path, wr] = w;
       const copy = wr.modules_to_save.get(name)!;
@@ -172,18 +193,7 @@ export function loadAdapterTensors(
       copy.setParam(pname, t.to("f32"));
       continue;
     }
-    if (!k.endsWith(".bias")) {
-      unexpected.push(KEY_PREFIX + k);
-      continue;
-    }
-    const mpath = k.slice(0, -".bias".length);
-    let target: ReturnType<typeof pm.baseModel.getSubmodule>;
-    try {
-      target = pm.baseModel.getSubmodule(mpath);
-    } catch {
-      unexpected.push(KEY_PREFIX + k);
-      continue;
-    }
+    const target = pm.baseModel.getSubmodule(k.slice(0, -".bias".length));
     const cur = target.param("bias");
     if (!cur || cur.size !== t.size)
       throw new PeftError(

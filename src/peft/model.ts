@@ -10,6 +10,7 @@ import { isLinearLike } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import type { LoraConfig } from "./config.js";
 import { loraConfig } from "./config.js";
+import { countParameters } from "./count.js";
 import { PeftError } from "./errors.js";
 import { DoraVariant } from "./lora/dora.js";
 import { initLora } from "./lora/init.js";
@@ -27,6 +28,8 @@ export interface BaseModel extends Module {
   step?(tokens: readonly (readonly number[])[], caches: readonly KVCache[]): Tensor;
   /** HF model_type, used for the default target modules. */
   readonly config?: { modelType?: string };
+  /** Where the model was loaded from (recorded as base_model_name_or_path). */
+  readonly nameOrPath?: string | null;
 }
 
 export interface AdapterInit {
@@ -110,9 +113,28 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
       throw new PeftError(
         "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False",
       );
-    const pissa = parsePissaInit(cfg.initLoraWeights);
-    if (cfg.fanInFanOut) cfg.fanInFanOut = false; // lorakit's Linear stores (out, in), as nn.Linear (PEFT warns and does the same)
+    if (cfg.fanInFanOut) cfg.fanInFanOut = false;
+    // PEFT: base_model_name_or_path is the model's name_or_path, as the caller loaded it.
+    if (cfg.baseModelNameOrPath === null && typeof this.baseModel.nameOrPath === "string")
+      cfg.baseModelNameOrPath = this.baseModel.nameOrPath; // lorakit's Linear stores (out, in), as nn.Linear (PEFT warns and does the same)
     const paths = findTargets(cfg, this.baseModel, this.baseModel.config?.modelType);
+    try {
+      this.injectAdapter(name, cfg, paths, init);
+    } catch (e) {
+      // All or nothing: a module that fails (a shape that does not fit) leaves no weights of
+      // the earlier ones behind in a model that others share (the server's base model).
+      this.removeAdapterFrom(name, paths);
+      throw e;
+    }
+    this.peftConfig.set(name, cfg);
+    this.targetsOf.set(name, paths);
+    if (this.active.length === 0) this.setAdapter(name);
+    else this.applyTrainable();
+  }
+
+  /** Wraps each target path and gives it adapter `name`'s factors, then its modules_to_save copies. */
+  private injectAdapter(name: string, cfg: LoraConfig, paths: readonly string[], init: AdapterInit): void {
+    const pissa = parsePissaInit(cfg.initLoraWeights);
     const rng = new Rng(init.seed ?? 0);
     for (const path of paths) {
       let m = this.baseModel.getSubmodule(path);
@@ -156,10 +178,20 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
       });
     }
     this.addModulesToSave(name, cfg.modulesToSave ?? []);
-    this.peftConfig.set(name, cfg);
-    this.targetsOf.set(name, paths);
-    if (this.active.length === 0) this.setAdapter(name);
-    else this.applyTrainable();
+  }
+
+  /** Undoes a partial injectAdapter: adapter `name` leaves every layer, and emptied wrappers go. */
+  private removeAdapterFrom(name: string, paths: readonly string[]): void {
+    for (const path of paths) {
+      const m = this.baseModel.getSubmodule(path);
+      if (!(m instanceof LoraLinear)) continue;
+      if (m.hasAdapter(name)) m.deleteAdapter(name);
+      if (m.lora_A.size === 0) this.baseModel.setSubmodule(path, m.base_layer);
+    }
+    for (const [path, w] of [...this.savedModules()]) {
+      if (!w.modules_to_save.delete(name)) continue;
+      if (w.modules_to_save.size === 0) this.baseModel.setSubmodule(path, w.original_module);
+    }
   }
 
   /** Every modules_to_save wrapper with its path relative to the base model. */
@@ -399,13 +431,7 @@ export class PeftModel<M extends BaseModel = BaseModel> extends Module {
 
   /** PEFT's get_nb_trainable_parameters. */
   countParameters(): { trainable: number; all: number } {
-    let trainable = 0;
-    let all = 0;
-    for (const p of this.parameters()) {
-      all += p.size;
-      if (p.requiresGrad) trainable += p.size;
-    }
-    return { trainable, all };
+    return countParameters(this);
   }
 
   /** PEFT's exact line: `trainable params: 4,194,304 || all params: … || trainable%: 0.0622`. */

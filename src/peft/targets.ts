@@ -8,6 +8,7 @@ import { DEFAULT_TARGET_MODULES } from "./config.js";
 import { PeftError } from "./errors.js";
 import { LoraLinear } from "./lora/layer.js";
 import { ModulesToSaveWrapper } from "./modules-to-save.js";
+import { firstGroup, fullmatch } from "./regex.js";
 
 /**
  * Module paths of the base model, skipping what lives inside a LoRA layer (its
@@ -22,15 +23,6 @@ function* candidateModules(model: Module): IterableIterator<[string, Module]> {
   }
 }
 
-/** Python's re.fullmatch. */
-function fullmatch(pattern: string, s: string): boolean {
-  try {
-    return new RegExp(`^(?:${pattern})$`).test(s);
-  } catch (e) {
-    throw new PeftError(`invalid regular expression ${JSON.stringify(pattern)}: ${(e as Error).message}`);
-  }
-}
-
 function listMatch(list: readonly string[], key: string): boolean {
   return list.includes(key) || list.some((t) => key.endsWith(`.${t}`));
 }
@@ -38,7 +30,7 @@ function listMatch(list: readonly string[], key: string): boolean {
 export function isExcluded(config: Pick<LoraConfig, "excludeModules">, key: string): boolean {
   const ex = config.excludeModules;
   if (!ex || (Array.isArray(ex) && ex.length === 0)) return false;
-  return typeof ex === "string" ? fullmatch(ex, key) : listMatch(ex, key);
+  return typeof ex === "string" ? fullmatch(ex, key, "exclude_modules") : listMatch(ex, key);
 }
 
 /** Layer index of a key like "model.layers.3.self_attn.q_proj" (PEFT's regexes). */
@@ -50,8 +42,8 @@ function layerIndex(key: string, layersPattern: string[] | string | null): numbe
     return m ? Number(m[1]) : null;
   }
   for (const p of patterns) {
-    const m = new RegExp(`^.*\\.${p}\\.(\\d+)\\.`).exec(key);
-    if (m) return Number(m[1]);
+    const m = firstGroup(`.*\\.${p}\\.(\\d+)\\.`, key, "layers_pattern");
+    if (m !== null) return Number(m);
   }
   return null;
 }
@@ -63,7 +55,7 @@ export function matchesTarget(
   key: string,
 ): boolean {
   if (isExcluded(config, key)) return false;
-  if (typeof targets === "string") return fullmatch(targets, key);
+  if (typeof targets === "string") return fullmatch(targets, key, "target_modules");
   if (targets.includes(key)) return true;
   let found = targets.some((t) => key.endsWith(`.${t}`));
   const idx = config.layersToTransform;
@@ -109,11 +101,7 @@ export function resolveTargets(config: LoraConfig, model: Module, modelType?: st
 export function patternKey(patterns: Record<string, unknown>, key: string): string | null {
   for (const p of Object.keys(patterns)) {
     if (p === key) return p;
-    try {
-      if (new RegExp(`^(?:.*\\.)?(?:${p})$`).test(key)) return p;
-    } catch (e) {
-      throw new PeftError(`invalid rank/alpha pattern ${JSON.stringify(p)}: ${(e as Error).message}`);
-    }
+    if (fullmatch(`(?:.*\\.)?(?:${p})`, key, `rank_pattern/alpha_pattern key ${JSON.stringify(p)}`)) return p;
   }
   return null;
 }

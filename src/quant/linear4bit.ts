@@ -44,6 +44,11 @@ export class Linear4bit extends Module implements LinearLike {
     this.bias = this.addParam("bias", bias);
   }
 
+  /** Elements of the weight the packed codes encode (counted as parameters, as PEFT counts a Params4bit). */
+  get quantizedNumel(): number {
+    return this.outFeatures * this.inFeatures;
+  }
+
   /** Quantises a float weight [out, in] (NF4, block 64, double quantisation by default). */
   static fromWeight(
     w: Tensor,

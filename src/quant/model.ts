@@ -8,7 +8,7 @@ import type { Module } from "../nn/module.js";
 import type { TensorSource } from "../nn/state.js";
 import { Linear4bit } from "./linear4bit.js";
 import type { Nf4Tensor } from "./nf4.js";
-import { NF4_CODE, numelOf, parseQuantState, QuantError, quantStateJson } from "./nf4.js";
+import { checkBlocksize, NF4_CODE, numelOf, parseQuantState, QuantError, quantStateJson } from "./nf4.js";
 
 export interface QuantizeModelOptions {
   blocksize?: number;
@@ -140,6 +140,13 @@ export function nf4FromSource(src: TensorSource, prefix: string): Nf4Tensor {
         blocksize: info.nested_blocksize ?? 256,
       }
     : null;
+  checkBlocksize(info.blocksize, `${prefix}.weight.quant_state`);
+  if (nested) checkBlocksize(nested.blocksize, `${prefix}.weight.quant_state (nested)`);
+  const blocks = Math.ceil(numelOf(info.shape) / info.blocksize);
+  if (absmaxT.size < blocks)
+    throw new QuantError(
+      `${prefix}.weight.absmax holds ${absmaxT.size} values, too few for ${blocks} blocks of ${info.blocksize}`,
+    );
   return {
     shape: info.shape,
     blocksize: info.blocksize,

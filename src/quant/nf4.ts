@@ -125,13 +125,27 @@ function blockAbsmax(a: Float32Array, start: number, end: number): number {
   return m;
 }
 
+/** The block sizes bitsandbytes' quantize_4bit / quantize_blockwise accept. */
+export const BNB_BLOCKSIZES: readonly number[] = [32, 64, 128, 256, 512, 1024, 2048, 4096];
+
+/**
+ * Throws unless `blocksize` is one bitsandbytes accepts: a file written with another would be
+ * refused by bitsandbytes (or worse, read with a wrong layout by other tools).
+ */
+export function checkBlocksize(blocksize: unknown, what: string): number {
+  if (typeof blocksize !== "number" || !BNB_BLOCKSIZES.includes(blocksize))
+    throw new QuantError(
+      `${what}: blocksize ${JSON.stringify(blocksize)} is not one of bitsandbytes' (${BNB_BLOCKSIZES.join(", ")})`,
+    );
+  return blocksize;
+}
+
 /**
  * quantize_4bit(quant_type="nf4") without double quantisation: packed codes (⌈n/2⌉ bytes,
  * element 2i in the high nibble of byte i) and the float32 absmax of every block.
  */
 export function quantizeNf4(w: Float32Array, blocksize = 64): { packed: Uint8Array; absmax: Float32Array } {
-  if (blocksize <= 0 || blocksize % 2 !== 0)
-    throw new QuantError(`NF4 blocksize must be even, got ${blocksize}`);
+  checkBlocksize(blocksize, "NF4 quantisation");
   const n = w.length;
   const nb = Math.ceil(n / blocksize);
   const packed = new Uint8Array((n + 1) >> 1);
@@ -197,7 +211,7 @@ export function doubleQuantize(
   absmax: Float32Array,
   opts: { blocksize?: number; offset?: number } = {},
 ): NestedAbsmax {
-  const blocksize = opts.blocksize ?? 256;
+  const blocksize = checkBlocksize(opts.blocksize ?? 256, "NF4 double quantisation");
   const offset = fr(opts.offset ?? meanF32(absmax));
   const centred = new Float32Array(absmax.length);
   for (let i = 0; i < absmax.length; i++) centred[i] = fr(absmax[i] - offset);

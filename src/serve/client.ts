@@ -3,6 +3,7 @@
 // every open request with a 500 and leaves the server answering 503 on /health.
 import { Worker } from "node:worker_threads";
 import { ServeError } from "./errors.js";
+import { Heartbeat } from "./heartbeat.js";
 import type {
   EngineEvent,
   FromWorker,
@@ -17,6 +18,7 @@ export interface StartedEngine {
   backend: string;
   models: ModelEntry[];
   notice: string | null;
+  maxModelLen: number;
 }
 
 export class EngineClient {
@@ -26,18 +28,27 @@ export class EngineClient {
   /** Set when the worker died; every call fails with it. */
   dead: ServeError | null = null;
 
-  private constructor(private readonly worker: Worker) {}
+  private constructor(
+    private readonly worker: Worker,
+    private readonly heartbeat: Heartbeat,
+  ) {}
 
   /** Starts the worker and waits until the model is loaded. */
   static start(init: WorkerInit): Promise<{ client: EngineClient; info: StartedEngine }> {
-    const worker = new Worker(new URL("./worker.js", import.meta.url), { workerData: init });
-    const client = new EngineClient(worker);
+    const heartbeat = Heartbeat.create();
+    const worker = new Worker(new URL("./worker.js", import.meta.url), {
+      workerData: { ...init, heartbeat: heartbeat.buffer },
+    });
+    const client = new EngineClient(worker, heartbeat);
     return new Promise((resolve, reject) => {
       let ready = false;
       worker.on("message", (m: FromWorker) => {
         if (m.type === "ready") {
           ready = true;
-          resolve({ client, info: { backend: m.backend, models: m.models, notice: m.notice } });
+          resolve({
+            client,
+            info: { backend: m.backend, models: m.models, notice: m.notice, maxModelLen: m.maxModelLen },
+          });
         } else if (m.type === "fatal") {
           reject(new ServeError(500, m.message, "engine_start_failed"));
           void worker.terminate();
@@ -108,6 +119,11 @@ export class EngineClient {
       this.calls.set(rid, { resolve, reject });
       this.send({ type: "rpc", rid, call });
     });
+  }
+
+  /** Milliseconds the worker's current step or call has been running (0 when idle). */
+  busyFor(): number {
+    return this.heartbeat.busyFor();
   }
 
   get inFlight(): number {

@@ -11,6 +11,7 @@ import { Rng } from "../core/rng.js";
 import { sampleToken } from "../models/generate.js";
 import { KVCache } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
+import { assertFiniteOutput } from "../models/non-finite.js";
 import { BASE_ROW, type LoraLinear } from "../peft/lora/layer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { batchStep, type StepRow } from "./batch-step.js";
@@ -349,6 +350,12 @@ export class Engine {
 
   /** Samples the next token of `s` from its logits, streams it, and ends the sequence when done. */
   private accept(s: Seq, logits: Float32Array): void {
+    try {
+      assertFiniteOutput(this.o.model, "the logits", logits);
+    } catch (e) {
+      this.fail(s, e);
+      return;
+    }
     const r = s.req;
     const token = sampleToken(
       logits,

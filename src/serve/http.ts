@@ -8,6 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { EngineClient } from "./client.js";
 import { errorBody, ServeError } from "./errors.js";
+import { healthProblem } from "./heartbeat.js";
 import { LATENCY_BUCKETS, MetricsRegistry } from "./metrics.js";
 import type { EngineEvent, FinishReason, ServeLimits } from "./protocol.js";
 import type { ParsedRequest } from "./requests.js";
@@ -19,6 +20,10 @@ export interface AppOptions {
   limits: ServeLimits;
   /** Seconds since the epoch when the server started (the models' `created`). */
   created?: number;
+  /** The base model's folder as the operator named it (vLLM's `root` of the base). */
+  baseRoot?: string;
+  /** Longest prompt + completion (vLLM's `max_model_len` of the base). */
+  maxModelLen?: number | null;
 }
 
 /** Events of one generation as an async queue; a disconnect ends it early. */
@@ -102,7 +107,10 @@ export function createApp(o: AppOptions): Hono {
     }
   };
 
-  app.get("/health", (c) => (client.dead ? c.text("engine unavailable", 503) : c.body(null, 200)));
+  app.get("/health", (c) => {
+    const problem = healthProblem(client, limits.stallSeconds);
+    return problem === null ? c.body(null, 200) : c.text(problem, 503);
+  });
 
   app.get("/metrics", async (c) => {
     const engine = await client.call({ op: "metrics" }).catch(() => "");
@@ -113,17 +121,23 @@ export function createApp(o: AppOptions): Hono {
 
   app.get("/v1/models", async (c) => {
     const adapters = await client.call({ op: "list" });
-    const card = (id: string, parent: string | null) => ({
+    // vLLM's ModelCard: the base's root is its model path and it alone has max_model_len;
+    // an adapter's root is its folder and its parent the base.
+    const card = (id: string, root: string, parent: string | null, maxModelLen: number | null) => ({
       id,
       object: "model",
       created,
       owned_by: "lorakit",
-      root: id,
+      root,
       parent,
+      max_model_len: maxModelLen,
     });
     return c.json({
       object: "list",
-      data: [card(baseId, null), ...adapters.map((a) => card(a.id, a.parent))],
+      data: [
+        card(baseId, o.baseRoot ?? baseId, null, o.maxModelLen ?? null),
+        ...adapters.map((a) => card(a.id, a.root, a.parent, null)),
+      ],
     });
   });
 

@@ -20,6 +20,10 @@ export interface ServeLimits {
   maxAdapterBytes: number;
   /** An adapter unused this long is unloaded (0 = never by time, only by the LRU bounds). */
   adapterIdleSeconds: number;
+  /** A client must send a whole request (headers and body) within this many seconds (408 beyond). */
+  requestTimeoutSeconds: number;
+  /** /health answers 503 when one engine step or call has run longer than this. */
+  stallSeconds: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ServeLimits> = Object.freeze({
@@ -31,6 +35,9 @@ export const DEFAULT_LIMITS: Readonly<ServeLimits> = Object.freeze({
   maxLoadedAdapters: 64,
   maxAdapterBytes: 1 << 30,
   adapterIdleSeconds: 0,
+  requestTimeoutSeconds: 30,
+  // Generous: one prefill step of a 7B model on a CPU can take minutes.
+  stallSeconds: 600,
 });
 
 export type PromptInput =
@@ -71,6 +78,8 @@ export interface ModelEntry {
   id: string;
   /** null for the base model; the base model's id for an adapter. */
   parent: string | null;
+  /** The adapter's folder (vLLM's `root`: the LoRA's local path). */
+  root: string;
   loaded: boolean;
 }
 
@@ -85,6 +94,8 @@ export interface WorkerInit {
   backend: "auto" | "ref" | "native" | null;
   /** The dtype the base weights live in (loadModel's `dtype`). */
   dtype: "auto" | "f32" | "bf16";
+  /** The shared slot of the engine's Heartbeat (set by EngineClient.start). */
+  heartbeat?: SharedArrayBuffer;
 }
 
 export type RpcOp =
@@ -99,7 +110,14 @@ export type ToWorker =
   | { type: "rpc"; rid: number; call: RpcOp };
 
 export type FromWorker =
-  | { type: "ready"; backend: string; models: ModelEntry[]; notice: string | null }
+  | {
+      type: "ready";
+      backend: string;
+      models: ModelEntry[];
+      notice: string | null;
+      /** Longest prompt + completion the model takes (vLLM's max_model_len). */
+      maxModelLen: number;
+    }
   | { type: "fatal"; message: string }
   | { type: "event"; id: number; ev: EngineEvent }
   | { type: "rpc"; rid: number; ok: true; result: unknown }

@@ -21,6 +21,8 @@ interface Entry {
   id: string;
   /** Real path of the adapter folder. */
   dir: string;
+  /** The folder as it was named (the lora_path of the request, or root/<id>): /v1/models' root. */
+  shown: string;
   /** Files must stay inside the root (false for adapters the operator named on the command line). */
   confined: boolean;
   /** Name inside the PeftModel while loaded (model ids may hold dots, PEFT names may not). */
@@ -97,7 +99,7 @@ export class AdapterRegistry {
         const real = realpathSync(join(realRoot, name));
         if (!isInside(realRoot, real) || !statSync(real).isDirectory()) continue;
         if (fileInside(realRoot, real, CONFIG_NAME) === null) continue;
-        this.entries.set(name, this.newEntry(name, real, true));
+        this.entries.set(name, this.newEntry(name, real, true, join(root, name)));
       } catch {
         // unreadable or a symlink out of the root: not served
       }
@@ -108,7 +110,7 @@ export class AdapterRegistry {
     this.scan();
     return [...this.entries.values()]
       .filter((e) => !e.removed)
-      .map((e) => ({ id: e.id, parent: this.opts.baseId, loaded: e.internal !== null }))
+      .map((e) => ({ id: e.id, parent: this.opts.baseId, root: e.shown, loaded: e.internal !== null }))
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
@@ -149,7 +151,7 @@ export class AdapterRegistry {
         throw new ServeError(404, `${path}: no such adapter folder`, "adapter_not_found", null, { cause: e });
       }
     } else dir = resolveInsideRoot(this.opts.root, path);
-    const entry = this.newEntry(id, dir, !opts.trusted);
+    const entry = this.newEntry(id, dir, !opts.trusted, String(path));
     if (fileInside(entry.confined ? this.opts.root : null, dir, CONFIG_NAME) === null)
       throw new ServeError(
         400,
@@ -230,8 +232,8 @@ export class AdapterRegistry {
       if (e.internal && e.refs === 0 && now - e.lastUsed > this.opts.idleMs) this.evict(e, "idle");
   }
 
-  private newEntry(id: string, dir: string, confined: boolean): Entry {
-    return { id, dir, confined, internal: null, bytes: 0, refs: 0, lastUsed: 0, removed: false };
+  private newEntry(id: string, dir: string, confined: boolean, shown: string): Entry {
+    return { id, dir, shown, confined, internal: null, bytes: 0, refs: 0, lastUsed: 0, removed: false };
   }
 
   private idleLru(except?: Entry): Entry | null {

@@ -1,7 +1,9 @@
 // Starting and stopping the whole server: the engine worker (model, adapters, batching)
 // and the HTTP front (hono on Node's http server) on the event loop of the calling thread.
+import { lookup } from "node:dns/promises";
 import { existsSync, statSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { availableParallelism } from "node:os";
 import { basename, resolve } from "node:path";
 import { serve } from "@hono/node-server";
 import { EngineClient } from "./client.js";
@@ -45,7 +47,22 @@ export interface RunningServer {
 function checkLimits(l: ServeLimits): void {
   for (const [k, v] of Object.entries(l))
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || (k !== "adapterIdleSeconds" && v < 1))
-      throw new ServeError(400, `serve: limit ${k} must be a positive number, got ${v}`);
+      throw new ServeError(400, `limit ${k} must be a positive number, got ${v}`);
+}
+
+/**
+ * Node's http server waits 300 s for a request's body by default, so a client that sends a
+ * byte at a time holds a connection (and its memory) for five minutes. A whole request must
+ * arrive within `seconds` (408 beyond), its headers within 10 s of that, and the timeouts are
+ * checked often enough to matter.
+ */
+function requestTimeouts(seconds: number) {
+  const ms = Math.round(seconds * 1000);
+  return {
+    requestTimeout: ms,
+    headersTimeout: Math.min(ms, 10_000),
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(ms / 4))),
+  };
 }
 
 /**
@@ -58,39 +75,65 @@ function checkLimits(l: ServeLimits): void {
  */
 export async function startServer(o: ServeOptions): Promise<RunningServer> {
   const modelDir = resolve(o.modelDir);
-  if (!existsSync(modelDir)) throw new ServeError(400, `serve: model folder ${o.modelDir} does not exist`);
+  if (!existsSync(modelDir)) throw new ServeError(400, `model folder ${o.modelDir} does not exist`);
   const adapterRoot = o.adapterRoot ? resolve(o.adapterRoot) : null;
   if (adapterRoot !== null && (!existsSync(adapterRoot) || !statSync(adapterRoot).isDirectory()))
-    throw new ServeError(400, `serve: adapter root ${o.adapterRoot} is not a folder`);
+    throw new ServeError(400, `adapter root ${o.adapterRoot} is not a folder`);
   const baseId = o.baseId ?? basename(modelDir);
   if (!isValidAdapterName(baseId))
     throw new ServeError(
       400,
-      `serve: the base model id ${JSON.stringify(baseId)} is not a valid model id; pass another name`,
+      `the base model id ${JSON.stringify(baseId)} is not a valid model id; pass another name`,
     );
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
   checkLimits(limits);
+  const host = o.host ?? "127.0.0.1";
+  // Before the model loads: a host that names no address fails in a second, not after a minute.
+  await lookup(host).catch((e: NodeJS.ErrnoException) => {
+    throw new ServeError(
+      400,
+      `--host ${host} is neither an IP address nor a name that resolves (${e.code ?? e.message}); use e.g. 127.0.0.1, 0.0.0.0 or ::1`,
+      "invalid_host",
+      null,
+      { cause: e },
+    );
+  });
   const { client, info } = await EngineClient.start({
     modelDir,
     baseId,
     adapterRoot,
     loras: o.loras ?? [],
     limits,
-    threads: o.threads ?? null,
+    // More threads than cores only add switching (and deadlocked under a memory limit).
+    threads: o.threads == null ? null : Math.max(1, Math.min(o.threads, availableParallelism())),
     backend: o.backend ?? null,
     dtype: o.dtype ?? "auto",
   });
-  const app = createApp({ client, baseId, limits });
-  const host = o.host ?? "127.0.0.1";
+  const app = createApp({ client, baseId, limits, baseRoot: o.modelDir, maxModelLen: info.maxModelLen });
   let server: ReturnType<typeof serve>;
   try {
     server = await new Promise<ReturnType<typeof serve>>((res, rej) => {
-      const s = serve({ fetch: app.fetch, port: o.port ?? 8000, hostname: host }, () => res(s));
+      const s = serve(
+        {
+          fetch: app.fetch,
+          port: o.port ?? 8000,
+          hostname: host,
+          serverOptions: requestTimeouts(limits.requestTimeoutSeconds),
+        },
+        () => res(s),
+      );
       s.once("error", rej);
     });
   } catch (e) {
     await client.close();
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ServeError(
+      500,
+      `cannot listen on ${host}:${o.port ?? 8000} (${code ?? (e as Error).message}${code === "EADDRINUSE" ? ": another process uses that port; pick another with --port" : code === "EADDRNOTAVAIL" ? ": not an address of this machine" : ""})`,
+      "listen_failed",
+      null,
+      { cause: e },
+    );
   }
   const port = (server.address() as AddressInfo).port;
   const shownHost = host.includes(":") ? `[${host}]` : host;

@@ -8,6 +8,7 @@ import { loadModel } from "../models/node/load.js";
 import { loadTokenizer } from "../tokenizer/node.js";
 import { createEngineMetrics, Engine } from "./engine.js";
 import { ServeError } from "./errors.js";
+import { Heartbeat } from "./heartbeat.js";
 import type { FromWorker, RpcOp, ToWorker, WorkerInit } from "./protocol.js";
 import { AdapterRegistry } from "./registry.js";
 
@@ -50,13 +51,15 @@ async function main(init: WorkerInit): Promise<void> {
     metrics,
   });
 
+  // Each step and call is stamped so that /health sees one that never ends.
+  const beat = new Heartbeat(init.heartbeat ?? new SharedArrayBuffer(8));
   let looping = false;
   const loop = () => {
     try {
-      engine.step();
+      beat.run(() => engine.step());
     } catch (e) {
       // The engine reports per-request errors itself; this is a bug, but keep serving.
-      process.stderr.write(`lorakit serve: engine step failed: ${(e as Error).stack ?? e}\n`);
+      process.stderr.write(`lorakit: engine step failed: ${(e as Error).stack ?? e}\n`);
     }
     if (engine.busy) setImmediate(loop);
     else looping = false;
@@ -87,7 +90,7 @@ async function main(init: WorkerInit): Promise<void> {
   port.on("message", (m: ToWorker) => {
     switch (m.type) {
       case "submit":
-        engine.submit(m.id, m.req, (ev) => post({ type: "event", id: m.id, ev }));
+        beat.run(() => engine.submit(m.id, m.req, (ev) => post({ type: "event", id: m.id, ev })));
         kick();
         return;
       case "cancel":
@@ -95,7 +98,7 @@ async function main(init: WorkerInit): Promise<void> {
         return;
       case "rpc":
         try {
-          post({ type: "rpc", rid: m.rid, ok: true, result: rpc(m.call) });
+          post({ type: "rpc", rid: m.rid, ok: true, result: beat.run(() => rpc(m.call)) });
         } catch (e) {
           post({ type: "rpc", rid: m.rid, ok: false, error: ServeError.from(e, 400).toJSON() });
         }
@@ -104,7 +107,10 @@ async function main(init: WorkerInit): Promise<void> {
         return m satisfies never;
     }
   });
-  post({ type: "ready", backend: backend.name, models: registry.list(), notice });
+  const cfg = model.config;
+  const window = cfg.layerTypes.includes("sliding_attention") ? cfg.slidingWindow : null;
+  const maxModelLen = Math.min(cfg.maxPositionEmbeddings, window ?? Number.POSITIVE_INFINITY);
+  post({ type: "ready", backend: backend.name, models: registry.list(), notice, maxModelLen });
 }
 
 main(workerData as WorkerInit).catch((e) => {

@@ -165,17 +165,20 @@ export class Tokenizer {
     return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? false }).ids;
   }
 
-  /** ids → text. */
+  /**
+   * ids → text. An id past the tokenizer's vocabulary decodes to nothing, as Hugging Face's
+   * tokenizers do: models pad their embedding matrix past the tokenizer (Qwen2's 151,936 rows
+   * for 151,665 tokens), and a sampled padding id must not lose the rest of a generation.
+   */
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
     if (ids.length === 0) return "";
-    const list = Array.from(ids);
-    for (const id of list) {
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new TokenizerError(
-          `Tokenizer.decode: token id ${id} is out of range; ids must be integers in [0, ${this.vocabSize})`,
-        );
-      }
+    const list: number[] = [];
+    for (const id of Array.from(ids)) {
+      if (!Number.isInteger(id) || id < 0)
+        throw new TokenizerError(`Tokenizer.decode: token id ${id} is not a non-negative integer`);
+      if (id < this.vocabSize) list.push(id);
     }
+    if (list.length === 0) return "";
     return this.hf.decode(list, {
       skip_special_tokens: options.skipSpecialTokens ?? false,
       clean_up_tokenization_spaces: options.cleanUpTokenizationSpaces ?? this.cleanUp,

@@ -82,6 +82,8 @@ export interface TrainerState {
   batcher: BatcherState;
   rng: { s: number[]; spare: number | null } | null;
   losses: { step: number; loss: number; lr: number }[];
+  /** Held-out losses so far (step 0: before training), so a resumed run's curve keeps them. */
+  evals?: { step: number; loss: number }[];
   /** TrainerOptions.extraState's data. */
   extra?: unknown;
 }
@@ -123,6 +125,8 @@ export function evaluateBatches(
 export class Trainer {
   step = 0;
   readonly losses: { step: number; loss: number; lr: number }[] = [];
+  /** Every held-out loss of the run (its eval events, and what recordEval adds), in order. */
+  readonly evals: { step: number; loss: number }[] = [];
   private readonly params: [string, Tensor][];
 
   constructor(
@@ -149,6 +153,7 @@ export class Trainer {
       batcher: this.batcher.getState(),
       rng: this.opts.rng ? this.opts.rng.getState() : null,
       losses: this.losses.map((l) => ({ ...l })),
+      evals: this.evals.map((e) => ({ ...e })),
       extra: this.opts.extraState?.save(),
     };
   }
@@ -162,7 +167,24 @@ export class Trainer {
     if (s.rng && this.opts.rng) this.opts.rng.setState(s.rng);
     this.losses.length = 0;
     this.losses.push(...s.losses);
+    this.evals.length = 0;
+    this.evals.push(...(s.evals ?? []));
     if (s.extra !== undefined) this.opts.extraState?.load(s.extra);
+  }
+
+  /** Records a held-out loss measured outside run() (the one before training, at step 0). */
+  recordEval(step: number, loss: number): void {
+    this.evals.push({ step, loss });
+  }
+
+  private evalEvent(): Extract<TrainEvent, { type: "eval" }> {
+    const ev = {
+      type: "eval" as const,
+      step: this.step,
+      ...evaluateBatches(this.model, this.opts.evalBatches ?? []),
+    };
+    this.evals.push({ step: ev.step, loss: ev.loss });
+    return ev;
   }
 
   private firstNonFiniteGrad(): string | null {
@@ -238,12 +260,11 @@ export class Trainer {
       };
       const ev = this.opts.evalEvery ?? 0;
       if (this.opts.evalBatches?.length && ev > 0 && this.step % ev === 0 && this.step < total)
-        yield { type: "eval", step: this.step, ...evaluateBatches(this.model, this.opts.evalBatches) };
+        yield this.evalEvent();
       const ce = this.opts.checkpointEvery ?? 0;
       if (ce > 0 && this.step % ce === 0) yield { type: "checkpoint", step: this.step, state: this.state() };
     }
-    if (this.opts.evalBatches?.length)
-      yield { type: "eval", step: this.step, ...evaluateBatches(this.model, this.opts.evalBatches) };
+    if (this.opts.evalBatches?.length) yield this.evalEvent();
     const elapsed = (performance.now() - t0) / 1000;
     yield {
       type: "end",

@@ -68,7 +68,9 @@ function failsClearly(r: Run, re: RegExp): void {
   assert.ok(msg, `no "lorakit: ..." line on stderr:\n${r.stderr}`);
   assert.match(msg, re);
   assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+\)?/, `a stack trace on stderr:\n${r.stderr}`);
-  assert.equal(r.stdout.trim(), "", `stdout should stay empty on error:\n${r.stdout}`);
+  // stdout holds nothing, or with --json the error as one object.
+  const o = r.stdout.trim();
+  if (o !== "") assert.equal(typeof JSON.parse(o).error?.message, "string", `stdout on error:\n${r.stdout}`);
 }
 
 const CORPUS =
@@ -256,7 +258,10 @@ describe("lorakit command line", { timeout: 120_000 }, () => {
     assert.ok((o.tokens_per_second as number) > 0);
     for (const f of ["adapter_config.json", "adapter_model.safetensors", "loss.csv", "loss.svg"])
       assert.ok(existsSync(join(out, f)), `${f} written`);
-    assert.equal(readFileSync(join(out, "loss.csv"), "utf8").trim().split("\n").length, 1 + 3);
+    // A header, the held-out loss before training (step 0), and one row per step.
+    const csv = readFileSync(join(out, "loss.csv"), "utf8").trim().split("\n");
+    assert.equal(csv.length, 1 + 1 + 3);
+    assert.match(csv[1], /^0,,,\d/);
     assert.equal(JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")).r, 2);
   });
 

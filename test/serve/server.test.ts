@@ -227,14 +227,9 @@ describe("lorakit serve over HTTP", () => {
     assert.equal((await fetch(`${server.url}/health`)).status, 200);
   });
 
-  test("a client that disconnects mid-stream cancels its generation; beyond --max-concurrent is 429", async () => {
-    const generated = async () =>
-      Number(
-        /lorakit_generation_tokens_total (\d+)/.exec(
-          await (await fetch(`${server.url}/metrics`)).text(),
-        )?.[1],
-      );
-    const before = await generated();
+  test("a client that disconnects mid-stream leaves the server serving; beyond --max-concurrent is 429", async () => {
+    // Whether the disconnect cancels the generation is tested without timing in
+    // test/hostile/serve-cancel.test.ts; here a real disconnect must leave nothing stuck.
     const ac = new AbortController();
     const stream = await client.completions.create(
       {
@@ -252,9 +247,6 @@ describe("lorakit serve over HTTP", () => {
     } catch {
       // aborted
     }
-    await new Promise((r) => setTimeout(r, 200));
-    const spent = (await generated()) - before;
-    assert.ok(spent < 48, `the cancelled request generated all ${spent} tokens`);
     // Flood past the concurrency limit of 16.
     const rs = await Promise.allSettled(Array.from({ length: 40 }, () => complete("alpha", "Call me", 48)));
     const statuses = rs.map((r) =>

@@ -9,7 +9,7 @@ import { LlamaForCausalLM } from "../../models/llama/model.js";
 import { saveModel } from "../../models/node/load.js";
 import { trainBpeTokenizer } from "../../tokenizer/bpe-trainer.js";
 import { saveTokenizer } from "../../tokenizer/node.js";
-import { demoBaseDir } from "../demo/paths.js";
+import { DEMO_BASE_DEFAULT_OUT } from "../demo/paths.js";
 import { DEMO_BASE_RECIPE as R } from "../demo/recipe.js";
 import { log, numArg, printJson } from "../output.js";
 import { TrainProgress } from "../progress.js";
@@ -23,19 +23,23 @@ export const buildDemoBaseCommand = defineCommand({
     description: "Rebuild the shipped demo base model: train a BPE tokenizer and a small LLaMA on Moby Dick",
   },
   args: {
-    out: { type: "string", description: "output folder (default: models/demo-base in the package)" },
+    out: {
+      type: "string",
+      description: `output folder (default ./${DEMO_BASE_DEFAULT_OUT}; pass the package's models/demo-base to replace the shipped model)`,
+    },
     steps: { type: "string", description: `training steps (default ${R.train.steps})` },
     threads: { type: "string", description: "kernel threads" },
     json: { type: "boolean", description: "print one JSON summary" },
   },
   async run({ args }) {
-    const out = args.out ?? demoBaseDir();
+    // Never the shipped model by default: a bare rebuild must not overwrite what others use.
+    const out = args.out ?? DEMO_BASE_DEFAULT_OUT;
     const threads =
       args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
     const backendName = await setupBackend(threads);
     const text = mobyDickText();
     log(
-      `build-demo-base: backend ${backendName}; Moby Dick, ${text.length.toLocaleString("en-US")} characters`,
+      `lorakit: build-demo-base, backend ${backendName}; Moby Dick, ${text.length.toLocaleString("en-US")} characters`,
     );
     const tok = trainBpeTokenizer(text, { vocabSize: R.vocabSize });
     const vocab = (tok.tokenizerJson as { model: { vocab: Record<string, number> } }).model.vocab;

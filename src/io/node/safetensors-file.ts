@@ -209,8 +209,20 @@ export function saveSafetensors(
   entries: SafetensorsEntries,
   metadata: Readonly<Record<string, string>> | null = PT_METADATA,
 ): void {
+  renameIntoPlace(saveSafetensorsBeside(path, entries, metadata), path);
+}
+
+/**
+ * The first half of saveSafetensors: the file written (and fsynced) under a temporary name
+ * beside `path`, returned for the caller to rename into place with others as one unit.
+ */
+export function saveSafetensorsBeside(
+  path: string,
+  entries: SafetensorsEntries,
+  metadata: Readonly<Record<string, string>> | null = PT_METADATA,
+): string {
   const plan = planSafetensors(entries, metadata);
-  writeFileAtomic(path, (fd) => {
+  return writeTempBeside(path, (fd) => {
     writeFully(fd, plan.head);
     for (const { raw } of plan.order) writeFully(fd, raw.data);
   });

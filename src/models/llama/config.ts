@@ -4,6 +4,7 @@
 // MistralConfig and Qwen2Config per model type, so a config.json that omits a field means
 // what it means to transformers.
 import { LorakitError } from "../../core/errors.js";
+import { sizeLimitProblem } from "./config-limits.js";
 
 /** A config.json lorakit cannot use: the message names the field, the value and what is supported. */
 export class ConfigError extends LorakitError {}
@@ -181,6 +182,8 @@ export function parseLlamaConfig(json: unknown): LlamaConfig {
     if (v === undefined || v === null) throw err(k, j[k], "it is required: a positive integer");
     if (typeof v !== "number" || !Number.isInteger(v) || v <= 0)
       throw err(k, v, "expected a positive integer");
+    const tooLarge = sizeLimitProblem(k, v);
+    if (tooLarge !== null) throw err(k, v, tooLarge);
     return v;
   };
   const posNum = (k: string, def: number): number => {

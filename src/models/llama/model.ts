@@ -240,6 +240,11 @@ export class LlamaForCausalLM extends Module {
    * `defaultLossChunkTokens(vocab)`); a memory planner may set it.
    */
   lossChunkTokens: number | null = null;
+  /**
+   * The folder or hub name the model was loaded from, as the caller gave it (transformers'
+   * `name_or_path`): adapters record it as base_model_name_or_path. null when built in memory.
+   */
+  nameOrPath: string | null = null;
   private readonly invFreq: Float64Array;
 
   constructor(

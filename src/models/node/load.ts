@@ -155,6 +155,7 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): LoadedModel
   };
   try {
     const model = new LlamaForCausalLM(config, { meta: true });
+    model.nameOrPath = dir;
     // NF4 linears (a bitsandbytes 4-bit checkpoint, or opts.quantize) become Linear4bit
     // modules before the rest is loaded; their keys are then skipped.
     const quantized = new Set<string>();

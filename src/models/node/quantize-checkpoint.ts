@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { LorakitError } from "../../core/errors.js";
 import { openCheckpoint, pythonJsonDumps, writeFileAtomic } from "../../io/node/index.js";
 import { renameIntoPlace, writeFully } from "../../io/node/safetensors-file.js";
+import { removeStaleTemps } from "../../io/node/stale-temps.js";
 import type { SafetensorsTensorSpec } from "../../io/safetensors.js";
 import { planSafetensorsLayout } from "../../io/safetensors.js";
 import type { RawTensor } from "../../io/safetensors-dtype.js";
@@ -147,6 +148,7 @@ export function quantizeCheckpoint(
   const max = opts.maxShardBytes ?? 5e9;
   if (!(max > 0)) throw new LorakitError(`maxShardBytes must be positive, got ${max}`);
   const ckpt = openCheckpoint(srcDir);
+  removeStaleTemps(outDir); // shards of an earlier run that was killed
   const tag = `quantize-${process.pid}-${Date.now()}`;
   const built: string[] = []; // temporary names of finished shards
   const weightMap: [string, number][] = []; // tensor name → shard index

@@ -1,9 +1,9 @@
 // PEFT adapter folders on disk: adapter_config.json + adapter_model.safetensors, a
 // non-default adapter in a subfolder named after it (PEFT's save_pretrained layout).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Tensor } from "../../core/tensor.js";
-import { openSafetensors, saveSafetensors } from "../../io/node/index.js";
+import { openSafetensors } from "../../io/node/index.js";
 import { loraConfigToJson, parseLoraConfig } from "../config.js";
 import { PeftError } from "../errors.js";
 import type { AdapterLoadReport } from "../format.js";
@@ -12,8 +12,9 @@ import { convertPissaToLora } from "../lora/pissa.js";
 import type { BaseModel } from "../model.js";
 import { PeftModel } from "../model.js";
 
-export const CONFIG_NAME = "adapter_config.json";
-export const WEIGHTS_NAME = "adapter_model.safetensors";
+import { CONFIG_NAME, WEIGHTS_NAME, writeAdapterFolder } from "./write-adapter.js";
+
+export { CONFIG_NAME, WEIGHTS_NAME };
 
 export interface SaveOptions {
   /** Adapters to save (default: all). */
@@ -68,10 +69,8 @@ export function savePretrained(pm: PeftModel, dir: string, opts: SaveOptions = {
       saveCfg = conv.config;
       tensors = conv.tensors;
     }
-    mkdirSync(out, { recursive: true });
     const json = loraConfigToJson(saveCfg, overrides);
-    writeFileSync(join(out, CONFIG_NAME), `${JSON.stringify(json, null, 2)}`);
-    saveSafetensors(join(out, WEIGHTS_NAME), tensors);
+    writeAdapterFolder(out, `${JSON.stringify(json, null, 2)}`, tensors);
     written.push(out);
   }
   return written;

@@ -11,6 +11,7 @@ import { LorakitError } from "../../core/errors.js";
 import type { Tensor } from "../../core/tensor.js";
 import { fromArray } from "../../core/tensor.js";
 import { openSafetensors, saveSafetensors } from "../../io/node/index.js";
+import { removeStaleTemps } from "../../io/node/stale-temps.js";
 import type { OptimizerStateDict, ParamStateDict } from "../../optim/optimizer.js";
 import type { TrainerState } from "../trainer.js";
 
@@ -22,13 +23,19 @@ export function checkpointName(step: number): string {
   return `checkpoint-${step}`;
 }
 
-/** Writes a checkpoint of `params` (name → tensor) and the trainer state; returns its folder. */
+/**
+ * Writes a checkpoint of `params` (name → tensor) and the trainer state; returns its folder.
+ * With `keep` (Hugging Face Trainer's save_total_limit), only the `keep` latest checkpoints
+ * stay; temporaries of killed runs are removed.
+ */
 export function saveCheckpoint(
   root: string,
   params: ReadonlyMap<string, Tensor>,
   state: TrainerState,
+  opts: { keep?: number | null } = {},
 ): string {
   mkdirSync(root, { recursive: true });
+  removeStaleTemps(root);
   const final = join(root, checkpointName(state.step));
   const tmp = join(root, `.tmp-${checkpointName(state.step)}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
@@ -48,7 +55,26 @@ export function saveCheckpoint(
   writeFileSync(join(tmp, STATE), JSON.stringify(json));
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
+  if (opts.keep != null) pruneCheckpoints(root, opts.keep);
   return final;
+}
+
+/** Removes all but the `keep` checkpoints of highest step under root; returns the removed folders. */
+export function pruneCheckpoints(root: string, keep: number): string[] {
+  if (!Number.isInteger(keep) || keep < 1)
+    throw new CheckpointError(`save_total_limit must be a positive integer, got ${keep}`);
+  const steps = readdirSync(root)
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => b - a);
+  const removed: string[] = [];
+  for (const s of steps.slice(keep)) {
+    const dir = join(root, checkpointName(s));
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
 }
 
 /** The checkpoint folder with the highest step under root, or null. */

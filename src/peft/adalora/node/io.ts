@@ -1,13 +1,14 @@
 // AdaLoRA adapter folders on disk, as PEFT's save_pretrained writes them for an
 // AdaLoraConfig: adapter_config.json (peft_type "ADALORA", rank_pattern of kept triplets) +
 // adapter_model.safetensors (lora_A / lora_E / lora_B resized to the kept triplets).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Tensor } from "../../../core/tensor.js";
-import { openSafetensors, saveSafetensors } from "../../../io/node/index.js";
+import { openSafetensors } from "../../../io/node/index.js";
 import { PeftError } from "../../errors.js";
 import type { BaseModel } from "../../model.js";
 import { CONFIG_NAME, WEIGHTS_NAME } from "../../node/io.js";
+import { writeAdapterFolder } from "../../node/write-adapter.js";
 import { adaLoraConfigToJson, parseAdaLoraConfig } from "../config.js";
 import { AdaLoraModel, adaLoraStateDict, loadAdaLoraTensors, savedRankPattern } from "../model.js";
 
@@ -21,14 +22,12 @@ export function saveAdaLora(
   const cfg = m.peftConfig.get(name);
   if (!cfg) throw new PeftError(`saveAdaLora: adapter "${name}" does not exist`);
   const out = name === "default" ? dir : join(dir, name);
-  mkdirSync(out, { recursive: true });
   const json = adaLoraConfigToJson(cfg, {
     inferenceMode: true,
     rankPattern: savedRankPattern(cfg.rankPattern, name),
     baseModelNameOrPath: opts.baseModelNameOrPath ?? cfg.baseModelNameOrPath,
   });
-  writeFileSync(join(out, CONFIG_NAME), JSON.stringify(json, null, 2));
-  saveSafetensors(join(out, WEIGHTS_NAME), adaLoraStateDict(m, name));
+  writeAdapterFolder(out, JSON.stringify(json, null, 2), adaLoraStateDict(m, name));
   return out;
 }
 
