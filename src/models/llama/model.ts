@@ -392,7 +392,7 @@ export class LlamaForCausalLM extends Module {
     const ctx: ForwardContext = { cos, sin, offset: 0, cache: null, rows };
     let h = this.model.embed_tokens.forward(tensor(flat, [flat.length, 1], "i32"));
     for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
-    caches.forEach((c, n) => c.advance(tokens[n].length));
+    for (const [n, c] of caches.entries()) c.advance(tokens[n].length);
     if (flat.length !== N)
       h = reshape(embedding(reshape(h, [flat.length, -1]), tensor(last, [N], "i32")), [N, 1, -1]);
     return this.lm_head.forward(this.model.norm.forward(h)) as T;
