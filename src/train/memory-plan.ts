@@ -278,13 +278,21 @@ export function planTraining(
   const best = at(ckLayers, tight);
   const suggestions: string[] = [];
   const fitsWith = (patch: Partial<TrainingShape>) => fits(at(ckLayers, tight, patch));
-  const accum = opts.gradAccum ?? 1;
-  for (let b = s.batchSize - 1; b >= 1; b--)
-    if (fitsWith({ batchSize: b })) {
-      const k = Math.ceil((s.batchSize * accum) / b);
-      suggestions.push(`--batch-size ${b} --grad-accum ${k} (the same ${b * k} sequences per step)`);
-      break;
+  // The largest batch that fits (bisection: fitting is monotone in the batch), then the
+  // largest divisor of the sequences per step below it, so batch × grad-accum stays the same.
+  const total = s.batchSize * (opts.gradAccum ?? 1);
+  if (s.batchSize > 1 && fitsWith({ batchSize: 1 })) {
+    let lo = 1;
+    let hi = s.batchSize;
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (fitsWith({ batchSize: mid })) lo = mid;
+      else hi = mid;
     }
+    let b = lo;
+    while (total % b !== 0) b--;
+    suggestions.push(`--batch-size ${b} --grad-accum ${total / b} (the same ${total} sequences per step)`);
+  }
   if (s.method === "lora" && opts.qloraWeightBytes !== undefined)
     if (fitsWith({ method: "qlora", weightBytes: opts.qloraWeightBytes })) suggestions.push("--quantize nf4");
   for (let t = Math.floor(s.seqLen / 2); t >= 16; t = Math.floor(t / 2))

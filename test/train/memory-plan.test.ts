@@ -185,6 +185,26 @@ describe("the planner", () => {
     }
   });
 
+  test("a smaller batch with gradient accumulation keeps the sequences per step exactly", () => {
+    for (const [batchSize, gradAccum] of [
+      [65536, 1],
+      [12, 3],
+      [97, 1],
+    ]) {
+      const p = planTraining({ ...shape, batchSize }, 2 * 2 ** 30, { gradAccum });
+      assert.equal(p.fits, false);
+      if (p.fits) return;
+      const m = /--batch-size (\d+) --grad-accum (\d+) \(the same (\d+) sequences per step\)/.exec(
+        p.suggestions[0],
+      );
+      assert.ok(m, p.suggestions[0]);
+      const [b, k, n] = m.slice(1).map(Number);
+      assert.equal(b * k, batchSize * gradAccum);
+      assert.equal(n, batchSize * gradAccum);
+      assert.ok(planTraining({ ...shape, batchSize: b }, 2 * 2 ** 30).fits);
+    }
+  });
+
   test("--gradient-checkpointing off/on is obeyed", () => {
     const big = 64 * 2 ** 30;
     const on = planTraining(shape, big, { checkpointing: "on" });
