@@ -175,11 +175,11 @@ else {
     `machine: streaming read ${bandwidth.toFixed(1)} GB/s, FMA peak ${peak.toFixed(0)} GFLOP/s (measured in this run)`,
   );
   console.log(
-    "engine                 | weights MB | prefill tok/s | % FMA peak | decode tok/s | decode GB/s | % read bandwidth",
+    "engine                 | MB read/token | prefill tok/s | % FMA peak | decode tok/s | decode GB/s | % read bandwidth",
   );
   const pct = (x: number | undefined) => (x === undefined ? "" : `${(100 * x).toFixed(0)} %`);
   for (const r of rows)
     console.log(
-      `${String(r.engine).padEnd(22)} | ${r.weights_mb.toFixed(0).padStart(10)} | ${r.prefill_tokens_per_second.toFixed(1).padStart(13)} | ${pct(r.prefill_fraction_of_fma_peak).padStart(10)} | ${r.decode_tokens_per_second.toFixed(1).padStart(12)} | ${(r.decode_gb_per_second?.toFixed(1) ?? "").padStart(11)} | ${pct(r.decode_fraction_of_bandwidth).padStart(16)}`,
+      `${String(r.engine).padEnd(22)} | ${r.weights_mb.toFixed(0).padStart(13)} | ${r.prefill_tokens_per_second.toFixed(1).padStart(13)} | ${pct(r.prefill_fraction_of_fma_peak).padStart(10)} | ${r.decode_tokens_per_second.toFixed(1).padStart(12)} | ${(r.decode_gb_per_second?.toFixed(1) ?? "").padStart(11)} | ${pct(r.decode_fraction_of_bandwidth).padStart(16)}`,
     );
 }
