@@ -136,6 +136,7 @@ if (!argv.includes("--no-llama-cpp")) {
   if (peer) {
     const row = peer as unknown as Row;
     // The same f32 weights: the same bytes per token.
+    row.weights_mb = bytesPerToken(model) / 2 ** 20;
     row.decode_gb_per_second = (row.decode_tokens_per_second * bytesPerToken(model)) / 1e9;
     rows.push(row);
   }
