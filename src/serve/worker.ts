@@ -3,6 +3,7 @@
 // load/unload calls) are handled between steps. Native kernels run synchronously here, never
 // on the HTTP thread (ARCHITECTURE.md, "servers call the model from a worker thread").
 import { parentPort, workerData } from "node:worker_threads";
+import { setPoolLimitBytes } from "../core/memory.js";
 import { selectBackend } from "../kernels/select.js";
 import { loadModel } from "../models/node/load.js";
 import { loadTokenizer } from "../tokenizer/node.js";
@@ -12,6 +13,9 @@ import { Heartbeat } from "./heartbeat.js";
 import type { FromWorker, RpcOp, ToWorker, WorkerInit } from "./protocol.js";
 import { AdapterRegistry } from "./registry.js";
 
+/** Idle temporaries the serving worker keeps for reuse. */
+const SERVE_POOL_BYTES = 64 * 2 ** 20;
+
 if (!parentPort) throw new Error("src/serve/worker.ts runs as a worker thread (see EngineClient)");
 const port = parentPort;
 const post = (m: FromWorker) => port.postMessage(m);
@@ -20,6 +24,10 @@ async function main(init: WorkerInit): Promise<void> {
   if (init.threads !== null) process.env.LORAKIT_THREADS = String(init.threads);
   const { backend, notice } = await selectBackend(init.backend ?? undefined);
   if (init.threads !== null) (backend as { setThreads?: (n: number) => void }).setThreads?.(init.threads);
+  // Steps of the continuous batch hold a different number of tokens each time (decode rows
+  // plus prompt chunks), so their temporaries come in many sizes: an idle pool as large as
+  // training's would keep up to 1 GiB of them. Serving keeps a smaller one.
+  setPoolLimitBytes(SERVE_POOL_BYTES);
   const { model } = loadModel(init.modelDir, { dtype: init.dtype });
   const tokenizer = loadTokenizer(init.modelDir);
   if (tokenizer.vocabSize > model.config.vocabSize)
