@@ -11,8 +11,13 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <string>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "cpu.h"
 #include "register.h"
@@ -61,6 +66,7 @@ namespace avx2 {
 #define NF4_VW 8
 #include "nf4_gemm_kernel.inc.h"
 #undef NF4_VW
+#include "nf4_gemv.inc.h"
 }  // namespace avx2
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -85,6 +91,16 @@ namespace avx512 {
 
 void nf4_gemm_run(const Nf4Problem& p) {
   const int64_t ncols = p.backward ? p.in : p.out;
+#if defined(__x86_64__)
+  // Decode-sized products read the codes in place (nf4_gemv.inc.h), split by columns.
+  if ((cpu_path() == CpuPath::Avx2 || cpu_path() == CpuPath::Avx512) && avx2::nf4gemv::applies(p)) {
+    const int64_t units = (ncols + 63) / 64;
+    parallel_for(units, 1, [&](int64_t b, int64_t e) {
+      avx2::nf4gemv::run(p, b * 64, e * 64 < ncols ? e * 64 : ncols);
+    });
+    return;
+  }
+#endif
   using Fn = void (*)(const Nf4Problem&, int64_t, int64_t);
   Fn fn = portable::run_panels;
   int64_t nr = 2 * 4;

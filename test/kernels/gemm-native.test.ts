@@ -296,3 +296,68 @@ function invariance(ad: GemmAddon & { setThreads(n: number): void; getThreads():
 test("native gemm rows do not depend on m, other rows or the thread split", { skip }, () => {
   invariance(addon!);
 });
+
+// The NF4 decode path (≤ 8 rows read the codes in place) against the panel GEMM (more rows):
+// every row bit for bit the same, for f32-exact and ragged shapes, beta 0 and 1.
+test("native NF4 GEMM rows do not depend on m (decode path = panel GEMM)", { skip }, () => {
+  const nf4 = addon as unknown as {
+    nf4Gemm(
+      backward: boolean,
+      rows: number,
+      inF: number,
+      outF: number,
+      a: Float32Array,
+      packed: Uint8Array,
+      scales: Float32Array,
+      blocksize: number,
+      qmap: Float32Array,
+      c: Float32Array,
+      beta: number,
+    ): void;
+  };
+  const qmap = Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5);
+  for (const [inF, outF, bs] of [
+    [512, 300, 64],
+    [72, 37, 8],
+    [1024, 129, 256],
+  ]) {
+    const m = 20;
+    const packed = Uint8Array.from(
+      { length: (inF * outF) / 2 },
+      () => Math.floor((rand() + 0.5) * 256) & 255,
+    );
+    const scales = Float32Array.from({ length: Math.ceil((inF * outF) / bs) }, () => 0.01 + Math.abs(rand()));
+    const a = randomF32(m * inF);
+    for (const beta of [0, 1]) {
+      const c0 = randomF32(m * outF);
+      const full = c0.slice();
+      nf4.nf4Gemm(false, m, inF, outF, a, packed, scales, bs, qmap, full, beta);
+      for (const [r0, rows] of [
+        [0, 1],
+        [m - 1, 1],
+        [3, 8],
+        [5, 5],
+      ]) {
+        const part = c0.slice(r0 * outF, (r0 + rows) * outF);
+        nf4.nf4Gemm(
+          false,
+          rows,
+          inF,
+          outF,
+          a.subarray(r0 * inF, (r0 + rows) * inF),
+          packed,
+          scales,
+          bs,
+          qmap,
+          part,
+          beta,
+        );
+        for (let i = 0; i < part.length; i++)
+          if (!Object.is(part[i], full[r0 * outF + i]))
+            assert.fail(
+              `in ${inF} out ${outF} bs ${bs} beta ${beta}: rows ${r0}+${rows}: element ${i} differs`,
+            );
+      }
+    }
+  }
+});
