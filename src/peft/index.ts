@@ -31,5 +31,12 @@ export { ModulesToSaveWrapper } from "./modules-to-save.js";
 export type { CountOptions, LayerCount, ModuleCount, ParamCount } from "./params.js";
 export { countBaseParams, countLoraParams } from "./params.js";
 export { findTargets, matchesTarget } from "./targets.js";
+export type {
+  MethodTrainerOptions,
+  PreparedTraining,
+  TrainingMethod,
+  TrainingMethodSpec,
+} from "./training-method.js";
+export { adaLoraAsLora, finalRanks, prepareTraining } from "./training-method.js";
 export type { CombinationType, WeightedAdapterOptions } from "./weighted.js";
 export { addWeightedAdapter } from "./weighted.js";

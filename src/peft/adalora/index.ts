@@ -13,3 +13,5 @@ export {
   loadAdaLoraTensors,
   savedRankPattern,
 } from "./model.js";
+export type { ResumeState } from "./resume-state.js";
+export { adaLoraResumeState } from "./resume-state.js";
