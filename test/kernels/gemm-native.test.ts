@@ -6,6 +6,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type GemmAddon, nativeGemm } from "../../src/kernels/native/gemm.js";
 import { loadAddon, loadAddonFrom, nativeUnavailableMessage } from "../../src/kernels/native/loader.js";
+import type { Nf4Addon } from "../../src/kernels/native/nf4.js";
 
 const loaded = loadAddon();
 const addon = "addon" in loaded ? loaded.addon : null;
@@ -300,21 +301,8 @@ test("native gemm rows do not depend on m, other rows or the thread split", { sk
 // The NF4 decode path (≤ 8 rows read the codes in place) against the panel GEMM (more rows):
 // every row bit for bit the same, for f32-exact and ragged shapes, beta 0 and 1.
 test("native NF4 GEMM rows do not depend on m (decode path = panel GEMM)", { skip }, () => {
-  const nf4 = addon as unknown as {
-    nf4Gemm(
-      backward: boolean,
-      rows: number,
-      inF: number,
-      outF: number,
-      a: Float32Array,
-      packed: Uint8Array,
-      scales: Float32Array,
-      blocksize: number,
-      qmap: Float32Array,
-      c: Float32Array,
-      beta: number,
-    ): void;
-  };
+  const nf4 = addon as unknown as Nf4Addon;
+
   const qmap = Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5);
   for (const [inF, outF, bs] of [
     [512, 300, 64],
