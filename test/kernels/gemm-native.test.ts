@@ -349,3 +349,10 @@ test("native NF4 GEMM rows do not depend on m (decode path = panel GEMM)", { ski
     }
   }
 });
+
+test("readBandwidth measures a positive rate and refuses bad arguments", { skip }, () => {
+  const bw = addon as unknown as { readBandwidth(threads: number, mib: number): number };
+  assert.ok(bw.readBandwidth(1, 16) > 0);
+  assert.throws(() => bw.readBandwidth(0, 16), RangeError);
+  assert.throws(() => bw.readBandwidth(1, 0.5), RangeError);
+});
