@@ -67,7 +67,7 @@ for (const be of await availableBackends()) {
           worst = Math.max(worst, Math.abs(got[s][i] - w[i]) / (1 + Math.abs(w[i])));
           if (got[s][i] !== w[i]) differs = true;
         }
-      assert.ok(worst < 1e-2, `bf16 cache logits off by ${worst} (relative)`);
+      assert.ok(worst < 2e-3, `bf16 cache logits off by ${worst} (relative; 3.3e-4 measured)`);
       assert.ok(differs, "the bf16 cache changed nothing: is it really rounding?");
     });
 
