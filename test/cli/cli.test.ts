@@ -230,15 +230,17 @@ describe("lorakit command line", { timeout: 120_000 }, () => {
     const prompt = "Call me";
     const n = 10;
     const base = ["generate", "--model", modelDir, "--prompt", prompt, "--max-new-tokens", `${n}`, "--json"];
-    const [bf16, bad] = await Promise.all([
+    const [bf16, bad, badServe] = await Promise.all([
       cli(...base, "--kv-dtype", "bf16"),
       cli(...base, "--kv-dtype", "f16"),
+      cli("serve", "--model", modelDir, "--port", "0", "--kv-dtype", "bf8"),
     ]);
     const promptIds = loadTokenizer(modelDir).encode(prompt, { addSpecialTokens: false });
     const o = oneJson(bf16);
     assert.equal(o.kv_dtype, "bf16");
     assert.deepEqual(o.tokens, generate(loadHere(), promptIds, { maxNewTokens: n, kvDtype: "bf16" }));
     failsClearly(bad, /--kv-dtype must be f32 or bf16, got "f16"/);
+    failsClearly(badServe, /--kv-dtype must be f32 or bf16, got "bf8"/);
   });
 
   test("train --json: a few steps write the adapter, loss.csv and loss.svg", async () => {
