@@ -7,6 +7,7 @@
 //
 //   npm run build && node dist/bench/inference.js [--shape 125m|qwen2.5-0.5b] [--prompt 128]
 //     [--new 32] [--threads N] [--ref] [--no-llama-cpp] [--json]
+//     [--kv-dtype f32|bf16] [--decode-context 8]  (decode starts after that many prompt tokens)
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
@@ -16,6 +17,7 @@ import { refBackend } from "../src/kernels/ref/index.js";
 import { availableBackends } from "../src/kernels/select.js";
 import { type GenerationStats, generate, generationRates } from "../src/models/generate.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
+import { KVCache, kvDType } from "../src/models/llama/kv-cache.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
 import { Linear } from "../src/nn/layers.js";
 import { Linear4bit } from "../src/quant/linear4bit.js";
@@ -35,6 +37,11 @@ const shapeArg = (() => {
 const PROMPT = opt("prompt", 128);
 const NEW = opt("new", 32);
 const THREADS = opt("threads", cpus().length);
+const KV_DTYPE = kvDType(
+  argv.includes("--kv-dtype") ? argv[argv.indexOf("--kv-dtype") + 1] : "f32",
+  "--kv-dtype",
+);
+const DECODE_CONTEXT = opt("decode-context", 8);
 
 const SHAPE_125M = {
   model_type: "llama",
@@ -52,7 +59,12 @@ model.eval();
 let params = 0;
 for (const p of model.parameters()) params += p.size;
 const rng = new Rng(1);
-const prompt = Array.from({ length: PROMPT }, () => rng.int(cfg.vocabSize));
+const prompt = Array.from({ length: Math.max(PROMPT, DECODE_CONTEXT) }, () => rng.int(cfg.vocabSize));
+/** The decode's KV cache (generate allocates the same: context + new tokens). */
+const kvBytes =
+  new KVCache(1, 1, DECODE_CONTEXT + NEW + 1, cfg.numKeyValueHeads, cfg.headDim, {
+    dtype: KV_DTYPE,
+  }).bytes * cfg.numHiddenLayers;
 
 const loaded = loadAddon();
 const addon =
@@ -101,11 +113,11 @@ function measure(be: Backend, label: string): Row {
   // Prefill: one forward over the prompt (every position's logits, as eval does).
   noGrad(() => tidy(() => void model.forward(tensor([prompt.slice(0, 8)], [1, 8], "i32")))); // warm up
   const t0 = performance.now();
-  noGrad(() => tidy(() => void model.forward(tensor([prompt], [1, PROMPT], "i32"))));
+  noGrad(() => tidy(() => void model.forward(tensor([prompt.slice(0, PROMPT)], [1, PROMPT], "i32"))));
   const prefill = PROMPT / ((performance.now() - t0) / 1000);
   // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart).
   const stats = {} as GenerationStats;
-  generate(model, prompt.slice(0, 8), { maxNewTokens: NEW + 1, stats });
+  generate(model, prompt.slice(0, DECODE_CONTEXT), { maxNewTokens: NEW + 1, stats, kvDtype: KV_DTYPE });
   const decode = generationRates(stats).decode;
   const row: Row = {
     engine: label,
@@ -132,7 +144,7 @@ if (argv.includes("--ref")) rows.push(measure(refBackend, "ref (TypeScript) f32"
 if (!argv.includes("--no-llama-cpp")) {
   // The demo model's tokenizer, padded to this vocabulary: the prompt is token ids anyway.
   const tokDir = fileURLToPath(new URL("../../models/demo-base", import.meta.url));
-  const peer = await llamaCppPeer(model, tokDir, prompt, NEW, THREADS);
+  const peer = await llamaCppPeer(model, tokDir, prompt.slice(0, PROMPT), NEW, THREADS);
   if (peer) {
     const row = peer as unknown as Row;
     // The same f32 weights: the same bytes per token.
@@ -155,7 +167,7 @@ if (native) {
       r.decode_fraction_of_bandwidth = r.decode_gb_per_second / bandwidth;
 }
 
-const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens, ${THREADS} threads`;
+const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads`;
 if (argv.includes("--json"))
   for (const r of rows)
     console.log(
@@ -165,6 +177,9 @@ if (argv.includes("--json"))
         params,
         prompt: PROMPT,
         new_tokens: NEW,
+        decode_context: DECODE_CONTEXT,
+        kv_dtype: KV_DTYPE,
+        kv_cache_bytes: kvBytes,
         threads: THREADS,
         read_gb_per_second: bandwidth,
         fma_peak_gflops: peak,

@@ -7,6 +7,10 @@
 // heads, so nothing races; when there are fewer pairs than threads it splits each pair's
 // keys into 64-key tiles instead (dk/dv rows stay disjoint) and gives every extra worker a
 // private dq that is summed at the end.
+//
+// The forward also takes k and v as bf16 (a KV cache kept in bf16): each key tile is widened
+// exactly to f32 as it is packed, so the result is bit for bit that of the f32 forward over
+// the widened values. The backward is f32 only.
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -40,19 +44,25 @@ Dims read_dims(const Args& A) {
   return d;
 }
 
-AttnArgs make_args(const Args& A, const Dims& d, F32& q, F32& k, F32& v) {
+// k and v are Float32Arrays, or (bf16_kv, the forward only) both Uint16Arrays of bf16 bits.
+AttnArgs make_args(const Args& A, const Dims& d, F32& q, F32& k, F32& v, bool bf16_kv = false) {
   q = A.f32(0, "q");
-  k = A.f32(1, "k");
-  v = A.f32(2, "v");
   const int64_t nq = checked_mul(A, checked_mul(A, checked_mul(A, d.B, d.T), d.H), d.D);
   const int64_t nkv = checked_mul(A, checked_mul(A, checked_mul(A, d.B, d.kvCap), d.Hkv), d.D);
   A.need(q, nq, "q");
-  A.need(k, nkv, "k");
-  A.need(v, nkv, "v");
   AttnArgs a{};
+  if (bf16_kv) {
+    a.k16 = A.u16(1, "k", nkv);
+    a.v16 = A.u16(2, "v", nkv);
+  } else {
+    k = A.f32(1, "k");
+    v = A.f32(2, "v");
+    A.need(k, nkv, "k");
+    A.need(v, nkv, "v");
+    a.k = k.p;
+    a.v = v.p;
+  }
   a.q = q.p;
-  a.k = k.p;
-  a.v = v.p;
   a.B = d.B;
   a.T = d.T;
   a.S = d.S;
@@ -72,11 +82,14 @@ bool worth_threads(const Dims& d) {
   return work > 5e5;
 }
 
-// attention(q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal, out, lse)
+// attention(q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal, out, lse);
+// k and v both Float32Arrays, or both Uint16Arrays of bf16 bits.
 void Attention(const Args& A) {
   Dims d = read_dims(A);
   F32 q, k, v;
-  AttnArgs a = make_args(A, d, q, k, v);
+  const bool bf16_kv = A.is_u16(1) || A.is_u16(2);
+  if (bf16_kv && !(A.is_u16(1) && A.is_u16(2))) A.fail("k and v must both be Float32Arrays or both Uint16Arrays");
+  AttnArgs a = make_args(A, d, q, k, v, bf16_kv);
   F32 out = A.f32(13, "out"), lse = A.f32(14, "lse");
   A.need(out, d.B * d.T * d.H * d.D, "out");
   A.need(lse, d.B * d.H * d.T, "lse");

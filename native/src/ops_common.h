@@ -42,6 +42,19 @@ struct Args {
     auto a = v.As<Napi::Float32Array>();
     return F32{a.Data(), static_cast<int64_t>(a.ElementLength())};
   }
+  // True when argument i is a Uint16Array (bf16 bit patterns where an op accepts them).
+  bool is_u16(size_t i) const {
+    Napi::Value v = info[i];
+    return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  }
+  const uint16_t* u16(size_t i, const char* name, int64_t need) const {
+    if (!is_u16(i)) fail(std::string(name) + " must be a Uint16Array");
+    auto a = info[i].As<Napi::Uint16Array>();
+    if (static_cast<int64_t>(a.ElementLength()) < need)
+      fail(std::string(name) + " has " + std::to_string(a.ElementLength()) + " elements, needs " +
+           std::to_string(need));
+    return a.Data();
+  }
   // A Float32Array, or {nullptr, 0} for null/undefined.
   F32 f32_opt(size_t i, const char* name) const {
     Napi::Value v = info[i];
@@ -194,6 +207,10 @@ struct AttnArgs {
   const float* q;
   const float* k;
   const float* v;
+  // Forward only: when set, k and v are bf16 bit patterns (a KV cache kept in bf16) read
+  // through these instead of k and v, widened exactly to f32 tile by tile.
+  const uint16_t* k16;
+  const uint16_t* v16;
   const float* out;   // backward only
   const float* lse;   // backward reads; forward writes through lse_out
   const float* dout;  // backward only

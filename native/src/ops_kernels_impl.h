@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "ops_common.h"
@@ -285,12 +286,41 @@ LK_TGT static void pack_panel(const float* rows, int64_t stride, int64_t n, int6
   }
 }
 
+// bf16 bits → f32: the bf16 value is the top half of the f32 with the same bits (exact).
+LK_TGT static inline float widen_bf16(uint16_t x) {
+  const uint32_t u = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// pack_panel for bf16 rows, widened: the panel holds exactly the f32 values of the bf16 rows.
+LK_TGT static void pack_panel(const uint16_t* rows, int64_t stride, int64_t n, int64_t D, float* panel) {
+  for (int64_t d = 0; d < D; d++) {
+    float* pr = panel + d * Bk;
+    for (int64_t j = 0; j < n; j++) pr[j] = widen_bf16(rows[j * stride + d]);
+    for (int64_t j = n; j < Bk; j++) pr[j] = 0.f;
+  }
+}
+
+// dst[j·D + d] = rows[j·stride + d] widened to f32, for j < n.
+LK_TGT static void widen_rows(const uint16_t* rows, int64_t stride, int64_t n, int64_t D, float* dst) {
+  for (int64_t j = 0; j < n; j++)
+    for (int64_t d = 0; d < D; d++) dst[j * D + d] = widen_bf16(rows[j * stride + d]);
+}
+
 struct FwdScratch {
   std::vector<float> qs, acc, panel, m, l;
+  std::vector<float> vtile;  // bf16 V: the tile's rows widened (Bk × D)
   float s[Bk];
 };
 
-LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+// E = float: k, v read in place; E = uint16_t (bf16 bits): each tile of K is widened while it
+// is packed and each tile of V into sc.vtile, then the same arithmetic runs on those f32
+// values, so the result is the f32 forward's over the widened k, v, bit for bit.
+template <typename E>
+LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64_t b, int64_t h, int64_t t0,
+                              int64_t t1) {
   thread_local FwdScratch sc;
   const int64_t D = a.D, Dp = round_up(D, W), nq = t1 - t0;
   const int64_t g = h * a.Hkv / a.H;
@@ -309,12 +339,24 @@ LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0,
     for (int64_t d = D; d < Dp; d++) qs[i * Dp + d] = 0.f;
   }
   const int64_t kmax = a.causal ? std::min(a.S, a.offset + t1) : a.S;
-  const float* kbase = a.k + b * a.kvCap * kvstride + g * D;
-  const float* vbase = a.v + b * a.kvCap * kvstride + g * D;
+  const E* kbase = kp + b * a.kvCap * kvstride + g * D;
+  const E* vbase = vp + b * a.kvCap * kvstride + g * D;
+  if constexpr (!std::is_same_v<E, float>) sc.vtile.resize(Bk * D);
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t j0 = 0; j0 < kmax; j0 += Bk) {
     const int64_t nk = std::min(Bk, kmax - j0);
     pack_panel(kbase + j0 * kvstride, kvstride, nk, D, sc.panel.data());
+    // Rows of this tile's V as f32 and their stride.
+    const float* vt;
+    int64_t vstride;
+    if constexpr (std::is_same_v<E, float>) {
+      vt = vbase + j0 * kvstride;
+      vstride = kvstride;
+    } else {
+      widen_rows(vbase + j0 * kvstride, kvstride, nk, D, sc.vtile.data());
+      vt = sc.vtile.data();
+      vstride = D;
+    }
     for (int64_t i = 0; i < nq; i++) {
       int64_t vis = nk;
       if (a.causal) vis = std::min(nk, a.offset + t0 + i + 1 - j0);
@@ -340,11 +382,11 @@ LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0,
       for (int64_t c = 0; c < Dp; c += W) {
         const int64_t k = std::min<int64_t>(W, D - c);
         R r = V::mul(V::load(ar + c), cv);
-        const float* vr = vbase + j0 * kvstride + c;
+        const float* vr = vt + c;
         if (k == W) {
-          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * kvstride), r);
+          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * vstride), r);
         } else {
-          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * kvstride, k, 0.f), r);
+          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * vstride, k, 0.f), r);
         }
         V::store(ar + c, r);
       }
@@ -358,6 +400,13 @@ LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0,
     for (int64_t d = 0; d < D; d++) orow[d] = acc[i * Dp + d] * inv;
     a.lse_w[(b * a.H + h) * a.T + t] = l > 0.f ? sc.m[i] + std::log(l) : ninf;
   }
+}
+
+LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+  if (a.k16)
+    attn_fwd_t<uint16_t>(a, a.k16, a.v16, b, h, t0, t1);
+  else
+    attn_fwd_t<float>(a, a.k, a.v, b, h, t0, t1);
 }
 
 constexpr int64_t BqB = 32;  // query rows per block in the backward

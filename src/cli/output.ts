@@ -2,6 +2,7 @@
 // JSON object and every log line goes to stderr.
 
 import { LorakitError } from "../core/errors.js";
+import { KV_DTYPES, type KVDType } from "../models/llama/kv-cache.js";
 import type { WeightDType } from "../models/node/load.js";
 
 export class CliError extends LorakitError {}
@@ -58,6 +59,19 @@ export const DTYPE_FLAG = {
   description:
     "dtype the weights live in: auto (default: a bf16 checkpoint stays bf16, anything else f32) | f32 | bf16; compute is f32",
 } as const;
+
+export const KV_DTYPE_FLAG = {
+  type: "string",
+  description:
+    "dtype the KV cache is stored in: f32 (default) | bf16 (half the memory; attention reads it widened)",
+} as const;
+
+/** Parses `--kv-dtype` (f32 when absent). */
+export function kvDtypeArg(v: unknown): KVDType {
+  if (v === undefined) return "f32";
+  if ((KV_DTYPES as readonly unknown[]).includes(v)) return v as KVDType;
+  throw new CliError(`--kv-dtype must be ${KV_DTYPES.join(" or ")}, got ${JSON.stringify(v)}`);
+}
 
 /** Parses `--dtype` (auto when absent). */
 export function dtypeArg(v: unknown): WeightDType {

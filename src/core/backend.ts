@@ -65,10 +65,15 @@ export interface GemmParams {
 }
 
 export interface AttentionParams {
-  /** q: (B,T,H,D); k, v: (B,kvCapacity,Hkv,D) of which the first S rows per batch are valid. */
+  /**
+   * q: (B,T,H,D); k, v: (B,kvCapacity,Hkv,D) of which the first S rows per batch are valid.
+   * k and v are floats like q, or both bf16 bit patterns (Uint16Array; a KV cache stored in
+   * bf16): then the result is exactly that of attention over their widened f32 values.
+   * bf16 k/v are for the forward only: attentionBackward takes float k and v.
+   */
   q: FloatArray;
-  k: FloatArray;
-  v: FloatArray;
+  k: FloatArray | Uint16Array;
+  v: FloatArray | Uint16Array;
   B: number;
   T: number;
   S: number;

@@ -112,6 +112,23 @@ export function f32ToBf16(v: number): number {
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
+/**
+ * Writes src rounded to bfloat16 into dst from index `at`: f32ToBf16 element by element
+ * (round to nearest even, NaN stays NaN), read through the f32 bits in bulk.
+ */
+export function f32ToBf16Into(src: Float32Array, dst: Uint16Array, at = 0): void {
+  const x = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  if (at < 0 || at + x.length > dst.length)
+    throw new DTypeError(`f32ToBf16Into: ${x.length} values from ${at} overrun ${dst.length}`);
+  for (let i = 0; i < x.length; i++) {
+    const u = x[i];
+    dst[at + i] =
+      (u & 0x7f800000) === 0x7f800000 && u & 0x7fffff
+        ? (u >>> 16) | 0x40
+        : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  }
+}
+
 /** Convert a whole array between dtypes (float ↔ half formats, ints by value). */
 export function convertArray(src: AnyArray, from: DType, to: DType): AnyArray {
   const n = src.length;

@@ -7,7 +7,7 @@ import { tidy } from "../core/memory.js";
 import { Rng } from "../core/rng.js";
 import type { Tensor } from "../core/tensor.js";
 import { tensor } from "../core/tensor.js";
-import { KVCache } from "./llama/kv-cache.js";
+import { KVCache, type KVDType } from "./llama/kv-cache.js";
 import type { LlamaForCausalLM } from "./llama/model.js";
 import { assertFiniteOutput } from "./non-finite.js";
 
@@ -29,6 +29,8 @@ export interface GenerateOptions {
   shouldStop?: () => boolean;
   /** Filled in as generation runs: how long the prompt and the new tokens took. */
   stats?: GenerationStats;
+  /** Storage of the KV cache: f32 (default) or bf16 (half the memory; attention reads it widened). */
+  kvDtype?: KVDType;
 }
 
 /**
@@ -111,6 +113,7 @@ export function generate(
     promptIds.length + opts.maxNewTokens,
     cfg.numKeyValueHeads,
     cfg.headDim,
+    { dtype: opts.kvDtype ?? "f32" },
   );
   const out: number[] = [];
   const stats = opts.stats;

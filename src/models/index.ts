@@ -13,6 +13,6 @@ export {
   llamaConfigToJson,
   parseLlamaConfig,
 } from "./llama/config.js";
-export { KVCache } from "./llama/kv-cache.js";
+export { KVCache, type KVCacheOptions, type KVDType } from "./llama/kv-cache.js";
 export type { CausalLMForwardOptions } from "./llama/model.js";
 export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from "./llama/model.js";

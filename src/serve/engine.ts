@@ -9,7 +9,7 @@
 import { ShapeError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
 import { sampleToken } from "../models/generate.js";
-import { KVCache } from "../models/llama/kv-cache.js";
+import { KVCache, type KVDType } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
 import { assertFiniteOutput } from "../models/non-finite.js";
 import { BASE_ROW, type LoraLinear } from "../peft/lora/layer.js";
@@ -102,6 +102,8 @@ export interface EngineOptions {
   metrics?: EngineMetrics;
   /** Prompt tokens prefilled per step across sequences (default PREFILL_TOKENS_PER_STEP). */
   prefillTokensPerStep?: number;
+  /** Storage of each sequence's KV cache: f32 (default) or bf16 (half the bytes). */
+  kvDtype?: KVDType;
 }
 
 export class Engine {
@@ -282,6 +284,7 @@ export class Engine {
           s.promptIds.length + s.maxTokens,
           cfg.numKeyValueHeads,
           cfg.headDim,
+          { dtype: this.o.kvDtype ?? "f32" },
         );
       } catch (e) {
         this.release(s);

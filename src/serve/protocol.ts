@@ -1,5 +1,6 @@
 // What crosses the worker boundary: the engine's request and events, RPC calls, and the
 // server's limits. Plain JSON-able objects only (structured clone).
+import type { KVDType } from "../models/llama/kv-cache.js";
 import type { ServeErrorJson } from "./errors.js";
 
 /** Limits that protect the server; a request beyond one is answered with a 4xx. */
@@ -94,6 +95,8 @@ export interface WorkerInit {
   backend: "auto" | "ref" | "native" | null;
   /** The dtype the base weights live in (loadModel's `dtype`). */
   dtype: "auto" | "f32" | "bf16";
+  /** Storage of each sequence's KV cache (Engine's `kvDtype`). */
+  kvDtype: KVDType;
   /** The shared slot of the engine's Heartbeat (set by EngineClient.start). */
   heartbeat?: SharedArrayBuffer;
 }

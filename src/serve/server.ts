@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { availableParallelism } from "node:os";
 import { basename, resolve } from "node:path";
 import { serve } from "@hono/node-server";
+import { type KVDType, kvDType } from "../models/llama/kv-cache.js";
 import { EngineClient } from "./client.js";
 import { ServeError } from "./errors.js";
 import { createApp } from "./http.js";
@@ -31,6 +32,8 @@ export interface ServeOptions {
   backend?: "auto" | "ref" | "native" | null;
   /** The dtype the base weights live in: auto (default; a bf16 checkpoint stays bf16), f32, bf16. */
   dtype?: "auto" | "f32" | "bf16";
+  /** Storage of each request's KV cache: f32 (default) or bf16 (half the memory per request). */
+  kvDtype?: KVDType;
 }
 
 export interface RunningServer {
@@ -87,6 +90,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     );
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
   checkLimits(limits);
+  const kvDtype = kvDType(o.kvDtype ?? "f32", "kvDtype");
   const host = o.host ?? "127.0.0.1";
   // Before the model loads: a host that names no address fails in a second, not after a minute.
   await lookup(host).catch((e: NodeJS.ErrnoException) => {
@@ -108,6 +112,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     threads: o.threads == null ? null : Math.max(1, Math.min(o.threads, availableParallelism())),
     backend: o.backend ?? null,
     dtype: o.dtype ?? "auto",
+    kvDtype,
   });
   const app = createApp({ client, baseId, limits, baseRoot: o.modelDir, maxModelLen: info.maxModelLen });
   let server: ReturnType<typeof serve>;

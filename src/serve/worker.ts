@@ -56,6 +56,7 @@ async function main(init: WorkerInit): Promise<void> {
     registry,
     baseId: init.baseId,
     limits: init.limits,
+    kvDtype: init.kvDtype,
     metrics,
   });
 

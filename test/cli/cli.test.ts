@@ -226,6 +226,23 @@ describe("lorakit command line", { timeout: 120_000 }, () => {
     assert.deepEqual(oneJson(stopped).tokens, [first]);
   });
 
+  test("generate --kv-dtype bf16 --json: the tokens of in-process generate with a bf16 cache; a bad value fails clearly", async () => {
+    const prompt = "Call me";
+    const n = 10;
+    const base = ["generate", "--model", modelDir, "--prompt", prompt, "--max-new-tokens", `${n}`, "--json"];
+    const [bf16, bad, badServe] = await Promise.all([
+      cli(...base, "--kv-dtype", "bf16"),
+      cli(...base, "--kv-dtype", "f16"),
+      cli("serve", "--model", modelDir, "--port", "0", "--kv-dtype", "bf8"),
+    ]);
+    const promptIds = loadTokenizer(modelDir).encode(prompt, { addSpecialTokens: false });
+    const o = oneJson(bf16);
+    assert.equal(o.kv_dtype, "bf16");
+    assert.deepEqual(o.tokens, generate(loadHere(), promptIds, { maxNewTokens: n, kvDtype: "bf16" }));
+    failsClearly(bad, /--kv-dtype must be f32 or bf16, got "f16"/);
+    failsClearly(badServe, /--kv-dtype must be f32 or bf16, got "bf8"/);
+  });
+
   test("train --json: a few steps write the adapter, loss.csv and loss.svg", async () => {
     const out = join(root, "trained");
     const r = await cli(

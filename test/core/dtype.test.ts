@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { f32ToBf16Into } from "../../src/core/dtype.js";
 import {
   bf16ToF32,
   f16ToF32,
@@ -34,6 +35,36 @@ describe("dtypes", () => {
     assert.equal(bf16ToF32(f32ToBf16(1 + 3 * 2 ** -8)), 1 + 2 ** -6); // halfway, rounds up to even
     assert.equal(bf16ToF32(f32ToBf16(-3.140625)), -3.140625);
     assert.ok(Number.isNaN(bf16ToF32(f32ToBf16(Number.NaN))));
+  });
+
+  test("f32ToBf16Into rounds each value as f32ToBf16 does (ties, NaN, ±inf, subnormals, -0)", () => {
+    const vals = [
+      0,
+      -0,
+      1,
+      1 + 2 ** -8,
+      1 + 3 * 2 ** -8,
+      -3.140625,
+      1 / 3,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      3.4e38,
+      -3.4e38,
+      1e-40,
+      -1e-45,
+    ];
+    const rng = new Rng(5);
+    const src = Float32Array.from([...vals, ...randNormal(rng, [200], 0, 10).data]);
+    const bitsNaN = new Float32Array(new Uint32Array([0x7fc00001, 0xffbfffff, 0x7f800001]).buffer);
+    const all = new Float32Array([...src, ...bitsNaN]);
+    all.set(bitsNaN, src.length); // keep the NaN payloads bit for bit
+    const dst = new Uint16Array(all.length + 3).fill(0xabcd);
+    f32ToBf16Into(all.subarray(0), dst, 2);
+    assert.equal(dst[0], 0xabcd);
+    assert.equal(dst[dst.length - 1], 0xabcd);
+    for (let i = 0; i < all.length; i++) assert.equal(dst[2 + i], f32ToBf16(all[i]), `value ${i}: ${all[i]}`);
+    assert.throws(() => f32ToBf16Into(all, dst, 4), /overrun/);
   });
 
   test("tensor() conversions", () => {

@@ -14,6 +14,7 @@ import {
   UNARY_OPS,
   type UnaryOp,
 } from "../../src/core/backend.js";
+import { f32ToBf16 } from "../../src/core/dtype.js";
 import { refBackend } from "../../src/kernels/ref/index.js";
 import { NF4_CODE } from "../../src/quant/nf4.js";
 
@@ -628,6 +629,62 @@ for (const c of attnCases) {
   });
 }
 
+// bf16 k, v (a KV cache kept in bf16): the reference is attention over the widened values,
+// and every backend's bf16 forward must equal its own f32 forward over those values bit for bit.
+const bf16Bits = (x: Float32Array): Uint16Array => Uint16Array.from(x, f32ToBf16);
+const widened = (h: Uint16Array): Float32Array =>
+  new Float32Array(Uint32Array.from(h, (b) => b << 16).buffer);
+const bf16AttnCases: AttnCase[] = [
+  ...attnCases,
+  {
+    label: "decode T=1 S=1000 of kvCapacity 1024, GQA 12/4, D=64",
+    B: 2,
+    T: 1,
+    S: 1000,
+    H: 12,
+    Hkv: 4,
+    D: 64,
+    kvCapacity: 1024,
+    offset: 999,
+    causal: true,
+  },
+];
+for (const c of bf16AttnCases) {
+  add({
+    name: `attention forward, bf16 k/v: ${c.label}`,
+    tol: 1e-4,
+    run(be, r) {
+      const n = c.B * c.kvCapacity * c.Hkv * c.D;
+      const k = bf16Bits(r.f32(n, -2, 2));
+      const v = bf16Bits(r.f32(n, -2, 2));
+      const p: AttentionParams = {
+        q: r.f32(c.B * c.T * c.H * c.D),
+        k,
+        v,
+        B: c.B,
+        T: c.T,
+        S: c.S,
+        H: c.H,
+        Hkv: c.Hkv,
+        D: c.D,
+        kvCapacity: c.kvCapacity,
+        scale: 1 / Math.sqrt(c.D),
+        offset: c.offset,
+        causal: c.causal,
+      };
+      const o = out(c.B * c.T * c.H * c.D);
+      const lse = out(c.B * c.H * c.T);
+      be.attention(p, o, lse);
+      const ow = out(o.length);
+      const lsew = out(lse.length);
+      be.attention({ ...p, k: widened(k), v: widened(v) }, ow, lsew);
+      assert.deepEqual(o, ow, "bf16 k/v: not the f32 result over the widened values");
+      assert.deepEqual(lse, lsew, "bf16 k/v: lse differs from the f32 one over the widened values");
+      return { o, lse };
+    },
+  });
+}
+
 for (const acc of [false, true]) {
   add({
     name: `siluMul (+ backward${acc ? ", accumulate" : ""}, one side null)`,
@@ -854,6 +911,28 @@ function shortBufferChecks(be: Backend): void {
     causal: true,
   };
   assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(2)));
+  // bf16 k/v: a short one, k and v of different types, and the backward all throw.
+  const p16: AttentionParams = { ...p, k: new Uint16Array(8), v: new Uint16Array(8) };
+  be.attention(p16, new Float32Array(8), new Float32Array(2));
+  assert.throws(() =>
+    be.attention({ ...p16, v: new Uint16Array(4) }, new Float32Array(8), new Float32Array(2)),
+  );
+  assert.throws(() =>
+    be.attention({ ...p16, v: new Float32Array(8) }, new Float32Array(8), new Float32Array(2)),
+  );
+  assert.throws(
+    () =>
+      be.attentionBackward(
+        p16,
+        new Float32Array(8),
+        new Float32Array(2),
+        new Float32Array(8),
+        null,
+        null,
+        null,
+      ),
+    /bf16|Float32Array/,
+  );
 }
 
 // ─────────────────────────────────────────────────────────────────────────────────────

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { selectBackend } from "../../src/kernels/select.js";
 import { generate } from "../../src/models/generate.js";
+import type { KVDType } from "../../src/models/llama/kv-cache.js";
 import { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { loadModel } from "../../src/models/node/load.js";
 import { fromPretrained } from "../../src/peft/node/io.js";
@@ -25,7 +26,7 @@ before(async () => {
 });
 after(() => fx.cleanup());
 
-function makeEngine(limits: Partial<ServeLimits> = {}, prefillTokensPerStep?: number) {
+function makeEngine(limits: Partial<ServeLimits> = {}, prefillTokensPerStep?: number, kvDtype?: KVDType) {
   const { model } = loadModel(fx.modelDir);
   const tokenizer = loadTokenizer(fx.modelDir);
   const l = { ...DEFAULT_LIMITS, ...limits };
@@ -43,6 +44,7 @@ function makeEngine(limits: Partial<ServeLimits> = {}, prefillTokensPerStep?: nu
     baseId: "tiny-base",
     limits: l,
     prefillTokensPerStep,
+    kvDtype,
   });
   return { engine, registry, tokenizer };
 }
@@ -128,6 +130,33 @@ describe("serve engine", () => {
     const steps = engine.metrics.stepSeconds.count;
     const tokens = Number(/lorakit_prompt_tokens_total (\d+)/.exec(engine.metrics.registry.render())?.[1]);
     assert.ok(steps >= Math.ceil(tokens / 3), `${steps} steps for ${tokens} prompt tokens`);
+  });
+
+  test("a bf16 KV cache: generate()'s tokens alone, the same in a mixed batch, half the cache bytes", () => {
+    const { engine, tokenizer } = makeEngine({}, undefined, "bf16");
+    const { model } = loadModel(fx.modelDir);
+    const ids = tokenizer.encode(PROMPTS[1]);
+    const [got] = run(engine, [req("tiny-base", PROMPTS[1])]);
+    assert.deepEqual(tokensOf(got), generate(model, ids, { maxNewTokens: 10, kvDtype: "bf16" }));
+    const reqs = PROMPTS.flatMap((p, i) => [
+      req(["tiny-base", "alpha", "beta"][i], p, { maxTokens: 6 + i }),
+      req("alpha", p, { temperature: 0.8, seed: 3 + i }),
+    ]);
+    const alone = reqs.map((r) => tokensOf(run(engine, [r])[0]));
+    // KV bytes held while all six run, f32 against bf16.
+    const held = (kv: KVDType) => {
+      const e = makeEngine({}, undefined, kv).engine;
+      reqs.forEach((r, i) => {
+        e.submit(i, r, () => {});
+      });
+      e.step();
+      return Number(/lorakit_kv_cache_bytes (\d+)/.exec(e.metrics.registry.render())?.[1]);
+    };
+    const together = run(engine, reqs).map(tokensOf);
+    assert.deepEqual(together, alone);
+    const [b32, b16] = [held("f32"), held("bf16")];
+    assert.ok(b16 > 0);
+    assert.equal(b16 * 2, b32);
   });
 
   test("the LRU keeps at most maxLoaded adapters, evicting idle ones; busy ones make others wait", () => {

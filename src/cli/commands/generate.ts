@@ -1,7 +1,17 @@
 import { defineCommand } from "citty";
 import { type GenerationStats, generate, generationRates } from "../../models/generate.js";
 import { loadForInference } from "../load.js";
-import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, printJson, requireArg } from "../output.js";
+import {
+  CliError,
+  DTYPE_FLAG,
+  dtypeArg,
+  KV_DTYPE_FLAG,
+  kvDtypeArg,
+  log,
+  numArg,
+  printJson,
+  requireArg,
+} from "../output.js";
 import { setupBackend } from "../setup.js";
 
 export const generateCommand = defineCommand({
@@ -10,6 +20,7 @@ export const generateCommand = defineCommand({
     model: { type: "string", description: "model folder", required: true },
     adapter: { type: "string", description: "PEFT adapter folder" },
     dtype: DTYPE_FLAG,
+    "kv-dtype": KV_DTYPE_FLAG,
     prompt: { type: "string", description: "prompt text", required: true },
     "max-new-tokens": { type: "string", description: "tokens to generate (default 64)" },
     temperature: { type: "string", description: "0 = greedy (default)" },
@@ -27,6 +38,7 @@ export const generateCommand = defineCommand({
     await setupBackend(threads);
     // Every flag is checked before the model loads, so a typo fails at once.
     const prompt = requireArg("prompt", args.prompt);
+    const kvDtype = kvDtypeArg(args["kv-dtype"]);
     const maxNewTokens =
       args["max-new-tokens"] === undefined
         ? 64
@@ -62,6 +74,7 @@ export const generateCommand = defineCommand({
     const stats = {} as GenerationStats;
     const ids = generate(model, promptIds, {
       stats,
+      kvDtype,
       maxNewTokens,
       ...sampling,
       stopAtEos: Boolean(args["stop-at-eos"]),
@@ -85,6 +98,7 @@ export const generateCommand = defineCommand({
         tokens: ids,
         text,
         prompt_tokens: promptIds.length,
+        kv_dtype: kvDtype,
         seconds,
         tokens_per_second: ids.length / seconds,
         prefill_tokens_per_second: Number.isFinite(rates.prefill) ? rates.prefill : null,

@@ -2,7 +2,18 @@ import { defineCommand } from "citty";
 import type { ServeLimits } from "../../serve/protocol.js";
 import { DEFAULT_LIMITS } from "../../serve/protocol.js";
 import { startServer } from "../../serve/server.js";
-import { CliError, DTYPE_FLAG, dtypeArg, log, numArg, out, printJson, requireArg } from "../output.js";
+import {
+  CliError,
+  DTYPE_FLAG,
+  dtypeArg,
+  KV_DTYPE_FLAG,
+  kvDtypeArg,
+  log,
+  numArg,
+  out,
+  printJson,
+  requireArg,
+} from "../output.js";
 import { watchParent } from "../parent-watch.js";
 import { threadsFlag } from "../setup.js";
 
@@ -45,6 +56,7 @@ export const serveCommand = defineCommand({
   args: {
     model: { type: "string", description: "base model folder", required: true },
     dtype: DTYPE_FLAG,
+    "kv-dtype": KV_DTYPE_FLAG,
     adapters: {
       type: "string",
       description: "adapter root: each subfolder with a PEFT adapter is a model id",
@@ -61,6 +73,7 @@ export const serveCommand = defineCommand({
     json: { type: "boolean", description: "print one JSON object (url, models) on stdout once listening" },
   },
   async run({ args, rawArgs }) {
+    const kvDtype = kvDtypeArg(args["kv-dtype"]);
     const limits: Partial<ServeLimits> = {};
     for (const [flag, key] of Object.entries(LIMIT_FLAGS)) {
       const v = (args as Record<string, unknown>)[flag];
@@ -81,6 +94,7 @@ export const serveCommand = defineCommand({
       baseId: args["served-model-name"],
       limits,
       dtype: dtypeArg(args.dtype),
+      kvDtype,
       threads:
         args.threads === undefined
           ? null

@@ -5,7 +5,7 @@
 // instead of reading or writing out of bounds.
 //
 // One rule decides every kernel: native when each float buffer the call names is a
-// Float32Array, else the reference (`whenF32`). Most addon functions take the Backend's own
+// Float32Array, else the reference (`whenF32`); attention also runs natively on bf16 k, v. Most addon functions take the Backend's own
 // arguments in the same order; the rest (op codes, parameter records, shape buffers) get a
 // small adapter here.
 import type { Backend, FloatArray } from "../../core/backend.js";
@@ -103,17 +103,23 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     rmsNorm: same("rmsNorm", (x, w, _n, _c, _e, y, rstd) => [x, w, y, rstd]),
     rmsNormBackward: same("rmsNormBackward", (x, w, rstd, dy, _n, _c, dx, dw) => [x, w, rstd, dy, dx, dw]),
     rope: same("rope", (x, cos, sin, _b, _t, _h, _d, _inv, out) => [x, cos, sin, out]),
-    attention: whenF32(
-      "attention",
-      (p, out, lse) => [p.q, p.k, p.v, out, lse],
-      (p, out, lse) =>
+    // k, v may also both be bf16 (a KV cache kept in bf16): the addon widens them itself.
+    attention: (p, out, lse) => {
+      const { q, k, v } = p;
+      const kv =
+        (k instanceof Float32Array && v instanceof Float32Array) ||
+        (k instanceof Uint16Array && v instanceof Uint16Array);
+      if (kv && allF32([q, out, lse]))
         ops.attention(
-          ...([p.q, p.k, p.v] as F32<3>),
+          q as Float32Array,
+          k,
+          v,
           ...attentionSizes(p),
           out as Float32Array,
           lse as Float32Array,
-        ),
-    ),
+        );
+      else ref.attention(p, out, lse);
+    },
     attentionBackward: whenF32(
       "attentionBackward",
       (p, out, lse, dout, dq, dk, dv) => [p.q, p.k, p.v, out, lse, dout, dq, dk, dv],

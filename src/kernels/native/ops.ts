@@ -136,10 +136,11 @@ export interface OpsAddon {
     inverse: boolean,
     out: Float32Array,
   ): void;
+  /** k and v: both Float32Arrays, or both Uint16Arrays of bf16 bits (a bf16 KV cache). */
   attention(
     q: Float32Array,
-    k: Float32Array,
-    v: Float32Array,
+    k: Float32Array | Uint16Array,
+    v: Float32Array | Uint16Array,
     B: number,
     T: number,
     S: number,

@@ -1,7 +1,8 @@
 // Scaled-dot-product attention with GQA, causal offset and a KV capacity, one query row
 // at a time: a row of S scores lives in an f64 scratch buffer, never the full T×S matrix.
 // The backward recomputes the probabilities from the saved lse, as FlashAttention-2:
-// Dᵢ = Σ dout⊙out, dS = P⊙(dP − Dᵢ).
+// Dᵢ = Σ dout⊙out, dS = P⊙(dP − Dᵢ). bf16 k/v (a KV cache kept in bf16) are widened to
+// f32 first, so their result is by definition that of the widened values.
 import type { AttentionParams, FloatArray } from "../../core/backend.js";
 import { SLOT, scratch } from "./scratch.js";
 
@@ -15,6 +16,31 @@ function check(p: AttentionParams): number {
   return H / Hkv;
 }
 
+/**
+ * The first S rows per batch of bf16 k, v widened to f32 (B,S,Hkv,D): a bf16 value is the
+ * top half of the f32 with the same bits, so widening is exact.
+ */
+function widenKV(p: AttentionParams): AttentionParams {
+  const { k, v } = p;
+  if (!(k instanceof Uint16Array) || !(v instanceof Uint16Array))
+    throw new TypeError("attention: k and v are both floats or both bf16 (Uint16Array)");
+  const row = p.Hkv * p.D;
+  const widen = (src: Uint16Array): Float32Array => {
+    const bits = new Uint32Array(p.B * p.S * row);
+    for (let b = 0; b < p.B; b++) {
+      const from = b * p.kvCapacity * row;
+      const to = b * p.S * row;
+      for (let i = 0; i < p.S * row; i++) bits[to + i] = src[from + i] << 16;
+    }
+    return new Float32Array(bits.buffer);
+  };
+  return { ...p, k: widen(k), v: widen(v), kvCapacity: p.S };
+}
+
+function isBf16(p: AttentionParams): boolean {
+  return p.k instanceof Uint16Array || p.v instanceof Uint16Array;
+}
+
 /** Keys query t may see: 0..limit−1. */
 function keyLimit(p: AttentionParams, t: number): number {
   return p.causal ? Math.min(p.S, p.offset + t + 1) : p.S;
@@ -22,8 +48,11 @@ function keyLimit(p: AttentionParams, t: number): number {
 
 // q: (B,T,H,D), k, v: (B,kvCapacity,Hkv,D) -> out: (B,T,H,D), lse: (B,H,T).
 export function attention(p: AttentionParams, out: FloatArray, lse: FloatArray): void {
-  const { q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale } = p;
   const group = check(p);
+  if (isBf16(p)) p = widenKV(p);
+  const { q, B, T, S, H, Hkv, D, kvCapacity, scale } = p;
+  const k = p.k as FloatArray;
+  const v = p.v as FloatArray;
   const sc = scratch(SLOT.row, S);
   const acc = scratch(SLOT.row2, D);
   for (let b = 0; b < B; b++) {
@@ -75,8 +104,12 @@ export function attentionBackward(
   dk: FloatArray | null,
   dv: FloatArray | null,
 ): void {
-  const { q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale } = p;
   const group = check(p);
+  if (isBf16(p))
+    throw new TypeError("attentionBackward: k and v must be floats (a bf16 KV cache is inference-only)");
+  const { q, B, T, S, H, Hkv, D, kvCapacity, scale } = p;
+  const k = p.k as FloatArray;
+  const v = p.v as FloatArray;
   if (!dq && !dk && !dv) return;
   const dqAcc = scratch(SLOT.row2, D);
   const dkAcc = dk ? scratch(SLOT.acc, S * D) : null;

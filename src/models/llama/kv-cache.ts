@@ -1,15 +1,37 @@
 // A key/value cache for generation: per layer, keys and values (B, capacity, Hkv, D)
 // preallocated once, the new rows written after RoPE, attention read in place through
 // the kernel's kvCapacity stride (no copy of the past per step).
+//
+// The cache is kept in f32 (the default) or in bf16, which halves its memory (long
+// contexts, many concurrent requests): new rows are rounded to nearest even as they are
+// written, and attention reads them widened to f32, which is exact.
 import type { FloatArray } from "../../core/backend.js";
+import { f32ToBf16Into } from "../../core/dtype.js";
 import { backend, isGradEnabled } from "../../core/engine.js";
-import { ShapeError } from "../../core/errors.js";
+import { DTypeError, ShapeError } from "../../core/errors.js";
 import type { Tensor } from "../../core/tensor.js";
 import { empty } from "../../core/tensor.js";
 
+/** The dtypes a KV cache may be stored in. */
+export const KV_DTYPES = ["f32", "bf16"] as const;
+export type KVDType = (typeof KV_DTYPES)[number];
+
+/** Checks a KV cache dtype given by a user (CLI flag, option), or throws a DTypeError naming the choices. */
+export function kvDType(v: unknown, what = "kv dtype"): KVDType {
+  if ((KV_DTYPES as readonly unknown[]).includes(v)) return v as KVDType;
+  throw new DTypeError(`${what} must be ${KV_DTYPES.join(" or ")}, got ${JSON.stringify(v)}`);
+}
+
+export interface KVCacheOptions {
+  /** Storage of keys and values: f32 (default) or bf16 (half the bytes). */
+  dtype?: KVDType;
+}
+
 export class KVCache {
-  readonly k: Float32Array[];
-  readonly v: Float32Array[];
+  /** Per layer: f32 values, or bf16 bit patterns when dtype is bf16. */
+  readonly k: Float32Array[] | Uint16Array[];
+  readonly v: Float32Array[] | Uint16Array[];
+  readonly dtype: KVDType;
   /** Tokens already stored (the position of the next token). */
   length = 0;
 
@@ -19,10 +41,14 @@ export class KVCache {
     readonly capacity: number,
     readonly Hkv: number,
     readonly D: number,
+    opts: KVCacheOptions = {},
   ) {
+    this.dtype = kvDType(opts.dtype ?? "f32", "KVCache dtype");
     const n = B * capacity * Hkv * D;
-    this.k = Array.from({ length: layers }, () => new Float32Array(n));
-    this.v = Array.from({ length: layers }, () => new Float32Array(n));
+    const alloc = (): Float32Array | Uint16Array =>
+      this.dtype === "bf16" ? new Uint16Array(n) : new Float32Array(n);
+    this.k = Array.from({ length: layers }, alloc) as Float32Array[] | Uint16Array[];
+    this.v = Array.from({ length: layers }, alloc) as Float32Array[] | Uint16Array[];
   }
 
   /** Marks T more positions as stored (called once per forward, after every layer wrote). */
@@ -37,8 +63,14 @@ export class KVCache {
 
   /** Bytes held. */
   get bytes(): number {
-    return this.layers * 2 * this.B * this.capacity * this.Hkv * this.D * 4;
+    return this.layers * 2 * this.B * this.capacity * this.Hkv * this.D * (this.dtype === "bf16" ? 2 : 4);
   }
+}
+
+/** Writes rows (f32) into a cache array at element offset `at`, rounding to bf16 for a bf16 cache. */
+function store(dst: Float32Array | Uint16Array, rows: Float32Array, at: number): void {
+  if (dst instanceof Uint16Array) f32ToBf16Into(rows, dst, at);
+  else dst.set(rows, at);
 }
 
 /**
@@ -64,8 +96,8 @@ export function cachedAttention(cache: KVCache, layer: number, q: Tensor, k: Ten
   const vd = v.data as Float32Array;
   const row = Hkv * D;
   for (let b = 0; b < B; b++) {
-    kc.set(kd.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
-    vc.set(vd.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
+    store(kc, kd.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
+    store(vc, vd.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
   }
   const S = start + T;
   const out = empty([B, T, H, D], "f32");
