@@ -28,6 +28,11 @@ interface Target {
   name: string;
   /** The backend with the configurations to run under, or a reason it is not available here. */
   open(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }>;
+  /**
+   * Asserts that the kernels this backend runs outside JavaScript's bounds checks throw on
+   * short buffers and bad indices (the ones it delegates to the reference need not).
+   */
+  boundsChecks(be: Backend): void;
 }
 
 interface NativeControls {
@@ -73,9 +78,18 @@ async function openNative(): Promise<{ backend: Backend; configs: Config[] } | {
   return { backend: createNativeBackend(r.addon), configs };
 }
 
+/** The WebAssembly kernels (one thread, one configuration), from the module the build put in dist/. */
+async function openWasm(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }> {
+  const { loadWasmBackend } = await import("../../src/kernels/wasm/node/load.js");
+  const r = await loadWasmBackend();
+  if ("error" in r) return { skip: r.error.message };
+  return { backend: r.backend, configs: [{ label: "SIMD128, 1 thread", apply() {} }] };
+}
+
 const TARGETS: Target[] = [
-  { name: "native", open: openNative },
-  // { name: "wasm", open: openWasm },
+  { name: "native", open: openNative, boundsChecks: shortBufferChecks },
+  // The wasm backend runs only gemm in WebAssembly; the rest are the reference's.
+  { name: "wasm", open: openWasm, boundsChecks: shortGemmChecks },
 ];
 
 // ─────────────────────────────────────────────────────────────────────────────────────
@@ -856,6 +870,33 @@ function shortBufferChecks(be: Backend): void {
   assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(2)));
 }
 
+/** GEMM operands shorter than batch, stride and sizes need (each of A, B, C; f32 and bf16 B). */
+function shortGemmChecks(be: Backend): void {
+  const [m, n, k] = [3, 4, 5];
+  const gemm = (a: number, b: number, c: number, bf16 = false) =>
+    be.gemm({
+      transA: false,
+      transB: false,
+      m,
+      n,
+      k,
+      batch: 2,
+      a: new Float32Array(a),
+      strideA: m * k,
+      b: bf16 ? new Uint16Array(b) : new Float32Array(b),
+      strideB: 0,
+      c: new Float32Array(c),
+      strideC: m * n,
+      alpha: 1,
+      beta: 0,
+    });
+  gemm(2 * m * k, k * n, 2 * m * n); // the exact sizes pass
+  assert.throws(() => gemm(2 * m * k - 1, k * n, 2 * m * n), RangeError);
+  assert.throws(() => gemm(2 * m * k, k * n - 1, 2 * m * n), RangeError);
+  assert.throws(() => gemm(2 * m * k, k * n - 1, 2 * m * n, true), RangeError);
+  assert.throws(() => gemm(2 * m * k, k * n, 2 * m * n - 1), RangeError);
+}
+
 // ─────────────────────────────────────────────────────────────────────────────────────
 
 for (const target of TARGETS) {
@@ -885,7 +926,7 @@ for (const target of TARGETS) {
       });
       test("short buffers and bad indices throw", () => {
         cfg.apply();
-        shortBufferChecks(backend);
+        target.boundsChecks(backend);
       });
     });
   }

@@ -1,0 +1,23 @@
+// The WebAssembly backend: the kernels compiled from c/*.c (SIMD128, one thread) for
+// Float32Array operands; every other kernel, and every Float64Array call (finite-difference
+// gradient checks), is the TypeScript reference's. Browser-safe: it takes an instantiated
+// module (module.ts) and never touches the file system.
+import type { Backend } from "../../core/backend.js";
+import { refBackend } from "../ref/index.js";
+import { WasmArena } from "./arena.js";
+import { wasmGemm } from "./gemm.js";
+import type { WasmExports } from "./module.js";
+
+/** The kernels this backend runs in WebAssembly (the rest are the reference's). */
+export const WASM_KERNELS = ["gemm"] as const;
+
+/** Wraps an instantiated kernel module as a Backend named "wasm". */
+export function createWasmBackend(ex: WasmExports): Backend {
+  const arena = new WasmArena(ex.memory, ex.__heap_base.value as number);
+  const backend: Backend = {
+    ...refBackend,
+    name: "wasm",
+    gemm: (p) => wasmGemm(ex, arena, p),
+  };
+  return Object.freeze(backend);
+}

@@ -1,0 +1,65 @@
+// Instantiating lorakit's kernel module (built from c/*.c by scripts/build-wasm.mjs) from
+// its bytes. Browser-safe: where the bytes come from (a file in Node, fetch in a page) is
+// the caller's business; this file only compiles them and checks the exports.
+import { BackendError } from "../../core/errors.js";
+
+/** The functions the C sources export (see c/gemm.c), plus the memory they work in. */
+export interface WasmExports {
+  memory: WebAssembly.Memory;
+  /** First free byte after the module's static data and stack: the host's arena starts here. */
+  __heap_base: WebAssembly.Global;
+  wasm_gemm_scratch_bytes(m: number, n: number, k: number): number;
+  wasm_gemm(
+    transA: number,
+    transB: number,
+    m: number,
+    n: number,
+    k: number,
+    batch: number,
+    a: number,
+    strideA: number,
+    b: number,
+    bBf16: number,
+    strideB: number,
+    c: number,
+    strideC: number,
+    alpha: number,
+    beta: number,
+    scratch: number,
+  ): void;
+}
+
+const REQUIRED: readonly (keyof WasmExports)[] = [
+  "memory",
+  "__heap_base",
+  "wasm_gemm_scratch_bytes",
+  "wasm_gemm",
+];
+
+/** The file name the build writes next to the compiled kernels/wasm modules. */
+export const WASM_FILE_NAME = "lorakit_kernels.wasm";
+
+/**
+ * Compiles and instantiates the kernel module (asynchronously: browsers refuse large
+ * synchronous compiles on the main thread). Throws a BackendError when the bytes are not a
+ * WebAssembly module, the engine lacks SIMD128, or an export is missing (a stale build).
+ */
+export async function instantiateWasmKernels(bytes: BufferSource): Promise<WasmExports> {
+  let instance: WebAssembly.Instance;
+  try {
+    ({ instance } = await WebAssembly.instantiate(bytes, {}));
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new BackendError(
+      `lorakit: the WebAssembly kernels did not compile here (${why}); they need WebAssembly SIMD128 (Node ≥ 16.4, Chrome ≥ 91, Firefox ≥ 89, Safari ≥ 16.4)`,
+      { cause: e },
+    );
+  }
+  const ex = instance.exports as unknown as WasmExports;
+  const missing = REQUIRED.filter((name) => (ex as unknown as Record<string, unknown>)[name] === undefined);
+  if (missing.length > 0)
+    throw new BackendError(
+      `lorakit: the WebAssembly kernel module lacks ${missing.join(", ")}; rebuild it (npm run build:wasm)`,
+    );
+  return ex;
+}
