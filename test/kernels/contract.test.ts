@@ -88,8 +88,8 @@ async function openWasm(): Promise<{ backend: Backend; configs: Config[] } | { s
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
-  // The wasm backend runs only gemm in WebAssembly; the rest are the reference's.
-  { name: "wasm", open: openWasm, boundsChecks: shortGemmChecks },
+  // The wasm backend runs gemm and attention in WebAssembly; the rest are the reference's.
+  { name: "wasm", open: openWasm, boundsChecks: wasmBoundsChecks },
 ];
 
 // ─────────────────────────────────────────────────────────────────────────────────────
@@ -868,6 +868,40 @@ function shortBufferChecks(be: Backend): void {
     causal: true,
   };
   assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(2)));
+}
+
+/** The kernels the wasm backend runs in WebAssembly: GEMM and attention operands too short for their shapes. */
+function wasmBoundsChecks(be: Backend): void {
+  shortGemmChecks(be);
+  const p: AttentionParams = {
+    q: new Float32Array(8),
+    k: new Float32Array(8),
+    v: new Float32Array(8),
+    B: 1,
+    T: 2,
+    S: 2,
+    H: 1,
+    Hkv: 1,
+    D: 4,
+    kvCapacity: 2,
+    scale: 0.5,
+    offset: 0,
+    causal: true,
+  };
+  be.attention(p, new Float32Array(8), new Float32Array(2)); // the exact sizes pass
+  assert.throws(
+    () => be.attention({ ...p, v: new Float32Array(4) }, new Float32Array(8), new Float32Array(2)),
+    RangeError,
+  );
+  assert.throws(() => be.attention(p, new Float32Array(7), new Float32Array(2)), RangeError);
+  assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(1)), RangeError);
+  const [o, lse, g] = [new Float32Array(8), new Float32Array(2), new Float32Array(8)];
+  be.attention(p, o, lse);
+  assert.throws(() => be.attentionBackward(p, o, lse, g, null, new Float32Array(7), null), RangeError);
+  assert.throws(
+    () => be.attentionBackward(p, o, lse, new Float32Array(7), new Float32Array(8), null, null),
+    RangeError,
+  );
 }
 
 /** GEMM operands shorter than batch, stride and sizes need (each of A, B, C; f32 and bf16 B). */

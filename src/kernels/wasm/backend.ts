@@ -5,11 +5,12 @@
 import type { Backend } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { WasmArena } from "./arena.js";
+import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
 
 /** The kernels this backend runs in WebAssembly (the rest are the reference's). */
-export const WASM_KERNELS = ["gemm"] as const;
+export const WASM_KERNELS = ["gemm", "attention", "attentionBackward"] as const;
 
 /** Wraps an instantiated kernel module as a Backend named "wasm". */
 export function createWasmBackend(ex: WasmExports): Backend {
@@ -18,6 +19,9 @@ export function createWasmBackend(ex: WasmExports): Backend {
     ...refBackend,
     name: "wasm",
     gemm: (p) => wasmGemm(ex, arena, p),
+    attention: (p, out, lse) => wasmAttention(ex, arena, p, out, lse),
+    attentionBackward: (p, out, lse, dout, dq, dk, dv) =>
+      wasmAttentionBackward(ex, arena, p, out, lse, dout, dq, dk, dv),
   };
   return Object.freeze(backend);
 }

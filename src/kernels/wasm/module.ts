@@ -27,6 +27,48 @@ export interface WasmExports {
     beta: number,
     scratch: number,
   ): void;
+  wasm_attention(
+    q: number,
+    k: number,
+    v: number,
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    Hkv: number,
+    D: number,
+    kvCapacity: number,
+    scale: number,
+    offset: number,
+    causal: number,
+    out: number,
+    rowMax: number,
+    rowSum: number,
+    scratch: number,
+  ): void;
+  /** dq, dk, dv: addresses, 0 for a gradient not wanted. */
+  wasm_attention_backward(
+    q: number,
+    k: number,
+    v: number,
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    Hkv: number,
+    D: number,
+    kvCapacity: number,
+    scale: number,
+    offset: number,
+    causal: number,
+    out: number,
+    lse: number,
+    dout: number,
+    dq: number,
+    dk: number,
+    dv: number,
+    scratch: number,
+  ): void;
 }
 
 const REQUIRED: readonly (keyof WasmExports)[] = [
