@@ -11,6 +11,7 @@ import { after, describe, test } from "node:test";
 import type { Backend, GemmParams } from "../../src/core/backend.js";
 import { backend as engineBackend } from "../../src/core/engine.js";
 import { BackendError } from "../../src/core/errors.js";
+import { refBackend } from "../../src/kernels/ref/index.js";
 import { selectBackend } from "../../src/kernels/select.js";
 import { instantiateWasmKernels } from "../../src/kernels/wasm/module.js";
 import { loadWasmBackend, wasmModulePath } from "../../src/kernels/wasm/node/load.js";
@@ -144,6 +145,27 @@ describe("wasm GEMM against an f64 product", { skip }, () => {
   test("a product larger than the module's memory grows it, and later calls still agree", () => {
     check(be, { transA: false, transB: true, m: 512, n: 300, k: 700 });
     check(be, { transA: false, transB: false, m: 3, n: 5, k: 7 });
+  });
+});
+
+describe("wasm SiLU·mul at the ends of the exponential's range", { skip }, () => {
+  test("gates far beyond ±88 give the reference's values (σ saturates to 0 and 1, no NaN)", () => {
+    const be = wasm as Backend;
+    const gate = Float32Array.from([-1e4, -120, -88, -87.5, -30, -1e-3, 0, 1e-3, 30, 87.5, 88, 120, 1e4]);
+    const up = new Float32Array(gate.length).fill(0.75);
+    const dy = new Float32Array(gate.length).fill(-1.25);
+    const got = [new Float32Array(gate.length), new Float32Array(gate.length), new Float32Array(gate.length)];
+    const want = got.map((a) => new Float32Array(a.length));
+    be.siluMul(gate, up, got[0]);
+    refBackend.siluMul(gate, up, want[0]);
+    be.siluMulBackward(gate, up, dy, got[1], got[2], false);
+    refBackend.siluMulBackward(gate, up, dy, want[1], want[2], false);
+    for (let j = 0; j < 3; j++)
+      for (let i = 0; i < gate.length; i++)
+        assert.ok(
+          Math.abs(got[j][i] - want[j][i]) <= 1e-6 * (1 + Math.abs(want[j][i])),
+          `output ${j}, gate ${gate[i]}: ${got[j][i]}, reference ${want[j][i]}`,
+        );
   });
 });
 

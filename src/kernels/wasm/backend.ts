@@ -8,9 +8,10 @@ import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
+import { wasmSiluMul, wasmSiluMulBackward } from "./ops.js";
 
 /** The kernels this backend runs in WebAssembly (the rest are the reference's). */
-export const WASM_KERNELS = ["gemm", "attention", "attentionBackward"] as const;
+export const WASM_KERNELS = ["gemm", "attention", "attentionBackward", "siluMul", "siluMulBackward"] as const;
 
 /** Wraps an instantiated kernel module as a Backend named "wasm". */
 export function createWasmBackend(ex: WasmExports): Backend {
@@ -22,6 +23,9 @@ export function createWasmBackend(ex: WasmExports): Backend {
     attention: (p, out, lse) => wasmAttention(ex, arena, p, out, lse),
     attentionBackward: (p, out, lse, dout, dq, dk, dv) =>
       wasmAttentionBackward(ex, arena, p, out, lse, dout, dq, dk, dv),
+    siluMul: (gate, up, out) => wasmSiluMul(ex, arena, gate, up, out),
+    siluMulBackward: (gate, up, dy, dgate, dup, accumulate) =>
+      wasmSiluMulBackward(ex, arena, gate, up, dy, dgate, dup, accumulate),
   };
   return Object.freeze(backend);
 }

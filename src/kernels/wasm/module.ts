@@ -46,6 +46,17 @@ export interface WasmExports {
     rowSum: number,
     scratch: number,
   ): void;
+  wasm_silu_mul(gate: number, up: number, out: number, n: number): void;
+  /** dgate, dup: addresses, 0 for a gradient not wanted; acc 1 adds into them. */
+  wasm_silu_mul_backward(
+    gate: number,
+    up: number,
+    dy: number,
+    dgate: number,
+    dup: number,
+    n: number,
+    acc: number,
+  ): void;
   /** dq, dk, dv: addresses, 0 for a gradient not wanted. */
   wasm_attention_backward(
     q: number,
