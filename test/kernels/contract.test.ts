@@ -88,7 +88,7 @@ async function openWasm(): Promise<{ backend: Backend; configs: Config[] } | { s
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
-  // The wasm backend runs gemm, attention and siluMul in WebAssembly; the rest are the reference's.
+  // The wasm backend runs gemm, attention, siluMul, crossEntropy and rmsNorm in WebAssembly; the rest are the reference's.
   { name: "wasm", open: openWasm, boundsChecks: wasmBoundsChecks },
 ];
 
@@ -870,7 +870,7 @@ function shortBufferChecks(be: Backend): void {
   assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(2)));
 }
 
-/** The kernels the wasm backend runs in WebAssembly: GEMM, attention and SiLU·mul operands too short for their shapes. */
+/** The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy, RMSNorm): short operands, bad targets. */
 function wasmBoundsChecks(be: Backend): void {
   shortGemmChecks(be);
   const p: AttentionParams = {

@@ -8,10 +8,27 @@ import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
-import { wasmSiluMul, wasmSiluMulBackward } from "./ops.js";
+import {
+  wasmCrossEntropy,
+  wasmCrossEntropyBackward,
+  wasmRmsNorm,
+  wasmRmsNormBackward,
+  wasmSiluMul,
+  wasmSiluMulBackward,
+} from "./ops.js";
 
 /** The kernels this backend runs in WebAssembly (the rest are the reference's). */
-export const WASM_KERNELS = ["gemm", "attention", "attentionBackward", "siluMul", "siluMulBackward"] as const;
+export const WASM_KERNELS = [
+  "gemm",
+  "attention",
+  "attentionBackward",
+  "siluMul",
+  "siluMulBackward",
+  "crossEntropy",
+  "crossEntropyBackward",
+  "rmsNorm",
+  "rmsNormBackward",
+] as const;
 
 /** Wraps an instantiated kernel module as a Backend named "wasm". */
 export function createWasmBackend(ex: WasmExports): Backend {
@@ -26,6 +43,25 @@ export function createWasmBackend(ex: WasmExports): Backend {
     siluMul: (gate, up, out) => wasmSiluMul(ex, arena, gate, up, out),
     siluMulBackward: (gate, up, dy, dgate, dup, accumulate) =>
       wasmSiluMulBackward(ex, arena, gate, up, dy, dgate, dup, accumulate),
+    crossEntropy: (logits, targets, N, V, ignoreIndex, loss, lse) =>
+      wasmCrossEntropy(ex, arena, logits, targets, N, V, ignoreIndex, loss, lse),
+    crossEntropyBackward: (logits, targets, lse, gradScale, N, V, ignoreIndex, dlogits, accumulate) =>
+      wasmCrossEntropyBackward(
+        ex,
+        arena,
+        logits,
+        targets,
+        lse,
+        gradScale,
+        N,
+        V,
+        ignoreIndex,
+        dlogits,
+        accumulate,
+      ),
+    rmsNorm: (x, w, N, C, eps, y, rstd) => wasmRmsNorm(ex, arena, x, w, N, C, eps, y, rstd),
+    rmsNormBackward: (x, w, rstd, dy, N, C, dx, dw, accumulateDx) =>
+      wasmRmsNormBackward(ex, arena, x, w, rstd, dy, N, C, dx, dw, accumulateDx),
   };
   return Object.freeze(backend);
 }

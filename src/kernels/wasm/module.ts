@@ -57,6 +57,32 @@ export interface WasmExports {
     n: number,
     acc: number,
   ): void;
+  wasm_row_max_sumexp(x: number, N: number, V: number, rowMax: number, rowSum: number): void;
+  wasm_cross_entropy_backward(
+    logits: number,
+    targets: number,
+    lse: number,
+    scale: number,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    dlogits: number,
+    acc: number,
+  ): void;
+  wasm_rms_norm(x: number, w: number, N: number, C: number, eps: number, y: number, rstd: number): void;
+  /** dx, dw: addresses, 0 for a gradient not wanted; dwAcc: C floats of scratch. */
+  wasm_rms_norm_backward(
+    x: number,
+    w: number,
+    rstd: number,
+    dy: number,
+    N: number,
+    C: number,
+    dx: number,
+    dw: number,
+    accDx: number,
+    dwAcc: number,
+  ): void;
   /** dq, dk, dv: addresses, 0 for a gradient not wanted. */
   wasm_attention_backward(
     q: number,
