@@ -267,6 +267,14 @@ describe("layering: the rule checker itself", () => {
     assert.equal(flag("models/a.ts", 'import { open } from "../io/node/index.js";').length, 1);
     assert.deepEqual(flag("models/a.ts", 'const m = await import("../io/node/index.js");'), []);
     assert.deepEqual(flag("io/node/a.ts", 'import { readFileSync } from "node:fs";'), []);
+    // kernels/wasm is browser-safe (a page instantiates it from bytes); only its node/ folder reads files.
+    assert.equal(flag("kernels/wasm/backend.ts", 'import { readFile } from "node:fs/promises";').length, 1);
+    assert.equal(
+      flag("kernels/wasm/index.ts", 'export { loadWasmBackend } from "./node/load.js";').length,
+      1,
+    );
+    assert.deepEqual(flag("kernels/wasm/node/load.ts", 'import { readFile } from "node:fs/promises";'), []);
+    assert.deepEqual(flag("kernels/select.ts", 'const w = await import("./wasm/node/load.js");'), []);
     assert.deepEqual(flag("data/corpora.ts", 'import { createRequire } from "node:module";'), []);
     assert.deepEqual(flag("node.ts", 'export { selectBackend } from "./kernels/select.js";'), []);
     assert.equal(flag("index.ts", 'export { selectBackend } from "./kernels/select.js";').length, 1);

@@ -29,6 +29,11 @@ interface Target {
   name: string;
   /** The backend with the configurations to run under, or a reason it is not available here. */
   open(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }>;
+  /**
+   * Asserts that the kernels this backend runs outside JavaScript's bounds checks throw on
+   * short buffers and bad indices (the ones it delegates to the reference need not).
+   */
+  boundsChecks(be: Backend): void;
 }
 
 interface NativeControls {
@@ -74,9 +79,18 @@ async function openNative(): Promise<{ backend: Backend; configs: Config[] } | {
   return { backend: createNativeBackend(r.addon), configs };
 }
 
+/** The WebAssembly kernels (one thread, one configuration), from the module the build put in dist/. */
+async function openWasm(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }> {
+  const { loadWasmBackend } = await import("../../src/kernels/wasm/node/load.js");
+  const r = await loadWasmBackend();
+  if ("error" in r) return { skip: r.error.message };
+  return { backend: r.backend, configs: [{ label: "SIMD128, 1 thread", apply() {} }] };
+}
+
 const TARGETS: Target[] = [
-  { name: "native", open: openNative },
-  // { name: "wasm", open: openWasm },
+  { name: "native", open: openNative, boundsChecks: shortBufferChecks },
+  // The wasm backend runs gemm, attention, siluMul, crossEntropy and rmsNorm in WebAssembly; the rest are the reference's.
+  { name: "wasm", open: openWasm, boundsChecks: wasmBoundsChecks },
 ];
 
 // ─────────────────────────────────────────────────────────────────────────────────────
@@ -935,6 +949,67 @@ function shortBufferChecks(be: Backend): void {
   );
 }
 
+/** The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy, RMSNorm): short operands, bad targets. */
+function wasmBoundsChecks(be: Backend): void {
+  shortGemmChecks(be);
+  const p: AttentionParams = {
+    q: new Float32Array(8),
+    k: new Float32Array(8),
+    v: new Float32Array(8),
+    B: 1,
+    T: 2,
+    S: 2,
+    H: 1,
+    Hkv: 1,
+    D: 4,
+    kvCapacity: 2,
+    scale: 0.5,
+    offset: 0,
+    causal: true,
+  };
+  be.attention(p, new Float32Array(8), new Float32Array(2)); // the exact sizes pass
+  assert.throws(
+    () => be.attention({ ...p, v: new Float32Array(4) }, new Float32Array(8), new Float32Array(2)),
+    RangeError,
+  );
+  assert.throws(() => be.attention(p, new Float32Array(7), new Float32Array(2)), RangeError);
+  assert.throws(() => be.attention(p, new Float32Array(8), new Float32Array(1)), RangeError);
+  const [o, lse, g] = [new Float32Array(8), new Float32Array(2), new Float32Array(8)];
+  be.attention(p, o, lse);
+  assert.throws(() => be.attentionBackward(p, o, lse, g, null, new Float32Array(7), null), RangeError);
+  assert.throws(
+    () => be.attentionBackward(p, o, lse, new Float32Array(7), new Float32Array(8), null, null),
+    RangeError,
+  );
+}
+
+/** GEMM operands shorter than batch, stride and sizes need (each of A, B, C; f32 and bf16 B). */
+function shortGemmChecks(be: Backend): void {
+  const [m, n, k] = [3, 4, 5];
+  const gemm = (a: number, b: number, c: number, bf16 = false) =>
+    be.gemm({
+      transA: false,
+      transB: false,
+      m,
+      n,
+      k,
+      batch: 2,
+      a: new Float32Array(a),
+      strideA: m * k,
+      b: bf16 ? new Uint16Array(b) : new Float32Array(b),
+      strideB: 0,
+      c: new Float32Array(c),
+      strideC: m * n,
+      alpha: 1,
+      beta: 0,
+    });
+  gemm(2 * m * k, k * n, 2 * m * n); // the exact sizes pass
+  assert.throws(() => gemm(2 * m * k - 1, k * n, 2 * m * n), RangeError);
+  assert.throws(() => gemm(2 * m * k, k * n - 1, 2 * m * n), RangeError);
+  assert.throws(() => gemm(2 * m * k, k * n - 1, 2 * m * n, true), RangeError);
+  assert.throws(() => gemm(2 * m * k, k * n, 2 * m * n - 1), RangeError);
+}
+
 // ─────────────────────────────────────────────────────────────────────────────────────
 
 for (const target of TARGETS) {
@@ -964,7 +1039,7 @@ for (const target of TARGETS) {
       });
       test("short buffers and bad indices throw", () => {
         cfg.apply();
-        shortBufferChecks(backend);
+        target.boundsChecks(backend);
       });
     });
   }

@@ -178,6 +178,10 @@ describe("lorakit installed from its npm tarball", {
       "native/src/cpu.cc",
       "scripts/build-native.mjs",
       "scripts/native-build-lib.mjs",
+      // The WebAssembly kernels, built by prepack, and what rebuilds them.
+      "dist/src/kernels/wasm/lorakit_kernels.wasm",
+      "scripts/build-wasm.mjs",
+      "src/kernels/wasm/c/gemm.c",
     ]) {
       assert.ok(files.includes(`package/${f}`), `package/${f} missing from the tarball`);
     }
@@ -287,13 +291,23 @@ describe("lorakit installed from its npm tarball", {
       if (mode === "--ignore-scripts") {
         test("with no prebuilt and no install script, the notice says why and the fix", () => {
           rmSync(join(installed, "prebuilds"), { recursive: true });
+          const why =
+            /native kernels unavailable: no prebuilt binary for linux-x64 \(this package carries: none\), and the install script that builds one from source did not run/;
+          // The WebAssembly kernels the tarball carries run instead...
+          const onWasm = train("adapter-wasm");
+          assert.equal(onWasm.summary.backend, "wasm");
+          assert.match(onWasm.stderr, why);
+          assert.match(onWasm.stderr, /running on the WebAssembly kernels .*Fix: npm rebuild lorakit/);
+          // ...and without them too, the TypeScript kernels, saying so.
+          rmSync(join(installed, "dist", "src", "kernels", "wasm", "lorakit_kernels.wasm"));
           const { summary, stderr } = train("adapter-ref");
           assert.equal(summary.backend, "ref");
+          assert.match(stderr, why);
+          assert.match(stderr, /TypeScript kernels \(much slower\)\. Fix: npm rebuild lorakit/);
           assert.match(
             stderr,
-            /native kernels unavailable: no prebuilt binary for linux-x64 \(this package carries: none\), and the install script that builds one from source did not run/,
+            /the WebAssembly kernels are unavailable too: the WebAssembly kernels are not built/,
           );
-          assert.match(stderr, /TypeScript kernels \(much slower\)\. Fix: npm rebuild lorakit/);
         });
       }
     });

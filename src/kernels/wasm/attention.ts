@@ -1,0 +1,149 @@
+// Backend.attention / attentionBackward on the wasm module (c/attention.c) for Float32Array
+// operands; Float64Array calls go to the reference. The host checks shapes and lengths,
+// copies the operands in, and turns the module's row max and row sum into the log-sum-exp.
+import type { AttentionParams, FloatArray } from "../../core/backend.js";
+import { refBackend } from "../ref/index.js";
+import type { WasmArena } from "./arena.js";
+import type { WasmExports } from "./module.js";
+
+function needLength(name: string, arr: FloatArray | null, need: number): void {
+  if (arr !== null && arr.length < need)
+    throw new RangeError(`attention: ${name} holds ${arr.length} elements, the shapes need ${need}`);
+}
+
+/** The reference's shape rules, and every buffer long enough for them. */
+function check(p: AttentionParams, bufs: Record<string, FloatArray | null>): void {
+  const { B, T, S, H, Hkv, D, kvCapacity, offset } = p;
+  if (Hkv <= 0 || H % Hkv !== 0)
+    throw new RangeError(`attention: H=${H} query heads must be a multiple of Hkv=${Hkv} kv heads`);
+  if (S > kvCapacity) throw new RangeError(`attention: S=${S} valid keys exceed kvCapacity=${kvCapacity}`);
+  if (offset < 0) throw new RangeError(`attention: offset=${offset} must be ≥ 0`);
+  const rows = B * T * H * D;
+  const kv = B * kvCapacity * Hkv * D;
+  needLength("q", p.q, rows);
+  needLength("k", p.k, kv);
+  needLength("v", p.v, kv);
+  for (const [name, arr] of Object.entries(bufs))
+    needLength(name, arr, name === "lse" ? B * H * T : name === "dk" || name === "dv" ? kv : rows);
+}
+
+function allF32(arrays: readonly (FloatArray | null)[]): boolean {
+  return arrays.every((a) => a === null || a instanceof Float32Array);
+}
+
+export function wasmAttention(
+  ex: WasmExports,
+  arena: WasmArena,
+  p: AttentionParams,
+  out: FloatArray,
+  lse: FloatArray,
+): void {
+  if (!allF32([p.q, p.k, p.v, out, lse])) {
+    refBackend.attention(p, out, lse);
+    return;
+  }
+  check(p, { out, lse });
+  const { B, T, S, H, Hkv, D, kvCapacity } = p;
+  const rows = B * T * H * D;
+  const kv = B * kvCapacity * Hkv * D;
+  const nl = B * H * T;
+  arena.reset();
+  try {
+    const q = arena.copyIn(p.q as Float32Array, 0, rows);
+    const k = arena.copyIn(p.k as Float32Array, 0, kv);
+    const v = arena.copyIn(p.v as Float32Array, 0, kv);
+    const o = arena.alloc(rows * 4);
+    const max = arena.alloc(nl * 4);
+    const sum = arena.alloc(nl * 4);
+    const scratch = arena.alloc(S * 4);
+    ex.wasm_attention(
+      q,
+      k,
+      v,
+      B,
+      T,
+      S,
+      H,
+      Hkv,
+      D,
+      kvCapacity,
+      p.scale,
+      p.offset,
+      p.causal ? 1 : 0,
+      o,
+      max,
+      sum,
+      scratch,
+    );
+    const f = out as Float32Array;
+    f.set(arena.view(f, o, rows));
+    const mx = arena.view(f, max, nl);
+    const sm = arena.view(f, sum, nl);
+    for (let i = 0; i < nl; i++) lse[i] = mx[i] + Math.log(sm[i]);
+  } finally {
+    arena.reset();
+  }
+}
+
+export function wasmAttentionBackward(
+  ex: WasmExports,
+  arena: WasmArena,
+  p: AttentionParams,
+  out: FloatArray,
+  lse: FloatArray,
+  dout: FloatArray,
+  dq: FloatArray | null,
+  dk: FloatArray | null,
+  dv: FloatArray | null,
+): void {
+  if (!allF32([p.q, p.k, p.v, out, lse, dout, dq, dk, dv])) {
+    refBackend.attentionBackward(p, out, lse, dout, dq, dk, dv);
+    return;
+  }
+  check(p, { out, lse, dout, dq, dk, dv });
+  if (!dq && !dk && !dv) return;
+  const { B, T, S, H, Hkv, D, kvCapacity } = p;
+  const rows = B * T * H * D;
+  const kv = B * kvCapacity * Hkv * D;
+  arena.reset();
+  try {
+    const q = arena.copyIn(p.q as Float32Array, 0, rows);
+    const k = arena.copyIn(p.k as Float32Array, 0, kv);
+    const v = arena.copyIn(p.v as Float32Array, 0, kv);
+    const o = arena.copyIn(out as Float32Array, 0, rows);
+    const l = arena.copyIn(lse as Float32Array, 0, B * H * T);
+    const g = arena.copyIn(dout as Float32Array, 0, rows);
+    // dq is written whole; dk and dv are added into, so they come in with their contents.
+    const dqAt = dq ? arena.alloc(rows * 4) : 0;
+    const dkAt = dk ? arena.copyIn(dk as Float32Array, 0, kv) : 0;
+    const dvAt = dv ? arena.copyIn(dv as Float32Array, 0, kv) : 0;
+    const scratch = arena.alloc((D + 2 * S * D) * 4);
+    ex.wasm_attention_backward(
+      q,
+      k,
+      v,
+      B,
+      T,
+      S,
+      H,
+      Hkv,
+      D,
+      kvCapacity,
+      p.scale,
+      p.offset,
+      p.causal ? 1 : 0,
+      o,
+      l,
+      g,
+      dqAt,
+      dkAt,
+      dvAt,
+      scratch,
+    );
+    if (dq) dq.set(arena.view(dq as Float32Array, dqAt, rows));
+    if (dk) dk.set(arena.view(dk as Float32Array, dkAt, kv));
+    if (dv) dv.set(arena.view(dv as Float32Array, dvAt, kv));
+  } finally {
+    arena.reset();
+  }
+}

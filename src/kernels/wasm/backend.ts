@@ -1,0 +1,67 @@
+// The WebAssembly backend: the kernels compiled from c/*.c (SIMD128, one thread) for
+// Float32Array operands; every other kernel, and every Float64Array call (finite-difference
+// gradient checks), is the TypeScript reference's. Browser-safe: it takes an instantiated
+// module (module.ts) and never touches the file system.
+import type { Backend } from "../../core/backend.js";
+import { refBackend } from "../ref/index.js";
+import { WasmArena } from "./arena.js";
+import { wasmAttention, wasmAttentionBackward } from "./attention.js";
+import { wasmGemm } from "./gemm.js";
+import type { WasmExports } from "./module.js";
+import {
+  wasmCrossEntropy,
+  wasmCrossEntropyBackward,
+  wasmRmsNorm,
+  wasmRmsNormBackward,
+  wasmSiluMul,
+  wasmSiluMulBackward,
+} from "./ops.js";
+
+/** The kernels this backend runs in WebAssembly (the rest are the reference's). */
+export const WASM_KERNELS = [
+  "gemm",
+  "attention",
+  "attentionBackward",
+  "siluMul",
+  "siluMulBackward",
+  "crossEntropy",
+  "crossEntropyBackward",
+  "rmsNorm",
+  "rmsNormBackward",
+] as const;
+
+/** Wraps an instantiated kernel module as a Backend named "wasm". */
+export function createWasmBackend(ex: WasmExports): Backend {
+  const arena = new WasmArena(ex.memory, ex.__heap_base.value as number);
+  const backend: Backend = {
+    ...refBackend,
+    name: "wasm",
+    gemm: (p) => wasmGemm(ex, arena, p),
+    attention: (p, out, lse) => wasmAttention(ex, arena, p, out, lse),
+    attentionBackward: (p, out, lse, dout, dq, dk, dv) =>
+      wasmAttentionBackward(ex, arena, p, out, lse, dout, dq, dk, dv),
+    siluMul: (gate, up, out) => wasmSiluMul(ex, arena, gate, up, out),
+    siluMulBackward: (gate, up, dy, dgate, dup, accumulate) =>
+      wasmSiluMulBackward(ex, arena, gate, up, dy, dgate, dup, accumulate),
+    crossEntropy: (logits, targets, N, V, ignoreIndex, loss, lse) =>
+      wasmCrossEntropy(ex, arena, logits, targets, N, V, ignoreIndex, loss, lse),
+    crossEntropyBackward: (logits, targets, lse, gradScale, N, V, ignoreIndex, dlogits, accumulate) =>
+      wasmCrossEntropyBackward(
+        ex,
+        arena,
+        logits,
+        targets,
+        lse,
+        gradScale,
+        N,
+        V,
+        ignoreIndex,
+        dlogits,
+        accumulate,
+      ),
+    rmsNorm: (x, w, N, C, eps, y, rstd) => wasmRmsNorm(ex, arena, x, w, N, C, eps, y, rstd),
+    rmsNormBackward: (x, w, rstd, dy, N, C, dx, dw, accumulateDx) =>
+      wasmRmsNormBackward(ex, arena, x, w, rstd, dy, N, C, dx, dw, accumulateDx),
+  };
+  return Object.freeze(backend);
+}

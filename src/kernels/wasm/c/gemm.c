@@ -1,0 +1,188 @@
+// lorakit's WebAssembly GEMM (SIMD128, single thread): C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b]
+// for every transpose form, with B in f32 or bf16 (widened to f32 while packing, so the
+// result is as if B had been converted first). The same blocking as the native addon's
+// portable path: B is packed per KC-deep slab into NR-column strips, A per MC×KC block into
+// MR-row strips, and a 4×8 register tile (8 f32x4 accumulators) does the arithmetic.
+//
+// No libc: the host (kernels/wasm/memory.ts) lays the operands out in linear memory and
+// passes a scratch area of wasm_gemm_scratch_bytes(m, n, k) bytes.
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+#define MR 4
+#define NR 8
+#define KC 256
+#define MC 64
+
+#define EXPORT(name) __attribute__((export_name(#name))) name
+
+static int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
+/** Bytes of scratch one call needs: one packed B slab (KC × n rounded to NR) and one packed A block. */
+int EXPORT(wasm_gemm_scratch_bytes)(int m, int n, int k) {
+  (void)m;
+  int kc = k < KC ? k : KC;
+  return (kc * round_up(n, NR) + kc * MC) * 4;
+}
+
+/** Element (i, j) of op(X) where op(X) is rows×cols and X is stored transposed when `trans`. */
+#define AT(x, trans, ld_plain, ld_trans, i, j) ((trans) ? (x)[(j) * (ld_trans) + (i)] : (x)[(i) * (ld_plain) + (j)])
+
+/** Packs rows [0, mc) × depth [p0, p0+kc) of op(A) into MR-row strips, zero-padded. */
+static void pack_a(const float* a, int trans_a, int m_total, int k_total, int i0, int mc, int p0, int kc,
+                   float* dst) {
+  for (int ib = 0; ib < mc; ib += MR) {
+    int mr = mc - ib < MR ? mc - ib : MR;
+    for (int p = 0; p < kc; p++) {
+      for (int r = 0; r < MR; r++) {
+        dst[p * MR + r] = r < mr ? AT(a, trans_a, k_total, m_total, i0 + ib + r, p0 + p) : 0.0f;
+      }
+    }
+    dst += kc * MR;
+  }
+}
+
+/** Packs depth [p0, p0+kc) × all n columns of op(B) (f32) into NR-column strips, zero-padded. */
+static void pack_b_f32(const float* b, int trans_b, int n, int k_total, int p0, int kc, float* dst) {
+  for (int jb = 0; jb < n; jb += NR) {
+    int nr = n - jb < NR ? n - jb : NR;
+    if (!trans_b && nr == NR) {
+      for (int p = 0; p < kc; p++) {
+        const float* src = b + (p0 + p) * n + jb;
+        wasm_v128_store(dst + p * NR, wasm_v128_load(src));
+        wasm_v128_store(dst + p * NR + 4, wasm_v128_load(src + 4));
+      }
+    } else {
+      for (int p = 0; p < kc; p++) {
+        for (int c = 0; c < NR; c++) {
+          dst[p * NR + c] = c < nr ? AT(b, trans_b, n, k_total, p0 + p, jb + c) : 0.0f;
+        }
+      }
+    }
+    dst += kc * NR;
+  }
+}
+
+static float bf16_to_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  return __builtin_bit_cast(float, u);
+}
+
+/** As pack_b_f32 for a bf16 B. */
+static void pack_b_bf16(const uint16_t* b, int trans_b, int n, int k_total, int p0, int kc, float* dst) {
+  for (int jb = 0; jb < n; jb += NR) {
+    int nr = n - jb < NR ? n - jb : NR;
+    if (!trans_b && nr == NR) {
+      for (int p = 0; p < kc; p++) {
+        // 8 bf16 values → two f32x4 by zero-extending each half and shifting into the high bits.
+        v128_t h = wasm_v128_load(b + (p0 + p) * n + jb);
+        v128_t lo = wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(h), 16);
+        v128_t hi = wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(h), 16);
+        wasm_v128_store(dst + p * NR, lo);
+        wasm_v128_store(dst + p * NR + 4, hi);
+      }
+    } else {
+      for (int p = 0; p < kc; p++) {
+        for (int c = 0; c < NR; c++) {
+          dst[p * NR + c] = c < nr ? bf16_to_f32(AT(b, trans_b, n, k_total, p0 + p, jb + c)) : 0.0f;
+        }
+      }
+    }
+    dst += kc * NR;
+  }
+}
+
+/**
+ * The 4×8 tile: acc = Ap (kc × MR) · Bp (kc × NR); then C = alpha·acc (+ C when `add`,
+ * + beta·C on the first slab when beta ≠ 0). Only the mr × nr corner is written.
+ */
+static void micro_4x8(int kc, const float* ap, const float* bp, float* c, int ldc, int mr, int nr, float alpha,
+                      int first, float beta) {
+  v128_t c00 = wasm_f32x4_splat(0), c01 = c00, c10 = c00, c11 = c00;
+  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int p = 0; p < kc; p++) {
+    v128_t b0 = wasm_v128_load(bp);
+    v128_t b1 = wasm_v128_load(bp + 4);
+    v128_t a;
+    a = wasm_v128_load32_splat(ap + 0);
+    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a, b0));
+    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a, b1));
+    a = wasm_v128_load32_splat(ap + 1);
+    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a, b0));
+    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a, b1));
+    a = wasm_v128_load32_splat(ap + 2);
+    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a, b0));
+    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a, b1));
+    a = wasm_v128_load32_splat(ap + 3);
+    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a, b0));
+    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a, b1));
+    ap += MR;
+    bp += NR;
+  }
+  float tile[MR * NR] __attribute__((aligned(16)));
+  v128_t va = wasm_f32x4_splat(alpha);
+  wasm_v128_store(tile + 0, wasm_f32x4_mul(va, c00));
+  wasm_v128_store(tile + 4, wasm_f32x4_mul(va, c01));
+  wasm_v128_store(tile + 8, wasm_f32x4_mul(va, c10));
+  wasm_v128_store(tile + 12, wasm_f32x4_mul(va, c11));
+  wasm_v128_store(tile + 16, wasm_f32x4_mul(va, c20));
+  wasm_v128_store(tile + 20, wasm_f32x4_mul(va, c21));
+  wasm_v128_store(tile + 24, wasm_f32x4_mul(va, c30));
+  wasm_v128_store(tile + 28, wasm_f32x4_mul(va, c31));
+  for (int r = 0; r < mr; r++) {
+    float* crow = c + r * ldc;
+    const float* t = tile + r * NR;
+    if (!first) {
+      for (int j = 0; j < nr; j++) crow[j] += t[j];
+    } else if (beta == 0.0f) {
+      // beta 0 overwrites: the old C is never read (it may hold NaN).
+      for (int j = 0; j < nr; j++) crow[j] = t[j];
+    } else {
+      for (int j = 0; j < nr; j++) crow[j] = beta * crow[j] + t[j];
+    }
+  }
+}
+
+/** One product (batch element): C (m×n, ld n) = alpha·op(A)·op(B) + beta·C. */
+static void gemm_one(int trans_a, int trans_b, int m, int n, int k, const float* a, const void* b, int b_bf16,
+                     float* c, float alpha, float beta, float* scratch) {
+  if (k == 0) {
+    // An empty sum: C = beta·C (beta 0 writes zeros without reading).
+    for (int i = 0; i < m * n; i++) c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+    return;
+  }
+  float* bpack = scratch;
+  int kc_max = k < KC ? k : KC;
+  float* apack = scratch + kc_max * round_up(n, NR);
+  for (int p0 = 0; p0 < k; p0 += KC) {
+    int kc = k - p0 < KC ? k - p0 : KC;
+    if (b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, bpack);
+    else pack_b_f32((const float*)b, trans_b, n, k, p0, kc, bpack);
+    for (int i0 = 0; i0 < m; i0 += MC) {
+      int mc = m - i0 < MC ? m - i0 : MC;
+      pack_a(a, trans_a, m, k, i0, mc, p0, kc, apack);
+      for (int jb = 0; jb < n; jb += NR) {
+        int nr = n - jb < NR ? n - jb : NR;
+        const float* bp = bpack + (jb / NR) * kc * NR;
+        for (int ib = 0; ib < mc; ib += MR) {
+          int mr = mc - ib < MR ? mc - ib : MR;
+          micro_4x8(kc, apack + (ib / MR) * kc * MR, bp, c + (i0 + ib) * n + jb, n, mr, nr, alpha, p0 == 0,
+                    beta);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * The whole batched call. Offsets are byte addresses in this module's memory; strides are
+ * in elements (0 = the operand is shared by every batch element).
+ */
+void EXPORT(wasm_gemm)(int trans_a, int trans_b, int m, int n, int k, int batch, const float* a, int stride_a,
+                       const void* b, int b_bf16, int stride_b, float* c, int stride_c, float alpha, float beta,
+                       float* scratch) {
+  for (int i = 0; i < batch; i++) {
+    const void* bi = b_bf16 ? (const void*)((const uint16_t*)b + i * stride_b) : (const void*)((const float*)b + i * stride_b);
+    gemm_one(trans_a, trans_b, m, n, k, a + i * stride_a, bi, b_bf16, c + i * stride_c, alpha, beta, scratch);
+  }
+}
