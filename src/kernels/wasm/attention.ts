@@ -6,7 +6,7 @@ import { refBackend } from "../ref/index.js";
 import type { WasmArena } from "./arena.js";
 import type { WasmExports } from "./module.js";
 
-function needLength(name: string, arr: FloatArray | null, need: number): void {
+function needLength(name: string, arr: FloatArray | Uint16Array | null, need: number): void {
   if (arr !== null && arr.length < need)
     throw new RangeError(`attention: ${name} holds ${arr.length} elements, the shapes need ${need}`);
 }
@@ -27,7 +27,15 @@ function check(p: AttentionParams, bufs: Record<string, FloatArray | null>): voi
     needLength(name, arr, name === "lse" ? B * H * T : name === "dk" || name === "dv" ? kv : rows);
 }
 
-function allF32(arrays: readonly (FloatArray | null)[]): boolean {
+/** bf16 bits → their exact f32 values. */
+function widen(h: Uint16Array): Float32Array {
+  const u = new Uint32Array(h.length);
+  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+  return new Float32Array(u.buffer);
+}
+
+/** Anything but Float32Array (f64 gradient checks, mixed k/v dtypes) goes to the reference. */
+function allF32(arrays: readonly (FloatArray | Uint16Array | null)[]): boolean {
   return arrays.every((a) => a === null || a instanceof Float32Array);
 }
 
@@ -38,6 +46,12 @@ export function wasmAttention(
   out: FloatArray,
   lse: FloatArray,
 ): void {
+  if (p.k instanceof Uint16Array && p.v instanceof Uint16Array && p.q instanceof Float32Array) {
+    // A bf16 KV cache: widened exactly on the host, then the f32 kernel, so the result is this
+    // backend's f32 forward over the widened values (the contract's definition).
+    wasmAttention(ex, arena, { ...p, k: widen(p.k), v: widen(p.v) }, out, lse);
+    return;
+  }
   if (!allF32([p.q, p.k, p.v, out, lse])) {
     refBackend.attention(p, out, lse);
     return;
