@@ -40,6 +40,7 @@ Dims read_dims(const Args& A) {
   d.offset = A.size(11, "offset");
   d.causal = A.flag(12);
   if (d.H > 0 && (d.Hkv < 1 || d.Hkv > d.H)) A.fail("Hkv must be in [1, H]");
+  if (d.H > 0 && d.H % d.Hkv != 0) A.fail("H must be a multiple of Hkv (grouped-query heads)");
   if (d.S > d.kvCap) A.fail("S must not exceed kvCapacity");
   return d;
 }
@@ -96,11 +97,15 @@ void Attention(const Args& A) {
   a.out_w = out.p;
   a.lse_w = lse.p;
   if (d.B * d.H * d.T == 0) return;
-  const int64_t qt = (d.T + kAttnBq - 1) / kAttnBq;
+  // One work item per (batch, KV head, query tile): the query heads sharing a KV head are
+  // processed together so each tile of its keys is packed once (kAttnBq rows in all).
+  const int64_t G = d.H / d.Hkv;
+  const int64_t tq = std::max<int64_t>(1, kAttnBq / G);
+  const int64_t qt = (d.T + tq - 1) / tq;
   const auto fn = kernels().attn_fwd;
-  parallel_items(d.B * d.H * qt, worth_threads(d), [&](int64_t item, int64_t) {
-    const int64_t t0 = (item % qt) * kAttnBq, bh = item / qt;
-    fn(a, bh / d.H, bh % d.H, t0, std::min(d.T, t0 + kAttnBq));
+  parallel_items(d.B * d.Hkv * qt, worth_threads(d), [&](int64_t item, int64_t) {
+    const int64_t t0 = (item % qt) * tq, bg = item / qt;
+    fn(a, bg / d.Hkv, bg % d.Hkv, t0, std::min(d.T, t0 + tq));
   });
 }
 

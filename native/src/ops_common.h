@@ -243,7 +243,8 @@ struct Kernels {
   void (*adamw)(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
                 float inv_sqrt_bc2, float eps, float decay);
   // Forward for query rows [t0, t1) of head h of batch b.
-  void (*attn_fwd)(const AttnArgs& a, int64_t b, int64_t h, int64_t t0, int64_t t1);
+  // Queries [t0, t1) of every query head sharing KV head g (GQA), batch b.
+  void (*attn_fwd)(const AttnArgs& a, int64_t b, int64_t g, int64_t t0, int64_t t1);
   // Backward for keys [s0, s1) of kv head g of batch b: adds into dk, dv rows s0..s1 and
   // into dq (all query heads of group g).
   void (*attn_bwd)(const AttnArgs& a, int64_t b, int64_t g, int64_t s0, int64_t s1, float* dq, float* dk,

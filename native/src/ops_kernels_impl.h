@@ -315,15 +315,19 @@ struct FwdScratch {
   float s[Bk];
 };
 
+// Queries [t0, t1) of every query head that shares KV head g (H/Hkv of them, GQA) against
+// that head's keys: each tile of K is packed once for all of them (a decode step's one query
+// per head used to repack the shared keys H/Hkv times). Each (head, query) row keeps its own
+// running max, sum and accumulator and runs the same arithmetic as alone.
 // E = float: k, v read in place; E = uint16_t (bf16 bits): each tile of K is widened while it
 // is packed and each tile of V into sc.vtile, then the same arithmetic runs on those f32
 // values, so the result is the f32 forward's over the widened k, v, bit for bit.
 template <typename E>
-LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64_t b, int64_t h, int64_t t0,
+LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64_t b, int64_t g, int64_t t0,
                               int64_t t1) {
   thread_local FwdScratch sc;
-  const int64_t D = a.D, Dp = round_up(D, W), nq = t1 - t0;
-  const int64_t g = h * a.Hkv / a.H;
+  const int64_t D = a.D, Dp = round_up(D, W), nt = t1 - t0;
+  const int64_t G = a.H / a.Hkv, h0 = g * G, nq = G * nt;  // row i: head h0 + i / nt, query t0 + i % nt
   const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
   sc.qs.resize(nq * Dp);
   sc.acc.assign(nq * Dp, 0.f);
@@ -334,7 +338,7 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
   float* acc = sc.acc.data();
   float* s = sc.s;
   for (int64_t i = 0; i < nq; i++) {
-    const float* qr = a.q + (b * a.T + t0 + i) * qstride + h * D;
+    const float* qr = a.q + (b * a.T + t0 + i % nt) * qstride + (h0 + i / nt) * D;
     for (int64_t d = 0; d < D; d++) qs[i * Dp + d] = qr[d] * a.scale;
     for (int64_t d = D; d < Dp; d++) qs[i * Dp + d] = 0.f;
   }
@@ -359,7 +363,7 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
     }
     for (int64_t i = 0; i < nq; i++) {
       int64_t vis = nk;
-      if (a.causal) vis = std::min(nk, a.offset + t0 + i + 1 - j0);
+      if (a.causal) vis = std::min(nk, a.offset + t0 + i % nt + 1 - j0);
       if (vis <= 0) continue;
       scores_row(qs + i * Dp, sc.panel.data(), D, s);
       for (int64_t j = vis; j < Bk; j++) s[j] = ninf;
@@ -393,7 +397,7 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
     }
   }
   for (int64_t i = 0; i < nq; i++) {
-    const int64_t t = t0 + i;
+    const int64_t t = t0 + i % nt, h = h0 + i / nt;
     float* orow = a.out_w + (b * a.T + t) * qstride + h * D;
     const float l = sc.l[i];
     const float inv = l > 0.f ? 1.f / l : 0.f;
@@ -402,11 +406,12 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
   }
 }
 
-LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t h, int64_t t0, int64_t t1) {
+// Queries [t0, t1) of the query heads sharing KV head g, in batch b.
+LK_TGT static void attn_fwd(const AttnArgs& a, int64_t b, int64_t g, int64_t t0, int64_t t1) {
   if (a.k16)
-    attn_fwd_t<uint16_t>(a, a.k16, a.v16, b, h, t0, t1);
+    attn_fwd_t<uint16_t>(a, a.k16, a.v16, b, g, t0, t1);
   else
-    attn_fwd_t<float>(a, a.k, a.v, b, h, t0, t1);
+    attn_fwd_t<float>(a, a.k, a.v, b, g, t0, t1);
 }
 
 constexpr int64_t BqB = 32;  // query rows per block in the backward
