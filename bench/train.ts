@@ -12,23 +12,11 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
-import {
-  backward,
-  clipGradNorm,
-  crossEntropy,
-  fromArray,
-  Rng,
-  reshape,
-  setBackend,
-  tidy,
-} from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { refBackend } from "../src/kernels/ref/index.js";
 import { availableBackends } from "../src/kernels/select.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
-import { LlamaForCausalLM } from "../src/models/llama/model.js";
-import { AdamW } from "../src/optim/adamw.js";
-import { getPeftModel } from "../src/peft/model.js";
+import { timeLoraSteps } from "./lora-step.js";
 import { torchPeerEnv } from "./torch-peer.js";
 
 const argv = process.argv.slice(2);
@@ -74,7 +62,6 @@ function stepFlops(): number {
 }
 
 function lorakitStep(be: Backend): { seconds: number } {
-  setBackend(be);
   const cfg = parseLlamaConfig({
     model_type: "llama",
     vocab_size: V,
@@ -85,38 +72,7 @@ function lorakitStep(be: Backend): { seconds: number } {
     num_key_value_heads: HKV,
     max_position_embeddings: 1024,
   });
-  const model = new LlamaForCausalLM(cfg, { rng: new Rng(0) });
-  const pm = getPeftModel(model, { r, loraAlpha: SHAPE.alpha, targetModules: "all-linear" });
-  const params = pm.trainableParameters();
-  const optim = new AdamW(params, { lr: 1e-4, weightDecay: 0 });
-  const rng = new Rng(1);
-  const ids = new Int32Array(B * (T + 1)).map(() => rng.int(V));
-  const inputs = new Int32Array(B * T);
-  const targets = new Int32Array(B * T);
-  for (let b = 0; b < B; b++)
-    for (let t = 0; t < T; t++) {
-      inputs[b * T + t] = ids[b * (T + 1) + t];
-      targets[b * T + t] = ids[b * (T + 1) + t + 1];
-    }
-  const one = () =>
-    tidy(() => {
-      pm.train(true);
-      const logits = pm.forward(fromArray(inputs, [B, T]));
-      const loss = crossEntropy(reshape(logits, [-1, V]), fromArray(targets, [B * T]));
-      backward(loss);
-      clipGradNorm(params, 1);
-      optim.step();
-      optim.zeroGrad();
-    });
-  one();
-  const times: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    one();
-    times.push((performance.now() - t0) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return { seconds: times[Math.floor(times.length / 2)] };
+  return timeLoraSteps(be, cfg, { r, alpha: SHAPE.alpha, lr: 1e-4, batch: B, seq: T, steps });
 }
 
 function torchStep(): { seconds: number; version: string } | { error: string } {

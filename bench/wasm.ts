@@ -11,24 +11,13 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, GemmParams } from "../src/core/backend.js";
-import {
-  backward,
-  clipGradNorm,
-  crossEntropy,
-  fromArray,
-  Rng,
-  reshape,
-  setBackend,
-  tidy,
-} from "../src/index.js";
+import { Rng } from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { refBackend } from "../src/kernels/ref/index.js";
 import { availableBackends } from "../src/kernels/select.js";
 import { loadWasmBackend } from "../src/kernels/wasm/node/load.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
-import { LlamaForCausalLM } from "../src/models/llama/model.js";
-import { AdamW } from "../src/optim/adamw.js";
-import { getPeftModel } from "../src/peft/model.js";
+import { timeLoraSteps } from "./lora-step.js";
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(`--${n}`);
@@ -97,49 +86,13 @@ function gemmRate(be: Backend, cs: GemmCase, ms: number): number {
   return (2 * cs.m * cs.n * cs.k) / (times[Math.floor(times.length / 2)] * 1e6);
 }
 
-/** Median seconds of a LoRA training step and the loss of the last one. */
+/** Median seconds of a LoRA training step on the demo model's shape and the loss of the last one. */
 function trainStep(be: Backend): { seconds: number; loss: number } {
-  setBackend(be);
   const here = dirname(fileURLToPath(import.meta.url));
   const cfg = parseLlamaConfig(
     JSON.parse(readFileSync(join(here, "..", "..", "models/demo-base/config.json"), "utf8")),
   );
-  const model = new LlamaForCausalLM(cfg, { rng: new Rng(0) });
-  const pm = getPeftModel(model, { r: 16, loraAlpha: 32, targetModules: "all-linear" });
-  const params = pm.trainableParameters();
-  const optim = new AdamW(params, { lr: 1e-3, weightDecay: 0 });
-  const V = cfg.vocabSize;
-  const rng = new Rng(1);
-  const ids = new Int32Array(B * (T + 1)).map(() => rng.int(V));
-  const inputs = new Int32Array(B * T);
-  const targets = new Int32Array(B * T);
-  for (let b = 0; b < B; b++)
-    for (let t = 0; t < T; t++) {
-      inputs[b * T + t] = ids[b * (T + 1) + t];
-      targets[b * T + t] = ids[b * (T + 1) + t + 1];
-    }
-  const one = (): number =>
-    tidy(() => {
-      pm.train(true);
-      const logits = pm.forward(fromArray(inputs, [B, T]));
-      const loss = crossEntropy(reshape(logits, [-1, V]), fromArray(targets, [B * T]));
-      const value = loss.item();
-      backward(loss);
-      clipGradNorm(params, 1);
-      optim.step();
-      optim.zeroGrad();
-      return value;
-    });
-  one();
-  const times: number[] = [];
-  let loss = Number.NaN;
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    loss = one();
-    times.push((performance.now() - t0) / 1000);
-  }
-  times.sort((x, y) => x - y);
-  return { seconds: times[Math.floor(times.length / 2)], loss };
+  return timeLoraSteps(be, cfg, { r: 16, alpha: 32, lr: 1e-3, batch: B, seq: T, steps });
 }
 
 const label = (be: Backend) => (be.name === "native" ? `native (${threads} thr)` : `${be.name} (1 thr)`);
