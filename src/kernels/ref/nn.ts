@@ -82,7 +82,8 @@ export function logSoftmaxBackward(
   }
 }
 
-function checkTarget(t: number, V: number, ignoreIndex: number, row: number): void {
+/** A target must be a class index or ignoreIndex (every backend raises this same error). */
+export function checkTarget(t: number, V: number, ignoreIndex: number, row: number): void {
   if (t !== ignoreIndex && (t < 0 || t >= V)) {
     throw new RangeError(
       `crossEntropy: target ${t} of row ${row} is outside [0, ${V}) and is not ignoreIndex ${ignoreIndex}`,

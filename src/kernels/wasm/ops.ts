@@ -4,6 +4,7 @@
 // targets are checked here, with the reference's message, before the module sees them.
 import type { FloatArray } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
+import { checkTarget } from "../ref/nn.js";
 import type { WasmArena } from "./arena.js";
 import type { WasmExports } from "./module.js";
 
@@ -88,13 +89,7 @@ function needLength(
 }
 
 function checkTargets(targets: Int32Array, N: number, V: number, ignoreIndex: number): void {
-  for (let r = 0; r < N; r++) {
-    const t = targets[r];
-    if (t !== ignoreIndex && (t < 0 || t >= V))
-      throw new RangeError(
-        `crossEntropy: target ${t} of row ${r} is outside [0, ${V}) and is not ignoreIndex ${ignoreIndex}`,
-      );
-  }
+  for (let r = 0; r < N; r++) checkTarget(targets[r], V, ignoreIndex, r);
 }
 
 export function wasmCrossEntropy(
