@@ -27,10 +27,10 @@ function check(p: AttentionParams, bufs: Record<string, FloatArray | null>): voi
     needLength(name, arr, name === "lse" ? B * H * T : name === "dk" || name === "dv" ? kv : rows);
 }
 
-/** bf16 bits → their exact f32 values. */
-function widen(h: Uint16Array): Float32Array {
-  const u = new Uint32Array(h.length);
-  for (let i = 0; i < h.length; i++) u[i] = h[i] << 16;
+/** The first `keep` bf16 values of each of `B` blocks `stride` apart, widened exactly to f32. */
+function widen(h: Uint16Array, B: number, stride: number, keep: number): Float32Array {
+  const u = new Uint32Array(B * keep);
+  for (let b = 0; b < B; b++) for (let i = 0; i < keep; i++) u[b * keep + i] = h[b * stride + i] << 16;
   return new Float32Array(u.buffer);
 }
 
@@ -49,7 +49,10 @@ export function wasmAttention(
   if (p.k instanceof Uint16Array && p.v instanceof Uint16Array && p.q instanceof Float32Array) {
     // A bf16 KV cache: widened exactly on the host, then the f32 kernel, so the result is this
     // backend's f32 forward over the widened values (the contract's definition).
-    wasmAttention(ex, arena, { ...p, k: widen(p.k), v: widen(p.v) }, out, lse);
+    // Only the S valid rows of each batch are widened (a cache's capacity is usually far larger).
+    const row = p.Hkv * p.D;
+    const valid = (h: Uint16Array) => widen(h, p.B, p.kvCapacity * row, p.S * row);
+    wasmAttention(ex, arena, { ...p, k: valid(p.k), v: valid(p.v), kvCapacity: p.S }, out, lse);
     return;
   }
   if (!allF32([p.q, p.k, p.v, out, lse])) {
