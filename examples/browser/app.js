@@ -15,6 +15,8 @@ const RECIPE = { warmupSteps: 10, validFraction: 0.03, seed: 0 };
 let model = null;
 let worker = null;
 let points = [];
+/** The kernels the Worker trains on (the backend's name), as it reported. */
+let kernels = "";
 let totalSteps = 0;
 /** The adapter's files once trained: { "adapter_config.json": Blob, "adapter_model.safetensors": Blob }. */
 let adapter = null;
@@ -222,10 +224,11 @@ function onWorkerMessage(m) {
       setTrainState("running", `${m.text[0].toUpperCase()}${m.text.slice(1)}…`);
       break;
     case "start":
+      kernels = m.kernels;
       showValue("eval-before", m.evalBefore, fmtLoss(m.evalBefore));
       setTrainState(
         "running",
-        `Training ${m.trainableParams.toLocaleString("en-US")} parameters on ${m.trainExamples} examples (${m.validExamples} held out)…`,
+        `Training ${m.trainableParams.toLocaleString("en-US")} parameters on ${m.trainExamples} examples (${m.validExamples} held out), ${m.kernels} kernels…`,
       );
       break;
     case "step": {
@@ -235,6 +238,8 @@ function onWorkerMessage(m) {
       showValue("loss", m.loss, m.loss.toFixed(4));
       showValue("tps", m.tokensPerSecond, Math.round(m.tokensPerSecond).toLocaleString("en-US"));
       const row = document.createElement("tr");
+      row.dataset.elapsed = String(m.elapsedSeconds);
+      row.dataset.loss = String(m.loss);
       for (const v of [m.step, m.loss.toFixed(6), Math.round(m.tokensPerSecond)]) {
         const td = document.createElement("td");
         td.textContent = String(v);
@@ -255,7 +260,7 @@ function onWorkerMessage(m) {
       $("dl-weights").disabled = false;
       setTrainState(
         "done",
-        `${m.cancelled ? "Stopped" : "Done"} after ${m.steps} steps, ${Math.round(m.tokensPerSecond).toLocaleString("en-US")} tokens/s.`,
+        `${m.cancelled ? "Stopped" : "Done"} after ${m.steps} steps, ${Math.round(m.tokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels} kernels.`,
       );
       break;
     case "error":

@@ -11,6 +11,7 @@ import {
   AdamW,
   adapterStateDict,
   Batcher,
+  backend,
   evalBatches,
   evaluateBatches,
   generate,
@@ -170,6 +171,7 @@ async function train({ files, text, settings: s }) {
   const evalBefore = validBatches.length ? evaluateBatches(peft, validBatches).loss : null;
   self.postMessage({
     type: "start",
+    kernels: backend().name,
     trainableParams: named.reduce((a, [, p]) => a + p.size, 0),
     trainExamples: train.length,
     validExamples: valid.length,

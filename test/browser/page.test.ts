@@ -78,9 +78,12 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
     );
     assert.equal(await text("#error"), "", "the page shows no error");
     assert.deepEqual(pageErrors, []);
-    assert.match(await text("#train-status"), new RegExp(`^Done after ${STEPS} steps, [\\d,]+ tokens/s\\.$`));
+    assert.match(
+      await text("#train-status"),
+      new RegExp(`^Done after ${STEPS} steps, [\\d,]+ tokens/s on the wasm kernels\\.$`),
+    );
     const losses = await page.$$eval("#loss-table tr", (rows) =>
-      rows.map((r) => Number(r.children[1].textContent)),
+      rows.map((r) => Number((r as HTMLElement).dataset.loss)),
     );
     assert.equal(losses.length, STEPS);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -139,5 +142,24 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
       adaptedLoss < baseLoss - 1e-3,
       `the downloaded adapter changes the model: ${baseLoss} → ${adaptedLoss}`,
     );
+  });
+
+  it("stops a run when Stop is pressed, and still offers what it trained", async () => {
+    await page.fill("#steps", "100000");
+    await page.click("#train");
+    await page.waitForFunction(() => document.querySelectorAll("#loss-table tr").length >= 2, null, {
+      timeout: 120_000,
+    });
+    await page.click("#stop");
+    await page.waitForFunction(
+      () => ["done", "error"].includes(document.getElementById("train-status")!.dataset.state!),
+      null,
+      { timeout: 120_000 },
+    );
+    const status = await text("#train-status");
+    const m = /^Stopped after (\d+) steps/.exec(status);
+    assert.ok(m, status);
+    assert.ok(Number(m[1]) >= 2 && Number(m[1]) < 100_000, status);
+    assert.equal(await page.isDisabled("#dl-weights"), false);
   });
 });

@@ -1,0 +1,108 @@
+// LoRA training in a real browser page: headless Chromium (Debian's, driven by
+// playwright-core) opens the browser example (examples/browser/), loads the demo model, and
+// trains the same steps on the same text twice in the same page — on the WebAssembly
+// kernels, then on the TypeScript reference kernels. Prints tokens/s of both (the median step
+// time after the first step, measured in the page's Worker) and their ratio, and the losses
+// of the steps both ran (the kernels must agree on them).
+//
+//   npm run build && node dist/bench/browser.js [--steps 10] [--ref-steps 4] [--batch 8] [--seq 128] [--json]
+import { type Browser, chromium, type Page } from "playwright-core";
+import { sotuText } from "../src/data/corpora.js";
+import { CHROMIUM, chromiumArgs, startExampleServer } from "../test/browser/example-server.js";
+
+const argv = process.argv.slice(2);
+const opt = (n: string, d: number) => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 ? Number(argv[i + 1]) : d;
+};
+const steps = opt("steps", 10);
+const refSteps = opt("ref-steps", 4);
+const B = opt("batch", 8);
+const T = opt("seq", 128);
+const json = argv.includes("--json");
+
+interface Run {
+  backend: string;
+  steps: number;
+  medianStepSeconds: number;
+  tokensPerSecond: number;
+  losses: number[];
+}
+
+async function train(page: Page, backend: "wasm" | "ref", n: number): Promise<Run> {
+  await page.fill("#steps", String(n));
+  await page.fill("#batch", String(B));
+  await page.fill("#seq", String(T));
+  await page.selectOption("#backend", backend);
+  await page.click("#train");
+  await page.waitForFunction(
+    () => ["done", "error"].includes(document.getElementById("train-status")!.dataset.state!),
+    null,
+    { timeout: 0 },
+  );
+  const error = await page.textContent("#error");
+  if (error) throw new Error(`the page reported: ${error}`);
+  const rows = await page.$$eval("#loss-table tr", (trs) =>
+    trs.map((r) => ({
+      elapsed: Number((r as HTMLElement).dataset.elapsed),
+      loss: Number((r as HTMLElement).dataset.loss),
+    })),
+  );
+  // Each step's own time; the first carries one-time costs (kernel warm-up, buffer growth).
+  const times = rows.slice(1).map((r, i) => r.elapsed - rows[i].elapsed);
+  times.sort((a, b) => a - b);
+  const median = times.length ? times[Math.floor(times.length / 2)] : rows[0].elapsed;
+  return {
+    backend,
+    steps: n,
+    medianStepSeconds: median,
+    tokensPerSecond: (B * T) / median,
+    losses: rows.map((r) => r.loss),
+  };
+}
+
+const server = await startExampleServer();
+let browser: Browser | null = null;
+try {
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: chromiumArgs() });
+  const page = await browser.newPage();
+  await page.goto(server.url);
+  await page.waitForSelector("html[data-ready=true]");
+  const isolated = await page.evaluate(() => crossOriginIsolated);
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  await page.click("#load-demo");
+  await page.waitForSelector('#model-status[data-state="ready"]');
+  await page.fill("#text", sotuText({ years: [2020, 2021] }));
+  const wasm = await train(page, "wasm", steps);
+  const ref = await train(page, "ref", refSteps);
+  const shared = Math.min(wasm.losses.length, ref.losses.length);
+  const maxRelDiff = Math.max(
+    ...wasm.losses.slice(0, shared).map((l, i) => Math.abs(l - ref.losses[i]) / Math.abs(ref.losses[i])),
+  );
+  const result = {
+    browser: `Chromium ${browser.version()}`,
+    crossOriginIsolated: isolated,
+    hardwareConcurrency: cores,
+    shape: { batch: B, seq: T, r: 16, targetModules: "all-linear", model: "models/demo-base" },
+    wasm,
+    ref,
+    speedup: wasm.tokensPerSecond / ref.tokensPerSecond,
+    lossMaxRelDiff: maxRelDiff,
+  };
+  if (json) console.log(JSON.stringify(result, null, 2));
+  else {
+    console.log(`${result.browser}, crossOriginIsolated ${isolated}, ${cores} logical cores`);
+    console.log(`demo model, r=16 all-linear, ${B}×${T}, median step after the first:`);
+    for (const r of [wasm, ref])
+      console.log(
+        `  ${r.backend.padEnd(4)} ${r.tokensPerSecond.toFixed(0).padStart(6)} tokens/s  (${(r.medianStepSeconds * 1000).toFixed(0)} ms/step, ${r.steps} steps)`,
+      );
+    console.log(`  wasm / ref: ${result.speedup.toFixed(1)}×`);
+    console.log(
+      `  losses of the ${shared} steps both ran agree to ${maxRelDiff.toExponential(1)} (relative)`,
+    );
+  }
+} finally {
+  await browser?.close();
+  server.close();
+}
