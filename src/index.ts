@@ -3,6 +3,13 @@
 export * from "./core/index.js";
 export * from "./export/index.js";
 export * from "./io/index.js";
+// The WebAssembly kernels for browsers: loadWasmBackend fetches them, starts workers when the
+// page is cross-origin isolated, and makes them the engine's backend.
+export {
+  type LoadWasmBackendOptions,
+  loadWasmBackend,
+  type WasmBackendHandle,
+} from "./kernels/wasm/index.js";
 export * as linalg from "./linalg/index.js";
 export * from "./models/index.js";
 export * from "./nn/index.js";

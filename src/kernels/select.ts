@@ -18,7 +18,8 @@ export const BACKEND_KINDS: readonly BackendKind[] = ["auto", "ref", "native", "
 type NativeLoad =
   | { backend: Backend }
   | { error: Error; message: string; notice: string; reason: string; fix: string };
-type WasmLoad = { backend: Backend } | { error: Error };
+/** `notice`: why the wasm kernels run on fewer threads than LORAKIT_THREADS / the cores (or null). */
+type WasmLoad = { backend: Backend; notice: string | null } | { error: Error };
 
 let nativeLoad: Promise<NativeLoad> | undefined;
 
@@ -65,12 +66,17 @@ function loadNative(): Promise<NativeLoad> {
 
 let wasmLoad: Promise<WasmLoad> | undefined;
 
-/** Loads the WebAssembly kernels once per process; never throws. */
+/**
+ * Loads the WebAssembly kernels once per process, on the threads native would use
+ * (LORAKIT_THREADS, else every core; worker threads that never keep the process alive);
+ * never throws.
+ */
 function loadWasm(): Promise<WasmLoad> {
   wasmLoad ??= (async (): Promise<WasmLoad> => {
     try {
-      const { loadWasmBackend } = await import("./wasm/node/load.js");
-      return await loadWasmBackend();
+      const { loadNodeWasmBackend } = await import("./wasm/node/load.js");
+      const r = await loadNodeWasmBackend();
+      return "error" in r ? r : { backend: r.handle.backend, notice: r.handle.notice };
     } catch (e) {
       return { error: e instanceof Error ? e : new Error(String(e)) };
     }
@@ -121,7 +127,7 @@ export async function selectBackend(
         { cause: w.error },
       );
     setBackend(w.backend);
-    return { backend: w.backend, notice: null };
+    return { backend: w.backend, notice: w.notice };
   }
   const r = await loadNative();
   if ("backend" in r) {
@@ -132,7 +138,8 @@ export async function selectBackend(
   const w = await loadWasm();
   if ("backend" in w) {
     setBackend(w.backend);
-    return { backend: w.backend, notice: wasmFallbackNotice(r) };
+    const threads = w.notice === null ? "" : `\n${w.notice}`;
+    return { backend: w.backend, notice: `${wasmFallbackNotice(r)}${threads}` };
   }
   setBackend(refBackend);
   const wasmLine = `lorakit: the WebAssembly kernels are unavailable too: ${firstLine(w.error.message).replace(/^lorakit: /, "")}`;

@@ -79,18 +79,26 @@ async function openNative(): Promise<{ backend: Backend; configs: Config[] } | {
   return { backend: createNativeBackend(r.addon), configs };
 }
 
-/** The WebAssembly kernels (one thread, one configuration), from the module the build put in dist/. */
-async function openWasm(): Promise<{ backend: Backend; configs: Config[] } | { skip: string }> {
-  const { loadWasmBackend } = await import("../../src/kernels/wasm/node/load.js");
-  const r = await loadWasmBackend();
-  if ("error" in r) return { skip: r.error.message };
-  return { backend: r.backend, configs: [{ label: "SIMD128, 1 thread", apply() {} }] };
+/**
+ * The WebAssembly kernels from the modules the build put in dist/: on one thread, or on
+ * `threads` (3: shares of uneven size on this 2-core host) with every call split, however
+ * small, so the contract covers the threaded split of each kernel.
+ */
+function openWasm(threads: number) {
+  return async (): Promise<{ backend: Backend; configs: Config[] } | { skip: string }> => {
+    const { loadNodeWasmBackend } = await import("../../src/kernels/wasm/node/load.js");
+    const r = await loadNodeWasmBackend({ threads, splitAbove: 0 });
+    if ("error" in r) return { skip: r.error.message };
+    if (r.handle.threads !== threads) throw new Error(`wasm on ${threads} threads: ${r.handle.notice}`);
+    return { backend: r.handle.backend, configs: [{ label: `SIMD128, ${threads} thread(s)`, apply() {} }] };
+  };
 }
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
   // The wasm backend runs gemm, attention, siluMul, crossEntropy and rmsNorm in WebAssembly; the rest are the reference's.
-  { name: "wasm", open: openWasm, boundsChecks: wasmBoundsChecks },
+  { name: "wasm", open: openWasm(1), boundsChecks: wasmBoundsChecks },
+  { name: "wasm-threads", open: openWasm(3), boundsChecks: wasmBoundsChecks },
 ];
 
 // ─────────────────────────────────────────────────────────────────────────────────────

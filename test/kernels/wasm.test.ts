@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { Backend, GemmParams } from "../../src/core/backend.js";
 import { backend as engineBackend } from "../../src/core/engine.js";
@@ -14,11 +14,15 @@ import { BackendError } from "../../src/core/errors.js";
 import { refBackend } from "../../src/kernels/ref/index.js";
 import { selectBackend } from "../../src/kernels/select.js";
 import { instantiateWasmKernels } from "../../src/kernels/wasm/module.js";
-import { loadWasmBackend, wasmModulePath } from "../../src/kernels/wasm/node/load.js";
+import {
+  loadNodeWasmBackend,
+  wasmModulePath,
+  wasmThreadsModulePath,
+} from "../../src/kernels/wasm/node/load.js";
 import { repoRoot } from "../util/repo.js";
 
-const loaded = await loadWasmBackend();
-const wasm: Backend | null = "backend" in loaded ? loaded.backend : null;
+const loaded = await loadNodeWasmBackend({ threads: 1 });
+const wasm: Backend | null = "handle" in loaded ? loaded.handle.backend : null;
 const skip =
   wasm === null ? `wasm kernels not built (${"error" in loaded ? loaded.error.message : ""})` : false;
 
@@ -172,20 +176,21 @@ describe("wasm SiLU·mul at the ends of the exponential's range", { skip }, () =
 describe("the wasm module", { skip }, () => {
   const scratch = mkdtempSync(join(tmpdir(), "lorakit-wasm-"));
   after(() => rmSync(scratch, { recursive: true, force: true }));
-  test("the module beside the compiled loader is what the C sources build to now", () => {
-    const out = join(scratch, "rebuilt.wasm");
+  test("the modules beside the compiled loader are what the C sources build to now", () => {
+    const out = join(scratch, "rebuilt");
     const r = spawnSync(process.execPath, ["scripts/build-wasm.mjs", "--require", "--force", "--out", out], {
       cwd: repoRoot(),
       encoding: "utf8",
     });
     assert.equal(r.status, 0, r.stderr);
-    assert.ok(
-      readFileSync(out).equals(readFileSync(wasmModulePath())),
-      "dist's module is stale: npm run build:wasm",
-    );
+    for (const built of [wasmModulePath(), wasmThreadsModulePath()])
+      assert.ok(
+        readFileSync(join(out, basename(built))).equals(readFileSync(built)),
+        `dist's ${basename(built)} is stale: npm run build:wasm`,
+      );
   });
   test("a missing module is an error naming the build command", async () => {
-    const r = await loadWasmBackend(join(scratch, "nothing-here.wasm"));
+    const r = await loadNodeWasmBackend({ threads: 1, path: join(scratch, "nothing-here.wasm") });
     assert.ok("error" in r);
     assert.ok(r.error instanceof BackendError);
     assert.match(r.error.message, /not built .*npm run build:wasm/);
@@ -194,7 +199,10 @@ describe("the wasm module", { skip }, () => {
     await assert.rejects(instantiateWasmKernels(new Uint8Array([1, 2, 3, 4])), BackendError);
     // The smallest valid module: magic and version, no exports.
     const empty = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
-    await assert.rejects(instantiateWasmKernels(empty), /lacks memory, __heap_base, wasm_gemm_scratch_bytes/);
+    await assert.rejects(
+      instantiateWasmKernels(empty),
+      /lacks __heap_base, wasm_gemm_scratch_bytes, wasm_gemm,/,
+    );
   });
 });
 

@@ -13,11 +13,14 @@ type Typed = Float32Array | Uint16Array | Int32Array | Uint8Array;
 export class WasmArena {
   private readonly memory: WebAssembly.Memory;
   private readonly base: number;
+  private readonly maxBytes: number;
   private top: number;
 
-  constructor(memory: WebAssembly.Memory, heapBase: number) {
+  /** `maxBytes`: the most the memory may grow to (a shared memory's maximum may be below 4 GiB). */
+  constructor(memory: WebAssembly.Memory, heapBase: number, maxBytes = MAX_BYTES) {
     this.memory = memory;
     this.base = align16(heapBase);
+    this.maxBytes = Math.min(maxBytes, MAX_BYTES);
     this.top = this.base;
   }
 
@@ -30,9 +33,9 @@ export class WasmArena {
   alloc(bytes: number): number {
     const at = this.top;
     const end = align16(at + bytes);
-    if (end > MAX_BYTES)
+    if (end > this.maxBytes)
       throw new BackendError(
-        `lorakit: a wasm kernel call needs ${end} bytes of memory, more than WebAssembly's 4 GiB; use the native backend for products this large`,
+        `lorakit: a wasm kernel call needs ${end} bytes of memory, more than this WebAssembly memory's ${this.maxBytes}; use the native backend for products this large`,
       );
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));

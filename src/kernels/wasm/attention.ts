@@ -4,7 +4,7 @@
 import type { AttentionParams, FloatArray } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import type { WasmArena } from "./arena.js";
-import type { WasmExports } from "./module.js";
+import type { KernelCalls } from "./calls.js";
 
 function needLength(name: string, arr: FloatArray | Uint16Array | null, need: number): void {
   if (arr !== null && arr.length < need)
@@ -40,7 +40,7 @@ function allF32(arrays: readonly (FloatArray | Uint16Array | null)[]): boolean {
 }
 
 export function wasmAttention(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   p: AttentionParams,
   out: FloatArray,
@@ -72,7 +72,7 @@ export function wasmAttention(
     const o = arena.alloc(rows * 4);
     const max = arena.alloc(nl * 4);
     const sum = arena.alloc(nl * 4);
-    const scratch = arena.alloc(S * 4);
+    const scratch = arena.alloc(ex.threads * S * 4);
     ex.wasm_attention(
       q,
       k,
@@ -103,7 +103,7 @@ export function wasmAttention(
 }
 
 export function wasmAttentionBackward(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   p: AttentionParams,
   out: FloatArray,
@@ -134,7 +134,7 @@ export function wasmAttentionBackward(
     const dqAt = dq ? arena.alloc(rows * 4) : 0;
     const dkAt = dk ? arena.copyIn(dk as Float32Array, 0, kv) : 0;
     const dvAt = dv ? arena.copyIn(dv as Float32Array, 0, kv) : 0;
-    const scratch = arena.alloc((D + 2 * S * D) * 4);
+    const scratch = arena.alloc(ex.threads * (D + 2 * S * D) * 4);
     ex.wasm_attention_backward(
       q,
       k,

@@ -1,4 +1,5 @@
-// The WebAssembly backend: the kernels compiled from c/*.c (SIMD128, one thread) for
+// The WebAssembly backend: the kernels compiled from c/*.c (SIMD128, one thread or a pool of
+// workers on a shared memory, see pool.ts) for
 // Float32Array operands; every other kernel, and every Float64Array call (finite-difference
 // gradient checks), is the TypeScript reference's. Browser-safe: it takes an instantiated
 // module (module.ts) and never touches the file system.
@@ -6,6 +7,7 @@ import type { Backend } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
+import { kernelCalls } from "./calls.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
 import {
@@ -16,6 +18,7 @@ import {
   wasmSiluMul,
   wasmSiluMulBackward,
 } from "./ops.js";
+import type { WasmThreadPool } from "./pool.js";
 
 /** The kernels this backend runs in WebAssembly (the rest are the reference's). */
 export const WASM_KERNELS = [
@@ -30,9 +33,20 @@ export const WASM_KERNELS = [
   "rmsNormBackward",
 ] as const;
 
-/** Wraps an instantiated kernel module as a Backend named "wasm". */
-export function createWasmBackend(ex: WasmExports): Backend {
-  const arena = new WasmArena(ex.memory, ex.__heap_base.value as number);
+/**
+ * Wraps an instantiated kernel module as a Backend named "wasm": the single-threaded one
+ * (`ex`), or the caller's instance of a thread pool (`pool`, whose calls are split between
+ * its threads; the results are bit-identical to one thread's).
+ */
+export function createWasmBackend(ex: WasmExports): Backend;
+export function createWasmBackend(pool: WasmThreadPool): Backend;
+export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend {
+  const pool = "run" in source ? (source as WasmThreadPool) : null;
+  const raw = pool ? pool.ex : (source as WasmExports);
+  const arena = pool
+    ? new WasmArena(raw.memory, pool.arenaBase, pool.maxBytes)
+    : new WasmArena(raw.memory, raw.__heap_base.value as number);
+  const ex = kernelCalls(raw, pool);
   const backend: Backend = {
     ...refBackend,
     name: "wasm",

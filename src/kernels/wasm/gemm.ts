@@ -3,7 +3,7 @@
 import type { GemmParams } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import type { WasmArena } from "./arena.js";
-import type { WasmExports } from "./module.js";
+import type { KernelCalls } from "./calls.js";
 
 /** Elements a batched operand spans: `batch` matrices of `size`, `stride` apart (0 = shared). */
 function span(batch: number, stride: number, size: number): number {
@@ -17,7 +17,7 @@ function checkSize(name: string, arr: { length: number }, need: number, batch: n
     );
 }
 
-export function wasmGemm(ex: WasmExports, arena: WasmArena, p: GemmParams): void {
+export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void {
   const { a, b, c, m, n, k, batch } = p;
   if (!(a instanceof Float32Array && c instanceof Float32Array && !(b instanceof Float64Array))) {
     refBackend.gemm(p);
@@ -47,7 +47,8 @@ export function wasmGemm(ex: WasmExports, arena: WasmArena, p: GemmParams): void
       p.beta === 0
         ? arena.alloc(span(batch, p.strideC, m * n) * 4)
         : arena.copyIn(c, 0, span(batch, p.strideC, m * n));
-    const scratch = arena.alloc(ex.wasm_gemm_scratch_bytes(m, n, k));
+    // One scratch area per thread (c/gemm.c).
+    const scratch = arena.alloc(ex.threads * ex.wasm_gemm_scratch_bytes(m, n, k));
     ex.wasm_gemm(
       p.transA ? 1 : 0,
       p.transB ? 1 : 0,

@@ -1,4 +1,11 @@
-// The WebAssembly backend, browser-safe: instantiate the module from its bytes, then wrap
-// it. Node code loads the bytes with ./node/load.ts (or kernels/select.ts).
+// The WebAssembly backend, browser-safe: loadWasmBackend fetches the module(s) and starts
+// workers in a page; createWasmBackend wraps an instantiated module. Node code loads the
+// files with ./node/load.ts (or kernels/select.ts).
 export { createWasmBackend, WASM_KERNELS } from "./backend.js";
-export { instantiateWasmKernels, WASM_FILE_NAME, type WasmExports } from "./module.js";
+export { type LoadWasmBackendOptions, loadWasmBackend, type WasmBackendHandle } from "./load.js";
+export {
+  instantiateWasmKernels,
+  WASM_FILE_NAME,
+  WASM_THREADS_FILE_NAME,
+  type WasmExports,
+} from "./module.js";

@@ -3,7 +3,11 @@
 // the caller's business; this file only compiles them and checks the exports.
 import { BackendError } from "../../core/errors.js";
 
-/** The functions the C sources export (see c/gemm.c), plus the memory they work in. */
+/**
+ * The functions the C sources export (see c/gemm.c), plus the memory they work in. Every
+ * kernel but wasm_gemm_scratch_bytes takes (tid, nth) last: the share of the work of thread
+ * `tid` of `nth` (0 of 1 alone; pool.ts runs the other shares on workers).
+ */
 export interface WasmExports {
   memory: WebAssembly.Memory;
   /** First free byte after the module's static data and stack: the host's arena starts here. */
@@ -26,6 +30,8 @@ export interface WasmExports {
     alpha: number,
     beta: number,
     scratch: number,
+    tid: number,
+    nth: number,
   ): void;
   wasm_attention(
     q: number,
@@ -45,8 +51,10 @@ export interface WasmExports {
     rowMax: number,
     rowSum: number,
     scratch: number,
+    tid: number,
+    nth: number,
   ): void;
-  wasm_silu_mul(gate: number, up: number, out: number, n: number): void;
+  wasm_silu_mul(gate: number, up: number, out: number, n: number, tid: number, nth: number): void;
   /** dgate, dup: addresses, 0 for a gradient not wanted; acc 1 adds into them. */
   wasm_silu_mul_backward(
     gate: number,
@@ -56,8 +64,18 @@ export interface WasmExports {
     dup: number,
     n: number,
     acc: number,
+    tid: number,
+    nth: number,
   ): void;
-  wasm_row_max_sumexp(x: number, N: number, V: number, rowMax: number, rowSum: number): void;
+  wasm_row_max_sumexp(
+    x: number,
+    N: number,
+    V: number,
+    rowMax: number,
+    rowSum: number,
+    tid: number,
+    nth: number,
+  ): void;
   wasm_cross_entropy_backward(
     logits: number,
     targets: number,
@@ -68,8 +86,20 @@ export interface WasmExports {
     ignoreIndex: number,
     dlogits: number,
     acc: number,
+    tid: number,
+    nth: number,
   ): void;
-  wasm_rms_norm(x: number, w: number, N: number, C: number, eps: number, y: number, rstd: number): void;
+  wasm_rms_norm(
+    x: number,
+    w: number,
+    N: number,
+    C: number,
+    eps: number,
+    y: number,
+    rstd: number,
+    tid: number,
+    nth: number,
+  ): void;
   /** dx, dw: addresses, 0 for a gradient not wanted; dwAcc: C floats of scratch. */
   wasm_rms_norm_backward(
     x: number,
@@ -82,6 +112,8 @@ export interface WasmExports {
     dw: number,
     accDx: number,
     dwAcc: number,
+    tid: number,
+    nth: number,
   ): void;
   /** dq, dk, dv: addresses, 0 for a gradient not wanted. */
   wasm_attention_backward(
@@ -105,40 +137,100 @@ export interface WasmExports {
     dk: number,
     dv: number,
     scratch: number,
+    tid: number,
+    nth: number,
   ): void;
 }
 
+/** The kernels that take (tid, nth): what a worker may be asked to run (pool.ts, worker-loop.ts). */
+export const THREADED_KERNELS = [
+  "wasm_gemm",
+  "wasm_attention",
+  "wasm_attention_backward",
+  "wasm_silu_mul",
+  "wasm_silu_mul_backward",
+  "wasm_row_max_sumexp",
+  "wasm_cross_entropy_backward",
+  "wasm_rms_norm",
+  "wasm_rms_norm_backward",
+] as const satisfies readonly (keyof WasmExports)[];
+export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
+
 const REQUIRED: readonly (keyof WasmExports)[] = [
-  "memory",
   "__heap_base",
   "wasm_gemm_scratch_bytes",
-  "wasm_gemm",
+  ...THREADED_KERNELS,
 ];
 
-/** The file name the build writes next to the compiled kernels/wasm modules. */
+/** The file names the build writes next to the compiled kernels/wasm modules. */
 export const WASM_FILE_NAME = "lorakit_kernels.wasm";
+export const WASM_THREADS_FILE_NAME = "lorakit_kernels_threads.wasm";
+
+function compileError(e: unknown): BackendError {
+  const why = e instanceof Error ? e.message : String(e);
+  return new BackendError(
+    `lorakit: the WebAssembly kernels did not compile here (${why}); they need WebAssembly SIMD128 (Node ≥ 16.4, Chrome ≥ 91, Firefox ≥ 89, Safari ≥ 16.4)`,
+    { cause: e },
+  );
+}
+
+function checkExports(ex: Record<string, unknown>): void {
+  const missing = REQUIRED.filter((name) => ex[name] === undefined);
+  if (missing.length > 0)
+    throw new BackendError(
+      `lorakit: the WebAssembly kernel module lacks ${missing.join(", ")}; rebuild it (npm run build:wasm)`,
+    );
+}
 
 /**
- * Compiles and instantiates the kernel module (asynchronously: browsers refuse large
- * synchronous compiles on the main thread). Throws a BackendError when the bytes are not a
- * WebAssembly module, the engine lacks SIMD128, or an export is missing (a stale build).
+ * Compiles and instantiates the single-threaded kernel module (asynchronously: browsers
+ * refuse large synchronous compiles on the main thread). Throws a BackendError when the
+ * bytes are not a WebAssembly module, the engine lacks SIMD128, or an export is missing (a
+ * stale build).
  */
 export async function instantiateWasmKernels(bytes: BufferSource): Promise<WasmExports> {
   let instance: WebAssembly.Instance;
   try {
     ({ instance } = await WebAssembly.instantiate(bytes, {}));
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    throw new BackendError(
-      `lorakit: the WebAssembly kernels did not compile here (${why}); they need WebAssembly SIMD128 (Node ≥ 16.4, Chrome ≥ 91, Firefox ≥ 89, Safari ≥ 16.4)`,
-      { cause: e },
-    );
+    throw compileError(e);
   }
   const ex = instance.exports as unknown as WasmExports;
-  const missing = REQUIRED.filter((name) => (ex as unknown as Record<string, unknown>)[name] === undefined);
-  if (missing.length > 0)
+  checkExports(ex as unknown as Record<string, unknown>);
+  if (!(ex.memory instanceof WebAssembly.Memory))
     throw new BackendError(
-      `lorakit: the WebAssembly kernel module lacks ${missing.join(", ")}; rebuild it (npm run build:wasm)`,
+      "lorakit: this WebAssembly kernel module has no memory of its own (it is the threaded one?); pass lorakit_kernels.wasm",
     );
   return ex;
+}
+
+/** Compiles the threaded module (lorakit_kernels_threads.wasm) once; each thread instantiates it. */
+export async function compileThreadedKernels(bytes: BufferSource): Promise<WebAssembly.Module> {
+  let module: WebAssembly.Module;
+  try {
+    module = await WebAssembly.compile(bytes);
+  } catch (e) {
+    throw compileError(e);
+  }
+  const imports = WebAssembly.Module.imports(module);
+  if (!imports.some((i) => i.kind === "memory"))
+    throw new BackendError(
+      "lorakit: this WebAssembly kernel module does not import a shared memory (it is the single-threaded one?); pass lorakit_kernels_threads.wasm",
+    );
+  return module;
+}
+
+/** One thread's instance of the threaded module on the shared `memory`. */
+export async function instantiateThreadedKernels(
+  module: WebAssembly.Module,
+  memory: WebAssembly.Memory,
+): Promise<WasmExports & { __stack_pointer: WebAssembly.Global }> {
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  const ex: Record<string, unknown> = { ...instance.exports, memory };
+  checkExports(ex);
+  if (!(ex.__stack_pointer instanceof WebAssembly.Global))
+    throw new BackendError(
+      "lorakit: the threaded WebAssembly kernel module lacks __stack_pointer; rebuild it (npm run build:wasm)",
+    );
+  return ex as unknown as WasmExports & { __stack_pointer: WebAssembly.Global };
 }

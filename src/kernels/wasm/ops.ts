@@ -6,7 +6,7 @@ import type { FloatArray } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { checkTarget } from "../ref/nn.js";
 import type { WasmArena } from "./arena.js";
-import type { WasmExports } from "./module.js";
+import type { KernelCalls } from "./calls.js";
 
 function allF32(arrays: readonly (FloatArray | null)[]): arrays is readonly (Float32Array | null)[] {
   return arrays.every((a) => a === null || a instanceof Float32Array);
@@ -19,7 +19,7 @@ function sameLength(kernel: string, n: number, arrays: Record<string, FloatArray
 }
 
 export function wasmSiluMul(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   gate: FloatArray,
   up: FloatArray,
@@ -44,7 +44,7 @@ export function wasmSiluMul(
 }
 
 export function wasmSiluMulBackward(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   gate: FloatArray,
   up: FloatArray,
@@ -93,7 +93,7 @@ function checkTargets(targets: Int32Array, N: number, V: number, ignoreIndex: nu
 }
 
 export function wasmCrossEntropy(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   logits: FloatArray,
   targets: Int32Array,
@@ -129,7 +129,7 @@ export function wasmCrossEntropy(
 }
 
 export function wasmCrossEntropyBackward(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   logits: FloatArray,
   targets: Int32Array,
@@ -166,7 +166,7 @@ export function wasmCrossEntropyBackward(
 }
 
 export function wasmRmsNorm(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   x: FloatArray,
   w: FloatArray,
@@ -196,7 +196,7 @@ export function wasmRmsNorm(
 }
 
 export function wasmRmsNormBackward(
-  ex: WasmExports,
+  ex: KernelCalls,
   arena: WasmArena,
   x: FloatArray,
   w: FloatArray,

@@ -65,18 +65,22 @@ static int key_limit(int causal, int S, int offset, int t) {
 
 /**
  * q (B,T,H,D), k, v (B,cap,Hkv,D) → out (B,T,H,D), row_max and row_sum (B,H,T).
- * scratch: S floats.
+ * scratch: nth · S floats. Thread `tid` of `nth` takes every nth query row (interleaved, so
+ * causal rows of different lengths spread evenly); each row's arithmetic is the same alone.
  */
 void EXPORT(wasm_attention)(const float* q, const float* k, const float* v, int B, int T, int S, int H, int Hkv,
                             int D, int cap, float scale, int offset, int causal, float* out, float* row_max,
-                            float* row_sum, float* scratch) {
+                            float* row_sum, float* scratch, int tid, int nth) {
   int group = H / Hkv;
+  scratch += (long)tid * S;
+  int row = 0;
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < H; h++) {
       int hk = h / group;
       const float* kb = k + ((long)b * cap * Hkv + hk) * D;
       const float* vb = v + ((long)b * cap * Hkv + hk) * D;
       for (int t = 0; t < T; t++) {
+        if (row++ % nth != tid) continue;
         const float* qr = q + (((long)b * T + t) * H + h) * D;
         float* o = out + (((long)b * T + t) * H + h) * D;
         int lo = (b * H + h) * T + t;
@@ -109,19 +113,22 @@ void EXPORT(wasm_attention)(const float* q, const float* k, const float* v, int 
 }
 
 /**
- * Writes dq (when non-null) and adds into dk, dv (when non-null). scratch: D + 2·S·D floats
- * (the query gradient row and the kv head's key and value gradients, added once per head).
+ * Writes dq (when non-null) and adds into dk, dv (when non-null). scratch: nth · (D + 2·S·D)
+ * floats (per thread: the query gradient row and the kv head's key and value gradients, added
+ * once per head). Thread `tid` of `nth` takes every nth (batch, kv head) pair: the only writer
+ * of that pair's dk, dv and of its query heads' dq, with the arithmetic of one thread.
  */
 void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float* v, int B, int T, int S, int H,
                                      int Hkv, int D, int cap, float scale, int offset, int causal, const float* out,
                                      const float* lse, const float* dout, float* dq, float* dk, float* dv,
-                                     float* scratch) {
+                                     float* scratch, int tid, int nth) {
   int group = H / Hkv;
-  float* dq_acc = scratch;
-  float* dk_acc = scratch + D;
+  float* dq_acc = scratch + (long)tid * (D + 2L * S * D);
+  float* dk_acc = dq_acc + D;
   float* dv_acc = dk_acc + (long)S * D;
   for (int b = 0; b < B; b++) {
     for (int hk = 0; hk < Hkv; hk++) {
+      if ((b * Hkv + hk) % nth != tid) continue;
       long kv_base = ((long)b * cap * Hkv + hk) * D;
       for (long i = 0; i < (long)S * D; i++) dk_acc[i] = dv_acc[i] = 0.0f;
       for (int h = hk * group; h < (hk + 1) * group; h++) {

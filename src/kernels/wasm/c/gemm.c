@@ -1,11 +1,16 @@
-// lorakit's WebAssembly GEMM (SIMD128, single thread): C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b]
+// lorakit's WebAssembly GEMM (SIMD128): C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b]
 // for every transpose form, with B in f32 or bf16 (widened to f32 while packing, so the
 // result is as if B had been converted first). The same blocking as the native addon's
 // portable path: B is packed per KC-deep slab into NR-column strips, A per MC×KC block into
 // MR-row strips, and a 4×8 register tile (8 f32x4 accumulators) does the arithmetic.
 //
-// No libc: the host (kernels/wasm/memory.ts) lays the operands out in linear memory and
-// passes a scratch area of wasm_gemm_scratch_bytes(m, n, k) bytes.
+// Threads: every thread of a call (kernels/wasm/pool.ts) runs wasm_gemm with its own `tid`
+// of `nth` and computes a disjoint part of C: whole batch elements, or NR-aligned column
+// ranges, or row ranges. Each element of C is summed by the same micro-kernel lanes in the
+// same order whatever the split, so the result is bit-identical for any thread count.
+//
+// No libc: the host (kernels/wasm/arena.ts) lays the operands out in linear memory and
+// passes a scratch area of nth · wasm_gemm_scratch_bytes(m, n, k) bytes.
 #include <stdint.h>
 #include <wasm_simd128.h>
 
@@ -42,10 +47,10 @@ static void pack_a(const float* a, int trans_a, int m_total, int k_total, int i0
   }
 }
 
-/** Packs depth [p0, p0+kc) × all n columns of op(B) (f32) into NR-column strips, zero-padded. */
-static void pack_b_f32(const float* b, int trans_b, int n, int k_total, int p0, int kc, float* dst) {
-  for (int jb = 0; jb < n; jb += NR) {
-    int nr = n - jb < NR ? n - jb : NR;
+/** Packs depth [p0, p0+kc) × columns [j0, j1) of op(B) (f32, n columns) into NR-column strips, zero-padded. */
+static void pack_b_f32(const float* b, int trans_b, int n, int k_total, int p0, int kc, int j0, int j1, float* dst) {
+  for (int jb = j0; jb < j1; jb += NR) {
+    int nr = j1 - jb < NR ? j1 - jb : NR;
     if (!trans_b && nr == NR) {
       for (int p = 0; p < kc; p++) {
         const float* src = b + (p0 + p) * n + jb;
@@ -69,9 +74,10 @@ static float bf16_to_f32(uint16_t h) {
 }
 
 /** As pack_b_f32 for a bf16 B. */
-static void pack_b_bf16(const uint16_t* b, int trans_b, int n, int k_total, int p0, int kc, float* dst) {
-  for (int jb = 0; jb < n; jb += NR) {
-    int nr = n - jb < NR ? n - jb : NR;
+static void pack_b_bf16(const uint16_t* b, int trans_b, int n, int k_total, int p0, int kc, int j0, int j1,
+                        float* dst) {
+  for (int jb = j0; jb < j1; jb += NR) {
+    int nr = j1 - jb < NR ? j1 - jb : NR;
     if (!trans_b && nr == NR) {
       for (int p = 0; p < kc; p++) {
         // 8 bf16 values → two f32x4 by zero-extending each half and shifting into the high bits.
@@ -143,12 +149,17 @@ static void micro_4x8(int kc, const float* ap, const float* bp, float* c, int ld
   }
 }
 
-/** One product (batch element): C (m×n, ld n) = alpha·op(A)·op(B) + beta·C. */
-static void gemm_one(int trans_a, int trans_b, int m, int n, int k, const float* a, const void* b, int b_bf16,
-                     float* c, float alpha, float beta, float* scratch) {
+/**
+ * Rows [i_lo, i_hi) × columns [j_lo, j_hi) of one product (batch element):
+ * C (m×n, ld n) = alpha·op(A)·op(B) + beta·C. j_lo is a multiple of NR.
+ */
+static void gemm_part(int trans_a, int trans_b, int m, int n, int k, const float* a, const void* b, int b_bf16,
+                      float* c, float alpha, float beta, float* scratch, int i_lo, int i_hi, int j_lo, int j_hi) {
+  if (i_lo >= i_hi || j_lo >= j_hi) return;
   if (k == 0) {
     // An empty sum: C = beta·C (beta 0 writes zeros without reading).
-    for (int i = 0; i < m * n; i++) c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+    for (int i = i_lo; i < i_hi; i++)
+      for (int j = j_lo; j < j_hi; j++) c[i * n + j] = beta == 0.0f ? 0.0f : beta * c[i * n + j];
     return;
   }
   float* bpack = scratch;
@@ -156,14 +167,14 @@ static void gemm_one(int trans_a, int trans_b, int m, int n, int k, const float*
   float* apack = scratch + kc_max * round_up(n, NR);
   for (int p0 = 0; p0 < k; p0 += KC) {
     int kc = k - p0 < KC ? k - p0 : KC;
-    if (b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, bpack);
-    else pack_b_f32((const float*)b, trans_b, n, k, p0, kc, bpack);
-    for (int i0 = 0; i0 < m; i0 += MC) {
-      int mc = m - i0 < MC ? m - i0 : MC;
+    if (b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
+    else pack_b_f32((const float*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
+    for (int i0 = i_lo; i0 < i_hi; i0 += MC) {
+      int mc = i_hi - i0 < MC ? i_hi - i0 : MC;
       pack_a(a, trans_a, m, k, i0, mc, p0, kc, apack);
-      for (int jb = 0; jb < n; jb += NR) {
-        int nr = n - jb < NR ? n - jb : NR;
-        const float* bp = bpack + (jb / NR) * kc * NR;
+      for (int jb = j_lo; jb < j_hi; jb += NR) {
+        int nr = j_hi - jb < NR ? j_hi - jb : NR;
+        const float* bp = bpack + ((jb - j_lo) / NR) * kc * NR;
         for (int ib = 0; ib < mc; ib += MR) {
           int mr = mc - ib < MR ? mc - ib : MR;
           micro_4x8(kc, apack + (ib / MR) * kc * MR, bp, c + (i0 + ib) * n + jb, n, mr, nr, alpha, p0 == 0,
@@ -174,15 +185,34 @@ static void gemm_one(int trans_a, int trans_b, int m, int n, int k, const float*
   }
 }
 
+/** Part `part` of `parts` of [0, n) in whole units of `unit` (the last unit may be short). */
+static void split(int n, int unit, int part, int parts, int* lo, int* hi) {
+  int units = (n + unit - 1) / unit;
+  int a = (int)((long long)units * part / parts);
+  int b = (int)((long long)units * (part + 1) / parts);
+  *lo = a * unit < n ? a * unit : n;
+  *hi = b * unit < n ? b * unit : n;
+}
+
 /**
- * The whole batched call. Offsets are byte addresses in this module's memory; strides are
- * in elements (0 = the operand is shared by every batch element).
+ * The whole batched call, thread `tid` of `nth` (0 of 1 alone). Offsets are byte addresses
+ * in this module's memory; strides are in elements (0 = the operand is shared by every batch
+ * element). A batch that divides evenly is split by elements; otherwise each product is
+ * split along its longer side (columns in NR strips, rows in MR strips).
  */
 void EXPORT(wasm_gemm)(int trans_a, int trans_b, int m, int n, int k, int batch, const float* a, int stride_a,
                        const void* b, int b_bf16, int stride_b, float* c, int stride_c, float alpha, float beta,
-                       float* scratch) {
-  for (int i = 0; i < batch; i++) {
+                       float* scratch, int tid, int nth) {
+  float* mine = (float*)((char*)scratch + (long)tid * wasm_gemm_scratch_bytes(m, n, k));
+  int by_batch = batch % nth == 0;
+  for (int i = by_batch ? tid : 0; i < batch; i += by_batch ? nth : 1) {
     const void* bi = b_bf16 ? (const void*)((const uint16_t*)b + i * stride_b) : (const void*)((const float*)b + i * stride_b);
-    gemm_one(trans_a, trans_b, m, n, k, a + i * stride_a, bi, b_bf16, c + i * stride_c, alpha, beta, scratch);
+    int i_lo = 0, i_hi = m, j_lo = 0, j_hi = n;
+    if (!by_batch) {
+      if ((n + NR - 1) / NR >= (m + MR - 1) / MR) split(n, NR, tid, nth, &j_lo, &j_hi);
+      else split(m, MR, tid, nth, &i_lo, &i_hi);
+    }
+    gemm_part(trans_a, trans_b, m, n, k, a + i * stride_a, bi, b_bf16, c + i * stride_c, alpha, beta, mine, i_lo,
+              i_hi, j_lo, j_hi);
   }
 }

@@ -49,8 +49,24 @@ static void store_part(float* y, v128_t v, int left) {
   for (int j = 0; j < left; j++) y[j] = t[j];
 }
 
-/** out = silu(gate)·up. */
-void EXPORT(wasm_silu_mul)(const float* gate, const float* up, float* out, int n) {
+/**
+ * Part `part` of `parts` of [0, n) in whole units of `unit` (the last unit may be short):
+ * how the elementwise and row kernels split their work between threads. A split on whole
+ * f32x4 groups or whole rows leaves each element's arithmetic as it is on one thread.
+ */
+static void split(int n, int unit, int part, int parts, int* lo, int* hi) {
+  int units = (n + unit - 1) / unit;
+  int a = (int)((long long)units * part / parts);
+  int b = (int)((long long)units * (part + 1) / parts);
+  *lo = a * unit < n ? a * unit : n;
+  *hi = b * unit < n ? b * unit : n;
+}
+
+/** out = silu(gate)·up, elements of thread `tid`'s share. */
+void EXPORT(wasm_silu_mul)(const float* gate, const float* up, float* out, int n, int tid, int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  gate += lo, up += lo, out += lo, n = hi - lo;
   for (int i = 0; i < n; i += 4) {
     int left = n - i;
     v128_t g = load_part(gate + i, left);
@@ -61,7 +77,12 @@ void EXPORT(wasm_silu_mul)(const float* gate, const float* up, float* out, int n
 
 /** dgate (+)= dy·up·σ(g)·(1 + g·(1−σ(g))), dup (+)= dy·g·σ(g); either may be null (0). */
 void EXPORT(wasm_silu_mul_backward)(const float* gate, const float* up, const float* dy, float* dgate, float* dup,
-                                    int n, int acc) {
+                                    int n, int acc, int tid, int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  gate += lo, up += lo, dy += lo, n = hi - lo;
+  if (dgate) dgate += lo;
+  if (dup) dup += lo;
   v128_t one = wasm_f32x4_splat(1.0f);
   for (int i = 0; i < n; i += 4) {
     int left = n - i;
@@ -92,8 +113,10 @@ static float hsum(v128_t v) {
  * logits (N, V); the host forms lse = max + log(sum) and the loss. A row whose max is ±∞
  * gets sum 1, so lse is that max (as the reference).
  */
-void EXPORT(wasm_row_max_sumexp)(const float* x, int N, int V, float* row_max, float* row_sum) {
-  for (int r = 0; r < N; r++) {
+void EXPORT(wasm_row_max_sumexp)(const float* x, int N, int V, float* row_max, float* row_sum, int tid, int nth) {
+  int r0, r1;
+  split(N, 1, tid, nth, &r0, &r1);
+  for (int r = r0; r < r1; r++) {
     const float* row = x + (long)r * V;
     float max = -__builtin_inff();
     for (int c = 0; c < V; c++)
@@ -124,8 +147,11 @@ void EXPORT(wasm_row_max_sumexp)(const float* x, int N, int V, float* row_max, f
  * checked by the host.
  */
 void EXPORT(wasm_cross_entropy_backward)(const float* logits, const int* targets, const float* lse,
-                                         const float* scale, int N, int V, int ignore_index, float* dlogits, int acc) {
-  for (int r = 0; r < N; r++) {
+                                         const float* scale, int N, int V, int ignore_index, float* dlogits, int acc,
+                                         int tid, int nth) {
+  int r0, r1;
+  split(N, 1, tid, nth, &r0, &r1);
+  for (int r = r0; r < r1; r++) {
     const float* row = logits + (long)r * V;
     float* d = dlogits + (long)r * V;
     int t = targets[r];
@@ -147,8 +173,11 @@ void EXPORT(wasm_cross_entropy_backward)(const float* logits, const int* targets
 }
 
 /** y = x·rstd·w per row of x (N, C), rstd = 1/√(mean(x²) + eps) (formed in f64 from an f32 sum). */
-void EXPORT(wasm_rms_norm)(const float* x, const float* w, int N, int C, float eps, float* y, float* rstd) {
-  for (int r = 0; r < N; r++) {
+void EXPORT(wasm_rms_norm)(const float* x, const float* w, int N, int C, float eps, float* y, float* rstd, int tid,
+                           int nth) {
+  int r0, r1;
+  split(N, 1, tid, nth, &r0, &r1);
+  for (int r = r0; r < r1; r++) {
     const float* xr = x + (long)r * C;
     float* yr = y + (long)r * C;
     v128_t acc = wasm_f32x4_splat(0);
@@ -171,26 +200,37 @@ void EXPORT(wasm_rms_norm)(const float* x, const float* w, int N, int C, float e
 /**
  * dx_j (+)= r·(w_j·dy_j − x_j·r²·Σ_i dy_i·w_i·x_i / C) when dx is non-null; dw_j += Σ_rows
  * dy_j·x_j·r when dw is non-null (summed over the rows in dw_acc, C floats of scratch, then
- * added once).
+ * added once). Thread `tid` of `nth` computes dx for a range of rows and dw for a range of
+ * columns (each column summed over all rows in order, as on one thread).
  */
 void EXPORT(wasm_rms_norm_backward)(const float* x, const float* w, const float* rstd, const float* dy, int N, int C,
-                                    float* dx, float* dw, int acc_dx, float* dw_acc) {
-  if (dw)
-    for (int c = 0; c < C; c++) dw_acc[c] = 0.0f;
-  for (int r = 0; r < N; r++) {
+                                    float* dx, float* dw, int acc_dx, float* dw_acc, int tid, int nth) {
+  if (dw) {
+    int c0, c1;
+    split(C, 4, tid, nth, &c0, &c1);
+    for (int c = c0; c < c1; c++) dw_acc[c] = 0.0f;
+    for (int r = 0; r < N; r++) {
+      const float* xr = x + (long)r * C;
+      const float* g = dy + (long)r * C;
+      float rs = rstd[r];
+      v128_t vr = wasm_f32x4_splat(rs);
+      int c = c0;
+      for (; c + 4 <= c1; c += 4) {
+        v128_t v = wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(g + c), wasm_v128_load(xr + c)), vr);
+        wasm_v128_store(dw_acc + c, wasm_f32x4_add(wasm_v128_load(dw_acc + c), v));
+      }
+      for (; c < c1; c++) dw_acc[c] += g[c] * xr[c] * rs;
+    }
+    for (int c = c0; c < c1; c++) dw[c] += dw_acc[c];
+  }
+  if (!dx) return;
+  int r0, r1;
+  split(N, 1, tid, nth, &r0, &r1);
+  for (int r = r0; r < r1; r++) {
     const float* xr = x + (long)r * C;
     const float* g = dy + (long)r * C;
     float rs = rstd[r];
     v128_t vr = wasm_f32x4_splat(rs);
-    if (dw) {
-      int c = 0;
-      for (; c + 4 <= C; c += 4) {
-        v128_t v = wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(g + c), wasm_v128_load(xr + c)), vr);
-        wasm_v128_store(dw_acc + c, wasm_f32x4_add(wasm_v128_load(dw_acc + c), v));
-      }
-      for (; c < C; c++) dw_acc[c] += g[c] * xr[c] * rs;
-    }
-    if (!dx) continue;
     float* d = dx + (long)r * C;
     v128_t a = wasm_f32x4_splat(0);
     int c = 0;
@@ -209,6 +249,4 @@ void EXPORT(wasm_rms_norm_backward)(const float* x, const float* w, const float*
       store_part(d + c, v, left);
     }
   }
-  if (dw)
-    for (int c = 0; c < C; c++) dw[c] += dw_acc[c];
 }

@@ -1,37 +1,94 @@
-// Node-only: reads the kernel module built next to the compiled kernels/wasm modules
-// (dist/src/kernels/wasm/lorakit_kernels.wasm, written by scripts/build-wasm.mjs) and wraps
-// it as a Backend. Never throws: a missing or broken file comes back as an error that says
-// which command builds it.
+// Node-only: reads the kernel modules built next to the compiled kernels/wasm modules
+// (dist/src/kernels/wasm/lorakit_kernels{,_threads}.wasm, written by scripts/build-wasm.mjs)
+// and opens the backend, with worker_threads for its threads. Never throws: a missing or
+// broken file comes back as an error that says which command builds it.
 import { readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
-import type { Backend } from "../../../core/backend.js";
+import { Worker } from "node:worker_threads";
 import { BackendError } from "../../../core/errors.js";
-import { createWasmBackend } from "../backend.js";
-import { instantiateWasmKernels, WASM_FILE_NAME } from "../module.js";
+import { WASM_FILE_NAME, WASM_THREADS_FILE_NAME } from "../module.js";
+import { openWasmBackend, type WasmBackendHandle } from "../open.js";
+import type { WorkerHandle } from "../pool.js";
 
-/** Where the built module sits: beside this package's kernels/wasm/*.js. */
+/** Where the built single-threaded module sits: beside this package's kernels/wasm/*.js. */
 export function wasmModulePath(): string {
   return fileURLToPath(new URL(`../${WASM_FILE_NAME}`, import.meta.url));
 }
 
-export type WasmLoadResult = { backend: Backend } | { error: BackendError };
+/** Where the built threaded module sits. */
+export function wasmThreadsModulePath(): string {
+  return fileURLToPath(new URL(`../${WASM_THREADS_FILE_NAME}`, import.meta.url));
+}
 
-/** Loads the module from `path` (default: wasmModulePath()) and wraps it. */
-export async function loadWasmBackend(path = wasmModulePath()): Promise<WasmLoadResult> {
-  let bytes: Uint8Array<ArrayBuffer>;
+/** The threads the native backend would use: LORAKIT_THREADS, else the cores Node reports. */
+export function defaultWasmThreads(): number {
+  const n = Number.parseInt(process.env.LORAKIT_THREADS ?? "", 10);
+  return n > 0 ? Math.min(n, 256) : availableParallelism();
+}
+
+function spawnNodeWorker(): WorkerHandle {
+  const w = new Worker(new URL("./worker.js", import.meta.url));
+  let terminated = false;
+  return {
+    post: (init) => w.postMessage(init),
+    onReply: (listener) => w.on("message", listener),
+    onExit: (listener) => {
+      w.on("error", (e) => {
+        if (!terminated) listener(e.message);
+      });
+      w.on("exit", (code) => {
+        if (!terminated) listener(`the worker thread exited with code ${code}`);
+      });
+    },
+    terminate: () => {
+      terminated = true;
+      void w.terminate();
+    },
+    unref: () => w.unref(),
+  };
+}
+
+export interface NodeWasmOptions {
+  /** Threads, the caller included; default defaultWasmThreads(). */
+  threads?: number;
+  /** The single-threaded module's file; default wasmModulePath(). */
+  path?: string;
+  /** The threaded module's file; default wasmThreadsModulePath(). */
+  threadsPath?: string;
+  /** Calls with less work than this run on the caller alone (0: split every call, for tests). */
+  splitAbove?: number;
+}
+
+export type WasmLoadResult = { handle: WasmBackendHandle } | { error: BackendError };
+
+function notBuilt(e: unknown): BackendError {
+  const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+  return new BackendError(
+    `lorakit: the WebAssembly kernels are not built (${why}); build them with \`npm run build:wasm\` (needs clang and lld: apt-get install -y clang lld)`,
+    { cause: e },
+  );
+}
+
+/** Opens the wasm backend from its files; does not make it the engine's backend. */
+export async function loadNodeWasmBackend(options: NodeWasmOptions = {}): Promise<WasmLoadResult> {
+  const read = async (path: string) => {
+    try {
+      return await readFile(path);
+    } catch (e) {
+      throw notBuilt(e);
+    }
+  };
   try {
-    bytes = await readFile(path);
-  } catch (e) {
-    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
-    return {
-      error: new BackendError(
-        `lorakit: the WebAssembly kernels are not built (${why}); build them with \`npm run build:wasm\` (needs clang and lld: apt-get install -y clang lld)`,
-        { cause: e },
-      ),
-    };
-  }
-  try {
-    return { backend: createWasmBackend(await instantiateWasmKernels(bytes)) };
+    const handle = await openWasmBackend({
+      threads: options.threads ?? defaultWasmThreads(),
+      threadsUnavailable: null,
+      singleBytes: () => read(options.path ?? wasmModulePath()),
+      threadedBytes: () => read(options.threadsPath ?? wasmThreadsModulePath()),
+      spawn: spawnNodeWorker,
+      splitAbove: options.splitAbove,
+    });
+    return { handle };
   } catch (e) {
     return { error: e instanceof BackendError ? e : new BackendError(String(e), { cause: e }) };
   }

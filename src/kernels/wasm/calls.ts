@@ -1,0 +1,30 @@
+// The kernel functions as the host files (gemm.ts, attention.ts, ops.ts) call them: without
+// the trailing (tid, nth), which are filled in here: (0, 1) on one thread, or the whole
+// pool's split when there is one (pool.ts).
+import type { ThreadedKernel, WasmExports } from "./module.js";
+import { THREADED_KERNELS } from "./module.js";
+import type { WasmThreadPool } from "./pool.js";
+
+type WithoutThread<T> = T extends [...infer A, number, number] ? A : never;
+
+export type KernelCalls = {
+  [K in ThreadedKernel]: (...args: WithoutThread<Parameters<WasmExports[K]>>) => void;
+} & {
+  wasm_gemm_scratch_bytes(m: number, n: number, k: number): number;
+  /** Threads a call may be split across: per-thread scratch areas are this many times one. */
+  readonly threads: number;
+};
+
+export function kernelCalls(ex: WasmExports, pool: WasmThreadPool | null): KernelCalls {
+  const calls: Record<string, unknown> = {
+    wasm_gemm_scratch_bytes: (m: number, n: number, k: number) => ex.wasm_gemm_scratch_bytes(m, n, k),
+  };
+  for (const name of THREADED_KERNELS) {
+    const fn = ex[name] as (...a: number[]) => void;
+    calls[name] = pool
+      ? (...args: number[]) => pool.run(name, args)
+      : (...args: number[]) => fn(...args, 0, 1);
+  }
+  Object.defineProperty(calls, "threads", { get: () => (pool ? pool.threads : 1), enumerable: true });
+  return calls as unknown as KernelCalls;
+}

@@ -1,0 +1,41 @@
+// The job board the caller and the workers share, in the shared wasm memory at `ctl` (see
+// pool.ts for the caller's side, worker-loop.ts for a worker's). One job at a time: the caller
+// writes the kernel and its arguments, bumps GEN and wakes the workers; each worker runs its
+// share and adds one to DONE; the caller, after its own share, waits until DONE counts every
+// worker. Browser-safe, no imports.
+
+/** Int32 slots. */
+export const GEN = 0; // bumped once per job (and once to quit)
+export const DONE = 1; // workers finished with the current job
+export const KERNEL = 2; // index into THREADED_KERNELS
+export const NARGS = 3; // arguments in ARGS (tid and nth excluded)
+export const NTH = 4; // threads taking part (caller included)
+export const FAILED = 5; // 0, or 1 + the tid of the first worker whose share threw
+export const QUIT = 6; // 1: workers leave their loop
+export const ERR_LEN = 7; // characters of the failure message in ERR_TEXT
+export const STOPPED = 8; // 0, or 1 + the tid of a worker whose loop ended for good
+
+/** Byte offsets inside the board. */
+export const ARGS_AT = 64; // Float64 arguments (exact for every i32 and f32)
+export const MAX_ARGS = 32;
+export const ERR_AT = ARGS_AT + MAX_ARGS * 8; // UTF-16 failure message
+export const ERR_CHARS = 256;
+/** Bytes the board occupies. */
+export const BOARD_BYTES = ERR_AT + ERR_CHARS * 2;
+
+/** Writes `message` (cut to ERR_CHARS) as the failure of worker `tid`, unless one is already there. */
+export function reportFailure(memory: WebAssembly.Memory, ctl: number, tid: number, message: string): void {
+  const board = new Int32Array(memory.buffer, ctl, 16);
+  if (Atomics.compareExchange(board, FAILED, 0, tid + 1) !== 0) return;
+  const text = message.slice(0, ERR_CHARS);
+  const chars = new Uint16Array(memory.buffer, ctl + ERR_AT, ERR_CHARS);
+  for (let i = 0; i < text.length; i++) chars[i] = text.charCodeAt(i);
+  Atomics.store(board, ERR_LEN, text.length);
+}
+
+/** The failure message a worker left on the board. */
+export function readFailure(memory: WebAssembly.Memory, ctl: number): string {
+  const board = new Int32Array(memory.buffer, ctl, 16);
+  const n = Atomics.load(board, ERR_LEN);
+  return String.fromCharCode(...new Uint16Array(memory.buffer, ctl + ERR_AT, n));
+}

@@ -1,0 +1,256 @@
+// The caller's side of the wasm threads: the threaded module instantiated on one shared
+// memory by the caller (thread 0) and by threads − 1 workers, each with its own stack, and a
+// job board (control.ts) through which each kernel call is split between them. Browser-safe:
+// how a worker is started (Node worker_threads, a browser module Worker) is the `spawn`
+// function's business.
+//
+// The caller blocks in Atomics.wait until the workers finish, so a call stays synchronous,
+// as the Backend contract wants; Atomics.wait is allowed in Node (main thread included) and
+// in browser Workers, not on a page's main thread (load.ts runs one thread there).
+import { BackendError } from "../../core/errors.js";
+import {
+  ARGS_AT,
+  BOARD_BYTES,
+  DONE,
+  FAILED,
+  GEN,
+  KERNEL,
+  MAX_ARGS,
+  NARGS,
+  NTH,
+  QUIT,
+  readFailure,
+  STOPPED,
+} from "./control.js";
+import {
+  instantiateThreadedKernels,
+  THREADED_KERNELS,
+  type ThreadedKernel,
+  type WasmExports,
+} from "./module.js";
+import type { WorkerInit, WorkerReply } from "./worker-loop.js";
+
+/** A started worker, whatever runs it. */
+export interface WorkerHandle {
+  post(init: WorkerInit): void;
+  /** Replies the worker posts (worker-loop.ts). */
+  onReply(listener: (reply: WorkerReply) => void): void;
+  /** The worker died or exited (`why` says how); not called after terminate(). */
+  onExit(listener: (why: string) => void): void;
+  terminate(): void;
+  /** Node: let the process exit while this worker waits for jobs. */
+  unref?(): void;
+}
+export type SpawnWorker = (tid: number) => WorkerHandle;
+
+/** Bytes of stack each worker gets (the kernels keep only a few small arrays there). */
+const STACK_BYTES = 256 * 1024;
+/** Calls smaller than this (about 2·flops) run on the caller alone: waking workers costs tens of µs. */
+export const DEFAULT_SPLIT_ABOVE = 1 << 20;
+/** Memory pages (64 KiB) the shared memory may grow to, tried in order (a 32-bit browser may refuse 4 GiB). */
+const MAX_PAGES = [65536, 32768, 16384];
+/** How long a worker may take to start before the pool gives up on threads. */
+const START_TIMEOUT_MS = 60_000;
+
+/** Rough work of a call, from its arguments (the C signatures in module.ts). */
+const WORK: Record<ThreadedKernel, (a: readonly number[]) => number> = {
+  wasm_gemm: (a) => 2 * a[2] * a[3] * Math.max(a[4], 1) * a[5],
+  wasm_attention: (a) => 4 * a[3] * a[4] * a[5] * a[6] * a[8],
+  wasm_attention_backward: (a) => 8 * a[3] * a[4] * a[5] * a[6] * a[8],
+  wasm_silu_mul: (a) => 16 * a[3],
+  wasm_silu_mul_backward: (a) => 24 * a[5],
+  wasm_row_max_sumexp: (a) => 16 * a[1] * a[2],
+  wasm_cross_entropy_backward: (a) => 16 * a[4] * a[5],
+  wasm_rms_norm: (a) => 4 * a[2] * a[3],
+  wasm_rms_norm_backward: (a) => 8 * a[4] * a[5],
+};
+
+function align(x: number, to: number): number {
+  return Math.ceil(x / to) * to;
+}
+
+/** A shared memory with the largest maximum this engine grants. */
+function sharedMemory(initialBytes: number): { memory: WebAssembly.Memory; maxBytes: number } {
+  let last: unknown;
+  for (const maximum of MAX_PAGES) {
+    try {
+      const initial = Math.ceil(initialBytes / 65536);
+      return {
+        memory: new WebAssembly.Memory({ initial, maximum, shared: true }),
+        maxBytes: maximum * 65536,
+      };
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw new BackendError(
+    `lorakit: no shared WebAssembly memory here (${last instanceof Error ? last.message : String(last)})`,
+    { cause: last },
+  );
+}
+
+export class WasmThreadPool {
+  /** The caller's instance (thread 0). */
+  readonly ex: WasmExports;
+  /** Bytes the memory may grow to. */
+  readonly maxBytes: number;
+  /** First byte the arena may use (after the board and the workers' stacks). */
+  readonly arenaBase: number;
+  private readonly board: Int32Array;
+  private readonly ctl: number;
+  private workers: WorkerHandle[];
+  private broken: BackendError | null = null;
+  private disposed = false;
+  /** Calls whose work estimate (WORK) is below this run on the caller alone. */
+  splitAbove = DEFAULT_SPLIT_ABOVE;
+
+  private constructor(ex: WasmExports, maxBytes: number, ctl: number, arenaBase: number) {
+    this.ex = ex;
+    this.maxBytes = maxBytes;
+    this.ctl = ctl;
+    this.arenaBase = arenaBase;
+    this.board = new Int32Array(ex.memory.buffer, ctl, 16);
+    this.workers = [];
+  }
+
+  /** Threads a large call runs on now (the caller included); 1 after dispose(). */
+  get threads(): number {
+    return this.workers.length + 1;
+  }
+
+  /**
+   * Instantiates `module` on the caller and starts `threads` − 1 workers with `spawn`;
+   * resolves when every worker is ready, rejects (after stopping them) when one fails.
+   */
+  static async start(
+    module: WebAssembly.Module,
+    threads: number,
+    spawn: SpawnWorker,
+  ): Promise<WasmThreadPool> {
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256)
+      throw new RangeError(`wasm threads must be an integer in [1, 256], got ${threads}`);
+    const { memory, maxBytes } = sharedMemory(4 << 20);
+    const ex = await instantiateThreadedKernels(module, memory);
+    const ctl = align(ex.__heap_base.value as number, 64);
+    const stacks = align(ctl + BOARD_BYTES, 16);
+    const arenaBase = stacks + (threads - 1) * STACK_BYTES;
+    if (memory.buffer.byteLength < arenaBase)
+      memory.grow(Math.ceil((arenaBase - memory.buffer.byteLength) / 65536));
+    const pool = new WasmThreadPool(ex, maxBytes, ctl, arenaBase);
+    const started: Promise<void>[] = [];
+    for (let tid = 1; tid < threads; tid++) {
+      const stackTop = stacks + tid * STACK_BYTES;
+      let w: WorkerHandle;
+      try {
+        w = spawn(tid);
+      } catch (e) {
+        pool.dispose();
+        throw e;
+      }
+      pool.workers.push(w);
+      started.push(pool.ready(w, tid));
+      w.post({ module, memory, tid, ctl, stackTop });
+    }
+    try {
+      await Promise.all(started);
+    } catch (e) {
+      pool.dispose();
+      throw e;
+    }
+    for (const w of pool.workers) w.unref?.();
+    return pool;
+  }
+
+  /** Resolves when worker `tid` says ready; afterwards its death marks the pool broken. */
+  private ready(w: WorkerHandle, tid: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let up = false;
+      const timer = setTimeout(
+        () =>
+          reject(
+            new BackendError(`lorakit: wasm worker ${tid} did not start within ${START_TIMEOUT_MS / 1000} s`),
+          ),
+        START_TIMEOUT_MS,
+      );
+      const settle = (err: BackendError | null) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+      w.onReply((r) => {
+        if (r.type === "ready") {
+          up = true;
+          settle(null);
+        } else settle(new BackendError(`lorakit: wasm worker ${tid} could not start: ${r.message}`));
+      });
+      w.onExit((why) => {
+        if (!up) settle(new BackendError(`lorakit: wasm worker ${tid} could not start: ${why}`));
+        else if (!this.disposed)
+          this.broken ??= new BackendError(
+            `lorakit: wasm worker ${tid} stopped (${why}); load the backend again`,
+          );
+      });
+    });
+  }
+
+  /**
+   * Runs kernel `name` with `args` (its C arguments without tid and nth) on every thread,
+   * or on the caller alone when the call is small; returns when all shares are done. A
+   * worker's failure is rethrown here as a BackendError.
+   */
+  run(name: ThreadedKernel, args: readonly number[]): void {
+    const fn = this.ex[name] as (...a: number[]) => void;
+    const nth = this.threads;
+    if (nth === 1 || WORK[name](args) < this.splitAbove) {
+      fn(...args, 0, 1);
+      return;
+    }
+    if (this.broken) throw this.broken;
+    const board = this.board;
+    const stopped = Atomics.load(board, STOPPED);
+    if (stopped !== 0)
+      throw (this.broken = new BackendError(
+        `lorakit: wasm worker ${stopped - 1} stopped (${readFailure(this.ex.memory, this.ctl)}); load the backend again`,
+      ));
+    if (args.length > MAX_ARGS)
+      throw new RangeError(`${name}: ${args.length} arguments, the job board holds ${MAX_ARGS}`);
+    new Float64Array(this.ex.memory.buffer, this.ctl + ARGS_AT, args.length).set(args);
+    Atomics.store(board, KERNEL, THREADED_KERNELS.indexOf(name));
+    Atomics.store(board, NARGS, args.length);
+    Atomics.store(board, NTH, nth);
+    Atomics.store(board, DONE, 0);
+    Atomics.store(board, FAILED, 0);
+    Atomics.add(board, GEN, 1);
+    Atomics.notify(board, GEN);
+    let own: unknown = null;
+    try {
+      fn(...args, 0, nth);
+    } catch (e) {
+      own = e;
+    }
+    // Always wait for every worker, even after a failure here: they are still writing memory
+    // that the next call's arena will reuse.
+    for (;;) {
+      const done = Atomics.load(board, DONE);
+      if (done >= nth - 1) break;
+      Atomics.wait(board, DONE, done);
+    }
+    if (own !== null) throw own;
+    const failed = Atomics.load(board, FAILED);
+    if (failed !== 0)
+      throw new BackendError(
+        `lorakit: wasm worker ${failed - 1} failed in ${name}: ${readFailure(this.ex.memory, this.ctl)}`,
+      );
+  }
+
+  /** Stops the workers; later calls run on the caller alone. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    Atomics.store(this.board, QUIT, 1);
+    Atomics.add(this.board, GEN, 1);
+    Atomics.notify(this.board, GEN);
+    for (const w of this.workers) w.terminate();
+    this.workers = [];
+  }
+}
