@@ -160,6 +160,7 @@ function readSettings() {
     batchSize: num("batch", "Batch size", { int: true, min: 1 }),
     seqLen: num("seq", "Sequence length", { int: true, min: 2 }),
     backend: $("backend").value,
+    threads: num("threads", "WebAssembly threads", { int: true, min: 1 }),
     prompt: $("prompt").value || "The",
     modelName: model.name,
     ...RECIPE,
@@ -211,6 +212,12 @@ function resetResults(steps) {
   $("dl-weights").disabled = true;
 }
 
+/** "WebAssembly kernels (2 threads)", with the reason when threads could not run. */
+function kernelsLabel({ name, threads, notice }) {
+  if (name === "ref") return "TypeScript reference kernels";
+  return `WebAssembly kernels (${threads} thread${threads === 1 ? "" : "s"}${notice ? `: ${notice}` : ""})`;
+}
+
 const fmtLoss = (x) => (x === null || Number.isNaN(x) ? "n/a" : x.toFixed(6));
 
 function showValue(id, value, text) {
@@ -224,11 +231,12 @@ function onWorkerMessage(m) {
       setTrainState("running", `${m.text[0].toUpperCase()}${m.text.slice(1)}…`);
       break;
     case "start":
-      kernels = m.kernels;
+      kernels = kernelsLabel(m.kernels);
+      $("train-status").dataset.threads = String(m.kernels.threads);
       showValue("eval-before", m.evalBefore, fmtLoss(m.evalBefore));
       setTrainState(
         "running",
-        `Training ${m.trainableParams.toLocaleString("en-US")} parameters on ${m.trainExamples} examples (${m.validExamples} held out), ${m.kernels} kernels…`,
+        `Training ${m.trainableParams.toLocaleString("en-US")} parameters on ${m.trainExamples} examples (${m.validExamples} held out), on the ${kernels}…`,
       );
       break;
     case "step": {
@@ -260,7 +268,7 @@ function onWorkerMessage(m) {
       $("dl-weights").disabled = false;
       setTrainState(
         "done",
-        `${m.cancelled ? "Stopped" : "Done"} after ${m.steps} steps, ${Math.round(m.tokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels} kernels.`,
+        `${m.cancelled ? "Stopped" : "Done"} after ${m.steps} steps, ${Math.round(m.tokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels}.`,
       );
       break;
     case "error":
@@ -311,5 +319,7 @@ $("settings").addEventListener("submit", (e) => {
 $("dl-config").addEventListener("click", () => download("adapter_config.json"));
 $("dl-weights").addEventListener("click", () => download("adapter_model.safetensors"));
 $("stop").addEventListener("click", () => worker?.postMessage({ type: "cancel" }));
+// As many kernel threads as the browser reports cores (at most 8), loadWasmBackend's default.
+$("threads").value = String(Math.min(navigator.hardwareConcurrency || 1, 8));
 drawLossChart($("chart"), [], 1);
 document.documentElement.dataset.ready = "true";

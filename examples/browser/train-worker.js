@@ -11,7 +11,6 @@ import {
   AdamW,
   adapterStateDict,
   Batcher,
-  backend,
   evalBatches,
   evaluateBatches,
   generate,
@@ -19,6 +18,7 @@ import {
   LlamaForCausalLM,
   LrScheduler,
   loadStateDict,
+  loadWasmBackend,
   loraConfigToJson,
   padIdFor,
   parseLlamaConfig,
@@ -32,10 +32,10 @@ import {
   textDataset,
 } from "lorakit";
 import { refBackend } from "../../dist/src/kernels/ref/index.js";
-import { createWasmBackend, instantiateWasmKernels } from "../../dist/src/kernels/wasm/index.js";
 
 let cancelled = false;
-let wasmBackend = null;
+/** The loaded WebAssembly backend (the page starts a new Worker, so new threads, per run). */
+let wasm = null;
 
 self.onmessage = (e) => {
   const msg = e.data;
@@ -51,18 +51,15 @@ self.onmessage = (e) => {
 
 const status = (text) => self.postMessage({ type: "status", text });
 
-async function useBackend(name) {
-  if (name === "ref") return setBackend(refBackend);
-  if (wasmBackend === null) {
-    const url = new URL("../../dist/src/kernels/wasm/lorakit_kernels.wasm", import.meta.url);
-    const res = await fetch(url);
-    if (!res.ok)
-      throw new Error(
-        `${url.pathname}: HTTP ${res.status}; build the WebAssembly kernels with \`npm run build:wasm\``,
-      );
-    wasmBackend = createWasmBackend(await instantiateWasmKernels(new Uint8Array(await res.arrayBuffer())));
+/** The kernels for a run: lorakit's WebAssembly kernels (threaded here, in a Worker of a cross-origin isolated page) or the TypeScript reference. */
+async function useBackend(name, threads) {
+  if (name === "ref") {
+    setBackend(refBackend);
+    return { name: "ref", threads: 1, notice: null };
   }
-  setBackend(wasmBackend);
+  wasm ??= await loadWasmBackend({ install: false, threads });
+  setBackend(wasm.backend);
+  return { name: "wasm", threads: wasm.threads, notice: wasm.notice };
 }
 
 /** A TensorSource over one safetensors file, or over the shards a model.safetensors.index.json names. */
@@ -136,7 +133,7 @@ function adapterFiles(peft, baseModelNameOrPath) {
 
 async function train({ files, text, settings: s }) {
   status("loading the kernels");
-  await useBackend(s.backend);
+  const kernels = await useBackend(s.backend, s.threads);
   status("loading the model");
   const { model, tokenizer } = loadModel(files);
   status("tokenizing the text");
@@ -171,7 +168,7 @@ async function train({ files, text, settings: s }) {
   const evalBefore = validBatches.length ? evaluateBatches(peft, validBatches).loss : null;
   self.postMessage({
     type: "start",
-    kernels: backend().name,
+    kernels,
     trainableParams: named.reduce((a, [, p]) => a + p.size, 0),
     trainExamples: train.length,
     validExamples: valid.length,

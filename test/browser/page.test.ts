@@ -78,10 +78,15 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
     );
     assert.equal(await text("#error"), "", "the page shows no error");
     assert.deepEqual(pageErrors, []);
-    assert.match(
-      await text("#train-status"),
-      new RegExp(`^Done after ${STEPS} steps, [\\d,]+ tokens/s on the wasm kernels\\.$`),
+    const status = await text("#train-status");
+    const done = new RegExp(
+      `^Done after ${STEPS} steps, [\\d,]+ tokens/s on the WebAssembly kernels \\((\\d+) threads?\\)\\.$`,
     );
+    const m = done.exec(status);
+    assert.ok(m, status);
+    // Threaded: the page is cross-origin isolated and the kernels run in its Worker.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    assert.equal(Number(m[1]), Math.min(cores, 8), status);
     const losses = await page.$$eval("#loss-table tr", (rows) =>
       rows.map((r) => Number((r as HTMLElement).dataset.loss)),
     );
