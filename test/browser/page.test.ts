@@ -167,4 +167,24 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
     assert.ok(Number(m[1]) >= 2 && Number(m[1]) < 100_000, status);
     assert.equal(await page.isDisabled("#dl-weights"), false);
   });
+
+  it("loads a model folder from the user's files, and says in the page what a folder lacks", async () => {
+    const base = join(repoRoot(), "models", "demo-base");
+    const files = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"];
+    await page.setInputFiles(
+      "#model-files",
+      files.filter((f) => f !== "tokenizer.json").map((f) => join(base, f)),
+    );
+    await page.waitForSelector("#error:not([hidden])");
+    assert.match(await text("#error"), /no tokenizer\.json among the files given/);
+    await page.setInputFiles(
+      "#model-files",
+      files.map((f) => join(base, f)),
+    );
+    await page.waitForFunction(() =>
+      document.getElementById("model-status")!.textContent!.includes("chosen files"),
+    );
+    assert.match(await text("#model-status"), /llama, 4 layers, hidden size 128, vocabulary 1024/);
+    assert.equal(await page.isHidden("#error"), true);
+  });
 });
