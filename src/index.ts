@@ -25,6 +25,7 @@ export type {
 } from "./tokenizer/bpe-trainer.js";
 export { DEFAULT_CHAT_TEMPLATE, trainBpeTokenizer } from "./tokenizer/bpe-trainer.js";
 export { TokenizerError } from "./tokenizer/errors.js";
+export { loadTokenizerFromSource } from "./tokenizer/folder.js";
 export type {
   ChatMessage,
   ChatTemplateOptions,

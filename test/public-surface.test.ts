@@ -68,7 +68,28 @@ describe("public surface", () => {
   test("the browser entry has the model, PEFT and training API without node-only parts", () => {
     for (const n of ["getPeftModel", "LlamaForCausalLM", "Trainer", "quantizeModel", "getAdaLoraModel"])
       assert.ok(n in browser, n);
-    for (const n of ["loadModel", "startServer", "selectBackend", "savePretrained"])
+    for (const n of ["loadModel", "startServer", "selectBackend", "savePretrained", "nodeFolderSource"])
       assert.ok(!(n in browser), n);
+  });
+  test("the browser entry loads folders and adapters and trains in a Worker (issue 15)", () => {
+    for (const n of [
+      "loadModelFromUrl",
+      "loadModelFromFiles",
+      "loadModelFromSource",
+      "loadTokenizerFromSource",
+      "urlFolderSource",
+      "filesFolderSource",
+      "bytesFolderSource",
+      "loadAdapterFromUrl",
+      "loadAdapterFromFiles",
+      "loadAdapterFromSource",
+      "adapterFiles",
+      "WorkerTrainer",
+      "runTrainerWorker",
+      "WorkerError",
+      "WorkerProtocolError",
+    ])
+      assert.ok(n in browser, n);
+    assert.ok("nodeFolderSource" in node);
   });
 });

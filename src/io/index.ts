@@ -2,6 +2,14 @@
 export type { SafetensorsErrorCode } from "./errors.js";
 export { SafetensorsError } from "./errors.js";
 export type {
+  FileLike,
+  LoadProgress,
+  ModelFolderSource,
+  SourceOptions,
+  UrlSourceOptions,
+} from "./folder-source.js";
+export { bytesFolderSource, filesFolderSource, urlFolderSource } from "./folder-source.js";
+export type {
   SafetensorsEntries,
   SafetensorsEntry,
   SafetensorsHeader,

@@ -1,5 +1,6 @@
 // The models layer's public surface (browser-safe): the LLaMA family (llama, mistral, qwen2),
 // its config, KV cache, generation and evaluation.
+export type { LoadedModel, LoadModelOptions, WeightDType } from "./assemble.js";
 export type { NllResult } from "./evaluate.js";
 export { evaluateNll } from "./evaluate.js";
 export type { GenerateOptions, GenerationStats } from "./generate.js";
@@ -16,3 +17,5 @@ export {
 export { KVCache, type KVCacheOptions, type KVDType } from "./llama/kv-cache.js";
 export type { CausalLMForwardOptions } from "./llama/model.js";
 export { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP, LlamaModel } from "./llama/model.js";
+export type { FolderLoadOptions, LoadedFolderModel } from "./load-folder.js";
+export { loadModelFromFiles, loadModelFromSource, loadModelFromUrl } from "./load-folder.js";

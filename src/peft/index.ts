@@ -3,6 +3,13 @@
 
 export { adaLoraFileAsLora } from "./adalora/convert.js";
 export * from "./adalora/index.js";
+export type { AdapterFiles, AdapterFolderLoadOptions } from "./adapter-folder.js";
+export {
+  adapterFiles,
+  loadAdapterFromFiles,
+  loadAdapterFromSource,
+  loadAdapterFromUrl,
+} from "./adapter-folder.js";
 export type { InitLoraWeights, LoraBias, LoraConfig, TaskType } from "./config.js";
 export {
   DEFAULT_TARGET_MODULES,

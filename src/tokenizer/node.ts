@@ -2,30 +2,23 @@
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { TokenizerError } from "./errors.js";
-import { Tokenizer } from "./tokenizer.js";
+import { CHAT_TEMPLATE_FILE, noTokenizerJsonError, tokenizerFromFolderTexts } from "./folder.js";
+import type { Tokenizer } from "./tokenizer.js";
 
-/** Load tokenizer.json (required) and tokenizer_config.json (optional) from a model directory. */
+/**
+ * Load tokenizer.json (required), tokenizer_config.json and chat_template.jinja (optional) from
+ * a model directory. The checks are shared with the browser loader (tokenizer/folder.ts).
+ */
 export function loadTokenizer(dir: string): Tokenizer {
-  const jsonPath = join(dir, "tokenizer.json");
-  const configPath = join(dir, "tokenizer_config.json");
-  if (!existsSync(jsonPath)) {
-    const hint = existsSync(join(dir, "tokenizer.model"))
-      ? " It has tokenizer.model (SentencePiece); convert it once in Python with " +
-        "AutoTokenizer.from_pretrained(dir).save_pretrained(dir), which writes tokenizer.json."
-      : existsSync(join(dir, "vocab.json"))
-        ? " It has vocab.json/merges.txt (slow-tokenizer files); convert them once in Python with " +
-          "AutoTokenizer.from_pretrained(dir).save_pretrained(dir), which writes tokenizer.json."
-        : "";
-    throw new TokenizerError(`loadTokenizer: no tokenizer.json in ${dir}.${hint}`);
-  }
-  const json = readFileSync(jsonPath, "utf8");
-  const config = existsSync(configPath) ? readFileSync(configPath, "utf8") : "{}";
-  try {
-    return Tokenizer.fromJSON(json, config);
-  } catch (e) {
-    throw new TokenizerError(`loadTokenizer(${dir}): ${(e as Error).message}`, { cause: e });
-  }
+  const has = (name: string) => existsSync(join(dir, name));
+  if (!has("tokenizer.json")) throw noTokenizerJsonError(dir, has);
+  const read = (name: string) => (has(name) ? readFileSync(join(dir, name), "utf8") : null);
+  return tokenizerFromFolderTexts(
+    dir,
+    readFileSync(join(dir, "tokenizer.json"), "utf8"),
+    read("tokenizer_config.json"),
+    read(CHAT_TEMPLATE_FILE),
+  );
 }
 
 /** Write tokenizer.json and tokenizer_config.json into dir (created if missing). */

@@ -10,3 +10,4 @@ export type {
 export { estimateTrainingMemory, parseByteSize, planTraining } from "./memory-plan.js";
 export type { TrainableModel, TrainEvent, TrainerOptions, TrainerState } from "./trainer.js";
 export { evaluateBatches, Trainer, TrainingError } from "./trainer.js";
+export * from "./worker/index.js";

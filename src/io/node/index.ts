@@ -1,4 +1,5 @@
 // Node-only I/O: safetensors files and sharded checkpoints on disk.
+export { nodeFolderSource } from "./folder-source.js";
 export type { CheckpointTensorInfo } from "./model-checkpoint.js";
 export {
   INDEX_FILE_NAME,

@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Tensor } from "../../core/tensor.js";
+import { parseCheckpointIndex, shardLacksTensor } from "../checkpoint-index.js";
 import { SafetensorsError } from "../errors.js";
 import type { SafetensorsTensorInfo } from "../safetensors.js";
 import { notFound } from "../safetensors.js";
@@ -45,53 +46,31 @@ export class SafetensorsCheckpoint {
 
   /** Opens the shards listed by an index json (headers only) and checks that they agree with it. */
   static fromIndex(indexPath: string): SafetensorsCheckpoint {
-    const bad = (msg: string, cause?: unknown): SafetensorsError =>
-      new SafetensorsError("bad_index", `${indexPath}: ${msg}`, cause === undefined ? undefined : { cause });
-    let json: unknown;
+    let text: string;
     try {
-      json = JSON.parse(readFileSync(indexPath, "utf8"));
+      text = readFileSync(indexPath, "utf8");
     } catch (e) {
-      throw bad("cannot read it as JSON", e);
+      throw new SafetensorsError("bad_index", `${indexPath}: cannot read it as JSON`, { cause: e });
     }
-    if (typeof json !== "object" || json === null || Array.isArray(json))
-      throw bad("must be a JSON object with a weight_map");
-    const wm = (json as Record<string, unknown>).weight_map;
-    if (typeof wm !== "object" || wm === null || Array.isArray(wm))
-      throw bad(`"weight_map" must be an object {tensor name: shard file}, got ${JSON.stringify(wm)}`);
-    const meta = (json as Record<string, unknown>).metadata;
+    const index = parseCheckpointIndex(indexPath, text);
     const dir = dirname(indexPath);
     const shards = new Map<string, SafetensorsFile>();
     const where = new Map<string, SafetensorsFile>();
     try {
-      for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-        if (
-          typeof shard !== "string" ||
-          shard === "" ||
-          /[/\\]/.test(shard) ||
-          shard === "." ||
-          shard === ".."
-        )
-          throw bad(
-            `weight_map[${JSON.stringify(name)}] must be a file name in the index's folder, got ${JSON.stringify(shard)}`,
-          );
+      for (const [name, shard] of index.weightMap) {
         let f = shards.get(shard);
         if (!f) {
           f = SafetensorsFile.open(join(dir, shard));
           shards.set(shard, f);
         }
-        if (!f.has(name))
-          throw bad(`weight_map puts ${JSON.stringify(name)} in ${shard}, but that shard has no such tensor`);
+        if (!f.has(name)) throw shardLacksTensor(indexPath, name, shard);
         where.set(name, f);
       }
     } catch (e) {
       for (const f of shards.values()) f.close();
       throw e;
     }
-    const metaObj =
-      typeof meta === "object" && meta !== null && !Array.isArray(meta)
-        ? (meta as Record<string, unknown>)
-        : {};
-    return new SafetensorsCheckpoint(indexPath, [...shards.values()], where, Object.freeze({ ...metaObj }));
+    return new SafetensorsCheckpoint(indexPath, [...shards.values()], where, index.metadata);
   }
 
   /** Tensor names: the weight_map's order for a sharded checkpoint, data order for one file. */

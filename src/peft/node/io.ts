@@ -4,7 +4,14 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Tensor } from "../../core/tensor.js";
 import { openSafetensors } from "../../io/node/index.js";
-import { loraConfigToJson, parseLoraConfig } from "../config.js";
+import {
+  adapterConfigText,
+  adapterSaveOverrides,
+  noAdapterConfigError,
+  noAdapterWeightsError,
+  parseAdapterConfigText,
+} from "../adapter-folder.js";
+import type { parseLoraConfig } from "../config.js";
 import { PeftError } from "../errors.js";
 import type { AdapterLoadReport } from "../format.js";
 import { adapterStateDict, loadAdapterTensors } from "../format.js";
@@ -50,12 +57,7 @@ export function savePretrained(pm: PeftModel, dir: string, opts: SaveOptions = {
     const cfg = pm.peftConfig.get(name);
     if (!cfg) throw new PeftError(`savePretrained: adapter "${name}" does not exist`);
     const out = name === "default" ? dir : join(dir, name);
-    const overrides = {
-      inferenceMode: true,
-      baseModelNameOrPath: opts.baseModelNameOrPath ?? cfg.baseModelNameOrPath,
-      // "all-linear" is saved as the names it resolved to, as PEFT does.
-      targetModules: resolvedTargets(pm, name) ?? cfg.targetModules,
-    };
+    const overrides = adapterSaveOverrides(pm, name, opts.baseModelNameOrPath);
     let saveCfg = cfg;
     let tensors = adapterStateDict(pm, name);
     const initDir = opts.pathInitialModelForWeightConversion;
@@ -64,23 +66,15 @@ export function savePretrained(pm: PeftModel, dir: string, opts: SaveOptions = {
       const conv = convertPissaToLora(pm, name, initial.tensors);
       writeFileSync(
         join(initDir, CONFIG_NAME),
-        JSON.stringify(loraConfigToJson(cfg, { ...overrides, initLoraWeights: true }), null, 2),
+        adapterConfigText(cfg, { ...overrides, initLoraWeights: true }),
       );
       saveCfg = conv.config;
       tensors = conv.tensors;
     }
-    const json = loraConfigToJson(saveCfg, overrides);
-    writeAdapterFolder(out, `${JSON.stringify(json, null, 2)}`, tensors);
+    writeAdapterFolder(out, adapterConfigText(saveCfg, overrides), tensors);
     written.push(out);
   }
   return written;
-}
-
-function resolvedTargets(pm: PeftModel, name: string): string[] | null {
-  const cfg = pm.peftConfig.get(name)!;
-  if (cfg.targetModules !== "all-linear" && cfg.targetModules !== null) return null;
-  const paths = pm.targetsOf.get(name) ?? [];
-  return [...new Set(paths.map((p) => p.split(".").pop()!))].sort();
 }
 
 /** adapter_config.json (parsed and checked) and every tensor of adapter_model.safetensors in `dir`. */
@@ -89,22 +83,10 @@ export function readAdapterDir(dir: string): {
   tensors: Map<string, Tensor>;
 } {
   const cfgPath = join(dir, CONFIG_NAME);
-  if (!existsSync(cfgPath)) throw new PeftError(`${dir}: no ${CONFIG_NAME} (is this a PEFT adapter folder?)`);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(cfgPath, "utf8"));
-  } catch (e) {
-    throw new PeftError(`${cfgPath}: not valid JSON`, { cause: e });
-  }
-  const config = parseLoraConfig(json, cfgPath);
+  if (!existsSync(cfgPath)) throw noAdapterConfigError(dir);
+  const config = parseAdapterConfigText(cfgPath, readFileSync(cfgPath, "utf8"));
   const wPath = join(dir, WEIGHTS_NAME);
-  if (!existsSync(wPath)) {
-    if (existsSync(join(dir, "adapter_model.bin")))
-      throw new PeftError(
-        `${dir}: only adapter_model.bin (a Python pickle) is present. lorakit never runs code from a file, so it reads safetensors only.\n  Convert it once in Python:\n    import torch; from safetensors.torch import save_file\n    save_file(torch.load("adapter_model.bin", weights_only=True), "adapter_model.safetensors", metadata={"format": "pt"})`,
-      );
-    throw new PeftError(`${dir}: no ${WEIGHTS_NAME}`);
-  }
+  if (!existsSync(wPath)) throw noAdapterWeightsError(dir, existsSync(join(dir, "adapter_model.bin")));
   const f = openSafetensors(wPath);
   try {
     const tensors = new Map<string, Tensor>();

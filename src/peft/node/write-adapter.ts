@@ -17,9 +17,9 @@ import {
   writeTempBeside,
 } from "../../io/node/safetensors-file.js";
 import { removeStaleTemps } from "../../io/node/stale-temps.js";
+import { ADAPTER_METADATA, CONFIG_NAME, WEIGHTS_NAME } from "../adapter-folder.js";
 
-export const CONFIG_NAME = "adapter_config.json";
-export const WEIGHTS_NAME = "adapter_model.safetensors";
+export { CONFIG_NAME, WEIGHTS_NAME };
 
 /** Writes `configText` and `tensors` as OUT/adapter_config.json and OUT/adapter_model.safetensors, atomically as a pair. */
 export function writeAdapterFolder(
@@ -35,7 +35,7 @@ export function writeAdapterFolder(
     const tmp = join(parent, `.${basename(out)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
     mkdirSync(tmp);
     try {
-      saveSafetensors(join(tmp, WEIGHTS_NAME), tensors);
+      saveSafetensors(join(tmp, WEIGHTS_NAME), tensors, ADAPTER_METADATA);
       renameIntoPlace(
         writeTempBeside(join(tmp, CONFIG_NAME), (fd) => writeFully(fd, bytes)),
         join(tmp, CONFIG_NAME),
@@ -50,7 +50,7 @@ export function writeAdapterFolder(
   removeStaleTemps(out);
   const cfgPath = join(out, CONFIG_NAME);
   const wPath = join(out, WEIGHTS_NAME);
-  const wTmp = saveSafetensorsBeside(wPath, tensors);
+  const wTmp = saveSafetensorsBeside(wPath, tensors, ADAPTER_METADATA);
   let cfgTmp: string;
   try {
     cfgTmp = writeTempBeside(cfgPath, (fd) => writeFully(fd, bytes));

@@ -1,0 +1,280 @@
+// The browser-safe folder loader (loadModelFromSource / Url / Files): the same model, report and
+// tokenizer as the node loader, the same errors for the same broken folder, a sharded
+// checkpoint read one shard at a time, and a URL folder served over HTTP.
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { tensor } from "../../src/core/tensor.js";
+import { bytesFolderSource, filesFolderSource, type ModelFolderSource } from "../../src/io/folder-source.js";
+import { nodeFolderSource } from "../../src/io/node/folder-source.js";
+import { llamaConfigToJson } from "../../src/models/llama/config.js";
+import { loadModelFromFiles, loadModelFromSource, loadModelFromUrl } from "../../src/models/load-folder.js";
+import { loadModel, saveModel } from "../../src/models/node/load.js";
+import { loadTokenizer } from "../../src/tokenizer/node.js";
+import { repoRoot } from "../util/repo.js";
+import { tinyModel } from "../util/tiny-model.js";
+
+const DEMO = join(repoRoot(), "models", "demo-base");
+const tmp = mkdtempSync(join(tmpdir(), "lorakit-load-folder-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A folder's files as page File objects, with the webkitRelativePath a dropped folder gives. */
+function filesOf(dir: string, top: string): File[] {
+  return readdirSync(dir)
+    .filter((f) => statSync(join(dir, f)).isFile())
+    .map((f) => {
+      const file = new File([readFileSync(join(dir, f))], f);
+      Object.defineProperty(file, "webkitRelativePath", { value: `${top}/${f}` });
+      return file;
+    });
+}
+
+function sameParams(
+  a: Awaited<ReturnType<typeof loadModelFromSource>>["model"],
+  dir: string,
+  dtype?: "bf16",
+) {
+  const { model: ref, report } = loadModel(dir, { dtype });
+  const got = new Map(a.namedParameters());
+  for (const [path, p] of ref.namedParameters()) {
+    const q = got.get(path);
+    assert.ok(q, path);
+    assert.equal(q.dtype, p.dtype, path);
+    assert.equal(q.requiresGrad, false, path);
+    assert.deepEqual(q.data, p.data, path);
+  }
+  assert.equal(got.size, [...ref.namedParameters()].length);
+  return report;
+}
+
+/** A sharded copy of a tiny model (three or more shards) with a tokenizer. */
+function shardedFolder(): string {
+  const dir = join(tmp, "sharded");
+  saveModel(tinyModel(5, { tie_word_embeddings: false, vocab_size: 300 }), dir, { maxShardBytes: 20_000 });
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) cpSync(join(DEMO, f), join(dir, f));
+  return dir;
+}
+
+describe("loadModelFromSource", () => {
+  test("the demo model from bytes, from dropped files and from disk equals loadModel's, with its tokenizer", async () => {
+    const bytes: Record<string, Uint8Array> = {};
+    for (const f of readdirSync(DEMO)) bytes[f] = new Uint8Array(readFileSync(join(DEMO, f)));
+    const fromBytes = await loadModelFromSource(bytesFolderSource(bytes, "demo-base"));
+    const report = sameParams(fromBytes.model, DEMO);
+    assert.deepEqual(fromBytes.report, report);
+    const tok = loadTokenizer(DEMO);
+    assert.deepEqual(fromBytes.tokenizer?.encode("Call me Ishmael."), tok.encode("Call me Ishmael."));
+    assert.equal(fromBytes.model.nameOrPath, "demo-base");
+
+    const progress: string[] = [];
+    const dropped = await loadModelFromFiles(filesOf(DEMO, "demo-base"), {
+      dtype: "bf16",
+      onProgress: (p) => progress.push(p.file),
+    });
+    sameParams(dropped.model, DEMO, "bf16");
+    assert.ok(progress.includes("model.safetensors"));
+    assert.equal(dropped.model.nameOrPath, "demo-base");
+
+    const disk = await loadModelFromSource(nodeFolderSource(DEMO));
+    sameParams(disk.model, DEMO);
+    const ids = tensor([1, 2, 3, 4], [1, 4], "i32");
+    assert.deepEqual(disk.model.forward(ids).data, loadModel(DEMO).model.forward(ids).data);
+  });
+
+  test("a sharded checkpoint loads one shard at a time, each read once, equal to loadModel", async () => {
+    const dir = shardedFolder();
+    const shards = readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
+    assert.ok(shards.length >= 3, `expected several shards, got ${shards.join(", ")}`);
+    const inner = nodeFolderSource(dir);
+    let inFlight = 0;
+    let most = 0;
+    const reads: string[] = [];
+    const counting: ModelFolderSource = {
+      ...inner,
+      async readBytes(name) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        reads.push(name);
+        try {
+          return await inner.readBytes(name);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const got = await loadModelFromSource(counting);
+    assert.equal(most, 1);
+    assert.deepEqual([...reads].sort(), [...shards].sort());
+    const report = sameParams(got.model, dir);
+    assert.deepEqual(got.report, report);
+  });
+
+  test("a folder served over HTTP (HEAD for presence) loads, sharded or not", async () => {
+    const dir = shardedFolder();
+    const server: Server = createServer((req, res) => {
+      const name =
+        decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname)
+          .split("/")
+          .pop() ?? "";
+      const root = req.url?.startsWith("/demo/") ? DEMO : req.url?.startsWith("/sharded/") ? dir : null;
+      if (root === null) {
+        res.writeHead(404).end();
+        return;
+      }
+      let body: Buffer;
+      try {
+        body = readFileSync(join(root, name));
+      } catch {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "content-length": body.length });
+      res.end(req.method === "HEAD" ? undefined : body);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const sharded = await loadModelFromUrl(`http://127.0.0.1:${port}/sharded`);
+      sameParams(sharded.model, dir);
+      const demo = await loadModelFromUrl(`http://127.0.0.1:${port}/demo/`);
+      sameParams(demo.model, DEMO);
+      assert.equal(demo.tokenizer?.vocabSize, loadTokenizer(DEMO).vocabSize);
+      await assert.rejects(
+        loadModelFromUrl(`http://127.0.0.1:${port}/nothing-here/`),
+        /nothing-here\/: no config.json \(is this a Hugging Face model folder\?\)/,
+      );
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test("chat_template.jinja takes priority over tokenizer_config.json's template, on disk and in the browser", async () => {
+    const dir = join(tmp, "jinja");
+    cpSync(DEMO, dir, { recursive: true });
+    const template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}";
+    writeFileSync(join(dir, "chat_template.jinja"), template);
+    const msgs = [{ role: "user", content: "hi" }];
+    assert.equal(loadTokenizer(dir).applyChatTemplate(msgs), "[user] hi\n");
+    const { tokenizer } = await loadModelFromFiles(filesOf(dir, "jinja"));
+    assert.equal(tokenizer?.applyChatTemplate(msgs), "[user] hi\n");
+    assert.notEqual(loadTokenizer(DEMO).applyChatTemplate(msgs), "[user] hi\n");
+  });
+});
+
+describe("the folder loader fails as the node loader does", () => {
+  let n = 0;
+  /** A copy of the demo folder changed by `edit`. */
+  function broken(edit: (dir: string) => void): string {
+    const dir = join(tmp, `broken-${n++}`);
+    cpSync(DEMO, dir, { recursive: true });
+    edit(dir);
+    return dir;
+  }
+  const demoConfig = () => JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8"));
+  const cases: [string, (dir: string) => void, Record<string, unknown>?][] = [
+    ["no config.json", (d) => rmSync(join(d, "config.json"))],
+    ["config.json not JSON", (d) => writeFileSync(join(d, "config.json"), "{nope")],
+    [
+      "config.json with a bad field",
+      (d) => writeFileSync(join(d, "config.json"), JSON.stringify({ ...demoConfig(), hidden_size: -3 })),
+    ],
+    [
+      "only a pickle",
+      (d) => {
+        rmSync(join(d, "model.safetensors"));
+        writeFileSync(join(d, "pytorch_model.bin"), "x");
+      },
+    ],
+    ["no weights at all", (d) => rmSync(join(d, "model.safetensors"))],
+    ["a truncated safetensors file", (d) => writeFileSync(join(d, "model.safetensors"), new Uint8Array(5))],
+    [
+      "weights of another shape",
+      (d) =>
+        writeFileSync(
+          join(d, "config.json"),
+          JSON.stringify({ ...demoConfig(), intermediate_size: demoConfig().intermediate_size + 8 }),
+        ),
+    ],
+    [
+      "a missing tensor (config.json says 2 layers, the weights have 1)",
+      (d) => {
+        const m = tinyModel(1, { vocab_size: 300, num_hidden_layers: 1 });
+        saveModel(m, d);
+        writeFileSync(
+          join(d, "config.json"),
+          JSON.stringify({ ...llamaConfigToJson(m.config), num_hidden_layers: 2 }),
+        );
+      },
+    ],
+    ["a bad dtype option", () => {}, { dtype: "f16" }],
+    ["an index that is not JSON", (d) => writeFileSync(join(d, "model.safetensors.index.json"), "[")],
+    [
+      "an index with a path as shard name",
+      (d) =>
+        writeFileSync(
+          join(d, "model.safetensors.index.json"),
+          JSON.stringify({ weight_map: { "model.norm.weight": "../model.safetensors" } }),
+        ),
+    ],
+    [
+      "an index that puts a tensor in the wrong shard",
+      (d) =>
+        writeFileSync(
+          join(d, "model.safetensors.index.json"),
+          JSON.stringify({ weight_map: { "model.nothing.weight": "model.safetensors" } }),
+        ),
+    ],
+    [
+      "no tokenizer.json, a sentencepiece model",
+      (d) => {
+        rmSync(join(d, "tokenizer.json"));
+        writeFileSync(join(d, "tokenizer.model"), "x");
+      },
+    ],
+    ["a tokenizer.json that is not a tokenizer", (d) => writeFileSync(join(d, "tokenizer.json"), "{}")],
+  ];
+  for (const [what, edit, extra] of cases)
+    test(what, async () => {
+      const dir = broken(edit);
+      const opts = extra?.dtype ? { dtype: extra.dtype as "f32" } : {};
+      let nodeError: Error | null = null;
+      try {
+        loadModel(dir, opts);
+        loadTokenizer(dir);
+      } catch (e) {
+        nodeError = e as Error;
+      }
+      assert.ok(nodeError, "the node loader should fail");
+      await assert.rejects(loadModelFromSource(nodeFolderSource(dir), opts), (e: Error) => {
+        assert.equal(e.message, nodeError.message);
+        assert.equal(e.constructor, nodeError.constructor);
+        return true;
+      });
+    });
+});
+
+describe("filesFolderSource", () => {
+  test("matches by base name, prefers the shallowest copy, and refuses two at the same depth", async () => {
+    const f = (path: string, text: string) => {
+      const file = new File([text], path.split("/").pop()!);
+      Object.defineProperty(file, "webkitRelativePath", { value: path });
+      return file;
+    };
+    const src = filesFolderSource([
+      f("m/config.json", "top"),
+      f("m/checkpoint-2/config.json", "deep"),
+      f("m/a/x.txt", "1"),
+      f("m/b/x.txt", "2"),
+    ]);
+    assert.equal(src.label, "m");
+    assert.equal(await src.readText("config.json"), "top");
+    assert.equal(await src.has("nothing.json"), false);
+    await assert.rejects(
+      src.readText("x.txt"),
+      /two selected files are named x.txt \(m\/a\/x.txt and m\/b\/x.txt\)/,
+    );
+  });
+});
