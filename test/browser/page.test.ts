@@ -176,15 +176,18 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
       files.filter((f) => f !== "tokenizer.json").map((f) => join(base, f)),
     );
     await page.waitForSelector("#error:not([hidden])");
-    assert.match(await text("#error"), /no tokenizer\.json among the files given/);
+    assert.match(await text("#error"), /no tokenizer\.json in the selected files/);
+    assert.equal(await text("#model-status"), "No model loaded.");
+    assert.equal(await page.isDisabled("#train"), true);
     await page.setInputFiles(
       "#model-files",
       files.map((f) => join(base, f)),
     );
-    await page.waitForFunction(() =>
-      document.getElementById("model-status")!.textContent!.includes("chosen files"),
+    await page.waitForSelector('#model-status[data-state="ready"]');
+    assert.match(
+      await text("#model-status"),
+      /^Loaded the chosen files: llama, 4 layers, hidden size 128, vocabulary 1024/,
     );
-    assert.match(await text("#model-status"), /llama, 4 layers, hidden size 128, vocabulary 1024/);
     assert.equal(await page.isHidden("#error"), true);
   });
 });

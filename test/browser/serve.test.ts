@@ -49,7 +49,7 @@ describe("examples/browser/serve.mjs", () => {
     assert.equal(r.status, 200);
     assert.match(r.body, /from "\/node_modules\/@huggingface\/tokenizers\/dist\/tokenizers\.mjs"/);
     assert.doesNotMatch(r.body, /from "@huggingface\/tokenizers"/);
-    const w = await get("/examples/browser/train-worker.js");
+    const w = await get("/examples/browser/trainer-worker.js");
     assert.match(w.body, /from "\/dist\/src\/index\.js"/);
     assert.doesNotMatch(w.body, /from "lorakit"/);
   });
