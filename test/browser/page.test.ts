@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { DEMO_TASK_YEARS } from "../../src/cli/demo/task.js";
 import { sotuText } from "../../src/data/corpora.js";
 import { loadModel } from "../../src/models/node/load.js";
 import { fromPretrained } from "../../src/peft/node/io.js";
@@ -65,6 +66,13 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
   it("loads the demo model, trains 20 steps off the main thread, and the loss falls", async () => {
     await page.click("#load-demo");
     await page.waitForSelector('#model-status[data-state="ready"]');
+    // The page's State of the Union button gives the text `npm start` trains on.
+    await page.click("#load-sotu");
+    await page.waitForFunction(() => /characters/.test(document.getElementById("text-status")!.textContent!));
+    assert.ok(
+      (await page.inputValue("#text")) === sotuText({ years: [...DEMO_TASK_YEARS] }),
+      "the demo's text",
+    );
     await page.fill("#text", TEXT);
     await page.fill("#steps", String(STEPS));
     await page.fill("#batch", String(BATCH));
