@@ -27,8 +27,8 @@ export function defaultWasmThreads(): number {
   return n > 0 ? Math.min(n, 256) : availableParallelism();
 }
 
-function spawnNodeWorker(): WorkerHandle {
-  const w = new Worker(new URL("./worker.js", import.meta.url));
+/** A Node worker thread as the pool drives it (exported for tests that start odd workers). */
+export function nodeWorkerHandle(w: Worker): WorkerHandle {
   let terminated = false;
   return {
     post: (init) => w.postMessage(init),
@@ -47,6 +47,15 @@ function spawnNodeWorker(): WorkerHandle {
     },
     unref: () => w.unref(),
   };
+}
+
+/**
+ * A worker thread running node/worker.ts, with this process's Node flags except
+ * --input-type (given for `node -e` code, it stops a worker started from a file).
+ */
+export function spawnNodeWorker(): WorkerHandle {
+  const execArgv = process.execArgv.filter((a) => !a.startsWith("--input-type"));
+  return nodeWorkerHandle(new Worker(new URL("./worker.js", import.meta.url), { execArgv }));
 }
 
 export interface NodeWasmOptions {
