@@ -89,10 +89,13 @@ export async function loadNodeWasmBackend(options: NodeWasmOptions = {}): Promis
     }
   };
   try {
+    // The single-threaded module is read first, whatever the threads: it is the fallback, and
+    // an install without it is an unbuilt one.
+    const single = await read(options.path ?? wasmModulePath());
     const handle = await openWasmBackend({
       threads: options.threads ?? defaultWasmThreads(),
       threadsUnavailable: null,
-      singleBytes: () => read(options.path ?? wasmModulePath()),
+      singleBytes: async () => single,
       threadedBytes: () => read(options.threadsPath ?? wasmThreadsModulePath()),
       spawn: spawnNodeWorker,
       splitAbove: options.splitAbove,
