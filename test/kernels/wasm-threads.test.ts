@@ -4,7 +4,9 @@
 // backend; idle workers never keep Node alive; the browser entry's fallbacks.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Worker } from "node:worker_threads";
 import type { AttentionParams, Backend } from "../../src/core/backend.js";
@@ -238,21 +240,28 @@ describe("wasm threads", { skip }, () => {
     assert.deepEqual(runAll(r.handle.backend).map(bits), runAll(handles[0].backend).map(bits));
   });
 
-  test("idle workers do not keep Node running", () => {
+  test("idle workers do not keep Node running; workers start under `node -e` and under V8 flags", () => {
     const script = `
-      const { loadNodeWasmBackend } = await import("./dist/src/kernels/wasm/node/load.js");
+      const { loadNodeWasmBackend } = await import(${JSON.stringify(`${repoRoot()}/dist/src/kernels/wasm/node/load.js`)});
       const r = await loadNodeWasmBackend({ threads: 3, splitAbove: 0 });
       const n = 4096;
       r.handle.backend.siluMul(new Float32Array(n).fill(1), new Float32Array(n).fill(2), new Float32Array(n));
-      console.log("threads", r.handle.threads);`;
-    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
-      cwd: repoRoot(),
-      encoding: "utf8",
-      timeout: 120_000,
-    });
-    assert.equal(r.signal, null, "the process had to be killed: a worker kept it alive");
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /threads 3/);
+      console.log("threads", r.handle.threads, r.handle.notice);`;
+    const dir = mkdtempSync(join(tmpdir(), "lorakit-wasm-threads-"));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "run.mjs");
+    writeFileSync(file, script);
+    // --input-type (node -e) must not reach the workers; a V8 flag may not be passed to them
+    // explicitly (Node refuses such an execArgv), so they inherit it.
+    for (const argv of [
+      ["--input-type=module", "-e", script],
+      ["--no-liftoff", file],
+    ]) {
+      const r = spawnSync(process.execPath, argv, { encoding: "utf8", timeout: 120_000 });
+      assert.equal(r.signal, null, `${argv[0]}: the process had to be killed: a worker kept it alive`);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /threads 3 null/, argv[0]);
+    }
   });
 });
 

@@ -20,7 +20,9 @@ import {
   NTH,
   QUIT,
   readFailure,
+  SPIN_MS,
   STOPPED,
+  spinWhile,
 } from "./control.js";
 import {
   instantiateThreadedKernels,
@@ -230,9 +232,11 @@ export class WasmThreadPool {
     // Always wait for every worker, even after a failure here: they are still writing memory
     // that the next call's arena will reuse.
     for (;;) {
-      const done = Atomics.load(board, DONE);
+      let done = Atomics.load(board, DONE);
       if (done >= nth - 1) break;
-      Atomics.wait(board, DONE, done);
+      done = spinWhile(board, DONE, done, SPIN_MS);
+      if (done >= nth - 1) break;
+      if (Atomics.load(board, DONE) === done) Atomics.wait(board, DONE, done);
     }
     if (own !== null) throw own;
     const failed = Atomics.load(board, FAILED);

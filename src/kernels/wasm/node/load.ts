@@ -50,12 +50,15 @@ export function nodeWorkerHandle(w: Worker): WorkerHandle {
 }
 
 /**
- * A worker thread running node/worker.ts, with this process's Node flags except
- * --input-type (given for `node -e` code, it stops a worker started from a file).
+ * A worker thread running node/worker.ts. It inherits this process's Node flags, except when
+ * they hold --input-type (given for `node -e` code, it stops a worker started from a file):
+ * then it gets none (V8 flags are process-wide anyway, and an explicit execArgv may not
+ * carry them).
  */
 export function spawnNodeWorker(): WorkerHandle {
-  const execArgv = process.execArgv.filter((a) => !a.startsWith("--input-type"));
-  return nodeWorkerHandle(new Worker(new URL("./worker.js", import.meta.url), { execArgv }));
+  const url = new URL("./worker.js", import.meta.url);
+  const inputType = process.execArgv.some((a) => a.startsWith("--input-type"));
+  return nodeWorkerHandle(inputType ? new Worker(url, { execArgv: [] }) : new Worker(url));
 }
 
 export interface NodeWasmOptions {
