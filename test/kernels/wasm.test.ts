@@ -189,11 +189,22 @@ describe("the wasm module", { skip }, () => {
         `dist's ${basename(built)} is stale: npm run build:wasm`,
       );
   });
-  test("a missing module is an error naming the build command", async () => {
-    const r = await loadNodeWasmBackend({ threads: 1, path: join(scratch, "nothing-here.wasm") });
-    assert.ok("error" in r);
-    assert.ok(r.error instanceof BackendError);
-    assert.match(r.error.message, /not built .*npm run build:wasm/);
+  test("a missing module is an error naming the build command, also when threads are asked for", async () => {
+    for (const threads of [1, 2]) {
+      const r = await loadNodeWasmBackend({ threads, path: join(scratch, "nothing-here.wasm") });
+      assert.ok("error" in r);
+      assert.ok(r.error instanceof BackendError);
+      assert.match(r.error.message, /not built .*npm run build:wasm/);
+    }
+  });
+  test("a missing threaded module leaves one thread, with a notice naming the build command", async () => {
+    const r = await loadNodeWasmBackend({ threads: 2, threadsPath: join(scratch, "nothing-here.wasm") });
+    assert.ok("handle" in r);
+    assert.equal(r.handle.threads, 1);
+    assert.match(
+      r.handle.notice ?? "",
+      /run on 1 thread, not 2: the WebAssembly kernels are not built .*npm run build:wasm/,
+    );
   });
   test("bytes that are not a module, or a module without the kernels, are a BackendError", async () => {
     await assert.rejects(instantiateWasmKernels(new Uint8Array([1, 2, 3, 4])), BackendError);

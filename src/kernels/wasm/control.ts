@@ -39,3 +39,24 @@ export function readFailure(memory: WebAssembly.Memory, ctl: number): string {
   const n = Atomics.load(board, ERR_LEN);
   return String.fromCharCode(...new Uint16Array(memory.buffer, ctl + ERR_AT, n));
 }
+
+/**
+ * How long a worker that finished a job (or a caller waiting for workers) watches the board
+ * before it sleeps in Atomics.wait: a training step issues hundreds of calls back to back, and
+ * a futex wake-up costs more than this spin (the native pool does the same, native/src/threadpool.cc).
+ */
+export const SPIN_MS = 0.06;
+
+/** Watches slot `at` for up to `ms` while it holds `seen`; returns the value it holds then. */
+export function spinWhile(board: Int32Array, at: number, seen: number, ms: number): number {
+  let v = Atomics.load(board, at);
+  if (v !== seen) return v;
+  const until = performance.now() + ms;
+  do {
+    for (let i = 0; i < 64; i++) {
+      v = Atomics.load(board, at);
+      if (v !== seen) return v;
+    }
+  } while (performance.now() < until);
+  return v;
+}

@@ -20,7 +20,9 @@ import {
   NTH,
   QUIT,
   readFailure,
+  SPIN_MS,
   STOPPED,
+  spinWhile,
 } from "./control.js";
 import {
   instantiateThreadedKernels,
@@ -138,31 +140,29 @@ export class WasmThreadPool {
       memory.grow(Math.ceil((arenaBase - memory.buffer.byteLength) / 65536));
     const pool = new WasmThreadPool(ex, maxBytes, ctl, arenaBase);
     const started: Promise<void>[] = [];
-    for (let tid = 1; tid < threads; tid++) {
-      const stackTop = stacks + tid * STACK_BYTES;
-      let w: WorkerHandle;
-      try {
-        w = spawn(tid);
-      } catch (e) {
-        pool.dispose();
-        throw e;
-      }
-      pool.workers.push(w);
-      started.push(pool.ready(w, tid));
-      w.post({ module, memory, tid, ctl, stackTop });
-    }
+    const timers: ReturnType<typeof setTimeout>[] = [];
     try {
+      for (let tid = 1; tid < threads; tid++) {
+        const stackTop = stacks + tid * STACK_BYTES;
+        const w = spawn(tid);
+        pool.workers.push(w);
+        started.push(pool.ready(w, tid, timers));
+        w.post({ module, memory, tid, ctl, stackTop });
+      }
       await Promise.all(started);
     } catch (e) {
       pool.dispose();
       throw e;
+    } finally {
+      // Every pending start timer goes, also those of workers that never answered.
+      for (const t of timers) clearTimeout(t);
     }
     for (const w of pool.workers) w.unref?.();
     return pool;
   }
 
   /** Resolves when worker `tid` says ready; afterwards its death marks the pool broken. */
-  private ready(w: WorkerHandle, tid: number): Promise<void> {
+  private ready(w: WorkerHandle, tid: number, timers: ReturnType<typeof setTimeout>[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let up = false;
       const timer = setTimeout(
@@ -172,6 +172,7 @@ export class WasmThreadPool {
           ),
         START_TIMEOUT_MS,
       );
+      timers.push(timer);
       const settle = (err: BackendError | null) => {
         clearTimeout(timer);
         if (err) reject(err);
@@ -231,9 +232,11 @@ export class WasmThreadPool {
     // Always wait for every worker, even after a failure here: they are still writing memory
     // that the next call's arena will reuse.
     for (;;) {
-      const done = Atomics.load(board, DONE);
+      let done = Atomics.load(board, DONE);
       if (done >= nth - 1) break;
-      Atomics.wait(board, DONE, done);
+      done = spinWhile(board, DONE, done, SPIN_MS);
+      if (done >= nth - 1) break;
+      if (Atomics.load(board, DONE) === done) Atomics.wait(board, DONE, done);
     }
     if (own !== null) throw own;
     const failed = Atomics.load(board, FAILED);

@@ -2,7 +2,19 @@
 // and node/worker.ts only connect it to their messaging): instantiate the threaded module
 // on the shared memory with a stack of its own, say "ready", then block on the job board
 // (control.ts) and run this thread's share of each job until told to quit. Browser-safe.
-import { ARGS_AT, DONE, GEN, KERNEL, NARGS, NTH, QUIT, reportFailure, STOPPED } from "./control.js";
+import {
+  ARGS_AT,
+  DONE,
+  GEN,
+  KERNEL,
+  NARGS,
+  NTH,
+  QUIT,
+  reportFailure,
+  SPIN_MS,
+  STOPPED,
+  spinWhile,
+} from "./control.js";
 import { instantiateThreadedKernels, THREADED_KERNELS } from "./module.js";
 
 /** What the caller posts to a new worker. */
@@ -42,9 +54,11 @@ export async function runWorker(init: WorkerInit, post: (reply: WorkerReply) => 
   let inJob = false;
   try {
     for (;;) {
-      Atomics.wait(board, GEN, seen);
-      const gen = Atomics.load(board, GEN);
-      if (gen === seen) continue;
+      const gen = spinWhile(board, GEN, seen, SPIN_MS);
+      if (gen === seen) {
+        Atomics.wait(board, GEN, seen);
+        continue;
+      }
       seen = gen;
       if (Atomics.load(board, QUIT) !== 0) return;
       inJob = true;

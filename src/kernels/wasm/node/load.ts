@@ -27,8 +27,8 @@ export function defaultWasmThreads(): number {
   return n > 0 ? Math.min(n, 256) : availableParallelism();
 }
 
-function spawnNodeWorker(): WorkerHandle {
-  const w = new Worker(new URL("./worker.js", import.meta.url));
+/** A Node worker thread as the pool drives it (exported for tests that start odd workers). */
+export function nodeWorkerHandle(w: Worker): WorkerHandle {
   let terminated = false;
   return {
     post: (init) => w.postMessage(init),
@@ -47,6 +47,18 @@ function spawnNodeWorker(): WorkerHandle {
     },
     unref: () => w.unref(),
   };
+}
+
+/**
+ * A worker thread running node/worker.ts. It inherits this process's Node flags, except when
+ * they hold --input-type (given for `node -e` code, it stops a worker started from a file):
+ * then it gets none (V8 flags are process-wide anyway, and an explicit execArgv may not
+ * carry them).
+ */
+export function spawnNodeWorker(): WorkerHandle {
+  const url = new URL("./worker.js", import.meta.url);
+  const inputType = process.execArgv.some((a) => a.startsWith("--input-type"));
+  return nodeWorkerHandle(inputType ? new Worker(url, { execArgv: [] }) : new Worker(url));
 }
 
 export interface NodeWasmOptions {
@@ -80,10 +92,13 @@ export async function loadNodeWasmBackend(options: NodeWasmOptions = {}): Promis
     }
   };
   try {
+    // The single-threaded module is read first, whatever the threads: it is the fallback, and
+    // an install without it is an unbuilt one.
+    const single = await read(options.path ?? wasmModulePath());
     const handle = await openWasmBackend({
       threads: options.threads ?? defaultWasmThreads(),
       threadsUnavailable: null,
-      singleBytes: () => read(options.path ?? wasmModulePath()),
+      singleBytes: async () => single,
       threadedBytes: () => read(options.threadsPath ?? wasmThreadsModulePath()),
       spawn: spawnNodeWorker,
       splitAbove: options.splitAbove,

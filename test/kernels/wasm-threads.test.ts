@@ -1,0 +1,292 @@
+// The wasm backend on several threads: every kernel it runs in WebAssembly gives bit-identical
+// results on 1, 2, 3 and 5 threads (each call split, however small); a worker that fails or
+// dies surfaces as a BackendError, never a hang; dispose() leaves a working one-thread
+// backend; idle workers never keep Node alive; the browser entry's fallbacks.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { Worker } from "node:worker_threads";
+import type { AttentionParams, Backend } from "../../src/core/backend.js";
+import { backend as engineBackend, setBackend } from "../../src/core/engine.js";
+import { BackendError } from "../../src/core/errors.js";
+import { refBackend } from "../../src/kernels/ref/index.js";
+import { createWasmBackend } from "../../src/kernels/wasm/backend.js";
+import { loadWasmBackend } from "../../src/kernels/wasm/load.js";
+import { compileThreadedKernels } from "../../src/kernels/wasm/module.js";
+import {
+  loadNodeWasmBackend,
+  nodeWorkerHandle,
+  spawnNodeWorker,
+  wasmModulePath,
+  wasmThreadsModulePath,
+} from "../../src/kernels/wasm/node/load.js";
+import { openWasmBackend, type WasmBackendHandle } from "../../src/kernels/wasm/open.js";
+import { WasmThreadPool } from "../../src/kernels/wasm/pool.js";
+import { repoRoot } from "../util/repo.js";
+
+const THREADS = [1, 2, 3, 5];
+const handles: WasmBackendHandle[] = [];
+for (const threads of THREADS) {
+  const r = await loadNodeWasmBackend({ threads, splitAbove: 0 });
+  if ("error" in r) break;
+  handles.push(r.handle);
+}
+const skip = handles.length < THREADS.length ? "wasm kernels not built (npm run build:wasm)" : false;
+after(() => {
+  for (const h of handles) h.dispose();
+});
+
+let seed = 4242;
+function rand(): number {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 4294967296 - 0.5;
+}
+function randomF32(len: number, scale = 2): Float32Array {
+  const x = new Float32Array(len);
+  for (let i = 0; i < len; i++) x[i] = rand() * scale;
+  return x;
+}
+
+/** Inputs drawn once, so every backend sees the same. */
+function inputs() {
+  seed = 4242;
+  const att = { B: 2, T: 13, S: 13, H: 4, Hkv: 2, D: 24 };
+  const rows = att.B * att.T * att.H * att.D;
+  const kv = att.B * att.S * att.Hkv * att.D;
+  return {
+    gemms: [
+      // m, n, k, batch, transA, transB: column split, row split (n small), batch split, batch not divisible.
+      { m: 37, n: 203, k: 300, batch: 1, transA: false, transB: true },
+      { m: 301, n: 16, k: 70, batch: 1, transA: true, transB: false },
+      { m: 19, n: 33, k: 41, batch: 6, transA: false, transB: false },
+      { m: 23, n: 45, k: 270, batch: 7, transA: true, transB: true },
+    ].map((g) => ({ ...g, a: randomF32(g.m * g.k * g.batch), b: randomF32(g.k * g.n * g.batch) })),
+    att,
+    q: randomF32(rows),
+    k: randomF32(kv),
+    v: randomF32(kv),
+    dout: randomF32(rows),
+    dk0: randomF32(kv),
+    gate: randomF32(1003, 12),
+    up: randomF32(1003),
+    dy: randomF32(1003),
+    acc0: randomF32(1003),
+    logits: randomF32(37 * 101, 8),
+    targets: Int32Array.from({ length: 37 }, (_, i) => (i % 9 === 4 ? -100 : (i * 31) % 101)),
+    x: randomF32(29 * 67),
+    w: randomF32(67),
+    dyN: randomF32(29 * 67),
+    dw0: randomF32(67),
+  };
+}
+
+/** Every kernel the wasm backend runs in WebAssembly, on `be`: all outputs, in order. */
+function runAll(be: Backend): Float32Array[] {
+  const I = inputs();
+  const outs: Float32Array[] = [];
+  for (const g of I.gemms) {
+    const c = new Float32Array(g.m * g.n * g.batch).fill(0.5);
+    be.gemm({
+      ...g,
+      strideA: g.m * g.k,
+      strideB: g.k * g.n,
+      c,
+      strideC: g.m * g.n,
+      alpha: 0.75,
+      beta: 1,
+    });
+    outs.push(c);
+  }
+  const { B, T, S, H, D } = I.att;
+  const p: AttentionParams = {
+    ...I.att,
+    q: I.q,
+    k: I.k,
+    v: I.v,
+    kvCapacity: S,
+    scale: 1 / Math.sqrt(D),
+    offset: 0,
+    causal: true,
+  };
+  const out = new Float32Array(B * T * H * D);
+  const lse = new Float32Array(B * H * T);
+  be.attention(p, out, lse);
+  const dq = new Float32Array(out.length);
+  const dk = I.dk0.slice();
+  const dv = new Float32Array(I.k.length);
+  be.attentionBackward(p, out, lse, I.dout, dq, dk, dv);
+  outs.push(out, lse, dq, dk, dv);
+  const sm = new Float32Array(I.gate.length);
+  be.siluMul(I.gate, I.up, sm);
+  const dg = I.acc0.slice();
+  const du = I.acc0.slice();
+  be.siluMulBackward(I.gate, I.up, I.dy, dg, du, true);
+  outs.push(sm, dg, du);
+  const N = I.targets.length;
+  const V = I.logits.length / N;
+  const loss = new Float32Array(N);
+  const clse = new Float32Array(N);
+  be.crossEntropy(I.logits, I.targets, N, V, -100, loss, clse);
+  const dl = new Float32Array(I.logits.length);
+  be.crossEntropyBackward(I.logits, I.targets, clse, new Float32Array(N).fill(1 / N), N, V, -100, dl, false);
+  outs.push(loss, clse, dl);
+  const C = I.w.length;
+  const R = I.x.length / C;
+  const y = new Float32Array(I.x.length);
+  const rstd = new Float32Array(R);
+  be.rmsNorm(I.x, I.w, R, C, 1e-6, y, rstd);
+  const dx = new Float32Array(I.x.length).fill(0.25);
+  const dw = I.dw0.slice();
+  be.rmsNormBackward(I.x, I.w, rstd, I.dyN, R, C, dx, dw, true);
+  outs.push(y, rstd, dx, dw);
+  return outs;
+}
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+describe("wasm threads", { skip }, () => {
+  test("every wasm kernel is bit-identical on 1, 2, 3 and 5 threads", () => {
+    const base = runAll(handles[0].backend);
+    for (const h of handles.slice(1)) {
+      assert.equal(h.notice, null);
+      const got = runAll(h.backend);
+      for (let i = 0; i < base.length; i++)
+        assert.deepEqual(bits(got[i]), bits(base[i]), `output ${i} differs on ${h.threads} threads`);
+    }
+    // And they are the kernels' results, not garbage shared by all: close to the reference.
+    const ref = runAll(refBackend);
+    for (let i = 0; i < base.length; i++)
+      for (let j = 0; j < base[i].length; j++)
+        assert.ok(
+          Math.abs(base[i][j] - ref[i][j]) <= 1e-4 * (1 + Math.abs(ref[i][j])),
+          `output ${i}[${j}]: ${base[i][j]} vs reference ${ref[i][j]}`,
+        );
+  });
+
+  test("a worker whose share traps is a BackendError naming it; the next call works", async () => {
+    const module = await compileThreadedKernels(readFileSync(wasmThreadsModulePath()));
+    const pool = await WasmThreadPool.start(module, 2, spawnNodeWorker);
+    after(() => pool.dispose());
+    pool.splitAbove = 0;
+    const end = pool.ex.memory.buffer.byteLength;
+    const [m, n, k] = [4, 64, 1];
+    const a = pool.arenaBase;
+    const b = a + 64;
+    const scratch = b + 1024;
+    // C is m×n; thread 0 writes columns 0–31 of each row (inside memory), thread 1 columns
+    // 32–63, whose last row runs past the end of memory: only the worker traps.
+    const c = end - (3 * n + 40) * 4;
+    assert.throws(
+      () => pool.run("wasm_gemm", [0, 0, m, n, k, 1, a, 0, b, 0, 0, c, 0, 1, 0, scratch]),
+      (e: unknown) =>
+        e instanceof BackendError && /wasm worker 1 failed in wasm_gemm: RuntimeError/.test(e.message),
+    );
+    const be = createWasmBackend(pool);
+    assert.deepEqual(runAll(be).map(bits), runAll(handles[0].backend).map(bits));
+  });
+
+  test("a worker that dies makes the next call a BackendError, not a hang", async () => {
+    const module = await compileThreadedKernels(readFileSync(wasmThreadsModulePath()));
+    let exited: Promise<void> = Promise.resolve();
+    let worker: Worker | null = null;
+    // A worker that says ready, then exits instead of waiting for jobs.
+    const pool = await WasmThreadPool.start(module, 2, () => {
+      const w = new Worker(
+        `const { parentPort } = require("node:worker_threads");
+         parentPort.once("message", () => { parentPort.postMessage({ type: "ready" }); setTimeout(() => process.exit(7), 10); });`,
+        { eval: true },
+      );
+      exited = new Promise((resolve) => w.once("exit", () => resolve()));
+      worker = w;
+      return nodeWorkerHandle(w);
+    });
+    after(() => pool.dispose());
+    // The pool unrefs its workers; this test waits for the exit, so it keeps this one counted.
+    (worker as Worker | null)?.ref();
+    await exited;
+    const be = createWasmBackend(pool);
+    pool.splitAbove = 0;
+    assert.throws(
+      () => be.siluMul(new Float32Array(64), new Float32Array(64), new Float32Array(64)),
+      /wasm worker 1 stopped \(the worker thread exited with code 7\)/,
+    );
+  });
+
+  test("a worker that cannot start leaves one thread and a notice saying why", async () => {
+    const h = await openWasmBackend({
+      threads: 3,
+      threadsUnavailable: null,
+      singleBytes: async () => readFileSync(wasmModulePath()),
+      threadedBytes: async () => readFileSync(wasmThreadsModulePath()),
+      spawn: () => nodeWorkerHandle(new Worker(`throw new Error("no worker today")`, { eval: true })),
+    });
+    assert.equal(h.threads, 1);
+    assert.match(h.notice ?? "", /run on 1 thread, not 3: wasm worker \d could not start: no worker today/);
+    assert.deepEqual(runAll(h.backend).map(bits), runAll(handles[0].backend).map(bits));
+  });
+
+  test("after dispose() the backend runs on the calling thread alone, with the same results", async () => {
+    const r = await loadNodeWasmBackend({ threads: 2, splitAbove: 0 });
+    assert.ok("handle" in r);
+    assert.equal(r.handle.threads, 2);
+    r.handle.dispose();
+    r.handle.dispose();
+    assert.equal(r.handle.threads, 1);
+    assert.deepEqual(runAll(r.handle.backend).map(bits), runAll(handles[0].backend).map(bits));
+  });
+
+  test("idle workers do not keep Node running; workers start under `node -e` and under V8 flags", () => {
+    const script = `
+      const { loadNodeWasmBackend } = await import(${JSON.stringify(`${repoRoot()}/dist/src/kernels/wasm/node/load.js`)});
+      const r = await loadNodeWasmBackend({ threads: 3, splitAbove: 0 });
+      const n = 4096;
+      r.handle.backend.siluMul(new Float32Array(n).fill(1), new Float32Array(n).fill(2), new Float32Array(n));
+      console.log("threads", r.handle.threads, r.handle.notice);`;
+    const dir = mkdtempSync(join(tmpdir(), "lorakit-wasm-threads-"));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "run.mjs");
+    writeFileSync(file, script);
+    // --input-type (node -e) must not reach the workers; a V8 flag may not be passed to them
+    // explicitly (Node refuses such an execArgv), so they inherit it.
+    for (const argv of [
+      ["--input-type=module", "-e", script],
+      ["--no-liftoff", file],
+    ]) {
+      const r = spawnSync(process.execPath, argv, { encoding: "utf8", timeout: 120_000 });
+      assert.equal(r.signal, null, `${argv[0]}: the process had to be killed: a worker kept it alive`);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /threads 3 null/, argv[0]);
+    }
+  });
+});
+
+describe("loadWasmBackend (the browser entry) outside a page", { skip }, () => {
+  const saved = engineBackend();
+  after(() => setBackend(saved));
+  test("without Web Workers it runs on one thread, says why, and becomes the engine's backend", async () => {
+    const h = await loadWasmBackend({
+      bytes: readFileSync(wasmModulePath()),
+      threadsBytes: readFileSync(wasmThreadsModulePath()),
+      threads: 2,
+    });
+    assert.equal(h.threads, 1);
+    assert.match(h.notice ?? "", /1 thread, not 2: this context cannot start Web Workers/);
+    assert.equal(engineBackend(), h.backend);
+    assert.deepEqual(runAll(h.backend).map(bits), runAll(handles[0].backend).map(bits));
+  });
+  test("install: false leaves the engine's backend alone; a file: URL is refused with the Node way", async () => {
+    setBackend(refBackend);
+    const h = await loadWasmBackend({ bytes: readFileSync(wasmModulePath()), threads: 1, install: false });
+    assert.equal(h.notice, null);
+    assert.equal(engineBackend(), refBackend);
+    await assert.rejects(
+      loadWasmBackend({ threads: 1, install: false }),
+      (e: unknown) => e instanceof BackendError && /selectBackend\("wasm"\)/.test(e.message),
+    );
+  });
+});
