@@ -84,6 +84,19 @@ describe("loadModelFromSource", () => {
     assert.deepEqual(disk.model.forward(ids).data, loadModel(DEMO).model.forward(ids).data);
   });
 
+  test("quantize: nf4 on load, and a saved NF4 (bitsandbytes layout) checkpoint, as loadModel gives them", async () => {
+    const q = await loadModelFromSource(nodeFolderSource(DEMO), { quantize: "nf4" });
+    const { model: ref } = loadModel(DEMO, { quantize: "nf4" });
+    const ids = tensor([1, 2, 3, 4, 5], [1, 5], "i32");
+    assert.deepEqual(q.model.forward(ids).data, ref.forward(ids).data);
+    const dir = join(tmp, "nf4");
+    saveModel(ref, dir);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) cpSync(join(DEMO, f), join(dir, f));
+    const back = await loadModelFromSource(nodeFolderSource(dir));
+    assert.deepEqual(back.model.forward(ids).data, loadModel(dir).model.forward(ids).data);
+    assert.deepEqual(back.report, loadModel(dir).report);
+  });
+
   test("a sharded checkpoint loads one shard at a time, each read once, equal to loadModel", async () => {
     const dir = shardedFolder();
     const shards = readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
