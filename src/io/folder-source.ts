@@ -6,6 +6,13 @@
 // messages read the same.
 import { SafetensorsError } from "./errors.js";
 
+/** A source that can also read part of a file (File.slice, a positioned read on disk). */
+export interface RangedFolderSource extends ModelFolderSource {
+  size(name: string): Promise<number>;
+  /** Bytes [start, end) of the file (fewer when the file is shorter). */
+  readRange(name: string, start: number, end: number): Promise<Uint8Array>;
+}
+
 /** One file's transfer so far: `total` is null when the server does not say. */
 export interface LoadProgress {
   file: string;
@@ -154,6 +161,8 @@ export interface FileLike {
   readonly webkitRelativePath?: string;
   arrayBuffer(): Promise<ArrayBuffer>;
   text(): Promise<string>;
+  /** Part of the file without reading the rest (the DOM's Blob.slice). */
+  slice?(start: number, end: number): { arrayBuffer(): Promise<ArrayBuffer> };
 }
 
 /**
@@ -168,7 +177,7 @@ export interface FileLike {
 export function filesFolderSource(
   files: ArrayLike<FileLike> | Iterable<FileLike>,
   opts: SourceOptions = {},
-): ModelFolderSource {
+): RangedFolderSource {
   const list = Array.from(files as Iterable<FileLike>);
   const byName = new Map<string, { file: FileLike; path: string; depth: number; clash: string | null }>();
   for (const file of list) {
@@ -182,6 +191,7 @@ export function filesFolderSource(
     list.map((f) => (f.webkitRelativePath?.includes("/") ? f.webkitRelativePath.split("/")[0] : "")),
   );
   const label = tops.size === 1 && !tops.has("") ? [...tops][0] : "the selected files";
+  const readSoFar = new Map<string, number>();
   const entry = (name: string) => {
     const e = byName.get(name);
     if (!e) throw ioError(`${label}/${name}`, "no such file among the selected files");
@@ -202,6 +212,17 @@ export function filesFolderSource(
       const bytes = new Uint8Array(await file.arrayBuffer());
       opts.onProgress?.({ file: name, loaded: bytes.length, total: file.size });
       return bytes;
+    },
+    size: async (name) => entry(name).file.size,
+    async readRange(name, start, end) {
+      const { file } = entry(name);
+      const buf = file.slice
+        ? await file.slice(start, end).arrayBuffer()
+        : (await file.arrayBuffer()).slice(start, end);
+      const done = (readSoFar.get(name) ?? 0) + buf.byteLength;
+      readSoFar.set(name, done);
+      opts.onProgress?.({ file: name, loaded: Math.min(done, file.size), total: file.size });
+      return new Uint8Array(buf);
     },
   };
 }

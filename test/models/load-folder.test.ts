@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { tensor } from "../../src/core/tensor.js";
-import { bytesFolderSource, filesFolderSource, type ModelFolderSource } from "../../src/io/folder-source.js";
+import { bytesFolderSource, filesFolderSource, type RangedFolderSource } from "../../src/io/folder-source.js";
 import { nodeFolderSource } from "../../src/io/node/folder-source.js";
 import { llamaConfigToJson } from "../../src/models/llama/config.js";
 import { loadModelFromFiles, loadModelFromSource, loadModelFromUrl } from "../../src/models/load-folder.js";
@@ -97,30 +97,45 @@ describe("loadModelFromSource", () => {
     assert.deepEqual(back.report, loadModel(dir).report);
   });
 
-  test("a sharded checkpoint loads one shard at a time, each read once, equal to loadModel", async () => {
+  test("a sharded checkpoint is read one piece at a time, each piece once, and equals loadModel", async () => {
     const dir = shardedFolder();
     const shards = readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
     assert.ok(shards.length >= 3, `expected several shards, got ${shards.join(", ")}`);
     const inner = nodeFolderSource(dir);
     let inFlight = 0;
     let most = 0;
-    const reads: string[] = [];
-    const counting: ModelFolderSource = {
+    const wholeReads: string[] = [];
+    const rangeBytes = new Map<string, number>();
+    let largestRead = 0;
+    const counting: RangedFolderSource = {
       ...inner,
       async readBytes(name) {
+        wholeReads.push(name);
+        return inner.readBytes(name);
+      },
+      async readRange(name, start, end) {
         inFlight++;
         most = Math.max(most, inFlight);
-        reads.push(name);
         try {
-          return await inner.readBytes(name);
+          const b = await inner.readRange(name, start, end);
+          rangeBytes.set(name, (rangeBytes.get(name) ?? 0) + b.length);
+          largestRead = Math.max(largestRead, b.length);
+          return b;
         } finally {
           inFlight--;
         }
       },
     };
-    const got = await loadModelFromSource(counting);
+    const chunkBytes = 3000;
+    const got = await loadModelFromSource(counting, { chunkBytes });
     assert.equal(most, 1);
-    assert.deepEqual([...reads].sort(), [...shards].sort());
+    assert.deepEqual(wholeReads, []);
+    // Each shard read once (header, then its data in pieces): no byte twice, no piece above the
+    // chunk size unless one tensor is larger.
+    for (const s of shards) assert.equal(rangeBytes.get(s), statSync(join(dir, s)).size, s);
+    const { model: ref } = loadModel(dir);
+    const biggest = Math.max(...[...ref.namedParameters()].map(([, p]) => p.size * 4));
+    assert.ok(largestRead <= Math.max(chunkBytes, biggest), `read ${largestRead} bytes at once`);
     const report = sameParams(got.model, dir);
     assert.deepEqual(got.report, report);
   });
