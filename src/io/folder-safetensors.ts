@@ -1,7 +1,7 @@
 // A safetensors file of a ModelFolderSource, read in pieces. Where the source can read byte
-// ranges (a page's File, a file on disk) only the header is read at open and the tensors come in
+// ranges (a page's File, a file on disk, a server that serves ranges) only the header is read at open and the tensors come in
 // chunks of about `chunkBytes`, so loading holds the model plus one chunk, never the file; where
-// it cannot (a URL), the whole file is read once and cut into the same chunks. Either way each
+// it cannot (a server without ranges), the whole file is read once and cut into the same chunks. Either way each
 // chunk is a synchronous view whose tensors are copies, so it can be dropped once used.
 import type { Tensor } from "../core/tensor.js";
 import { SafetensorsError } from "./errors.js";
@@ -70,8 +70,8 @@ export class FolderSafetensors extends SafetensorsHeaderLookup {
   static async open(source: ModelFolderSource, name: string): Promise<FolderSafetensors> {
     const path = source.pathOf(name);
     try {
-      if (isRanged(source)) {
-        const size = await source.size(name);
+      const size = isRanged(source) ? await source.size(name) : null;
+      if (isRanged(source) && size !== null) {
         const n = readHeaderLength(await source.readRange(name, 0, Math.min(8, size)), size);
         const header = parseSafetensorsHeader(await source.readRange(name, 8, Math.min(8 + n, size)), size);
         return new FolderSafetensors(source, name, path, header, null);

@@ -140,26 +140,34 @@ describe("loadModelFromSource", () => {
     assert.deepEqual(got.report, report);
   });
 
-  test("a folder served over HTTP (HEAD for presence) loads, sharded or not", async () => {
+  test("a folder served over HTTP loads: in byte ranges where the server serves them, else whole", async () => {
     const dir = shardedFolder();
+    const log: string[] = [];
     const server: Server = createServer((req, res) => {
-      const name =
-        decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname)
-          .split("/")
-          .pop() ?? "";
-      const root = req.url?.startsWith("/demo/") ? DEMO : req.url?.startsWith("/sharded/") ? dir : null;
-      if (root === null) {
-        res.writeHead(404).end();
-        return;
-      }
+      const url = new URL(req.url ?? "/", "http://x");
+      const [, route, name] = decodeURIComponent(url.pathname).split("/");
+      const root = route === "demo" ? DEMO : route === "sharded" || route === "ranged" ? dir : null;
       let body: Buffer;
       try {
+        if (root === null || !name) throw new Error("no such route");
         body = readFileSync(join(root, name));
       } catch {
         res.writeHead(404).end();
         return;
       }
-      res.writeHead(200, { "content-length": body.length });
+      const ranges = route === "ranged";
+      const m = ranges ? /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "") : null;
+      log.push(`${req.method} ${route}/${name}${m ? ` ${m[1]}-${m[2]}` : ""}`);
+      if (m) {
+        const part = body.subarray(Number(m[1]), Number(m[2]) + 1);
+        res.writeHead(206, {
+          "content-length": part.length,
+          "content-range": `bytes ${m[1]}-${Number(m[1]) + part.length - 1}/${body.length}`,
+        });
+        res.end(part);
+        return;
+      }
+      res.writeHead(200, { "content-length": body.length, ...(ranges ? { "accept-ranges": "bytes" } : {}) });
       res.end(req.method === "HEAD" ? undefined : body);
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -167,6 +175,14 @@ describe("loadModelFromSource", () => {
       const port = (server.address() as { port: number }).port;
       const sharded = await loadModelFromUrl(`http://127.0.0.1:${port}/sharded`);
       sameParams(sharded.model, dir);
+      const ranged = await loadModelFromUrl(`http://127.0.0.1:${port}/ranged/`, { chunkBytes: 4000 });
+      sameParams(ranged.model, dir);
+      const shardGets = (route: string) =>
+        log.filter((l) => l.startsWith(`GET ${route}/model-`) && !/ \d+-\d+$/.test(l)).length;
+      const rangeGets = log.filter((l) => /^GET ranged\/model-.* \d+-\d+$/.test(l)).length;
+      assert.ok(shardGets("sharded") >= 3, "without ranges each shard is fetched whole");
+      assert.equal(shardGets("ranged"), 0, "with ranges no shard is fetched whole");
+      assert.ok(rangeGets > 6, `expected header and chunk ranges, got ${rangeGets}`);
       const demo = await loadModelFromUrl(`http://127.0.0.1:${port}/demo/`);
       sameParams(demo.model, DEMO);
       assert.equal(demo.tokenizer?.vocabSize, loadTokenizer(DEMO).vocabSize);
