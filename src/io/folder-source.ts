@@ -6,6 +6,14 @@
 // messages read the same.
 import { SafetensorsError } from "./errors.js";
 
+/** A source that can also read part of a file (File.slice, a positioned read, an HTTP range). */
+export interface RangedFolderSource extends ModelFolderSource {
+  /** The file's size in bytes, or null when this file cannot be read in ranges (then readBytes is used). */
+  size(name: string): Promise<number | null>;
+  /** Bytes [start, end) of the file (fewer when the file is shorter). */
+  readRange(name: string, start: number, end: number): Promise<Uint8Array>;
+}
+
 /** One file's transfer so far: `total` is null when the server does not say. */
 export interface LoadProgress {
   file: string;
@@ -50,7 +58,7 @@ function ioError(path: string, what: string, cause?: unknown): SafetensorsError 
  * const src = urlFolderSource("/models/demo-base/");
  * const config = JSON.parse(await src.readText("config.json"));
  */
-export function urlFolderSource(baseUrl: string | URL, opts: UrlSourceOptions = {}): ModelFolderSource {
+export function urlFolderSource(baseUrl: string | URL, opts: UrlSourceOptions = {}): RangedFolderSource {
   const doFetch = opts.fetch ?? globalThis.fetch?.bind(globalThis);
   if (typeof doFetch !== "function")
     throw new SafetensorsError("io", "urlFolderSource: no fetch in this environment; pass opts.fetch");
@@ -59,47 +67,69 @@ export function urlFolderSource(baseUrl: string | URL, opts: UrlSourceOptions = 
   // Relative bases ("/models/x/") resolve against the page (or worker) they run in.
   const where = (globalThis as { location?: { href?: string } }).location?.href;
   const urlOf = (name: string) => new URL(name, where ? new URL(base, where) : base).toString();
-  const present = new Map<string, boolean>();
-  const get = async (name: string): Promise<Response> => {
-    const url = urlOf(name);
-    let res: Response;
+  /** What HEAD said: present, and the size when the server serves byte ranges of it. */
+  const heads = new Map<string, { ok: boolean; rangedSize: number | null }>();
+  const status = (res: Response) => `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`;
+  const call = async (url: string, init?: RequestInit): Promise<Response> => {
     try {
-      res = await doFetch(url);
+      return await doFetch(url, init);
     } catch (e) {
       throw ioError(url, `fetch failed (${(e as Error).message})`, e);
     }
-    if (!res.ok) throw ioError(url, `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`);
+  };
+  const get = async (name: string): Promise<Response> => {
+    const url = urlOf(name);
+    const res = await call(url);
+    if (!res.ok) throw ioError(url, status(res));
     return res;
   };
+  const head = async (name: string) => {
+    const known = heads.get(name);
+    if (known) return known;
+    const url = urlOf(name);
+    let res = await call(url, { method: "HEAD" });
+    if (res.status === 405 || res.status === 501) {
+      res = await call(url);
+      await res.body?.cancel();
+    }
+    // 404 (and 410) is "no such file"; anything else that is not ok is an error to show.
+    if (!res.ok && res.status !== 404 && res.status !== 410) throw ioError(url, status(res));
+    const length = Number(res.headers.get("content-length") ?? Number.NaN);
+    const ranged =
+      res.ok &&
+      /\bbytes\b/.test(res.headers.get("accept-ranges") ?? "") &&
+      !res.headers.get("content-encoding") &&
+      Number.isSafeInteger(length);
+    const info = { ok: res.ok, rangedSize: ranged ? length : null };
+    heads.set(name, info);
+    return info;
+  };
+  const loaded = new Map<string, number>();
   return {
     label: base,
     pathOf: urlOf,
-    async has(name) {
-      const known = present.get(name);
-      if (known !== undefined) return known;
-      const url = urlOf(name);
-      let res: Response;
-      try {
-        res = await doFetch(url, { method: "HEAD" });
-        if (res.status === 405 || res.status === 501) {
-          res = await doFetch(url);
-          await res.body?.cancel();
-        }
-      } catch (e) {
-        throw ioError(url, `fetch failed (${(e as Error).message})`, e);
-      }
-      // 404 (and 410) is "no such file"; anything else that is not ok is an error to show.
-      if (!res.ok && res.status !== 404 && res.status !== 410)
-        throw ioError(url, `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`);
-      present.set(name, res.ok);
-      return res.ok;
-    },
+    has: async (name) => (await head(name)).ok,
     async readText(name) {
       const res = await get(name);
       return res.text();
     },
     async readBytes(name) {
       return readBody(await get(name), name, opts.onProgress);
+    },
+    size: async (name) => (await head(name)).rangedSize,
+    async readRange(name, start, end) {
+      const url = urlOf(name);
+      if (end <= start) return new Uint8Array(0);
+      const res = await call(url, { headers: { Range: `bytes=${start}-${end - 1}` } });
+      let bytes: Uint8Array;
+      if (res.status === 206) bytes = new Uint8Array(await res.arrayBuffer());
+      else if (res.ok)
+        bytes = new Uint8Array(await res.arrayBuffer()).slice(start, end); // the range was ignored
+      else throw ioError(url, status(res));
+      const done = (loaded.get(name) ?? 0) + bytes.length;
+      loaded.set(name, done);
+      opts.onProgress?.({ file: name, loaded: done, total: heads.get(name)?.rangedSize ?? null });
+      return bytes;
     },
   };
 }
@@ -154,6 +184,8 @@ export interface FileLike {
   readonly webkitRelativePath?: string;
   arrayBuffer(): Promise<ArrayBuffer>;
   text(): Promise<string>;
+  /** Part of the file without reading the rest (the DOM's Blob.slice). */
+  slice?(start: number, end: number): { arrayBuffer(): Promise<ArrayBuffer> };
 }
 
 /**
@@ -168,7 +200,7 @@ export interface FileLike {
 export function filesFolderSource(
   files: ArrayLike<FileLike> | Iterable<FileLike>,
   opts: SourceOptions = {},
-): ModelFolderSource {
+): RangedFolderSource {
   const list = Array.from(files as Iterable<FileLike>);
   const byName = new Map<string, { file: FileLike; path: string; depth: number; clash: string | null }>();
   for (const file of list) {
@@ -182,6 +214,7 @@ export function filesFolderSource(
     list.map((f) => (f.webkitRelativePath?.includes("/") ? f.webkitRelativePath.split("/")[0] : "")),
   );
   const label = tops.size === 1 && !tops.has("") ? [...tops][0] : "the selected files";
+  const readSoFar = new Map<string, number>();
   const entry = (name: string) => {
     const e = byName.get(name);
     if (!e) throw ioError(`${label}/${name}`, "no such file among the selected files");
@@ -202,6 +235,17 @@ export function filesFolderSource(
       const bytes = new Uint8Array(await file.arrayBuffer());
       opts.onProgress?.({ file: name, loaded: bytes.length, total: file.size });
       return bytes;
+    },
+    size: async (name) => entry(name).file.size,
+    async readRange(name, start, end) {
+      const { file } = entry(name);
+      const buf = file.slice
+        ? await file.slice(start, end).arrayBuffer()
+        : (await file.arrayBuffer()).slice(start, end);
+      const done = (readSoFar.get(name) ?? 0) + buf.byteLength;
+      readSoFar.set(name, done);
+      opts.onProgress?.({ file: name, loaded: Math.min(done, file.size), total: file.size });
+      return new Uint8Array(buf);
     },
   };
 }

@@ -127,7 +127,8 @@ function checkShape(name: string, got: readonly number[], want: readonly number[
 export class ModelAssembly {
   readonly model: LlamaForCausalLM;
   private readonly dtype: WeightDType;
-  private readonly bnb4bit: boolean;
+  /** A bitsandbytes 4-bit checkpoint: each module's quant tensors must come in one part. */
+  readonly bnb4bit: boolean;
   private readonly quantized = new Set<string>();
   private readonly loaded: string[] = [];
 

@@ -1,19 +1,16 @@
 // Loading a Hugging Face model folder from anywhere a ModelFolderSource reaches (a URL, the
 // files a user dropped on a page, bytes in memory), browser-safe. The checks and the assembly
 // are the node loader's (assemble.ts, io/checkpoint-index.ts, tokenizer/folder.ts), so a folder
-// fails here with the message `loadModel` gives for it on disk. Memory: one shard's bytes at a
-// time (read, its tensors copied into their resident dtype, dropped), plus the model.
-
+// fails here with the message `loadModel` gives for it on disk. Memory: the model plus one chunk
+// of a file (io/folder-safetensors.ts), or one whole shard where the source cannot read ranges.
 import { parseCheckpointIndex, shardLacksTensor, shardsInOrder } from "../io/checkpoint-index.js";
-import { SafetensorsError } from "../io/errors.js";
+import { FolderSafetensors } from "../io/folder-safetensors.js";
 import type { FileLike, LoadProgress, ModelFolderSource } from "../io/folder-source.js";
 import { filesFolderSource, urlFolderSource } from "../io/folder-source.js";
-import type { SafetensorsView } from "../io/safetensors.js";
-import { parseSafetensors } from "../io/safetensors.js";
 import type { LoadReport } from "../nn/state.js";
 import { loadTokenizerFromSource } from "../tokenizer/folder.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
-import type { CheckpointPart, LoadModelOptions } from "./assemble.js";
+import type { LoadModelOptions } from "./assemble.js";
 import {
   CHECKPOINT_FILES,
   checkWeightDType,
@@ -34,7 +31,14 @@ export interface FolderLoadOptions extends LoadModelOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Read the folder's tokenizer too (default true). */
   tokenizer?: boolean;
+  /**
+   * Bytes of checkpoint read at once where the source reads ranges (files, disk): memory peaks
+   * at the model plus this (or one tensor, if larger). Default 64 MiB.
+   */
+  chunkBytes?: number;
 }
+
+const DEFAULT_CHUNK_BYTES = 64 << 20;
 
 export interface LoadedFolderModel {
   model: LlamaForCausalLM;
@@ -42,28 +46,6 @@ export interface LoadedFolderModel {
   tokenizer: Tokenizer | null;
   report: LoadReport;
   config: LlamaConfig;
-}
-
-/** A parsed in-memory safetensors file as a checkpoint part, restricted to `names` when given. */
-function viewPart(view: SafetensorsView, names?: readonly string[]): CheckpointPart {
-  const list = names ? [...names] : view.names();
-  const set = new Set(list);
-  return {
-    names: () => list,
-    has: (n) => set.has(n),
-    info: (n) => view.info(n),
-    tensor: (n, o) => view.tensor(n, o),
-  };
-}
-
-/** Parses a safetensors file's bytes, naming the file in errors as the node reader does. */
-function parseNamed(path: string, bytes: Uint8Array): SafetensorsView {
-  try {
-    return parseSafetensors(bytes);
-  } catch (e) {
-    if (e instanceof SafetensorsError) e.message = `${path}: ${e.message}`;
-    throw e;
-  }
 }
 
 /**
@@ -86,25 +68,30 @@ export async function loadModelFromSource(
   for (const f of [...CHECKPOINT_FILES, ...PICKLE_FILES]) present.set(f, await source.has(f));
   const file = chooseCheckpointFile(source.label, (f) => present.get(f) === true);
   const asm = new ModelAssembly(source.label, config, parseConfigJson(configPath, configText), opts);
+  // A bitsandbytes 4-bit module's tensors must arrive together: one chunk per file then.
+  const chunkBytes = asm.bnb4bit ? Number.POSITIVE_INFINITY : (opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   let allNames: string[];
   if (file === "model.safetensors") {
-    const view = parseNamed(source.pathOf(file), await source.readBytes(file));
-    allNames = view.names();
-    asm.addPart(viewPart(view));
+    const st = await FolderSafetensors.open(source, file);
+    allNames = st.names();
+    for await (const chunk of st.chunks(allNames, chunkBytes)) asm.addPart(chunk);
+    st.close();
   } else {
     const indexPath = source.pathOf(file);
     const index = parseCheckpointIndex(indexPath, await source.readText(file));
     allNames = [...index.weightMap.keys()];
     for (const shard of shardsInOrder(index)) {
-      // One shard in memory at a time: its bytes die when this iteration ends.
-      const view = parseNamed(source.pathOf(shard), await source.readBytes(shard));
+      // One shard open at a time, its tensors read chunk by chunk (the whole shard only where
+      // the source cannot read ranges); nothing of it is kept once its tensors are loaded.
+      const st = await FolderSafetensors.open(source, shard);
       const names: string[] = [];
       for (const [name, s] of index.weightMap) {
         if (s !== shard) continue;
-        if (!view.has(name)) throw shardLacksTensor(indexPath, name, shard);
+        if (!st.has(name)) throw shardLacksTensor(indexPath, name, shard);
         names.push(name);
       }
-      asm.addPart(viewPart(view, names));
+      for await (const chunk of st.chunks(names, chunkBytes)) asm.addPart(chunk);
+      st.close();
     }
   }
   const { model, report } = asm.finish(allNames);

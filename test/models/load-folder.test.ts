@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { tensor } from "../../src/core/tensor.js";
-import { bytesFolderSource, filesFolderSource, type ModelFolderSource } from "../../src/io/folder-source.js";
+import { bytesFolderSource, filesFolderSource, type RangedFolderSource } from "../../src/io/folder-source.js";
 import { nodeFolderSource } from "../../src/io/node/folder-source.js";
 import { llamaConfigToJson } from "../../src/models/llama/config.js";
 import { loadModelFromFiles, loadModelFromSource, loadModelFromUrl } from "../../src/models/load-folder.js";
@@ -84,54 +84,90 @@ describe("loadModelFromSource", () => {
     assert.deepEqual(disk.model.forward(ids).data, loadModel(DEMO).model.forward(ids).data);
   });
 
-  test("a sharded checkpoint loads one shard at a time, each read once, equal to loadModel", async () => {
+  test("quantize: nf4 on load, and a saved NF4 (bitsandbytes layout) checkpoint, as loadModel gives them", async () => {
+    const q = await loadModelFromSource(nodeFolderSource(DEMO), { quantize: "nf4" });
+    const { model: ref } = loadModel(DEMO, { quantize: "nf4" });
+    const ids = tensor([1, 2, 3, 4, 5], [1, 5], "i32");
+    assert.deepEqual(q.model.forward(ids).data, ref.forward(ids).data);
+    const dir = join(tmp, "nf4");
+    saveModel(ref, dir);
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) cpSync(join(DEMO, f), join(dir, f));
+    const back = await loadModelFromSource(nodeFolderSource(dir));
+    assert.deepEqual(back.model.forward(ids).data, loadModel(dir).model.forward(ids).data);
+    assert.deepEqual(back.report, loadModel(dir).report);
+  });
+
+  test("a sharded checkpoint is read one piece at a time, each piece once, and equals loadModel", async () => {
     const dir = shardedFolder();
     const shards = readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
     assert.ok(shards.length >= 3, `expected several shards, got ${shards.join(", ")}`);
     const inner = nodeFolderSource(dir);
     let inFlight = 0;
     let most = 0;
-    const reads: string[] = [];
-    const counting: ModelFolderSource = {
+    const wholeReads: string[] = [];
+    const rangeBytes = new Map<string, number>();
+    let largestRead = 0;
+    const counting: RangedFolderSource = {
       ...inner,
       async readBytes(name) {
+        wholeReads.push(name);
+        return inner.readBytes(name);
+      },
+      async readRange(name, start, end) {
         inFlight++;
         most = Math.max(most, inFlight);
-        reads.push(name);
         try {
-          return await inner.readBytes(name);
+          const b = await inner.readRange(name, start, end);
+          rangeBytes.set(name, (rangeBytes.get(name) ?? 0) + b.length);
+          largestRead = Math.max(largestRead, b.length);
+          return b;
         } finally {
           inFlight--;
         }
       },
     };
-    const got = await loadModelFromSource(counting);
+    const chunkBytes = 3000;
+    const got = await loadModelFromSource(counting, { chunkBytes });
     assert.equal(most, 1);
-    assert.deepEqual([...reads].sort(), [...shards].sort());
+    assert.deepEqual(wholeReads, []);
+    // Each shard read once (header, then its data in pieces): no byte twice, no piece above the
+    // chunk size unless one tensor is larger.
+    for (const s of shards) assert.equal(rangeBytes.get(s), statSync(join(dir, s)).size, s);
+    const { model: ref } = loadModel(dir);
+    const biggest = Math.max(...[...ref.namedParameters()].map(([, p]) => p.size * 4));
+    assert.ok(largestRead <= Math.max(chunkBytes, biggest), `read ${largestRead} bytes at once`);
     const report = sameParams(got.model, dir);
     assert.deepEqual(got.report, report);
   });
 
-  test("a folder served over HTTP (HEAD for presence) loads, sharded or not", async () => {
+  test("a folder served over HTTP loads: in byte ranges where the server serves them, else whole", async () => {
     const dir = shardedFolder();
+    const log: string[] = [];
     const server: Server = createServer((req, res) => {
-      const name =
-        decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname)
-          .split("/")
-          .pop() ?? "";
-      const root = req.url?.startsWith("/demo/") ? DEMO : req.url?.startsWith("/sharded/") ? dir : null;
-      if (root === null) {
-        res.writeHead(404).end();
-        return;
-      }
+      const url = new URL(req.url ?? "/", "http://x");
+      const [, route, name] = decodeURIComponent(url.pathname).split("/");
+      const root = route === "demo" ? DEMO : route === "sharded" || route === "ranged" ? dir : null;
       let body: Buffer;
       try {
+        if (root === null || !name) throw new Error("no such route");
         body = readFileSync(join(root, name));
       } catch {
         res.writeHead(404).end();
         return;
       }
-      res.writeHead(200, { "content-length": body.length });
+      const ranges = route === "ranged";
+      const m = ranges ? /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "") : null;
+      log.push(`${req.method} ${route}/${name}${m ? ` ${m[1]}-${m[2]}` : ""}`);
+      if (m) {
+        const part = body.subarray(Number(m[1]), Number(m[2]) + 1);
+        res.writeHead(206, {
+          "content-length": part.length,
+          "content-range": `bytes ${m[1]}-${Number(m[1]) + part.length - 1}/${body.length}`,
+        });
+        res.end(part);
+        return;
+      }
+      res.writeHead(200, { "content-length": body.length, ...(ranges ? { "accept-ranges": "bytes" } : {}) });
       res.end(req.method === "HEAD" ? undefined : body);
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
@@ -139,6 +175,14 @@ describe("loadModelFromSource", () => {
       const port = (server.address() as { port: number }).port;
       const sharded = await loadModelFromUrl(`http://127.0.0.1:${port}/sharded`);
       sameParams(sharded.model, dir);
+      const ranged = await loadModelFromUrl(`http://127.0.0.1:${port}/ranged/`, { chunkBytes: 4000 });
+      sameParams(ranged.model, dir);
+      const shardGets = (route: string) =>
+        log.filter((l) => l.startsWith(`GET ${route}/model-`) && !/ \d+-\d+$/.test(l)).length;
+      const rangeGets = log.filter((l) => /^GET ranged\/model-.* \d+-\d+$/.test(l)).length;
+      assert.ok(shardGets("sharded") >= 3, "without ranges each shard is fetched whole");
+      assert.equal(shardGets("ranged"), 0, "with ranges no shard is fetched whole");
+      assert.ok(rangeGets > 6, `expected header and chunk ranges, got ${rangeGets}`);
       const demo = await loadModelFromUrl(`http://127.0.0.1:${port}/demo/`);
       sameParams(demo.model, DEMO);
       assert.equal(demo.tokenizer?.vocabSize, loadTokenizer(DEMO).vocabSize);

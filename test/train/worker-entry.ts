@@ -6,6 +6,6 @@ import { runTrainerWorker } from "../../src/train/worker/handler.js";
 const port = parentPort;
 if (!port) throw new Error("worker-entry.js runs inside a worker thread");
 runTrainerWorker({
-  postMessage: (msg) => port.postMessage(msg),
+  postMessage: (msg, opts) => port.postMessage(msg, opts?.transfer as ArrayBuffer[] | undefined),
   addEventListener: (_type, listener) => port.on("message", (data) => listener({ data })),
 });

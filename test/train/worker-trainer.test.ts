@@ -235,6 +235,32 @@ describe("the trainer protocol refuses malformed messages", () => {
     ]);
   });
 
+  test("the backend hook runs once, before the first request; its failure is that request's error", async () => {
+    let calls = 0;
+    const ok = pair();
+    runTrainerWorker(ok.right, {
+      backend: async () => {
+        calls++;
+      },
+    });
+    const client = new WorkerTrainer(ok.left);
+    await assert.rejects(client.adapterFiles(), /no adapter yet/);
+    await assert.rejects(client.generate("x"), /no model loaded yet/);
+    assert.equal(calls, 1);
+
+    const bad = pair();
+    runTrainerWorker(bad.right, {
+      backend: () => {
+        throw new Error("WebAssembly threads are not available here");
+      },
+    });
+    const failing = new WorkerTrainer(bad.left);
+    await assert.rejects(failing.load({ bytes: FILES }), {
+      name: "Error",
+      message: "WebAssembly threads are not available here",
+    });
+  });
+
   test("the client rejects pending calls on a reply it cannot read", async () => {
     const { left, right } = pair();
     const client = new WorkerTrainer(left);

@@ -2,16 +2,16 @@
 // loaders run over it in Node exactly as over a URL or a page's files (the tests hold the two
 // loaders' errors equal this way).
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { SafetensorsError } from "../errors.js";
-import type { ModelFolderSource } from "../folder-source.js";
+import type { RangedFolderSource } from "../folder-source.js";
 
 /**
  * @example
  * const { model, tokenizer } = await loadModelFromSource(nodeFolderSource("./my-model"));
  */
-export function nodeFolderSource(dir: string): ModelFolderSource {
+export function nodeFolderSource(dir: string): RangedFolderSource {
   const read = async (name: string) => {
     const p = join(dir, name);
     try {
@@ -28,6 +28,26 @@ export function nodeFolderSource(dir: string): ModelFolderSource {
     readBytes: async (name) => {
       const b = await read(name);
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    },
+    size: async (name) => (await stat(join(dir, name))).size,
+    async readRange(name, start, end) {
+      const p = join(dir, name);
+      const out = new Uint8Array(Math.max(0, end - start));
+      let fh: Awaited<ReturnType<typeof open>> | null = null;
+      try {
+        fh = await open(p, "r");
+        let done = 0;
+        while (done < out.length) {
+          const { bytesRead } = await fh.read(out, done, out.length - done, start + done);
+          if (bytesRead === 0) break; // the file is shorter: the caller sees fewer bytes
+          done += bytesRead;
+        }
+        return done === out.length ? out : out.subarray(0, done);
+      } catch (e) {
+        throw new SafetensorsError("io", `${p}: cannot read (${(e as Error).message})`, { cause: e });
+      } finally {
+        await fh?.close();
+      }
     },
   };
 }

@@ -57,11 +57,20 @@ export class WorkerTrainer {
   constructor(private readonly port: WorkerPortLike & { terminate?(): unknown }) {
     onPortMessage(port, (data) => this.receive(data));
     // A Worker whose script fails to load or throws at top level reports it as an "error" event.
-    if (typeof port.addEventListener === "function")
-      (port.addEventListener as (t: string, fn: (ev: unknown) => void) => void)("error", (ev) => {
+    // A message that cannot be deserialised arrives as "messageerror": the call it answered is
+    // unknown, so every pending call fails.
+    if (typeof port.addEventListener === "function") {
+      const listen = port.addEventListener as (t: string, fn: (ev: unknown) => void) => void;
+      listen.call(port, "error", (ev) => {
         const message = (ev as { message?: string })?.message ?? "the worker failed";
         this.rejectAll(new WorkerProtocolError(`trainer worker: ${message}`));
       });
+      listen.call(port, "messageerror", () =>
+        this.rejectAll(
+          new WorkerProtocolError("trainer worker: a reply could not be deserialised (messageerror)"),
+        ),
+      );
+    }
   }
 
   /** Subscribes to progress events (load bytes, training start, each step, eval); returns the unsubscribe. */

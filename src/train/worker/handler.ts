@@ -5,7 +5,7 @@
 //   import { runTrainerWorker } from "lorakit";
 //   runTrainerWorker(self);
 import { TrainingError } from "../trainer.js";
-import type { RequestMessage, ResponseMessage, WorkerProgress } from "./protocol.js";
+import type { RequestMessage, ResponseMessage, WorkerAdapterFiles, WorkerProgress } from "./protocol.js";
 import {
   errorPayload,
   isProtocolMessage,
@@ -15,11 +15,21 @@ import {
 } from "./protocol.js";
 import { TrainerSession } from "./session.js";
 
-/** What both ends of the channel need of a port: a Worker, a worker's `self`, a MessagePort. */
+/** A message event as both ends read it: only `data` is used. */
+export interface MessageLike {
+  data: unknown;
+}
+
+/**
+ * What both ends of the channel need of a port: a Worker, a worker's `self`, a MessagePort, or
+ * a small adapter over Node's worker_threads. Listeners are declared as methods so that the
+ * DOM's (which take a full MessageEvent) fit.
+ */
 export interface WorkerPortLike {
-  postMessage(message: unknown, transfer?: Transferable[]): void;
-  addEventListener?(type: "message", listener: (ev: { data: unknown }) => void): void;
-  onmessage?: ((ev: { data: unknown }) => void) | null;
+  /** The options form every port shares (Worker, a worker's self, MessagePort, even Window's types). */
+  postMessage(message: unknown, options?: { transfer?: Transferable[] }): void;
+  addEventListener?(type: "message", listener: (ev: MessageLike) => void): void;
+  onmessage?: { handler(ev: MessageLike): void }["handler"] | null;
 }
 
 export interface TrainerWorkerOptions {
@@ -53,7 +63,8 @@ export function runTrainerWorker(scope: WorkerPortLike, opts: TrainerWorkerOptio
   let queue: Promise<unknown> = Promise.resolve();
   /** Train requests received and not yet answered: while any is, only cancel is served. */
   let trainsPending = 0;
-  const post = (msg: ResponseMessage, transfer?: Transferable[]) => scope.postMessage(msg, transfer);
+  const post = (msg: ResponseMessage, transfer?: Transferable[]) =>
+    transfer ? scope.postMessage(msg, { transfer }) : scope.postMessage(msg);
   const fail = (id: number | null, e: unknown) =>
     post({ protocol: PROTOCOL, id, type: "error", error: errorPayload(e) });
 
@@ -89,7 +100,12 @@ export function runTrainerWorker(scope: WorkerPortLike, opts: TrainerWorkerOptio
         default:
           req satisfies never;
       }
-      post({ protocol: PROTOCOL, id, type: "result", value });
+      // The adapter's bytes are a fresh buffer: hand it over instead of copying it.
+      const transfer =
+        req.kind === "adapterFiles"
+          ? [(value as WorkerAdapterFiles)["adapter_model.safetensors"].buffer]
+          : undefined;
+      post({ protocol: PROTOCOL, id, type: "result", value }, transfer as Transferable[] | undefined);
     } catch (e) {
       fail(id, e);
     } finally {

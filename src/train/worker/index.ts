@@ -2,7 +2,7 @@
 // the Worker, and the typed messages between them.
 export type { WorkerTrainerSource } from "./client.js";
 export { WorkerTrainer } from "./client.js";
-export type { TrainerWorkerOptions, WorkerPortLike } from "./handler.js";
+export type { MessageLike, TrainerWorkerOptions, WorkerPortLike } from "./handler.js";
 export { runTrainerWorker } from "./handler.js";
 export type {
   WorkerAdapterFiles,
