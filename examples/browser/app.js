@@ -25,6 +25,8 @@ let model = null;
 let trainer = null;
 let trainerKernels = "";
 let points = [];
+/** Training tokens/s at the last step (the run's own figure also counts the final eval). */
+let lastStepTokensPerSecond = 0;
 let totalSteps = 0;
 /** The kernels the Worker trains on, as it reported them. */
 let kernels = "";
@@ -234,12 +236,13 @@ async function startTraining() {
   $("dl-weights").disabled = false;
   setTrainState(
     "done",
-    `${result.cancelled ? "Stopped" : "Done"} after ${result.steps} steps, ${Math.round(result.tokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels}.`,
+    `${result.cancelled ? "Stopped" : "Done"} after ${result.steps} steps, ${Math.round(lastStepTokensPerSecond).toLocaleString("en-US")} tokens/s on the ${kernels}.`,
   );
 }
 
 function resetResults(steps) {
   points = [];
+  lastStepTokensPerSecond = 0;
   totalSteps = steps;
   drawLossChart($("chart"), points, totalSteps);
   $("loss-table").replaceChildren();
@@ -289,6 +292,7 @@ function onProgress(e) {
       break;
     case "step": {
       points.push({ step: e.step, loss: e.loss });
+      lastStepTokensPerSecond = e.tokensPerSecond;
       drawLossChart($("chart"), points, totalSteps);
       showValue("step", e.step, `${e.step} / ${e.totalSteps}`);
       showValue("loss", e.loss, e.loss.toFixed(4));
@@ -321,6 +325,11 @@ function download(name) {
 $("load-demo").addEventListener("click", () => loadModel({ url: DEMO_MODEL }, "demo-base").catch(showError));
 $("model-files").addEventListener("change", (e) => {
   loadModel({ files: [...e.target.files] }, "the chosen files").catch(showError);
+});
+$("model-folder").addEventListener("change", (e) => {
+  const files = [...e.target.files];
+  const folder = files[0]?.webkitRelativePath.split("/")[0] || "the chosen folder";
+  loadModel({ files }, folder).catch(showError);
 });
 setUpDrop($("model-drop"), async (dt) => {
   const { files, name } = await filesFromDrop(dt.items);

@@ -176,7 +176,7 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
     assert.equal(await page.isDisabled("#dl-weights"), false);
   });
 
-  it("loads a model folder from the user's files, and says in the page what a folder lacks", async () => {
+  it("loads a model folder from the user's files or folder, and says in the page what a folder lacks", async () => {
     const base = join(repoRoot(), "models", "demo-base");
     const files = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"];
     await page.setInputFiles(
@@ -197,5 +197,9 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
       /^Loaded the chosen files: llama, 4 layers, hidden size 128, vocabulary 1024/,
     );
     assert.equal(await page.isHidden("#error"), true);
+    // The folder picker: a whole folder, named by its folder.
+    await page.setInputFiles("#model-folder", base);
+    await page.waitForSelector('#model-status[data-state="ready"]');
+    assert.match(await text("#model-status"), /^Loaded demo-base: llama, 4 layers/);
   });
 });
