@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Worker } from "node:worker_threads";
@@ -17,6 +17,7 @@ import { createWasmBackend } from "../../src/kernels/wasm/backend.js";
 import { loadWasmBackend } from "../../src/kernels/wasm/load.js";
 import { compileThreadedKernels } from "../../src/kernels/wasm/module.js";
 import {
+  defaultWasmThreads,
   loadNodeWasmBackend,
   nodeWorkerHandle,
   spawnNodeWorker,
@@ -261,6 +262,25 @@ describe("wasm threads", { skip }, () => {
       assert.equal(r.signal, null, `${argv[0]}: the process had to be killed: a worker kept it alive`);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /threads 3 null/, argv[0]);
+    }
+  });
+});
+
+describe("wasm threads in Node by default", () => {
+  test("LORAKIT_THREADS (the native backend's variable), else every core", () => {
+    const saved = process.env.LORAKIT_THREADS;
+    try {
+      process.env.LORAKIT_THREADS = "3";
+      assert.equal(defaultWasmThreads(), 3);
+      for (const bad of ["0", "-2", "many", ""]) {
+        process.env.LORAKIT_THREADS = bad;
+        assert.equal(defaultWasmThreads(), availableParallelism(), bad);
+      }
+      delete process.env.LORAKIT_THREADS;
+      assert.equal(defaultWasmThreads(), availableParallelism());
+    } finally {
+      if (saved === undefined) delete process.env.LORAKIT_THREADS;
+      else process.env.LORAKIT_THREADS = saved;
     }
   });
 });
