@@ -15,7 +15,7 @@ import { BackendError } from "../../src/core/errors.js";
 import { refBackend } from "../../src/kernels/ref/index.js";
 import { createWasmBackend } from "../../src/kernels/wasm/backend.js";
 import { loadWasmBackend } from "../../src/kernels/wasm/load.js";
-import { compileThreadedKernels } from "../../src/kernels/wasm/module.js";
+import { compileThreadedKernels, instantiateWasmKernels } from "../../src/kernels/wasm/module.js";
 import {
   defaultWasmThreads,
   loadNodeWasmBackend,
@@ -167,6 +167,20 @@ describe("wasm threads", { skip }, () => {
           Math.abs(base[i][j] - ref[i][j]) <= 1e-4 * (1 + Math.abs(ref[i][j])),
           `output ${i}[${j}]: ${base[i][j]} vs reference ${ref[i][j]}`,
         );
+  });
+
+  test("GEMM scratch: threads splitting the columns share one B panel's worth, not one each", async () => {
+    const ex = await instantiateWasmKernels(readFileSync(wasmModulePath()));
+    // A vocabulary-sized output layer (Qwen2.5's 151,936 columns) on 8 threads.
+    const one = ex.wasm_gemm_scratch_bytes(64, 151936, 896, 1, 1);
+    const each = ex.wasm_gemm_scratch_bytes(64, 151936, 896, 1, 8);
+    assert.ok(8 * each < 1.01 * one, `8 × ${each} bytes vs ${one} on one thread`);
+    // Rows split (few columns) or a batch split: each thread packs all columns.
+    assert.equal(
+      ex.wasm_gemm_scratch_bytes(1024, 16, 64, 1, 4),
+      ex.wasm_gemm_scratch_bytes(1024, 16, 64, 1, 1),
+    );
+    assert.equal(ex.wasm_gemm_scratch_bytes(8, 512, 64, 4, 4), ex.wasm_gemm_scratch_bytes(8, 512, 64, 4, 1));
   });
 
   test("a worker whose share traps is a BackendError naming it; the next call works", async () => {
