@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { Worker } from "node:worker_threads";
@@ -15,8 +15,9 @@ import { BackendError } from "../../src/core/errors.js";
 import { refBackend } from "../../src/kernels/ref/index.js";
 import { createWasmBackend } from "../../src/kernels/wasm/backend.js";
 import { loadWasmBackend } from "../../src/kernels/wasm/load.js";
-import { compileThreadedKernels } from "../../src/kernels/wasm/module.js";
+import { compileThreadedKernels, instantiateWasmKernels } from "../../src/kernels/wasm/module.js";
 import {
+  defaultWasmThreads,
   loadNodeWasmBackend,
   nodeWorkerHandle,
   spawnNodeWorker,
@@ -168,6 +169,20 @@ describe("wasm threads", { skip }, () => {
         );
   });
 
+  test("GEMM scratch: threads splitting the columns share one B panel's worth, not one each", async () => {
+    const ex = await instantiateWasmKernels(readFileSync(wasmModulePath()));
+    // A vocabulary-sized output layer (Qwen2.5's 151,936 columns) on 8 threads.
+    const one = ex.wasm_gemm_scratch_bytes(64, 151936, 896, 1, 1);
+    const each = ex.wasm_gemm_scratch_bytes(64, 151936, 896, 1, 8);
+    assert.ok(8 * each < 1.01 * one, `8 × ${each} bytes vs ${one} on one thread`);
+    // Rows split (few columns) or a batch split: each thread packs all columns.
+    assert.equal(
+      ex.wasm_gemm_scratch_bytes(1024, 16, 64, 1, 4),
+      ex.wasm_gemm_scratch_bytes(1024, 16, 64, 1, 1),
+    );
+    assert.equal(ex.wasm_gemm_scratch_bytes(8, 512, 64, 4, 4), ex.wasm_gemm_scratch_bytes(8, 512, 64, 4, 1));
+  });
+
   test("a worker whose share traps is a BackendError naming it; the next call works", async () => {
     const module = await compileThreadedKernels(readFileSync(wasmThreadsModulePath()));
     const pool = await WasmThreadPool.start(module, 2, spawnNodeWorker);
@@ -261,6 +276,25 @@ describe("wasm threads", { skip }, () => {
       assert.equal(r.signal, null, `${argv[0]}: the process had to be killed: a worker kept it alive`);
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout, /threads 3 null/, argv[0]);
+    }
+  });
+});
+
+describe("wasm threads in Node by default", () => {
+  test("LORAKIT_THREADS (the native backend's variable), else every core", () => {
+    const saved = process.env.LORAKIT_THREADS;
+    try {
+      process.env.LORAKIT_THREADS = "3";
+      assert.equal(defaultWasmThreads(), 3);
+      for (const bad of ["0", "-2", "many", ""]) {
+        process.env.LORAKIT_THREADS = bad;
+        assert.equal(defaultWasmThreads(), availableParallelism(), bad);
+      }
+      delete process.env.LORAKIT_THREADS;
+      assert.equal(defaultWasmThreads(), availableParallelism());
+    } finally {
+      if (saved === undefined) delete process.env.LORAKIT_THREADS;
+      else process.env.LORAKIT_THREADS = saved;
     }
   });
 });

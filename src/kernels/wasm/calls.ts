@@ -10,14 +10,15 @@ type WithoutThread<T> = T extends [...infer A, number, number] ? A : never;
 export type KernelCalls = {
   [K in ThreadedKernel]: (...args: WithoutThread<Parameters<WasmExports[K]>>) => void;
 } & {
-  wasm_gemm_scratch_bytes(m: number, n: number, k: number): number;
+  wasm_gemm_scratch_bytes(m: number, n: number, k: number, batch: number, nth: number): number;
   /** Threads a call may be split across: per-thread scratch areas are this many times one. */
   readonly threads: number;
 };
 
 export function kernelCalls(ex: WasmExports, pool: WasmThreadPool | null): KernelCalls {
   const calls: Record<string, unknown> = {
-    wasm_gemm_scratch_bytes: (m: number, n: number, k: number) => ex.wasm_gemm_scratch_bytes(m, n, k),
+    wasm_gemm_scratch_bytes: (m: number, n: number, k: number, batch: number, nth: number) =>
+      ex.wasm_gemm_scratch_bytes(m, n, k, batch, nth),
   };
   for (const name of THREADED_KERNELS) {
     const fn = ex[name] as (...a: number[]) => void;

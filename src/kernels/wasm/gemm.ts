@@ -47,8 +47,15 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
       p.beta === 0
         ? arena.alloc(span(batch, p.strideC, m * n) * 4)
         : arena.copyIn(c, 0, span(batch, p.strideC, m * n));
-    // One scratch area per thread (c/gemm.c).
-    const scratch = arena.alloc(ex.threads * ex.wasm_gemm_scratch_bytes(m, n, k));
+    // One scratch area per thread (c/gemm.c), enough also when the call runs on one thread
+    // (small calls do; a thread's share of the columns is smaller than all of them).
+    const t = ex.threads;
+    const scratch = arena.alloc(
+      Math.max(
+        t * ex.wasm_gemm_scratch_bytes(m, n, k, batch, t),
+        ex.wasm_gemm_scratch_bytes(m, n, k, batch, 1),
+      ),
+    );
     ex.wasm_gemm(
       p.transA ? 1 : 0,
       p.transB ? 1 : 0,

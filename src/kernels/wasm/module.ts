@@ -12,7 +12,8 @@ export interface WasmExports {
   memory: WebAssembly.Memory;
   /** First free byte after the module's static data and stack: the host's arena starts here. */
   __heap_base: WebAssembly.Global;
-  wasm_gemm_scratch_bytes(m: number, n: number, k: number): number;
+  /** Bytes of scratch one thread of `nth` needs for this product (c/gemm.c). */
+  wasm_gemm_scratch_bytes(m: number, n: number, k: number, batch: number, nth: number): number;
   wasm_gemm(
     transA: number,
     transB: number,

@@ -10,7 +10,7 @@
 // same order whatever the split, so the result is bit-identical for any thread count.
 //
 // No libc: the host (kernels/wasm/arena.ts) lays the operands out in linear memory and
-// passes a scratch area of nth · wasm_gemm_scratch_bytes(m, n, k) bytes.
+// passes a scratch area of nth · wasm_gemm_scratch_bytes(m, n, k, batch, nth) bytes.
 #include <stdint.h>
 #include <wasm_simd128.h>
 
@@ -23,11 +23,23 @@
 
 static int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
-/** Bytes of scratch one call needs: one packed B slab (KC × n rounded to NR) and one packed A block. */
-int EXPORT(wasm_gemm_scratch_bytes)(int m, int n, int k) {
-  (void)m;
+/**
+ * Columns of C one thread of `nth` handles at most (see wasm_gemm's split): all n when the
+ * batch divides evenly or the rows are split, else its share of the NR-column strips.
+ */
+static int cols_per_thread(int m, int n, int batch, int nth) {
+  if (nth <= 1 || batch % nth == 0 || (n + NR - 1) / NR < (m + MR - 1) / MR) return n;
+  int strips = (n + NR - 1) / NR;
+  return (strips + nth - 1) / nth * NR;
+}
+
+/**
+ * Bytes of scratch one thread of a call needs: one packed B slab (KC × its columns rounded to
+ * NR) and one packed A block. A call on `nth` threads takes nth times this.
+ */
+int EXPORT(wasm_gemm_scratch_bytes)(int m, int n, int k, int batch, int nth) {
   int kc = k < KC ? k : KC;
-  return (kc * round_up(n, NR) + kc * MC) * 4;
+  return (kc * round_up(cols_per_thread(m, n, batch, nth), NR) + kc * MC) * 4;
 }
 
 /** Element (i, j) of op(X) where op(X) is rows×cols and X is stored transposed when `trans`. */
@@ -164,7 +176,7 @@ static void gemm_part(int trans_a, int trans_b, int m, int n, int k, const float
   }
   float* bpack = scratch;
   int kc_max = k < KC ? k : KC;
-  float* apack = scratch + kc_max * round_up(n, NR);
+  float* apack = scratch + kc_max * round_up(j_hi - j_lo, NR);
   for (int p0 = 0; p0 < k; p0 += KC) {
     int kc = k - p0 < KC ? k - p0 : KC;
     if (b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
@@ -203,7 +215,7 @@ static void split(int n, int unit, int part, int parts, int* lo, int* hi) {
 void EXPORT(wasm_gemm)(int trans_a, int trans_b, int m, int n, int k, int batch, const float* a, int stride_a,
                        const void* b, int b_bf16, int stride_b, float* c, int stride_c, float alpha, float beta,
                        float* scratch, int tid, int nth) {
-  float* mine = (float*)((char*)scratch + (long)tid * wasm_gemm_scratch_bytes(m, n, k));
+  float* mine = (float*)((char*)scratch + (long)tid * wasm_gemm_scratch_bytes(m, n, k, batch, nth));
   int by_batch = batch % nth == 0;
   for (int i = by_batch ? tid : 0; i < batch; i += by_batch ? nth : 1) {
     const void* bi = b_bf16 ? (const void*)((const uint16_t*)b + i * stride_b) : (const void*)((const float*)b + i * stride_b);
