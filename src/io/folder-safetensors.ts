@@ -94,7 +94,7 @@ export class FolderSafetensors extends SafetensorsHeaderLookup {
    */
   async *chunks(
     names: readonly string[] = this.names(),
-    chunkBytes = 64 << 20,
+    chunkBytes = 16 << 20,
   ): AsyncGenerator<SafetensorsChunk> {
     const infos = names.map((n) => this.info(n)).sort((a, b) => a.fileOffset - b.fileOffset);
     let i = 0;
