@@ -69,6 +69,8 @@ export class FolderSafetensors extends SafetensorsHeaderLookup {
   /** Reads the header (the whole file where the source cannot read ranges); errors name the file. */
   static async open(source: ModelFolderSource, name: string): Promise<FolderSafetensors> {
     const path = source.pathOf(name);
+    // As the node reader says of a shard the index names but the folder lacks.
+    if (!(await source.has(name))) throw new SafetensorsError("io", `${path}: cannot open`);
     try {
       const size = isRanged(source) ? await source.size(name) : null;
       if (isRanged(source) && size !== null) {
@@ -92,7 +94,7 @@ export class FolderSafetensors extends SafetensorsHeaderLookup {
    */
   async *chunks(
     names: readonly string[] = this.names(),
-    chunkBytes = 64 << 20,
+    chunkBytes = 16 << 20,
   ): AsyncGenerator<SafetensorsChunk> {
     const infos = names.map((n) => this.info(n)).sort((a, b) => a.fileOffset - b.fileOffset);
     let i = 0;

@@ -272,6 +272,14 @@ describe("the folder loader fails as the node loader does", () => {
         ),
     ],
     [
+      "an index naming a shard that is not there",
+      (d) =>
+        writeFileSync(
+          join(d, "model.safetensors.index.json"),
+          JSON.stringify({ weight_map: { "model.norm.weight": "model-00001-of-00002.safetensors" } }),
+        ),
+    ],
+    [
       "no tokenizer.json, a sentencepiece model",
       (d) => {
         rmSync(join(d, "tokenizer.json"));

@@ -11,7 +11,12 @@ import { tensor } from "../../src/core/tensor.js";
 import { bytesFolderSource } from "../../src/io/folder-source.js";
 import { nodeFolderSource } from "../../src/io/node/folder-source.js";
 import { loadModel } from "../../src/models/node/load.js";
-import { adapterFiles, loadAdapterFromFiles, loadAdapterFromSource } from "../../src/peft/adapter-folder.js";
+import {
+  adapterFiles,
+  loadAdapterFromFiles,
+  loadAdapterFromSource,
+  loadAdapterFromUrl,
+} from "../../src/peft/adapter-folder.js";
 import { getPeftModel, PeftModel } from "../../src/peft/model.js";
 import { fromPretrained, savePretrained } from "../../src/peft/node/io.js";
 import { repoRoot } from "../util/repo.js";
@@ -82,6 +87,49 @@ describe("adapterFiles", () => {
     const files = adapterFiles(pm);
     await loadAdapterFromSource(pm, bytesFolderSource({ ...files }, "second"), { adapterName: "second" });
     assert.deepEqual([...pm.peftConfig.keys()].sort(), ["default", "second"]);
+  });
+});
+
+describe("loadAdapterFromUrl", () => {
+  test("reads an adapter folder through the given fetch (HEAD, then GET) onto a base model", async () => {
+    const pm = getPeftModel(
+      tinyModel(4),
+      { r: 2, loraAlpha: 4, targetModules: ["q_proj", "v_proj"] },
+      "default",
+      {
+        seed: 9,
+      },
+    );
+    for (const [, p] of pm.namedParameters())
+      if (p.requiresGrad) for (let i = 0; i < p.data.length; i++) p.data[i] = Math.cos(i) / 5;
+    const files = adapterFiles(pm);
+    const seen: string[] = [];
+    const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+      const url = new URL(String(input));
+      seen.push(`${init?.method ?? "GET"} ${url.pathname}`);
+      const name = url.pathname.replace("/adapters/mine/", "");
+      const body = (files as unknown as Record<string, string | Uint8Array>)[name];
+      if (body === undefined) return new Response(null, { status: 404 });
+      const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+      return new Response(init?.method === "HEAD" ? null : (bytes as Uint8Array<ArrayBuffer>), {
+        status: 200,
+        headers: { "content-length": String(bytes.length) },
+      });
+    }) as typeof fetch;
+    const loaded = await loadAdapterFromUrl(tinyModel(4), "https://models.example/adapters/mine", {
+      fetch: fakeFetch,
+    });
+    const ids = tensor([1, 2, 3, 4], [1, 4], "i32");
+    assert.deepEqual(loaded.forward(ids).data, pm.forward(ids).data);
+    assert.ok(seen.includes("HEAD /adapters/mine/adapter_config.json"));
+    assert.ok(seen.includes("GET /adapters/mine/adapter_model.safetensors"));
+    await assert.rejects(
+      loadAdapterFromUrl(tinyModel(4), "https://models.example/adapters/none/", { fetch: fakeFetch }),
+      {
+        message:
+          "https://models.example/adapters/none/: no adapter_config.json (is this a PEFT adapter folder?)",
+      },
+    );
   });
 });
 
