@@ -88,6 +88,7 @@ describe("WorkerTrainer over worker_threads", () => {
     trainers.push(wt);
     const info = await wt.load({ bytes: FILES, label: "demo-base" });
     assert.equal(info.backend, "ref");
+    assert.deepEqual(info.kernels, { name: "ref", threads: null, notice: null });
     assert.equal(info.source, "demo-base");
     const events: WorkerProgress[] = [];
     wt.on("progress", (e) => events.push(e));
@@ -241,11 +242,18 @@ describe("the trainer protocol refuses malformed messages", () => {
     runTrainerWorker(ok.right, {
       backend: async () => {
         calls++;
+        return { threads: 3, notice: "not cross-origin isolated: 1 thread" };
       },
     });
     const client = new WorkerTrainer(ok.left);
     await assert.rejects(client.adapterFiles(), /no adapter yet/);
     await assert.rejects(client.generate("x"), /no model loaded yet/);
+    const info = await client.load({ bytes: FILES });
+    assert.deepEqual(info.kernels, {
+      name: "ref",
+      threads: 3,
+      notice: "not cross-origin isolated: 1 thread",
+    });
     assert.equal(calls, 1);
 
     const bad = pair();

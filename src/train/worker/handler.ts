@@ -73,11 +73,11 @@ export function runTrainerWorker(scope: WorkerPortLike, opts: TrainerWorkerOptio
     const progress = (event: WorkerProgress) => post({ protocol: PROTOCOL, id, type: "progress", event });
     try {
       ready ??= Promise.resolve(opts.backend?.());
-      await ready;
+      const backendInfo = await ready;
       let value: unknown;
       switch (req.kind) {
         case "load":
-          value = await session.load(req.source, req.options, progress);
+          value = await session.load(req.source, req.options, progress, backendInfo);
           break;
         case "train":
           value = await session.train(req.request, progress);

@@ -92,6 +92,12 @@ export const REQUEST_KINDS = ["load", "train", "cancel", "generate", "evaluate",
 export interface WorkerModelInfo {
   /** The kernel backend the worker runs on ("ref", "wasm", ...). */
   backend: string;
+  /**
+   * The kernels in more detail: `threads` and `notice` come from what the `backend` hook of
+   * runTrainerWorker returned (e.g. loadWasmBackend's handle: threads running, and why fewer
+   * than asked), null when it returned none.
+   */
+  kernels: { name: string; threads: number | null; notice: string | null };
   /** config.json as loaded (Hugging Face keys). */
   config: Record<string, unknown>;
   /** Parameters of the base model. */

@@ -59,6 +59,16 @@ function sourceOf(s: WorkerModelSource, onProgress: (p: WorkerProgress) => void)
   return bytesFolderSource(s.bytes, s.label);
 }
 
+/** The kernels' name, and threads / notice from a backend handle such as loadWasmBackend's. */
+function kernelsOf(info: unknown): WorkerModelInfo["kernels"] {
+  const o = typeof info === "object" && info !== null ? (info as Record<string, unknown>) : {};
+  return {
+    name: backend().name,
+    threads: typeof o.threads === "number" ? o.threads : null,
+    notice: typeof o.notice === "string" ? o.notice : null,
+  };
+}
+
 export class TrainerSession {
   private model: LlamaForCausalLM | null = null;
   private tokenizer: Tokenizer | null = null;
@@ -76,6 +86,8 @@ export class TrainerSession {
     source: WorkerModelSource,
     opts: WorkerLoadOptions,
     onProgress: (p: WorkerProgress) => void,
+    /** What the backend hook returned (threads, notice), if anything. */
+    backendInfo: unknown = null,
   ): Promise<WorkerModelInfo> {
     const src = sourceOf(source, onProgress);
     const { model, tokenizer } = await loadModelFromSource(src, { dtype: opts.dtype });
@@ -86,6 +98,7 @@ export class TrainerSession {
     for (const [, p] of model.namedParameters()) params += p.size;
     return {
       backend: backend().name,
+      kernels: kernelsOf(backendInfo),
       config: llamaConfigToJson(model.config),
       params,
       vocabSize: tokenizer?.vocabSize ?? 0,
