@@ -73,13 +73,11 @@ async function loadedTrainer() {
   const url = new URL("./trainer-worker.js", import.meta.url);
   url.search = new URLSearchParams({ kernels: name, threads }).toString();
   const worker = new Worker(url, { type: "module" });
-  worker.addEventListener("message", (e) => {
-    if (e.data?.type === "kernels") kernelsReported(e.data);
-  });
   const t = new WorkerTrainer(worker);
   t.on("progress", onProgress);
   try {
     model.info = await t.load(model.source);
+    kernelsReported(model.info.kernels);
   } catch (e) {
     t.dispose();
     throw e;
