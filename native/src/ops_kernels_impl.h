@@ -309,6 +309,43 @@ LK_TGT static void widen_rows(const uint16_t* rows, int64_t stride, int64_t n, i
     for (int64_t d = 0; d < D; d++) dst[j * D + d] = widen_bf16(rows[j * stride + d]);
 }
 
+// ar[c..c+NB·W) = ar·corr + Σ_{j<vis} s[j]·vt[j·vstride + c..], all NB vectors full.
+template <int NB>
+LK_TGT static inline void pv_block(float* ar, R cv, const float* s, const float* vt, int64_t vstride, int64_t vis,
+                                   int64_t c) {
+  R r[NB];
+  for (int u = 0; u < NB; u++) r[u] = V::mul(V::load(ar + c + u * W), cv);
+  const float* vr = vt + c;
+  for (int64_t j = 0; j < vis; j++) {
+    const R sj = V::set1(s[j]);
+    for (int u = 0; u < NB; u++) r[u] = V::fmadd(sj, V::load(vr + j * vstride + u * W), r[u]);
+  }
+  for (int u = 0; u < NB; u++) V::store(ar + c + u * W, r[u]);
+}
+
+// ar[0..D) = ar·corr + Σ_{j<vis} s[j]·vt[j·vstride + 0..D), the sum taken in j order for every
+// element. Up to 8 vectors of the row are accumulated side by side (j outer): independent FMA
+// chains, where one vector at a time is a single chain whose every step waits on the last.
+// Each element still goes through the same operations in the same order.
+LK_TGT static inline void pv_accumulate(float* ar, R cv, const float* s, const float* vt, int64_t vstride,
+                                        int64_t vis, int64_t D) {
+  int64_t c = 0;
+  for (; c + 8 * W <= D; c += 8 * W) pv_block<8>(ar, cv, s, vt, vstride, vis, c);
+  for (; c + 4 * W <= D; c += 4 * W) pv_block<4>(ar, cv, s, vt, vstride, vis, c);
+  // The rest (under four vectors, the last maybe partial): one vector at a time.
+  for (; c < D; c += W) {
+    const int64_t k = std::min<int64_t>(W, D - c);
+    R r = V::mul(V::load(ar + c), cv);
+    const float* vr = vt + c;
+    if (k == W) {
+      for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * vstride), r);
+    } else {
+      for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * vstride, k, 0.f), r);
+    }
+    V::store(ar + c, r);
+  }
+}
+
 struct FwdScratch {
   std::vector<float> qs, acc, panel, m, l;
   std::vector<float> vtile;  // bf16 V: the tile's rows widened (Bk × D)
@@ -381,19 +418,7 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
       }
       sc.l[i] = sc.l[i] * corr + V::hsum(ps);
       sc.m[i] = mnew;
-      float* ar = acc + i * Dp;
-      const R cv = V::set1(corr);
-      for (int64_t c = 0; c < Dp; c += W) {
-        const int64_t k = std::min<int64_t>(W, D - c);
-        R r = V::mul(V::load(ar + c), cv);
-        const float* vr = vt + c;
-        if (k == W) {
-          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * vstride), r);
-        } else {
-          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * vstride, k, 0.f), r);
-        }
-        V::store(ar + c, r);
-      }
+      pv_accumulate(acc + i * Dp, V::set1(corr), s, vt, vstride, vis, D);
     }
   }
   for (int64_t i = 0; i < nq; i++) {
