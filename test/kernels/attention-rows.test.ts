@@ -4,10 +4,10 @@
 // its argument errors.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { attentionRowsByCalls } from "../../src/core/attention-rows.js";
 import type { AttentionRowsParams } from "../../src/core/backend.js";
 import { loadAddon } from "../../src/kernels/native/loader.js";
 import type { OpsAddon } from "../../src/kernels/native/ops.js";
+import { attentionRowsByCalls } from "../../src/kernels/ref/attention-rows.js";
 import { availableBackends } from "../../src/kernels/select.js";
 
 let seed = 777;

@@ -9,8 +9,8 @@
 // arguments in the same order; the rest (op codes, parameter records, shape buffers) get a
 // small adapter here.
 
-import { attentionRowsByCalls } from "../../core/attention-rows.js";
 import type { Backend, FloatArray } from "../../core/backend.js";
+import { attentionRowsByCalls } from "../ref/attention-rows.js";
 import { refBackend } from "../ref/index.js";
 import { nativeGemm } from "./gemm.js";
 import type { NativeAddon } from "./loader.js";

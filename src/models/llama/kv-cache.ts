@@ -5,13 +5,14 @@
 // The cache is kept in f32 (the default) or in bf16, which halves its memory (long
 // contexts, many concurrent requests): new rows are rounded to nearest even as they are
 // written, and attention reads them widened to f32, which is exact.
-import { attentionRowsByCalls } from "../../core/attention-rows.js";
+
 import type { FloatArray } from "../../core/backend.js";
 import { f32ToBf16Into } from "../../core/dtype.js";
 import { backend, isGradEnabled } from "../../core/engine.js";
 import { DTypeError, ShapeError } from "../../core/errors.js";
 import type { Tensor } from "../../core/tensor.js";
 import { empty } from "../../core/tensor.js";
+import { attentionRowsByCalls } from "../../kernels/ref/attention-rows.js";
 
 /** The dtypes a KV cache may be stored in. */
 export const KV_DTYPES = ["f32", "bf16"] as const;

@@ -1,7 +1,7 @@
 // A continuous batch's attention (Backend.attentionRows) as one `attention` call per sequence:
 // what a backend without the batched kernel runs, and the definition the batched kernel must
 // match bit for bit.
-import type { AttentionRowsParams, Backend, FloatArray } from "./backend.js";
+import type { AttentionRowsParams, Backend, FloatArray } from "../../core/backend.js";
 
 /** Runs `attention` once per sequence of p (B = 1), writing each one's rows of out. */
 export function attentionRowsByCalls(
