@@ -36,6 +36,8 @@ interface Row {
   p50ms: number;
   p99ms: number;
   peakRssMiB: number;
+  /** CPU time of the whole process (every thread: HTTP, engine, kernels) per generated token. */
+  cpuMsPerToken: number;
 }
 
 function quantile(xs: number[], q: number): number {
@@ -100,6 +102,7 @@ async function main(): Promise<void> {
     let tokens = 0;
     let next = 0;
     const deadline = performance.now() + maxSeconds * 1000;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: clients }, async (_, c) => {
@@ -118,6 +121,7 @@ async function main(): Promise<void> {
       }),
     );
     const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
     clearInterval(sampler);
     rows.push({
       adapters: nAdapters,
@@ -130,6 +134,7 @@ async function main(): Promise<void> {
       p50ms: quantile(lat, 0.5),
       p99ms: quantile(lat, 0.99),
       peakRssMiB: peak / 2 ** 20,
+      cpuMsPerToken: (cpu.user + cpu.system) / 1000 / tokens,
     });
   }
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -146,10 +151,10 @@ async function main(): Promise<void> {
     `lorakit serve load test: model hidden=${hidden} layers=${layers}, adapters r=8 on q,k,v,o; ${clients} clients, ${requests} requests × ${maxTokens} tokens per scenario, backend ${server.backend}, threads ${threads ?? "all"}`,
   );
   console.log(
-    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | vs 1 adapter",
+    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/token | vs 1 adapter",
   );
   console.log(
-    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------:",
+    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------: | -----------:",
   );
   for (const r of rows)
     console.log(
@@ -163,6 +168,7 @@ async function main(): Promise<void> {
         r.p50ms.toFixed(0),
         r.p99ms.toFixed(0),
         r.peakRssMiB.toFixed(0),
+        r.cpuMsPerToken.toFixed(2),
         `${(r.tokensPerSecond / base).toFixed(2)}×`,
       ].join(" | "),
     );

@@ -109,6 +109,99 @@ void Attention(const Args& A) {
   });
 }
 
+// attentionRows(q, ks, vs, rows, H, Hkv, D, scale, out): the attention of a continuous batch in
+// one call. Sequence n has rows[3n] query tokens (their q and out rows follow the previous
+// sequence's: (Σ tokens, H, D)), sitting at positions rows[3n+1].. after what its own cache
+// holds; ks[n], vs[n] are that cache's keys and values for this layer ((rows[3n+2] capacity,
+// Hkv, D), Float32Arrays or both Uint16Arrays of bf16 bits) with the new rows already
+// written. Each sequence attends causally over its own keys. The work items are exactly those
+// of `attention` called per sequence (B = 1, S = offset + tokens), so every output is bit for
+// bit the same; one call saves a call's fixed cost per sequence and threads across them all.
+void AttentionRows(const Args& A) {
+  F32 q = A.f32(0, "q");
+  Napi::Value kv = A.info[1], vv = A.info[2];
+  if (!kv.IsArray() || !vv.IsArray()) A.fail("ks and vs must be arrays of the caches' key and value buffers");
+  auto ka = kv.As<Napi::Array>(), va = vv.As<Napi::Array>();
+  const int64_t N = ka.Length();
+  if (static_cast<int64_t>(va.Length()) != N) A.fail("ks and vs must hold one buffer per sequence each");
+  const int32_t* rows = A.i32(3, "rows", 3 * N);
+  const int64_t H = A.size(4, "H"), Hkv = A.size(5, "Hkv"), D = A.size(6, "D");
+  const float scale = static_cast<float>(A.num(7, "scale"));
+  F32 out = A.f32(8, "out");
+  if (H < 1 || Hkv < 1 || Hkv > H || H % Hkv != 0) A.fail("H must be a positive multiple of Hkv (grouped-query heads)");
+  auto kind = [](const Napi::Value& x) -> int {  // 1: Float32Array, 2: Uint16Array, 0: other
+    if (!x.IsTypedArray()) return 0;
+    const napi_typedarray_type t = x.As<Napi::TypedArray>().TypedArrayType();
+    return t == napi_float32_array ? 1 : t == napi_uint16_array ? 2 : 0;
+  };
+  std::vector<AttnArgs> args(N);
+  int64_t tokens = 0;
+  double work = 0;
+  for (int64_t n = 0; n < N; n++) {
+    const int64_t T = rows[3 * n], off = rows[3 * n + 1], cap = rows[3 * n + 2];
+    if (T < 0 || off < 0 || cap < 0 || off + T > cap)
+      A.fail("sequence " + std::to_string(n) + ": needs 0 <= tokens, 0 <= offset and offset + tokens <= capacity");
+    const Napi::Value kn = ka.Get(static_cast<uint32_t>(n)), vn = va.Get(static_cast<uint32_t>(n));
+    const int kk = kind(kn), vk = kind(vn);
+    if (kk == 0 || kk != vk)
+      A.fail("sequence " + std::to_string(n) + ": k and v must both be Float32Arrays or both Uint16Arrays");
+    const int64_t nkv = checked_mul(A, checked_mul(A, cap, Hkv), D);
+    const int64_t kl = static_cast<int64_t>(kn.As<Napi::TypedArray>().ElementLength());
+    const int64_t vl = static_cast<int64_t>(vn.As<Napi::TypedArray>().ElementLength());
+    if (kl < nkv || vl < nkv)
+      A.fail("sequence " + std::to_string(n) + ": k and v need " + std::to_string(nkv) + " elements");
+    AttnArgs& a = args[n];
+    a = AttnArgs{};
+    if (kk == 2) {
+      a.k16 = kn.As<Napi::Uint16Array>().Data();
+      a.v16 = vn.As<Napi::Uint16Array>().Data();
+    } else {
+      a.k = kn.As<Napi::Float32Array>().Data();
+      a.v = vn.As<Napi::Float32Array>().Data();
+    }
+    a.B = 1;
+    a.T = T;
+    a.S = off + T;
+    a.H = H;
+    a.Hkv = Hkv;
+    a.D = D;
+    a.kvCap = cap;
+    a.offset = off;
+    a.scale = scale;
+    a.causal = true;
+    tokens += T;
+    work += 4.0 * H * static_cast<double>(T) * a.S * D;
+  }
+  const int64_t nq = checked_mul(A, checked_mul(A, tokens, H), D);
+  A.need(q, nq, "q");
+  A.need(out, nq, "out");
+  if (tokens == 0) return;
+  thread_local std::vector<float> lse;  // the forward's lse, not returned
+  lse.resize(tokens * H);
+  // The work items of `attention` per sequence: (KV head, query tile), tq queries per tile.
+  const int64_t G = H / Hkv;
+  const int64_t tq = std::max<int64_t>(1, kAttnBq / G);
+  struct Item {
+    int64_t n, g, t0, t1;
+  };
+  std::vector<Item> items;
+  int64_t at = 0;
+  for (int64_t n = 0; n < N; n++) {
+    AttnArgs& a = args[n];
+    a.q = q.p + at * H * D;
+    a.out_w = out.p + at * H * D;
+    a.lse_w = lse.data() + at * H;
+    at += a.T;
+    for (int64_t g = 0; g < Hkv; g++)
+      for (int64_t t0 = 0; t0 < a.T; t0 += tq) items.push_back({n, g, t0, std::min(a.T, t0 + tq)});
+  }
+  const auto fn = kernels().attn_fwd;
+  parallel_items(static_cast<int64_t>(items.size()), work > 5e5, [&](int64_t i, int64_t) {
+    const Item& it = items[i];
+    fn(args[it.n], 0, it.g, it.t0, it.t1);
+  });
+}
+
 // attentionBackward(q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal,
 //                   out, lse, dout, dq|null, dk|null, dv|null)
 void AttentionBackward(const Args& A) {
@@ -187,6 +280,7 @@ void AttentionBackward(const Args& A) {
 void RegisterAttention(Napi::Env env, Napi::Object exports) {
   Export<Attention>(env, exports, "attention");
   Export<AttentionBackward>(env, exports, "attentionBackward");
+  Export<AttentionRows>(env, exports, "attentionRows");
 }
 
 }  // namespace ops

@@ -265,24 +265,51 @@ constexpr int64_t NU = Bk / W;  // accumulators per score row
 
 inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// s[0..Bk) = Σ_d q[d]·panel[d·Bk + j]
-LK_TGT static inline void scores_row(const float* q, const float* panel, int64_t D, float* s) {
-  R acc[NU];
-  for (int64_t u = 0; u < NU; u++) acc[u] = V::zero();
+// s[0..K·W) = Σ_d q[d]·panel[d·Bk + j]: the first K vectors of a score row (K ≤ NU).
+template <int K>
+LK_TGT static inline void scores_row_k(const float* q, const float* panel, int64_t D, float* s) {
+  R acc[K];
+  for (int u = 0; u < K; u++) acc[u] = V::zero();
   for (int64_t d = 0; d < D; d++) {
     const R qd = V::set1(q[d]);
     const float* pr = panel + d * Bk;
-    for (int64_t u = 0; u < NU; u++) acc[u] = V::fmadd(qd, V::load(pr + u * W), acc[u]);
+    for (int u = 0; u < K; u++) acc[u] = V::fmadd(qd, V::load(pr + u * W), acc[u]);
   }
-  for (int64_t u = 0; u < NU; u++) V::store(s + u * W, acc[u]);
+  for (int u = 0; u < K; u++) V::store(s + u * W, acc[u]);
 }
 
-// panel[d·Bk + j] = rows[j·stride + d] for j < n, 0 for n ≤ j < Bk.
-LK_TGT static void pack_panel(const float* rows, int64_t stride, int64_t n, int64_t D, float* panel) {
+// s[0..Bk) = Σ_d q[d]·panel[d·Bk + j]
+LK_TGT static inline void scores_row(const float* q, const float* panel, int64_t D, float* s) {
+  scores_row_k<NU>(q, panel, D, s);
+}
+
+// The first nu vectors of a score row (1 ≤ nu ≤ NU): each lane's sum is that of scores_row.
+LK_TGT static inline void scores_row_n(const float* q, const float* panel, int64_t D, float* s, int64_t nu) {
+  switch (nu) {
+    case 1: return scores_row_k<1>(q, panel, D, s);
+    case 2: return scores_row_k<(NU >= 2 ? 2 : NU)>(q, panel, D, s);
+    case 3: return scores_row_k<(NU >= 3 ? 3 : NU)>(q, panel, D, s);
+    case 4: return scores_row_k<(NU >= 4 ? 4 : NU)>(q, panel, D, s);
+    case 5: return scores_row_k<(NU >= 5 ? 5 : NU)>(q, panel, D, s);
+    case 6: return scores_row_k<(NU >= 6 ? 6 : NU)>(q, panel, D, s);
+    case 7: return scores_row_k<(NU >= 7 ? 7 : NU)>(q, panel, D, s);
+    default: return scores_row_k<NU>(q, panel, D, s);
+  }
+}
+
+// panel[d·Bk + j] = rows[j·stride + d] for j < n, 0 for n ≤ j < pad (≤ Bk). Blocks of 8 keys ×
+// 8 channels are moved by an 8×8 transpose (V::transpose8), the rest one float at a time.
+LK_TGT static void pack_panel(const float* rows, int64_t stride, int64_t n, int64_t D, float* panel,
+                              int64_t pad = Bk) {
+  const int64_t n8 = n / 8 * 8, d8 = D / 8 * 8;
+  for (int64_t j = 0; j < n8; j += 8)
+    for (int64_t d = 0; d < d8; d += 8) V::transpose8(rows + j * stride + d, stride, panel + d * Bk + j, Bk);
   for (int64_t d = 0; d < D; d++) {
     float* pr = panel + d * Bk;
-    for (int64_t j = 0; j < n; j++) pr[j] = rows[j * stride + d];
-    for (int64_t j = n; j < Bk; j++) pr[j] = 0.f;
+    if (d >= d8)
+      for (int64_t j = 0; j < n8; j++) pr[j] = rows[j * stride + d];
+    for (int64_t j = n8; j < n; j++) pr[j] = rows[j * stride + d];
+    for (int64_t j = n; j < pad; j++) pr[j] = 0.f;
   }
 }
 
@@ -295,11 +322,12 @@ LK_TGT static inline float widen_bf16(uint16_t x) {
 }
 
 // pack_panel for bf16 rows, widened: the panel holds exactly the f32 values of the bf16 rows.
-LK_TGT static void pack_panel(const uint16_t* rows, int64_t stride, int64_t n, int64_t D, float* panel) {
+LK_TGT static void pack_panel(const uint16_t* rows, int64_t stride, int64_t n, int64_t D, float* panel,
+                              int64_t pad = Bk) {
   for (int64_t d = 0; d < D; d++) {
     float* pr = panel + d * Bk;
     for (int64_t j = 0; j < n; j++) pr[j] = widen_bf16(rows[j * stride + d]);
-    for (int64_t j = n; j < Bk; j++) pr[j] = 0.f;
+    for (int64_t j = n; j < pad; j++) pr[j] = 0.f;
   }
 }
 
@@ -307,6 +335,43 @@ LK_TGT static void pack_panel(const uint16_t* rows, int64_t stride, int64_t n, i
 LK_TGT static void widen_rows(const uint16_t* rows, int64_t stride, int64_t n, int64_t D, float* dst) {
   for (int64_t j = 0; j < n; j++)
     for (int64_t d = 0; d < D; d++) dst[j * D + d] = widen_bf16(rows[j * stride + d]);
+}
+
+// ar[c..c+NB·W) = ar·corr + Σ_{j<vis} s[j]·vt[j·vstride + c..], all NB vectors full.
+template <int NB>
+LK_TGT static inline void pv_block(float* ar, R cv, const float* s, const float* vt, int64_t vstride, int64_t vis,
+                                   int64_t c) {
+  R r[NB];
+  for (int u = 0; u < NB; u++) r[u] = V::mul(V::load(ar + c + u * W), cv);
+  const float* vr = vt + c;
+  for (int64_t j = 0; j < vis; j++) {
+    const R sj = V::set1(s[j]);
+    for (int u = 0; u < NB; u++) r[u] = V::fmadd(sj, V::load(vr + j * vstride + u * W), r[u]);
+  }
+  for (int u = 0; u < NB; u++) V::store(ar + c + u * W, r[u]);
+}
+
+// ar[0..D) = ar·corr + Σ_{j<vis} s[j]·vt[j·vstride + 0..D), the sum taken in j order for every
+// element. Up to 8 vectors of the row are accumulated side by side (j outer): independent FMA
+// chains, where one vector at a time is a single chain whose every step waits on the last.
+// Each element still goes through the same operations in the same order.
+LK_TGT static inline void pv_accumulate(float* ar, R cv, const float* s, const float* vt, int64_t vstride,
+                                        int64_t vis, int64_t D) {
+  int64_t c = 0;
+  for (; c + 8 * W <= D; c += 8 * W) pv_block<8>(ar, cv, s, vt, vstride, vis, c);
+  for (; c + 4 * W <= D; c += 4 * W) pv_block<4>(ar, cv, s, vt, vstride, vis, c);
+  // The rest (under four vectors, the last maybe partial): one vector at a time.
+  for (; c < D; c += W) {
+    const int64_t k = std::min<int64_t>(W, D - c);
+    R r = V::mul(V::load(ar + c), cv);
+    const float* vr = vt + c;
+    if (k == W) {
+      for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * vstride), r);
+    } else {
+      for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * vstride, k, 0.f), r);
+    }
+    V::store(ar + c, r);
+  }
 }
 
 struct FwdScratch {
@@ -349,7 +414,10 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t j0 = 0; j0 < kmax; j0 += Bk) {
     const int64_t nk = std::min(Bk, kmax - j0);
-    pack_panel(kbase + j0 * kvstride, kvstride, nk, D, sc.panel.data());
+    // Only the vectors holding this tile's keys are packed and scored (a decode step's last
+    // tile is mostly empty); the lanes past a row's visible keys are −∞ as before, and a
+    // vector of them adds exactly 0 to the row's sum, so the result does not change.
+    pack_panel(kbase + j0 * kvstride, kvstride, nk, D, sc.panel.data(), round_up(nk, W));
     // Rows of this tile's V as f32 and their stride.
     const float* vt;
     int64_t vstride;
@@ -365,35 +433,24 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
       int64_t vis = nk;
       if (a.causal) vis = std::min(nk, a.offset + t0 + i % nt + 1 - j0);
       if (vis <= 0) continue;
-      scores_row(qs + i * Dp, sc.panel.data(), D, s);
+      const int64_t nu = (vis + W - 1) / W;
+      scores_row_n(qs + i * Dp, sc.panel.data(), D, s, nu);
       for (int64_t j = vis; j < Bk; j++) s[j] = ninf;
       R mx = V::load(s);
-      for (int64_t u = 1; u < NU; u++) mx = V::max(mx, V::load(s + u * W));
+      for (int64_t u = 1; u < nu; u++) mx = V::max(mx, V::load(s + u * W));
       const float mold = sc.m[i];
       const float mnew = std::max(mold, V::hmax(mx));
       const float corr = std::exp(mold - mnew);
       const R mv = V::set1(mnew);
       R ps = V::zero();
-      for (int64_t u = 0; u < NU; u++) {
+      for (int64_t u = 0; u < nu; u++) {
         R e = V::exp(V::sub(V::load(s + u * W), mv));
         V::store(s + u * W, e);
         ps = V::add(ps, e);
       }
       sc.l[i] = sc.l[i] * corr + V::hsum(ps);
       sc.m[i] = mnew;
-      float* ar = acc + i * Dp;
-      const R cv = V::set1(corr);
-      for (int64_t c = 0; c < Dp; c += W) {
-        const int64_t k = std::min<int64_t>(W, D - c);
-        R r = V::mul(V::load(ar + c), cv);
-        const float* vr = vt + c;
-        if (k == W) {
-          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load(vr + j * vstride), r);
-        } else {
-          for (int64_t j = 0; j < vis; j++) r = V::fmadd(V::set1(s[j]), V::load_part(vr + j * vstride, k, 0.f), r);
-        }
-        V::store(ar + c, r);
-      }
+      pv_accumulate(acc + i * Dp, V::set1(corr), s, vt, vstride, vis, D);
     }
   }
   for (int64_t i = 0; i < nq; i++) {

@@ -27,6 +27,25 @@ struct V {
   LK_INL void store_part(float* p, R x, int64_t n) { _mm256_maskstore_ps(p, mask(n), x); }
   LK_INL R set1(float x) { return _mm256_set1_ps(x); }
   LK_INL R zero() { return _mm256_setzero_ps(); }
+  // dst[d·dstride + j] = src[j·sstride + d] for j, d < 8: an 8×8 block transposed (exact copies).
+  LK_INL void transpose8(const float* src, int64_t sstride, float* dst, int64_t dstride) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + i * sstride);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+      _mm256_storeu_ps(dst + i * dstride, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+      _mm256_storeu_ps(dst + (i + 4) * dstride, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    }
+  }
   LK_INL R add(R a, R b) { return _mm256_add_ps(a, b); }
   LK_INL R sub(R a, R b) { return _mm256_sub_ps(a, b); }
   LK_INL R mul(R a, R b) { return _mm256_mul_ps(a, b); }

@@ -31,6 +31,11 @@ struct V {
   }
   LK_INL R set1(float x) { return x; }
   LK_INL R zero() { return 0.f; }
+  // dst[d·dstride + j] = src[j·sstride + d] for j, d < 8 (an 8×8 block transposed).
+  LK_INL void transpose8(const float* src, int64_t sstride, float* dst, int64_t dstride) {
+    for (int j = 0; j < 8; j++)
+      for (int d = 0; d < 8; d++) dst[d * dstride + j] = src[j * sstride + d];
+  }
   LK_INL R add(R a, R b) { return a + b; }
   LK_INL R sub(R a, R b) { return a - b; }
   LK_INL R mul(R a, R b) { return a * b; }

@@ -89,6 +89,29 @@ export interface AttentionParams {
   causal: boolean;
 }
 
+/**
+ * The attention of a continuous batch (serving's decode and prefill rows) in one call:
+ * sequence n has `tokens[n]` queries, its rows of q and out following the previous
+ * sequence's ((Σ tokens, H, D) in all), at positions offsets[n].. after what its own cache
+ * holds; k[n], v[n] are that cache's keys and values ((capacities[n], Hkv, D), floats, or both
+ * bf16 bit patterns) with this step's rows already written. Each sequence attends causally
+ * over its own keys: exactly `attention` with B = 1, T = tokens[n], S = offsets[n] + tokens[n],
+ * kvCapacity = capacities[n], offset = offsets[n], row for row.
+ */
+export interface AttentionRowsParams {
+  q: FloatArray;
+  k: readonly (FloatArray | Uint16Array)[];
+  v: readonly (FloatArray | Uint16Array)[];
+  /** Per sequence: query tokens this call, keys before them, rows its cache holds. */
+  tokens: readonly number[];
+  offsets: readonly number[];
+  capacities: readonly number[];
+  H: number;
+  Hkv: number;
+  D: number;
+  scale: number;
+}
+
 export interface AdamWParams {
   param: Float32Array | Float64Array;
   grad: FloatArray;
@@ -323,6 +346,11 @@ export interface Backend {
 
   /** Scaled-dot-product attention with GQA (H/Hkv queries share a kv head). out (B,T,H,D), lse (B,H,T). */
   attention(p: AttentionParams, out: FloatArray, lse: FloatArray): void;
+  /**
+   * Optional: `attention` for every sequence of a continuous batch in one call (bit for bit
+   * the per-sequence calls); a backend without it gets those calls instead.
+   */
+  attentionRows?(p: AttentionRowsParams, out: FloatArray): void;
   /** Writes dq (B,T,H,D) and adds into dk, dv (B,kvCapacity,Hkv,D); any may be null when not needed. */
   attentionBackward(
     p: AttentionParams,

@@ -4,7 +4,7 @@
 // allocation of that size takes one from there. `tidy(fn)` disposes every tensor created
 // inside fn except those it returns or `keep()`s.
 import type { DType, DTypeArrays } from "./dtype.js";
-import { allocArray } from "./dtype.js";
+import { allocArray, BYTES_PER_ELEMENT } from "./dtype.js";
 
 /** Buffers smaller than this many elements are left to the garbage collector. */
 export const POOL_MIN_ELEMENTS = 4096;
@@ -29,19 +29,39 @@ export function poolStats(): { hits: number; misses: number; pooledBytes: number
   return { ...stats, pooledBytes };
 }
 
+/**
+ * The pool's size classes: a pooled buffer holds a multiple of an eighth of the power of two
+ * at or below its element count (at most 1/8 more than asked for). A request takes a buffer of
+ * its class and gets a view of the first n elements, so sizes that differ a little from one
+ * call to the next (a serving step's token count, a prompt's length) reuse one another's
+ * buffers instead of each missing the pool and faulting in fresh pages.
+ */
+function sizeClass(n: number): number {
+  const step = 2 ** Math.floor(Math.log2(n)) / 8;
+  return Math.ceil(n / step) * step;
+}
+
+/** The largest size class that fits in `capacity` elements (what a released buffer can serve). */
+function classBelow(capacity: number): number {
+  const step = 2 ** Math.floor(Math.log2(capacity)) / 8;
+  return Math.floor(capacity / step) * step;
+}
+
 /** An array of n elements whose contents are unspecified (pooled buffers are not zeroed). */
 export function allocUninit<D extends DType>(dtype: D, n: number): DTypeArrays[D] {
-  if (n >= POOL_MIN_ELEMENTS) {
-    const list = pool.get(`${dtype}:${n}`);
-    const got = list?.pop();
-    if (got) {
-      stats.hits++;
-      pooledBytes -= got.byteLength;
-      return got as DTypeArrays[D];
-    }
+  if (n < POOL_MIN_ELEMENTS) return allocArray(dtype, n);
+  const cls = sizeClass(n);
+  const list = pool.get(`${dtype}:${cls}`);
+  let full = list?.pop();
+  if (full) {
+    stats.hits++;
+    pooledBytes -= full.byteLength;
+  } else {
     stats.misses++;
+    full = allocArray(dtype, cls);
   }
-  return allocArray(dtype, n);
+  const a = full as DTypeArrays[D];
+  return (a.length === n ? a : a.subarray(0, n)) as DTypeArrays[D];
 }
 
 /** A zero-filled array of n elements. */
@@ -51,14 +71,18 @@ export function allocZeros<D extends DType>(dtype: D, n: number): DTypeArrays[D]
   return a;
 }
 
+/** Gives back an array allocUninit/allocZeros made (its whole buffer goes back to the pool). */
 export function releaseArray(dtype: DType, a: ArrayBufferView & { length: number }): void {
   if (a.length < POOL_MIN_ELEMENTS || a.byteOffset !== 0) return;
-  if (pooledBytes + a.byteLength > poolLimitBytes) return;
-  const key = `${dtype}:${a.length}`;
+  const bytes = a.buffer.byteLength;
+  if (pooledBytes + bytes > poolLimitBytes) return;
+  const cls = classBelow(bytes / BYTES_PER_ELEMENT[dtype]);
+  const key = `${dtype}:${cls}`;
   let list = pool.get(key);
   if (!list) pool.set(key, (list = []));
-  list.push(a);
-  pooledBytes += a.byteLength;
+  const Ctor = a.constructor as new (b: ArrayBufferLike, off: number, len: number) => ArrayBufferView;
+  list.push(new Ctor(a.buffer, 0, cls));
+  pooledBytes += cls * BYTES_PER_ELEMENT[dtype];
 }
 
 // Bytes of tensor storage made and not yet disposed (a tensor dropped without dispose()

@@ -71,11 +71,13 @@ export class EngineClient {
   }
 
   private onMessage(m: FromWorker): void {
-    if (m.type === "event") {
-      const sink = this.streams.get(m.id);
-      if (!sink) return;
-      if (m.ev.kind !== "token") this.streams.delete(m.id);
-      sink(m.ev);
+    if (m.type === "events") {
+      for (const { id, ev } of m.list) {
+        const sink = this.streams.get(id);
+        if (!sink) continue;
+        if (ev.kind !== "token") this.streams.delete(id);
+        sink(ev);
+      }
     } else if (m.type === "rpc") {
       const c = this.calls.get(m.rid);
       if (!c) return;

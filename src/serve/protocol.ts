@@ -122,6 +122,7 @@ export type FromWorker =
       maxModelLen: number;
     }
   | { type: "fatal"; message: string }
-  | { type: "event"; id: number; ev: EngineEvent }
+  /** The engine events of one step (or one submit), in the order they happened. */
+  | { type: "events"; list: { id: number; ev: EngineEvent }[] }
   | { type: "rpc"; rid: number; ok: true; result: unknown }
   | { type: "rpc"; rid: number; ok: false; error: ServeErrorJson };

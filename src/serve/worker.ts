@@ -10,7 +10,7 @@ import { loadTokenizer } from "../tokenizer/node.js";
 import { createEngineMetrics, Engine } from "./engine.js";
 import { ServeError } from "./errors.js";
 import { Heartbeat } from "./heartbeat.js";
-import type { FromWorker, RpcOp, ToWorker, WorkerInit } from "./protocol.js";
+import type { EngineEvent, FromWorker, RpcOp, ToWorker, WorkerInit } from "./protocol.js";
 import { AdapterRegistry } from "./registry.js";
 
 /** Idle temporaries the serving worker keeps for reuse. */
@@ -19,6 +19,15 @@ const SERVE_POOL_BYTES = 64 * 2 ** 20;
 if (!parentPort) throw new Error("src/serve/worker.ts runs as a worker thread (see EngineClient)");
 const port = parentPort;
 const post = (m: FromWorker) => port.postMessage(m);
+// Engine events wait here until the step (or message) that made them ends, then cross in one
+// message: a decode step makes one event per running request, and a message each cost the
+// model's thread more than the step's attention.
+let pending: { id: number; ev: EngineEvent }[] = [];
+const flush = () => {
+  if (pending.length === 0) return;
+  post({ type: "events", list: pending });
+  pending = [];
+};
 
 async function main(init: WorkerInit): Promise<void> {
   if (init.threads !== null) process.env.LORAKIT_THREADS = String(init.threads);
@@ -70,6 +79,7 @@ async function main(init: WorkerInit): Promise<void> {
       // The engine reports per-request errors itself; this is a bug, but keep serving.
       process.stderr.write(`lorakit: engine step failed: ${(e as Error).stack ?? e}\n`);
     }
+    flush();
     if (engine.busy) setImmediate(loop);
     else looping = false;
   };
@@ -99,11 +109,13 @@ async function main(init: WorkerInit): Promise<void> {
   port.on("message", (m: ToWorker) => {
     switch (m.type) {
       case "submit":
-        beat.run(() => engine.submit(m.id, m.req, (ev) => post({ type: "event", id: m.id, ev })));
+        beat.run(() => engine.submit(m.id, m.req, (ev) => pending.push({ id: m.id, ev })));
+        flush();
         kick();
         return;
       case "cancel":
         engine.cancel(m.id);
+        flush();
         return;
       case "rpc":
         try {

@@ -132,6 +132,24 @@ describe("memory", () => {
     assert.ok(poolStats().hits > before);
   });
 
+  test("buffers of nearby sizes reuse one another through the pool, each sized exactly", () => {
+    // 11,000 and 11,200 elements share a size class (multiples of 1,024 between 8,192 and 16,384).
+    tidy(() => void zeros([11000]));
+    const before = poolStats().hits;
+    const got = tidy(() => {
+      const t = zeros([11200]);
+      assert.equal(t.data.length, 11200);
+      assert.ok(t.data.every((x) => x === 0));
+      t.data[11199] = 5;
+      return Array.from(t.data.subarray(11190));
+    });
+    assert.equal(poolStats().hits, before + 1);
+    assert.deepEqual(got, [0, 0, 0, 0, 0, 0, 0, 0, 0, 5]);
+    // A request past the class (12,289 > 12,288) takes another buffer.
+    tidy(() => void zeros([12289]));
+    assert.equal(poolStats().hits, before + 1);
+  });
+
   test("a view keeps its storage alive after the original is disposed", () => {
     const a = zeros([5000]);
     a.data[7] = 3;

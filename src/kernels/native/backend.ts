@@ -8,7 +8,9 @@
 // Float32Array, else the reference (`whenF32`); attention also runs natively on bf16 k, v. Most addon functions take the Backend's own
 // arguments in the same order; the rest (op codes, parameter records, shape buffers) get a
 // small adapter here.
+
 import type { Backend, FloatArray } from "../../core/backend.js";
+import { attentionRowsByCalls } from "../ref/attention-rows.js";
 import { refBackend } from "../ref/index.js";
 import { nativeGemm } from "./gemm.js";
 import type { NativeAddon } from "./loader.js";
@@ -17,7 +19,7 @@ import type { Nf4Addon } from "./nf4.js";
 import { nf4AddonOf } from "./nf4.js";
 import type { OpsAddon } from "./ops.js";
 
-type KernelName = Exclude<keyof Backend, "name">;
+type KernelName = Exclude<keyof Backend, "name" | "attentionRows">;
 type Args<K extends KernelName> = Parameters<Backend[K]>;
 type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];
 
@@ -79,6 +81,17 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     return whenF32(k, floats, fn);
   };
 
+  // k, v may also both be bf16 (a KV cache kept in bf16): the addon widens them itself.
+  const attention: Backend["attention"] = (p, out, lse) => {
+    const { q, k, v } = p;
+    const kv =
+      (k instanceof Float32Array && v instanceof Float32Array) ||
+      (k instanceof Uint16Array && v instanceof Uint16Array);
+    if (kv && allF32([q, out, lse]))
+      ops.attention(q as Float32Array, k, v, ...attentionSizes(p), out as Float32Array, lse as Float32Array);
+    else ref.attention(p, out, lse);
+  };
+
   return Object.freeze({
     name: "native",
     gemm: (p) => {
@@ -103,22 +116,29 @@ export function createNativeBackend(addon: NativeAddon): Backend {
     rmsNorm: same("rmsNorm", (x, w, _n, _c, _e, y, rstd) => [x, w, y, rstd]),
     rmsNormBackward: same("rmsNormBackward", (x, w, rstd, dy, _n, _c, dx, dw) => [x, w, rstd, dy, dx, dw]),
     rope: same("rope", (x, cos, sin, _b, _t, _h, _d, _inv, out) => [x, cos, sin, out]),
-    // k, v may also both be bf16 (a KV cache kept in bf16): the addon widens them itself.
-    attention: (p, out, lse) => {
-      const { q, k, v } = p;
-      const kv =
-        (k instanceof Float32Array && v instanceof Float32Array) ||
-        (k instanceof Uint16Array && v instanceof Uint16Array);
-      if (kv && allF32([q, out, lse]))
-        ops.attention(
-          q as Float32Array,
-          k,
-          v,
-          ...attentionSizes(p),
+    attention,
+    attentionRows: (p, out) => {
+      const f32 = p.k.every((k, n) => k instanceof Float32Array && p.v[n] instanceof Float32Array);
+      const bf16 = p.k.every((k, n) => k instanceof Uint16Array && p.v[n] instanceof Uint16Array);
+      if ((f32 || bf16) && allF32([p.q, out])) {
+        const rows = new Int32Array(3 * p.tokens.length);
+        for (let n = 0; n < p.tokens.length; n++) {
+          rows[3 * n] = p.tokens[n];
+          rows[3 * n + 1] = p.offsets[n];
+          rows[3 * n + 2] = p.capacities[n];
+        }
+        ops.attentionRows(
+          p.q as Float32Array,
+          p.k as readonly (Float32Array | Uint16Array)[],
+          p.v as readonly (Float32Array | Uint16Array)[],
+          rows,
+          p.H,
+          p.Hkv,
+          p.D,
+          p.scale,
           out as Float32Array,
-          lse as Float32Array,
         );
-      else ref.attention(p, out, lse);
+      } else attentionRowsByCalls(attention, p, out);
     },
     attentionBackward: whenF32(
       "attentionBackward",

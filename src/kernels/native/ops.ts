@@ -154,6 +154,18 @@ export interface OpsAddon {
     out: Float32Array,
     lse: Float32Array,
   ): void;
+  /** rows: per sequence (tokens, offset, capacity); ks[n], vs[n] both f32 or both bf16 bits. */
+  attentionRows(
+    q: Float32Array,
+    ks: readonly (Float32Array | Uint16Array)[],
+    vs: readonly (Float32Array | Uint16Array)[],
+    rows: Int32Array,
+    H: number,
+    Hkv: number,
+    D: number,
+    scale: number,
+    out: Float32Array,
+  ): void;
   attentionBackward(
     q: Float32Array,
     k: Float32Array,

@@ -5,12 +5,14 @@
 // The cache is kept in f32 (the default) or in bf16, which halves its memory (long
 // contexts, many concurrent requests): new rows are rounded to nearest even as they are
 // written, and attention reads them widened to f32, which is exact.
+
 import type { FloatArray } from "../../core/backend.js";
 import { f32ToBf16Into } from "../../core/dtype.js";
 import { backend, isGradEnabled } from "../../core/engine.js";
 import { DTypeError, ShapeError } from "../../core/errors.js";
 import type { Tensor } from "../../core/tensor.js";
 import { empty } from "../../core/tensor.js";
+import { attentionRowsByCalls } from "../../kernels/ref/attention-rows.js";
 
 /** The dtypes a KV cache may be stored in. */
 export const KV_DTYPES = ["f32", "bf16"] as const;
@@ -122,5 +124,73 @@ export function cachedAttention(cache: KVCache, layer: number, q: Tensor, k: Ten
     lse.data,
   );
   lse.dispose();
+  return out;
+}
+
+/**
+ * The attention of a continuous batch (`LlamaForCausalLM.step`): q (1, N, H, D), k, v
+ * (1, N, Hkv, D) hold the tokens of several sequences one after another, `rows[n].tokens` of
+ * them for the sequence whose cache is `rows[n].cache`. Each sequence's k, v rows are appended
+ * to its cache and its queries attend over its own cache, all in one backend call when the
+ * backend has `attentionRows` (else one `attention` call per sequence, the same numbers).
+ * Returns (1, N, H, D). Inference only.
+ */
+export function cachedAttentionRows(
+  rows: readonly { cache: KVCache; tokens: number }[],
+  layer: number,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+): Tensor {
+  if (isGradEnabled() && (q.requiresGrad || k.requiresGrad || v.requiresGrad))
+    throw new ShapeError("cachedAttentionRows: the KV cache is for inference; run generation under noGrad()");
+  if (q.dtype !== "f32") throw new ShapeError(`cachedAttentionRows: f32 only, got ${q.dtype}`);
+  const [, N, H, D] = q.shape;
+  const Hkv = k.shape[2];
+  const kd = k.data as Float32Array;
+  const vd = v.data as Float32Array;
+  const kRow = Hkv * D;
+  const ks: (Float32Array | Uint16Array)[] = [];
+  const vs: (Float32Array | Uint16Array)[] = [];
+  const tokens: number[] = [];
+  const offsets: number[] = [];
+  const capacities: number[] = [];
+  let at = 0;
+  for (const { cache, tokens: T } of rows) {
+    const start = cache.length;
+    if (start + T > cache.capacity)
+      throw new ShapeError(`KV cache full: ${start} + ${T} tokens exceed its capacity of ${cache.capacity}`);
+    if (cache.B !== 1 || cache.Hkv !== Hkv || cache.D !== D)
+      throw new ShapeError(
+        `cachedAttentionRows: rows of Hkv=${Hkv}, D=${D} do not fit a cache of B=${cache.B}, Hkv=${cache.Hkv}, D=${cache.D} (B must be 1)`,
+      );
+    const kc = cache.k[layer];
+    const vc = cache.v[layer];
+    store(kc, kd.subarray(at * kRow, (at + T) * kRow), start * kRow);
+    store(vc, vd.subarray(at * kRow, (at + T) * kRow), start * kRow);
+    ks.push(kc);
+    vs.push(vc);
+    tokens.push(T);
+    offsets.push(start);
+    capacities.push(cache.capacity);
+    at += T;
+  }
+  if (at !== N) throw new ShapeError(`cachedAttentionRows: the rows hold ${at} tokens, q has ${N}`);
+  const out = empty([1, N, H, D], "f32");
+  const p = {
+    q: q.data as FloatArray,
+    k: ks,
+    v: vs,
+    tokens,
+    offsets,
+    capacities,
+    H,
+    Hkv,
+    D,
+    scale: 1 / Math.sqrt(D),
+  };
+  const be = backend();
+  if (be.attentionRows) be.attentionRows(p, out.data);
+  else attentionRowsByCalls(be.attention, p, out.data);
   return out;
 }

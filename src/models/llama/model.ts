@@ -9,7 +9,6 @@ import type { LinearCrossEntropyOptions } from "../../core/ops/index.js";
 import {
   add,
   attention,
-  concat,
   crossEntropy,
   embedding,
   linearCrossEntropy,
@@ -31,7 +30,7 @@ import { Module, ModuleList } from "../../nn/module.js";
 import type { LlamaConfig } from "./config.js";
 import { computeRopeInvFreq } from "./config.js";
 import type { KVCache } from "./kv-cache.js";
-import { cachedAttention } from "./kv-cache.js";
+import { cachedAttention, cachedAttentionRows } from "./kv-cache.js";
 
 /** transformers' default initializer_range, used when lorakit builds a fresh model. */
 const INIT_STD = 0.02;
@@ -136,14 +135,7 @@ export class LlamaAttention extends Module {
     const q = rope(reshape(this.q_proj.forward(x), [1, N, H, D]), ctx.cos, ctx.sin);
     const k = rope(reshape(this.k_proj.forward(x), [1, N, Hkv, D]), ctx.cos, ctx.sin);
     const v = reshape(this.v_proj.forward(x), [1, N, Hkv, D]);
-    let at = 0;
-    const outs = rows.map(({ cache, tokens }) => {
-      const part = (t: Tensor) => (rows.length === 1 ? t : slice(t, 1, at, at + tokens));
-      const o = cachedAttention(cache, this.layerIdx, part(q), part(k), part(v));
-      at += tokens;
-      return o;
-    });
-    const o = outs.length === 1 ? outs[0] : concat(outs, 1);
+    const o = cachedAttentionRows(rows, this.layerIdx, q, k, v);
     return this.o_proj.forward(reshape(o, [N, 1, H * D]));
   }
 }
