@@ -80,3 +80,20 @@ export function probeGrad<T>(fn: () => T): { result: T; reached: boolean } {
 export function noteUnrecorded(): void {
   if (probe) probe.reached = true;
 }
+
+let weightPacking = true;
+
+/**
+ * Whether inference packs frozen linear weights into the backend's kernel layout on first
+ * use (on by default; the backend must offer packWeight). Off: every product reads the
+ * row-major weight, as before. Packing never changes a result bit. Returns the previous value.
+ */
+export function setWeightPacking(on: boolean): boolean {
+  const prev = weightPacking;
+  weightPacking = on;
+  return prev;
+}
+
+export function isWeightPackingEnabled(): boolean {
+  return weightPacking;
+}
