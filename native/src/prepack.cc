@@ -33,11 +33,12 @@ bool prepack_supported() {
 
 namespace {
 
-// Offset of W[j][p] in the panels.
+// Offset of W[j][p] in the panels of element type T.
+template <class T>
 inline int64_t packed_offset(int64_t npad, int64_t k, int64_t j, int64_t p) {
   const int64_t pc = p / kPackSlice * kPackSlice;
   const int64_t kc = std::min(kPackSlice, k - pc);
-  return pc * npad + (j / kPackPanel) * kc * kPackPanel + (p - pc) * kPackPanel + j % kPackPanel;
+  return pc * npad + (j / kPackPanel) * kc * kPackPanel + (p - pc) * kPackPanel + packed_lane<T>(j % kPackPanel);
 }
 
 // Panels [q0, q1) of every slice from the row-major W (rows past n are zeros), or back.
@@ -48,8 +49,9 @@ void convert_panels(T* packed, T* rowmajor, int64_t n, int64_t k, int64_t q0, in
     const int64_t kc = std::min(kPackSlice, k - pc);
     for (int64_t q = q0; q < q1; q++) {
       T* panel = packed + pc * npad + q * kc * kPackPanel;
-      for (int64_t jj = 0; jj < kPackPanel; jj++) {
-        const int64_t j = q * kPackPanel + jj;
+      for (int64_t jc = 0; jc < kPackPanel; jc++) {
+        const int64_t j = q * kPackPanel + jc;
+        const int64_t jj = packed_lane<T>(jc);
         if (j >= n) {
           if (PACK)
             for (int64_t p = 0; p < kc; p++) panel[p * kPackPanel + jj] = T(0);
@@ -85,7 +87,7 @@ template <class T>
 void gather_rows(const T* packed, int64_t n, int64_t k, const int32_t* ids, int64_t count, float* out) {
   const int64_t npad = packed_npad(n);
   for (int64_t r = 0; r < count; r++)
-    for (int64_t p = 0; p < k; p++) out[r * k + p] = widen(packed[packed_offset(npad, k, ids[r], p)]);
+    for (int64_t p = 0; p < k; p++) out[r * k + p] = widen(packed[packed_offset<T>(npad, k, ids[r], p)]);
 }
 
 // Below this many weight bytes a decode product stays on one thread (a pool task costs a few

@@ -48,10 +48,18 @@ struct V {
 
 static_assert(kPackPanel == 16, "one panel is one 6x16 B panel");
 
-inline __m256 ld8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 ld8(const uint16_t* p) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+// One 16-value panel row as columns 0..7 (lo) and 8..15 (hi) in f32. A bf16 row is stored
+// with columns 4..7 and 8..11 swapped (prepack_internal.h), so the in-lane unpacks with zero
+// low halves put every column in place: bf16 → f32 is exactly that 16-bit shift.
+inline void row16(const float* p, __m256& lo, __m256& hi) {
+  lo = _mm256_loadu_ps(p);
+  hi = _mm256_loadu_ps(p + 8);
+}
+inline void row16(const uint16_t* p, __m256& lo, __m256& hi) {
+  const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i z = _mm256_setzero_si256();
+  lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, r));
+  hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, r));
 }
 
 // One k slice (depth kc) of G adjacent panels (bp: the first; panel g at bp + g·kc·16) for
@@ -71,8 +79,8 @@ inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t ld
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; p++) {
     __m256 w[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) w[v] = ld8(bp + (v / 2) * kc * 16 + p * 16 + (v % 2) * 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) row16(bp + g * kc * 16 + p * 16, w[2 * g], w[2 * g + 1]);
 #pragma GCC unroll 8
     for (int i = 0; i < M; i++) {
       const __m256 x = _mm256_set1_ps(ar[i][p]);
@@ -119,9 +127,17 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
     for (; q + G <= q1; q += G) {
       const TB* bp = slice + q * kc * 16;
       const int64_t valid = imin(16 * G, n - 16 * q);
-      tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid);
-      if constexpr (MB > 0)
-        tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid);
+      if constexpr (MB > 0 && sizeof(TB) == 2) {
+        // Two row groups: widen the bf16 panel slice once into L1 and run both on it.
+        float* wide = gemm_scratch(3, static_cast<size_t>(kPackSlice) * 16 * G);
+        for (int64_t e = 0; e < kc * 16 * G; e += 16) row16(bp + e, *reinterpret_cast<__m256*>(wide + e), *reinterpret_cast<__m256*>(wide + e + 8));
+        tile<MA, G>(static_cast<const float*>(wide), kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid);
+        tile<MB, G>(static_cast<const float*>(wide), kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid);
+      } else {
+        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid);
+        if constexpr (MB > 0)
+          tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid);
+      }
     }
     for (; q < q1; q++) {
       const TB* bp = slice + q * kc * 16;
@@ -175,7 +191,12 @@ void gemm_any(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_
       if constexpr (sizeof(TB) == 4) {
         std::memcpy(dst, src, sizeof(float) * kc * 16);
       } else {
-        for (int64_t e = 0; e < kc * 16; e += 8) _mm256_store_ps(dst + e, ld8(src + e));
+        for (int64_t e = 0; e < kc * 16; e += 16) {
+          __m256 lo, hi;
+          row16(src + e, lo, hi);
+          _mm256_store_ps(dst + e, lo);
+          _mm256_store_ps(dst + e + 8, hi);
+        }
       }
     }
   };

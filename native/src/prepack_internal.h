@@ -5,9 +5,14 @@
 // Layout: k is cut into slices of kPackSlice (the packed kernels' KC), n into panels of
 // kPackPanel output columns (zero-padded to npad = ⌈n/16⌉·16). Slice s (k0 = 256·s, depth
 // kc = min(256, k−k0)) starts at k0·npad; inside it panel q is kc rows of 16 values,
-// element (p, j) = W[16q + j][k0 + p] at k0·npad + q·kc·16 + p·16 + j. One slice of the
-// panels a thread owns is one contiguous run, and a panel slice is exactly the B panel the
-// 6×16 AVX2 kernel reads.
+// element (p, j) = W[16q + j][k0 + p] at k0·npad + q·kc·16 + p·16 + lane(j). One slice of
+// the panels a thread owns is one contiguous run, and an f32 panel slice is exactly the B
+// panel the 6×16 AVX2 kernel reads.
+//
+// lane(j) = j for f32. bf16 rows keep columns 4..7 and 8..11 swapped (lane = packed_lane_bf16):
+// then the in-lane unpacks of one 256-bit load, _mm256_unpacklo/hi_epi16(0, row), give
+// columns 0..7 and 8..11 widened to f32 in order — two cheap shuffles per 16 values instead
+// of two lane-crossing zero-extensions and two shifts (the widening bounded bf16 decode).
 #pragma once
 #include <cstdint>
 
@@ -17,6 +22,13 @@ namespace lorakit {
 
 constexpr int64_t kPackPanel = 16;
 constexpr int64_t kPackSlice = 256;
+
+// The position of column j (0..15) inside a 16-value bf16 panel row (an involution).
+inline int64_t packed_lane_bf16(int64_t j) { return (j >= 4 && j < 12) ? (j < 8 ? j + 4 : j - 4) : j; }
+template <class T>
+inline int64_t packed_lane(int64_t j) {
+  return sizeof(T) == 2 ? packed_lane_bf16(j) : j;
+}
 
 inline int64_t packed_npad(int64_t n) { return (n + kPackPanel - 1) / kPackPanel * kPackPanel; }
 inline int64_t packed_elements(int64_t n, int64_t k) { return packed_npad(n) * k; }

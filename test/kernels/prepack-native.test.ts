@@ -58,13 +58,18 @@ describe("prepacked weights (native)", { skip }, () => {
       assert.equal(ad.packedElements(n, k), Math.ceil(n / 16) * 16 * k);
       for (const w of [randomF32(n * k), randomBf16(n * k)]) {
         const p = pack(ad, w, n, k);
-        // W[j][p] sits at slice·npad + panel·kc·16 + (p − slice)·16 + j % 16.
+        // W[j][p] sits at slice·npad + panel·kc·16 + (p − slice)·16 + lane(j % 16), where a
+        // bf16 row swaps columns 4..7 with 8..11.
         const npad = Math.ceil(n / 16) * 16;
-        const j = n - 1;
-        const q = k - 1;
-        const s = Math.floor(q / 256) * 256;
-        const kc = Math.min(256, k - s);
-        assert.equal(p[s * npad + Math.floor(j / 16) * kc * 16 + (q - s) * 16 + (j % 16)], w[j * k + q]);
+        const lane = (c: number) =>
+          w instanceof Uint16Array && c >= 4 && c < 12 ? (c < 8 ? c + 4 : c - 4) : c;
+        for (const j of new Set([n - 1, Math.min(n - 1, 5), Math.min(n - 1, 9), Math.min(n - 1, 12)]))
+          for (const q of new Set([0, k - 1, Math.min(k - 1, 300)])) {
+            const s = Math.floor(q / 256) * 256;
+            const kc = Math.min(256, k - s);
+            const at = s * npad + Math.floor(j / 16) * kc * 16 + (q - s) * 16 + lane(j % 16);
+            assert.equal(p[at], w[j * k + q], `W[${j}][${q}]`);
+          }
         const back = w instanceof Uint16Array ? new Uint16Array(n * k) : new Float32Array(n * k);
         ad.unpackWeight(p, n, k, back);
         assert.deepEqual(back, w);
