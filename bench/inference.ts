@@ -8,9 +8,11 @@
 //   npm run build && node dist/bench/inference.js [--shape 125m|qwen2.5-0.5b] [--prompt 128]
 //     [--new 32] [--threads N] [--ref] [--no-llama-cpp] [--json]
 //     [--kv-dtype f32|bf16] [--decode-context 8]  (decode starts after that many prompt tokens)
+//     [--no-prepack]  (frozen weights stay row-major: the path before prepacking, for comparison)
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
+import { setWeightPacking } from "../src/core/engine.js";
 import { noGrad, Rng, setBackend, tensor, tidy } from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { refBackend } from "../src/kernels/ref/index.js";
@@ -42,6 +44,8 @@ const KV_DTYPE = kvDType(
   "--kv-dtype",
 );
 const DECODE_CONTEXT = opt("decode-context", 8);
+const PREPACK = !argv.includes("--no-prepack");
+setWeightPacking(PREPACK);
 
 const SHAPE_125M = {
   model_type: "llama",
@@ -167,7 +171,7 @@ if (native) {
       r.decode_fraction_of_bandwidth = r.decode_gb_per_second / bandwidth;
 }
 
-const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads`;
+const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads, weights ${PREPACK ? "prepacked" : "row-major (--no-prepack)"}`;
 if (argv.includes("--json"))
   for (const r of rows)
     console.log(
@@ -180,6 +184,7 @@ if (argv.includes("--json"))
         decode_context: DECODE_CONTEXT,
         kv_dtype: KV_DTYPE,
         kv_cache_bytes: kvBytes,
+        prepacked_weights: PREPACK,
         threads: THREADS,
         read_gb_per_second: bandwidth,
         fma_peak_gflops: peak,
