@@ -126,11 +126,13 @@ void run_packed(const PackedProduct& g) {
     split_cols(parts, [&](int64_t j0, int64_t j1) { packed_decode_avx2(g, j0, j1); });
     return;
   }
+  // Prefill: the widest packed kernel this CPU has (column splits are multiples of 64).
+  auto gemm_fn = cpu_path() == CpuPath::Avx512 ? packed_gemm_avx512 : packed_gemm_avx2;
   const double fma = static_cast<double>(g.m) * g.n * g.k;
   const int64_t want = static_cast<int64_t>(std::max(1.0, std::min<double>(nt, fma / kMinFmaPerThread)));
   const bool by_rows = g.m >= g.n || g.n <= 48;
   if (!by_rows || want <= 1) {
-    split_cols(std::min(want, units), [&](int64_t j0, int64_t j1) { packed_gemm_avx2(g, 0, g.m, j0, j1); });
+    split_cols(std::min(want, units), [&](int64_t j0, int64_t j1) { gemm_fn(g, 0, g.m, j0, j1); });
     return;
   }
   const int64_t rows = (g.m + kRowUnit - 1) / kRowUnit;
@@ -139,7 +141,7 @@ void run_packed(const PackedProduct& g) {
     for (int64_t p = p0; p < p1; p++) {
       const int64_t s = std::min(g.m, rows * p / parts * kRowUnit);
       const int64_t e = std::min(g.m, rows * (p + 1) / parts * kRowUnit);
-      if (s < e) packed_gemm_avx2(g, s, e, 0, g.n);
+      if (s < e) gemm_fn(g, s, e, 0, g.n);
     }
   });
 #endif
