@@ -4,6 +4,7 @@
 // backend) gets the plain weight back, bit for bit.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { checkpoint } from "../../src/core/activation-checkpoint.js";
 import { backward } from "../../src/core/autograd.js";
 import type { Backend, PackedWeight } from "../../src/core/backend.js";
 import { noGrad, setBackend, setWeightPacking } from "../../src/core/engine.js";
@@ -19,6 +20,8 @@ import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { Linear } from "../../src/nn/layers.js";
 import { LoraLinear } from "../../src/peft/lora/layer.js";
 import { getPeftModel } from "../../src/peft/model.js";
+import type { Batch } from "../../src/train/data.js";
+import { evaluateBatches } from "../../src/train/trainer.js";
 import { tinyModel } from "../util/tiny-model.js";
 
 const native = (await availableBackends()).find((b) => b.name === "native") as Backend | undefined;
@@ -101,6 +104,27 @@ describe("packed frozen weights", { skip }, () => {
     assert.equal(packedOf(f), null);
     backward(sum(linear(x, f)));
     assert.deepEqual(f.grad?.shape, [16, 32]);
+  });
+
+  test("activation checkpointing's probe forward and the trainer's evaluation do not pack", () => {
+    setBackend(native!);
+    const w = randNormal(new Rng(8), [32, 16], 0, 1);
+    const x = randNormal(new Rng(9), [2, 16], 0, 1).setRequiresGrad();
+    const y = checkpoint((h) => linear(h, w), [x]);
+    assert.equal(packedOf(w), null, "the probe forward runs without grad but is not inference");
+    backward(sum(y));
+    const model = tinyModel(4);
+    const batch: Batch = {
+      inputs: Int32Array.from([1, 2, 3, 4]),
+      targets: Int32Array.from([2, 3, 4, 5]),
+      batchSize: 1,
+      seqLen: 4,
+      lengths: Int32Array.from([4]),
+      tokens: 4,
+      epoch: 0,
+    };
+    evaluateBatches(model, [batch]);
+    for (const p of model.parameters()) assert.equal(packedOf(p), null);
   });
 
   test("a weight packed by native is read correctly by another backend (unpacked), and by embedding", () => {

@@ -6,7 +6,7 @@
 // (merge, save, export, quantise, PiSSA, DoRA, training) go through Tensor.data, which
 // unpacks it first: nobody but the backend ever sees the packed layout.
 import type { FloatArray, PackedWeight } from "../backend.js";
-import { backend, isGradEnabled, isWeightPackingEnabled } from "../engine.js";
+import { backend, isGradEnabled, isProbingGrad, isWeightPackingEnabled } from "../engine.js";
 import type { Tensor } from "../tensor.js";
 import type { T } from "./util.js";
 import { floatData } from "./util.js";
@@ -27,7 +27,10 @@ export function packedWeightFor(w: Tensor, X: FloatArray): PackedWeight | null {
   if (!(X instanceof Float32Array) || !be.gemmPacked || !be.packWeight) return null;
   const p = w.packedWeight;
   if (p) return p.backend === be.name ? p : null;
-  if (!isWeightPackingEnabled() || isGradEnabled() || w.requiresGrad || w.rank !== 2) return null;
+  // Inference only: not while a graph is recorded, nor in activation checkpointing's probe
+  // forward (the training step's backward would unpack it again at once).
+  if (!isWeightPackingEnabled() || isGradEnabled() || isProbingGrad() || w.requiresGrad || w.rank !== 2)
+    return null;
   if (w.dtype !== "f32" && w.dtype !== "bf16") return null;
   const [rows, cols] = w.shape;
   const pack = be.packWeight.bind(be);
