@@ -7,6 +7,8 @@
 // and after (readBandwidth). GB/s = weight bytes / median time of a step.
 //
 //   npm run build && node dist/bench/prepack.js [--shape 125m|qwen2.5-0.5b|smollm2-135m] [--threads N] [--rounds 7]
+//     [--cpu-time]  (with --threads 1: time the process's CPU time instead of the wall clock, so
+//                    a loaded host's run queue does not count; memory contention still does)
 import { cpus } from "node:os";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { prepackAddonOf } from "../src/kernels/native/prepack.js";
@@ -21,6 +23,15 @@ const opt = (n: string, d: string) => {
 const shape = opt("shape", "125m");
 const THREADS = Number(opt("threads", String(cpus().length)));
 const ROUNDS = Number(opt("rounds", "7"));
+const CPU_TIME = argv.includes("--cpu-time");
+if (CPU_TIME && THREADS !== 1)
+  throw new Error("--cpu-time needs --threads 1 (CPU time adds up over threads)");
+/** Milliseconds now, of the wall clock or of this process's CPU time. */
+const now = () => {
+  if (!CPU_TIME) return performance.now();
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 const loaded = loadAddon();
 if (!("addon" in loaded)) throw new Error("bench/prepack needs the native addon (npm run build:native)");
@@ -78,13 +89,13 @@ for (const bf16 of [false, true]) {
   const c = new Float32Array(8 * maxOut);
   for (const m of [1, 4, 8]) {
     const step = (packed: boolean) => {
-      const t0 = performance.now();
+      const t0 = now();
       for (let i = 0; i < shapes.length; i++) {
         const [n, k] = shapes[i];
         if (packed) pack.gemmPacked(m, n, k, a, ps[i], c, 1, 0);
         else addon.gemm(false, true, m, n, k, 1, a, 0, ws[i], 0, c, 0, 1, 0);
       }
-      return performance.now() - t0;
+      return now() - t0;
     };
     step(false);
     step(true);
@@ -103,7 +114,7 @@ for (const bf16 of [false, true]) {
 }
 const bw1 = addon.readBandwidth(THREADS, 1024);
 console.log(
-  `${shape} shape, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds`,
+  `${shape} shape, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds${CPU_TIME ? " (CPU time)" : ""}`,
 );
 console.log(`streaming read bandwidth: ${bw0.toFixed(1)} GB/s before, ${bw1.toFixed(1)} GB/s after`);
 console.log("W    | rows | MiB/step | row-major GB/s | packed GB/s | speed-up");
