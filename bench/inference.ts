@@ -9,6 +9,8 @@
 //     [--new 32] [--threads N] [--ref] [--no-llama-cpp] [--json]
 //     [--kv-dtype f32|bf16] [--decode-context 8]  (decode starts after that many prompt tokens)
 //     [--no-prepack]  (frozen weights stay row-major: the path before prepacking, for comparison)
+//     [--interleave-prepack R]  (each native engine R times row-major, R times prepacked, in
+//                               turns in this process: medians of each, under the same load)
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
@@ -45,6 +47,7 @@ const KV_DTYPE = kvDType(
 );
 const DECODE_CONTEXT = opt("decode-context", 8);
 const PREPACK = !argv.includes("--no-prepack");
+const INTERLEAVE = opt("interleave-prepack", 0);
 setWeightPacking(PREPACK);
 
 const SHAPE_125M = {
@@ -111,9 +114,8 @@ interface Row {
   prefill_fraction_of_fma_peak?: number;
 }
 
-function measure(be: Backend, label: string): Row {
-  setBackend(be);
-  const bytes = bytesPerToken(model);
+/** Prefill and decode tokens/s of one run (the warm-up forward packs the weights when packing is on). */
+function rates(): { prefill: number; decode: number } {
   // Prefill: one forward over the prompt (every position's logits, as eval does).
   noGrad(() => tidy(() => void model.forward(tensor([prompt.slice(0, 8)], [1, 8], "i32")))); // warm up
   const t0 = performance.now();
@@ -122,7 +124,43 @@ function measure(be: Backend, label: string): Row {
   // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart).
   const stats = {} as GenerationStats;
   generate(model, prompt.slice(0, DECODE_CONTEXT), { maxNewTokens: NEW + 1, stats, kvDtype: KV_DTYPE });
-  const decode = generationRates(stats).decode;
+  return { prefill, decode: generationRates(stats).decode };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** The native engine row-major and prepacked in turns, INTERLEAVE times each: [row-major, prepacked]. */
+function measureInterleaved(be: Backend, label: string): Row[] {
+  setBackend(be);
+  const runs: Record<"row" | "packed", { prefill: number[]; decode: number[] }> = {
+    row: { prefill: [], decode: [] },
+    packed: { prefill: [], decode: [] },
+  };
+  for (let r = 0; r < INTERLEAVE; r++)
+    for (const packed of [false, true]) {
+      setWeightPacking(packed);
+      // Back to row-major: reading a packed weight's data unpacks it.
+      if (!packed) for (const p of model.parameters()) if (p.packedWeight) void p.data;
+      const x = rates();
+      const into = runs[packed ? "packed" : "row"];
+      into.prefill.push(x.prefill);
+      into.decode.push(x.decode);
+    }
+  setWeightPacking(PREPACK);
+  return (["row", "packed"] as const).map((k) =>
+    toRow(be, `${label}${k === "row" ? " row-major" : ""}`, median(runs[k].prefill), median(runs[k].decode)),
+  );
+}
+
+function measure(be: Backend, label: string): Row[] {
+  if (INTERLEAVE > 0 && be.name === "native") return measureInterleaved(be, label);
+  setBackend(be);
+  const { prefill, decode } = rates();
+  return [toRow(be, label, prefill, decode)];
+}
+
+function toRow(be: Backend, label: string, prefill: number, decode: number): Row {
+  const bytes = bytesPerToken(model);
   const row: Row = {
     engine: label,
     weights_mb: bytes / 2 ** 20,
@@ -143,8 +181,8 @@ const peak = addon ? addon.fmaPeak(THREADS, 300) : 0;
 
 const rows: Row[] = [];
 const native = (await availableBackends()).find((b) => b.name === "native");
-if (native) rows.push(measure(native, "native f32"));
-if (argv.includes("--ref")) rows.push(measure(refBackend, "ref (TypeScript) f32"));
+if (native) rows.push(...measure(native, "native f32"));
+if (argv.includes("--ref")) rows.push(...measure(refBackend, "ref (TypeScript) f32"));
 if (!argv.includes("--no-llama-cpp")) {
   // The demo model's tokenizer, padded to this vocabulary: the prompt is token ids anyway.
   const tokDir = fileURLToPath(new URL("../../models/demo-base", import.meta.url));
@@ -161,17 +199,17 @@ if (native) {
   // Every linear weight stored as bf16 (the output layer too): read at half the bytes.
   for (const [, m] of model.namedModules())
     if (m instanceof Linear && m.weight.dtype === "f32") m.setParam("weight", m.weight.to("bf16"));
-  rows.push(measure(native, "native bf16 weights"));
+  rows.push(...measure(native, "native bf16 weights"));
   // QLoRA's base: the decoder linears in NF4 (the output layer stays bf16).
   quantizeModel(model);
-  rows.push(measure(native, "native NF4 + bf16 head"));
+  rows.push(...measure(native, "native NF4 + bf16 head"));
   if (addon) bandwidth = Math.max(bandwidth, addon.readBandwidth(THREADS, 1024));
   for (const r of rows)
     if (r.decode_gb_per_second !== undefined)
       r.decode_fraction_of_bandwidth = r.decode_gb_per_second / bandwidth;
 }
 
-const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads, weights ${PREPACK ? "prepacked" : "row-major (--no-prepack)"}`;
+const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads, weights ${INTERLEAVE > 0 ? `row-major and prepacked in turns (medians of ${INTERLEAVE})` : PREPACK ? "prepacked" : "row-major (--no-prepack)"}`;
 if (argv.includes("--json"))
   for (const r of rows)
     console.log(
