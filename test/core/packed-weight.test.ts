@@ -177,6 +177,27 @@ describe("packed frozen weights", { skip }, () => {
           );
       });
 
+  test("DoRA's weight norm in inference reads the packed base weight without unpacking it", () => {
+    setBackend(native!);
+    const pm = getPeftModel(tinyModel(31, { hidden_size: 64, intermediate_size: 96 }), {
+      r: 4,
+      loraAlpha: 8,
+      targetModules: ["q_proj", "down_proj"],
+      useDora: true,
+    });
+    pm.eval();
+    const ids = tensor([[1, 2, 3]], [1, 3], "i32");
+    const first = noGrad(() => bitsOf(pm.forward(ids).data as Float32Array));
+    const layers = [...pm.baseModel.namedModules()].filter(([, m]) => m instanceof LoraLinear);
+    assert.ok(layers.length > 0);
+    for (const [, m] of layers)
+      assert.ok(packedOf((m as LoraLinear).baseWeight), "still packed after a DoRA forward");
+    assert.equal(
+      noGrad(() => bitsOf(pm.forward(ids).data as Float32Array)),
+      first,
+    );
+  });
+
   test("merge and save after generating give the bytes they give without generating", () => {
     setBackend(native!);
     const make = () => {
