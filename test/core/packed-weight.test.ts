@@ -186,12 +186,18 @@ describe("packed frozen weights", { skip }, () => {
       useDora: true,
     });
     pm.eval();
+    // As an adapter loaded for inference: nothing trainable.
+    for (const p of pm.parameters()) p.requiresGrad = false;
     const ids = tensor([[1, 2, 3]], [1, 3], "i32");
     const first = noGrad(() => bitsOf(pm.forward(ids).data as Float32Array));
     const layers = [...pm.baseModel.namedModules()].filter(([, m]) => m instanceof LoraLinear);
     assert.ok(layers.length > 0);
-    for (const [, m] of layers)
-      assert.ok(packedOf((m as LoraLinear).baseWeight), "still packed after a DoRA forward");
+    for (const [, m] of layers) {
+      const l = m as LoraLinear;
+      assert.ok(packedOf(l.baseWeight), "the base weight is still packed after a DoRA forward");
+      // The frozen factors went through linear (packed there) and ΔW read them without unpacking.
+      assert.ok(packedOf(l.lora_A.get("default")!.weight), "lora_A still packed");
+    }
     assert.equal(
       noGrad(() => bitsOf(pm.forward(ids).data as Float32Array)),
       first,

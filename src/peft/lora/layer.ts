@@ -371,9 +371,19 @@ export class LoraLinear extends Module implements LinearLike {
     if (!A || !B) throw new PeftError(`no adapter "${name}" on this layer`);
     const out = new Float32Array(this.outFeatures * this.inFeatures);
     const r = this.r.get(name)!;
-    gemmInto(B.data as Float32Array, A.data as Float32Array, out, this.outFeatures, this.inFeatures, r, {
-      alpha: this.scaling.get(name)!,
-    });
+    // Read only: frozen factors that inference packed (DoRA's forward runs them through
+    // linear) stay packed; DoRA asks for ΔW on every forward.
+    gemmInto(
+      B.readValues() as Float32Array,
+      A.readValues() as Float32Array,
+      out,
+      this.outFeatures,
+      this.inFeatures,
+      r,
+      {
+        alpha: this.scaling.get(name)!,
+      },
+    );
     return out;
   }
 
