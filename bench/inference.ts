@@ -12,9 +12,13 @@
 //   npm run build && node dist/bench/inference.js [--shape 125m|qwen2.5-0.5b] [--prompt 128]
 //     [--new 32] [--threads N] [--ref] [--no-llama-cpp] [--json]
 //     [--kv-dtype f32|bf16] [--decode-context 8]  (decode starts after that many prompt tokens)
+//     [--no-prepack]  (frozen weights stay row-major: the path before prepacking, for comparison)
+//     [--interleave-prepack R]  (each native engine R times row-major, R times prepacked, in
+//                               turns in this process: medians of each, under the same load)
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
+import { setWeightPacking } from "../src/core/engine.js";
 import { noGrad, Rng, setBackend, tensor, tidy } from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { refBackend } from "../src/kernels/ref/index.js";
@@ -46,6 +50,9 @@ const KV_DTYPE = kvDType(
   "--kv-dtype",
 );
 const DECODE_CONTEXT = opt("decode-context", 8);
+const PREPACK = !argv.includes("--no-prepack");
+const INTERLEAVE = opt("interleave-prepack", 0);
+setWeightPacking(PREPACK);
 
 const SHAPE_125M = {
   model_type: "llama",
@@ -131,9 +138,17 @@ function bestOf(n: number, fn: () => number): number {
   return best;
 }
 
-function measure(be: Backend, label: string): Row {
-  setBackend(be);
-  const bytes = bytesPerToken(model);
+interface Rates {
+  /** Wall and CPU seconds of the best of 3 prefills (generate's own timing). */
+  prefillSeconds: number;
+  prefillCpuSeconds: number;
+  /** Seconds of the best of 3 all-logits forwards. */
+  forwardSeconds: number;
+  decode: number;
+}
+
+/** Prefill, forward and decode timings of one run (the warm-up forward packs the weights when packing is on). */
+function rates(): Rates {
   const ids = prompt.slice(0, PROMPT);
   noGrad(() => tidy(() => void model.forward(tensor([prompt.slice(0, 8)], [1, 8], "i32")))); // warm up
   // Prefill: the prompt through generate (timed by generate itself), best of 3.
@@ -155,7 +170,47 @@ function measure(be: Backend, label: string): Row {
   // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart).
   const stats = {} as GenerationStats;
   generate(model, prompt.slice(0, DECODE_CONTEXT), { maxNewTokens: NEW + 1, stats, kvDtype: KV_DTYPE });
-  const decode = generationRates(stats).decode;
+  return { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode: generationRates(stats).decode };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** The median of each timing over runs. */
+function medianRates(runs: Rates[]): Rates {
+  return {
+    prefillSeconds: median(runs.map((r) => r.prefillSeconds)),
+    prefillCpuSeconds: median(runs.map((r) => r.prefillCpuSeconds)),
+    forwardSeconds: median(runs.map((r) => r.forwardSeconds)),
+    decode: median(runs.map((r) => r.decode)),
+  };
+}
+
+/** The native engine row-major and prepacked in turns, INTERLEAVE times each: [row-major, prepacked]. */
+function measureInterleaved(be: Backend, label: string): Row[] {
+  setBackend(be);
+  const runs: Record<"row" | "packed", Rates[]> = { row: [], packed: [] };
+  for (let r = 0; r < INTERLEAVE; r++)
+    for (const packed of [false, true]) {
+      setWeightPacking(packed);
+      // Back to row-major: reading a packed weight's data unpacks it.
+      if (!packed) for (const p of model.parameters()) if (p.packedWeight) void p.data;
+      runs[packed ? "packed" : "row"].push(rates());
+    }
+  setWeightPacking(PREPACK);
+  return (["row", "packed"] as const).map((k) =>
+    toRow(be, `${label}${k === "row" ? " row-major" : ""}`, medianRates(runs[k])),
+  );
+}
+
+function measure(be: Backend, label: string): Row[] {
+  if (INTERLEAVE > 0 && be.name === "native") return measureInterleaved(be, label);
+  setBackend(be);
+  return [toRow(be, label, rates())];
+}
+
+function toRow(be: Backend, label: string, r: Rates): Row {
+  const { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode } = r;
+  const bytes = bytesPerToken(model);
   const row: Row = {
     engine: label,
     weights_mb: bytes / 2 ** 20,
@@ -199,8 +254,8 @@ const peakPerCpuSecond = (() => {
 
 const rows: Row[] = [];
 const native = (await availableBackends()).find((b) => b.name === "native");
-if (native) rows.push(measure(native, "native f32"));
-if (argv.includes("--ref")) rows.push(measure(refBackend, "ref (TypeScript) f32"));
+if (native) rows.push(...measure(native, "native f32"));
+if (argv.includes("--ref")) rows.push(...measure(refBackend, "ref (TypeScript) f32"));
 if (!argv.includes("--no-llama-cpp")) {
   // The demo model's tokenizer, padded to this vocabulary: the prompt is token ids anyway.
   const tokDir = fileURLToPath(new URL("../../models/demo-base", import.meta.url));
@@ -217,17 +272,17 @@ if (native) {
   // Every linear weight stored as bf16 (the output layer too): read at half the bytes.
   for (const [, m] of model.namedModules())
     if (m instanceof Linear && m.weight.dtype === "f32") m.setParam("weight", m.weight.to("bf16"));
-  rows.push(measure(native, "native bf16 weights"));
+  rows.push(...measure(native, "native bf16 weights"));
   // QLoRA's base: the decoder linears in NF4 (the output layer stays bf16).
   quantizeModel(model);
-  rows.push(measure(native, "native NF4 + bf16 head"));
+  rows.push(...measure(native, "native NF4 + bf16 head"));
   if (addon) bandwidth = Math.max(bandwidth, addon.readBandwidth(THREADS, 1024));
   for (const r of rows)
     if (r.decode_gb_per_second !== undefined)
       r.decode_fraction_of_bandwidth = r.decode_gb_per_second / bandwidth;
 }
 
-const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads`;
+const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads, weights ${INTERLEAVE > 0 ? `row-major and prepacked in turns (medians of ${INTERLEAVE})` : PREPACK ? "prepacked" : "row-major (--no-prepack)"}`;
 if (argv.includes("--json"))
   for (const r of rows)
     console.log(
@@ -240,6 +295,7 @@ if (argv.includes("--json"))
         decode_context: DECODE_CONTEXT,
         kv_dtype: KV_DTYPE,
         kv_cache_bytes: kvBytes,
+        prepacked_weights: PREPACK,
         threads: THREADS,
         read_gb_per_second: bandwidth,
         fma_peak_gflops: peak,

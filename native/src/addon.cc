@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lorakit::RegisterNf4(env, exports);
   lorakit::RegisterLoraGrouped(env, exports);
   lorakit::RegisterBandwidth(env, exports);
+  lorakit::RegisterPrepack(env, exports);
   return exports;
 }
 

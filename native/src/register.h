@@ -8,4 +8,5 @@ void RegisterOps(Napi::Env env, Napi::Object exports);   // ops_*.cc (ops_regist
 void RegisterNf4(Napi::Env env, Napi::Object exports);   // nf4_gemm.cc
 void RegisterLoraGrouped(Napi::Env env, Napi::Object exports);  // lora_grouped.cc
 void RegisterBandwidth(Napi::Env env, Napi::Object exports);    // bandwidth.cc
+void RegisterPrepack(Napi::Env env, Napi::Object exports);      // prepack.cc
 }  // namespace lorakit

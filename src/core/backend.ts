@@ -176,8 +176,47 @@ export interface LoraGroupedParams {
   scales: Float64Array;
 }
 
+/**
+ * A frozen linear weight W (rows × cols, y = x·Wᵀ) held in a backend's own layout (the panels
+ * its GEMM kernels read), made by `Backend.packWeight` and read only by that backend's
+ * `gemmPacked`. While a tensor is packed this replaces its row-major storage: reading the
+ * tensor's `data` unpacks it (see Tensor.packedWeight), so nothing else ever sees the layout.
+ */
+export interface PackedWeight {
+  /** The backend that made it (`Backend.name`): no other backend can read it. */
+  readonly backend: string;
+  readonly dtype: "f32" | "bf16";
+  readonly rows: number;
+  readonly cols: number;
+  /** Memory held by the packed form. */
+  readonly byteLength: number;
+  /** W back in row-major order into `out` (rows·cols elements of the weight's dtype), bit for bit. */
+  unpack(out: Float32Array | Uint16Array): void;
+  /** Rows `ids` of W widened to f32 into out (ids.length × cols): an embedding tied to this weight. */
+  gatherRows(ids: Int32Array, out: Float32Array): void;
+}
+
+export interface PackedGemmParams {
+  /** c (m × w.rows) = alpha·a (m × w.cols)·Wᵀ + beta·c; beta 0 never reads c. */
+  m: number;
+  a: Float32Array;
+  w: PackedWeight;
+  c: Float32Array;
+  alpha: number;
+  beta: number;
+}
+
 export interface Backend {
   readonly name: string;
+
+  /**
+   * Optional: a frozen weight (rows × cols, f32 or bf16 values) in this backend's packed
+   * layout, or null where it has none for this CPU. Each result element of `gemmPacked` must
+   * equal, bit for bit, what `gemm` computes for x·Wᵀ from the row-major weight, for any m.
+   */
+  packWeight?(w: Float32Array | Uint16Array, rows: number, cols: number): PackedWeight | null;
+  /** Optional, with packWeight: the linear-layer product on a weight this backend packed. */
+  gemmPacked?(p: PackedGemmParams): void;
 
   /** Batched GEMM in every transpose form (see GemmParams). */
   gemm(p: GemmParams): void;

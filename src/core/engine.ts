@@ -76,7 +76,33 @@ export function probeGrad<T>(fn: () => T): { result: T; reached: boolean } {
   }
 }
 
+/**
+ * True while `probeGrad` runs fn: grad is off only to see what fn reaches (activation
+ * checkpointing's first forward inside a training step), not for inference.
+ */
+export function isProbingGrad(): boolean {
+  return probe !== null;
+}
+
 /** Called by ops that did not record a node although an input requires grad (grad is off). */
 export function noteUnrecorded(): void {
   if (probe) probe.reached = true;
+}
+
+let weightPacking = true;
+
+/**
+ * Whether inference packs frozen linear weights into the backend's kernel layout on first
+ * use (on by default; the backend must offer packWeight). Off: every product reads the
+ * row-major weight, as before; weights already packed stay packed. Packing never changes a
+ * result bit. Returns the previous value.
+ */
+export function setWeightPacking(on: boolean): boolean {
+  const prev = weightPacking;
+  weightPacking = on;
+  return prev;
+}
+
+export function isWeightPackingEnabled(): boolean {
+  return weightPacking;
 }

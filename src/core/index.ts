@@ -9,13 +9,23 @@ export type {
   BinaryOp,
   FloatArray,
   GemmParams,
+  PackedGemmParams,
+  PackedWeight,
   ReduceOp,
   UnaryOp,
 } from "./backend.js";
 export { BINARY_OPS, dropoutUniform, UNARY_OPS } from "./backend.js";
 export type { AnyArray, DType, FloatDType } from "./dtype.js";
 export { bf16ToF32, convertArray, DTYPES, f16ToF32, f32ToBf16, f32ToF16, isFloatDType } from "./dtype.js";
-export { backend, enableGrad, isGradEnabled, noGrad, setBackend } from "./engine.js";
+export {
+  backend,
+  enableGrad,
+  isGradEnabled,
+  isWeightPackingEnabled,
+  noGrad,
+  setBackend,
+  setWeightPacking,
+} from "./engine.js";
 export { BackendError, DisposedError, DTypeError, IndexError, LorakitError, ShapeError } from "./errors.js";
 export {
   clearPool,

@@ -3,8 +3,10 @@
 // go back to a pool keyed by (dtype, length) when their tensor is disposed, and the next
 // allocation of that size takes one from there. `tidy(fn)` disposes every tensor created
 // inside fn except those it returns or `keep()`s.
+import type { PackedWeight } from "./backend.js";
 import type { DType, DTypeArrays } from "./dtype.js";
 import { allocArray, BYTES_PER_ELEMENT } from "./dtype.js";
+import { LorakitError } from "./errors.js";
 
 /** Buffers smaller than this many elements are left to the garbage collector. */
 export const POOL_MIN_ELEMENTS = 4096;
@@ -116,6 +118,11 @@ export function resetPeakTensorBytes(): void {
 /** Shared, reference-counted backing store: reshape views share one. */
 export class Storage<D extends DType = DType> {
   refs = 0;
+  /**
+   * A backend's packed form of a frozen weight while it replaces `data` (then null): the
+   * row-major array is dropped, so a packed weight never costs its memory twice.
+   */
+  packed: PackedWeight | null = null;
   constructor(
     readonly dtype: D,
     public data: DTypeArrays[D] | null,
@@ -125,13 +132,37 @@ export class Storage<D extends DType = DType> {
     readonly meta = false,
   ) {}
   retain(): void {
-    if (this.refs++ === 0 && this.data) countBytes(this.data.byteLength);
+    if (this.refs++ === 0) countBytes(this.data?.byteLength ?? this.packed?.byteLength ?? 0);
   }
   release(): void {
-    if (--this.refs > 0 || this.data === null) return;
+    if (--this.refs > 0) return;
+    if (this.packed) {
+      countBytes(-this.packed.byteLength);
+      this.packed = null;
+      return;
+    }
+    if (this.data === null) return;
     countBytes(-this.data.byteLength);
     if (this.pooled) releaseArray(this.dtype, this.data);
     this.data = null;
+  }
+  /** Replaces the row-major data by its packed form `p` (the array is left to the collector). */
+  pack(p: PackedWeight): void {
+    if (this.data === null || this.packed)
+      throw new LorakitError("Storage.pack: only row-major data can be packed");
+    if (this.refs > 0) countBytes(p.byteLength - this.data.byteLength);
+    this.packed = p;
+    this.data = null;
+  }
+  /** Back to row-major data (a new array, bit for bit the one packed); the packed form is dropped. */
+  unpack(): void {
+    const p = this.packed;
+    if (!p) return;
+    const out = allocArray(this.dtype, p.rows * p.cols);
+    p.unpack(out as Float32Array | Uint16Array);
+    if (this.refs > 0) countBytes(out.byteLength - p.byteLength);
+    this.data = out;
+    this.packed = null;
   }
 }
 

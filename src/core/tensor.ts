@@ -1,7 +1,8 @@
 // The Tensor: a shape, a dtype and a contiguous row-major storage, plus what autograd
 // needs (requiresGrad, grad, the node that produced it).
+import type { PackedWeight } from "./backend.js";
 import type { AnyArray, DType, DTypeArrays, FloatDType } from "./dtype.js";
-import { convertArray, dtypeOfArray, isFloatDType } from "./dtype.js";
+import { allocArray, convertArray, dtypeOfArray, isFloatDType } from "./dtype.js";
 import { DisposedError, DTypeError, fmtShape, LorakitError, ShapeError } from "./errors.js";
 import type { Disposable } from "./memory.js";
 import { allocUninit, allocZeros, Storage, track } from "./memory.js";
@@ -40,8 +41,7 @@ export class Tensor<D extends DType = DType> implements Disposable {
   readonly shape: Shape;
   readonly dtype: D;
   readonly size: number;
-  /** When true, backward() computes dL/d(this) (accumulated into `grad` for leaves). */
-  requiresGrad = false;
+  private requiresGradFlag = false;
   /** Accumulated gradient of a leaf; stays until `zeroGrad()`/`grad = null`. */
   grad: Tensor<FloatDType> | null = null;
   /** Set by ops when grad recording is on. */
@@ -65,7 +65,22 @@ export class Tensor<D extends DType = DType> implements Disposable {
     track(this);
   }
 
+  /** When true, backward() computes dL/d(this) (accumulated into `grad` for leaves). */
+  get requiresGrad(): boolean {
+    return this.requiresGradFlag;
+  }
+  set requiresGrad(flag: boolean) {
+    // A trainable tensor is updated in place through `data`: never keep it packed.
+    if (flag && !this.disposed) this.storage.unpack();
+    this.requiresGradFlag = flag;
+  }
+
+  /**
+   * The row-major values. A weight held packed by a backend (see `packedWeight`) is unpacked
+   * for good first, bit for bit: whoever reads or writes `data` always sees the plain layout.
+   */
   get data(): DTypeArrays[D] {
+    if (this.storage.packed && !this.disposed) this.storage.unpack();
     const d = this.storage.data;
     if (this.storage.meta)
       throw new LorakitError(
@@ -76,6 +91,39 @@ export class Tensor<D extends DType = DType> implements Disposable {
         `tensor ${this.name ?? `#${this.id}`} ${fmtShape(this.shape)} was disposed (by dispose() or the tidy scope that made it); keep() it to use it later`,
       );
     return d;
+  }
+
+  /**
+   * The values for reading only: `data`, or while the tensor is packed a fresh unpacked copy
+   * that leaves it packed (a reader inside an inference loop, such as DoRA's weight norm, does
+   * not undo the packing each step). Writes to the copy are lost: write through `data`.
+   */
+  readValues(): DTypeArrays[D] {
+    const p = this.storage.packed;
+    if (!p || this.disposed) return this.data;
+    const out = allocArray(this.dtype, this.size);
+    p.unpack(out as Float32Array | Uint16Array);
+    return out;
+  }
+
+  /** The backend's packed form of this frozen weight, while it replaces the row-major data. */
+  get packedWeight(): PackedWeight | null {
+    return this.disposed ? null : this.storage.packed;
+  }
+
+  /**
+   * Replaces this frozen weight's row-major storage by `make(data)`'s packed form (shared
+   * with every view); returns it, or null (nothing changes) when make returns null.
+   */
+  packWith(make: (data: DTypeArrays[D]) => PackedWeight | null): PackedWeight | null {
+    if (this.requiresGrad)
+      throw new LorakitError(
+        `tensor ${this.name ?? `#${this.id}`} requires grad: only frozen weights are packed`,
+      );
+    if (this.storage.packed) return this.storage.packed;
+    const p = make(this.data);
+    if (p) this.storage.pack(p);
+    return p;
   }
 
   get rank(): number {
@@ -120,7 +168,7 @@ export class Tensor<D extends DType = DType> implements Disposable {
 
   /** A copy converted to another dtype (no gradient flows through it). */
   to<E extends DType>(dtype: E): Tensor<E> {
-    const src = this.data as AnyArray;
+    const src = this.readValues() as AnyArray;
     const out = convertArray(src, this.dtype, dtype) as DTypeArrays[E];
     return fromArray(out, this.shape, dtype);
   }

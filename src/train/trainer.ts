@@ -1,7 +1,7 @@
 // The training loop. It never prints: it yields typed events (the CLI renders them), and
 // it can snapshot everything a resumed run needs to continue to the same losses.
 import { backward } from "../core/autograd.js";
-import { noGrad } from "../core/engine.js";
+import { noGrad, setWeightPacking } from "../core/engine.js";
 import { LorakitError } from "../core/errors.js";
 import { tidy } from "../core/memory.js";
 import { add, crossEntropy, reshape, scale } from "../core/ops/index.js";
@@ -105,13 +105,20 @@ export function evaluateBatches(
   let sum = 0;
   let tokens = 0;
   model.train(false);
-  noGrad(() => {
-    for (const b of batches) {
-      if (b.tokens === 0) continue;
-      sum += tidy(() => batchLoss(model, b).item()) * b.tokens;
-      tokens += b.tokens;
-    }
-  });
+  // An evaluation between training steps leaves the weights row-major: packing them here
+  // (inference's layout) would be undone by the next step's backward.
+  const packing = setWeightPacking(false);
+  try {
+    noGrad(() => {
+      for (const b of batches) {
+        if (b.tokens === 0) continue;
+        sum += tidy(() => batchLoss(model, b).item()) * b.tokens;
+        tokens += b.tokens;
+      }
+    });
+  } finally {
+    setWeightPacking(packing);
+  }
   return { loss: tokens ? sum / tokens : Number.NaN, tokens };
 }
 

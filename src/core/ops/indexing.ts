@@ -34,6 +34,7 @@ function checkIndices(op: string, idx: Tensor, limit: number): Int32Array {
  * const h = embedding(embedTokens, ids); // ids (B,T) → (B,T,C)
  */
 export function embedding(table: Tensor, idx: Tensor): T {
+  if (table.packedWeight) return packedEmbedding(table, idx);
   if (table.dtype === "bf16" || table.dtype === "f16") return halfEmbedding(table, idx);
   const t = asFloat(table, "embedding");
   if (t.rank !== 2)
@@ -78,6 +79,18 @@ function halfEmbedding(table: Tensor, idx: Tensor): T {
       const row = ids[i] * C;
       for (let c = 0; c < C; c++) dst[i * C + c] = f16ToF32(src[row + c]);
     }
+  return out;
+}
+
+/**
+ * A frozen table that is also a packed output layer (tied embeddings): its rows are read from
+ * the packed form (widened to f32, as the other paths give them), which stays packed.
+ */
+function packedEmbedding(table: Tensor, idx: Tensor): T {
+  const p = table.packedWeight!;
+  const ids = checkIndices("embedding", idx, p.rows);
+  const out = empty([...idx.shape, p.cols], "f32");
+  p.gatherRows(ids, out.data);
   return out;
 }
 

@@ -31,6 +31,7 @@ import type { Tensor } from "../tensor.js";
 import { empty } from "../tensor.js";
 import type { T } from "./util.js";
 import { commonFloat, floatData, maybeRecord, sameShape } from "./util.js";
+import { weightData, weightProduct } from "./weight.js";
 
 function gemm(
   p: Omit<GemmParams, "batch" | "strideA" | "strideB" | "strideC" | "alpha" | "beta"> & {
@@ -49,11 +50,6 @@ function scaledGemm(p: Parameters<typeof gemm>[0], s: number): void {
   const exact = Math.fround(s) === s;
   gemm({ ...p, alpha: exact ? s : 1, beta: 0 });
   if (!exact) backend().unary("scale", p.c, p.c, s);
-}
-
-/** A weight as a GEMM's B operand: frozen bf16 weights go in as stored (the GEMM widens them). */
-function weightData(w: Tensor): Float32Array | Float64Array | Uint16Array {
-  return w.dtype === "bf16" ? (w.data as Uint16Array) : floatData(w as T);
 }
 
 /** The float inputs whose dtype sets the compute dtype (bf16 weights are converted in the GEMM). */
@@ -203,7 +199,6 @@ export function loraLinear(
   const out = empty([...x.shape.slice(0, -1), O], dtype);
   const Y = floatData(out);
   const X = floatData(x as T);
-  const W = weightData(w);
   const skip = opts.valueUnread === true && isGradEnabled();
   if (skip) Y.fill(Number.NaN);
   else {
@@ -212,7 +207,8 @@ export function loraLinear(
       const bd = floatData(bias as T);
       for (let i = 0; i < N; i++) Y.set(bd, i * O);
     }
-    gemm({ transA: false, transB: true, m: N, n: O, k: C, a: X, b: W, c: Y, beta: bias ? 1 : 0 });
+    // A frozen base weight is read from its packed form in inference (see ops/weight.ts).
+    weightProduct(w, X, Y, N, bias ? 1 : 0);
   }
   const h = empty([N, r], dtype);
   const shared = xin === x;
@@ -226,7 +222,8 @@ export function loraLinear(
     const grads: (T | null)[] = inputs.map(() => null);
     if (needs[0]) {
       const dx = empty(x.shape, dtype);
-      gemm({ transA: false, transB: false, m: N, n: C, k: O, a: dY, b: W, c: floatData(dx) });
+      // Read now, not at forward time: a weight packed since then is unpacked here.
+      gemm({ transA: false, transB: false, m: N, n: C, k: O, a: dY, b: weightData(w), c: floatData(dx) });
       grads[0] = dx;
     }
     if (needs[1]) {

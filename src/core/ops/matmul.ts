@@ -6,6 +6,7 @@ import type { Tensor } from "../tensor.js";
 import { empty, numel } from "../tensor.js";
 import type { T } from "./util.js";
 import { commonFloat, floatData, maybeRecord, sameShape } from "./util.js";
+import { weightData, weightProduct } from "./weight.js";
 
 export interface MatmulOptions {
   /** Use aᵀ (a's last two dims swapped). */
@@ -204,7 +205,6 @@ export function linear(
   const out = empty([...x.shape.slice(0, -1), O], dtype);
   const Y = floatData(out);
   const X = floatData(x as T);
-  const W = wBf16 ? (w.data as Uint16Array) : floatData(w as T);
   if (opts.valueUnread && isGradEnabled()) Y.fill(Number.NaN);
   else {
     if (bias) {
@@ -212,21 +212,8 @@ export function linear(
       const bd = floatData(bias as T);
       for (let i = 0; i < N; i++) Y.set(bd, i * O);
     }
-    gemm({
-      transA: false,
-      transB: true,
-      m: N,
-      n: O,
-      k: C,
-      batch: 1,
-      a: X,
-      strideA: 0,
-      b: W,
-      strideB: 0,
-      c: Y,
-      strideC: 0,
-      beta: bias ? 1 : 0,
-    });
+    // A frozen weight is read from its packed form in inference (see ops/weight.ts).
+    weightProduct(w, X, Y, N, bias ? 1 : 0);
   }
   const inputs = bias ? [x, w, bias] : [x, w];
   return maybeRecord(out, "linear", inputs, (dy, needs) => {
@@ -245,7 +232,8 @@ export function linear(
         batch: 1,
         a: dY,
         strideA: 0,
-        b: W,
+        // Read now, not at forward time: a weight packed since then is unpacked here.
+        b: weightData(w),
         strideB: 0,
         c: floatData(dx),
         strideC: 0,

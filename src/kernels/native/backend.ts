@@ -18,8 +18,9 @@ import type { LoraGroupedAddon } from "./lora-grouped.js";
 import type { Nf4Addon } from "./nf4.js";
 import { nf4AddonOf } from "./nf4.js";
 import type { OpsAddon } from "./ops.js";
+import { prepackAddonOf, prepackKernels } from "./prepack.js";
 
-type KernelName = Exclude<keyof Backend, "name" | "attentionRows">;
+type KernelName = Exclude<keyof Backend, "name" | "attentionRows" | "packWeight" | "gemmPacked">;
 type Args<K extends KernelName> = Parameters<Backend[K]>;
 type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];
 
@@ -186,6 +187,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
         ),
     ),
     ...nf4Kernels(nf4, ref),
+    ...prepackKernels(prepackAddonOf(addon)),
   } satisfies Backend);
 }
 

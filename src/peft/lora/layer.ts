@@ -111,10 +111,13 @@ export class LoraLinear extends Module implements LinearLike {
     return w;
   }
 
-  /** The base weight's values in f32 (the stored array when it is f32, else a converted copy). */
+  /**
+   * The base weight's values in f32, for reading (the stored array when it is f32, else a
+   * copy: converted, or unpacked while inference holds the weight packed, which stays so).
+   */
   baseWeightValues(): Float32Array {
     const w = this.baseWeight;
-    if (w.dtype === "f32") return w.data as Float32Array;
+    if (w.dtype === "f32") return w.readValues() as Float32Array;
     if (w.dtype === "bf16" || w.dtype === "f16" || w.dtype === "f64") return w.to("f32").data as Float32Array;
     throw new PeftError(
       `the base weight is ${w.dtype}; dequantise it first (DoRA and PiSSA need float weights)`,
@@ -368,9 +371,19 @@ export class LoraLinear extends Module implements LinearLike {
     if (!A || !B) throw new PeftError(`no adapter "${name}" on this layer`);
     const out = new Float32Array(this.outFeatures * this.inFeatures);
     const r = this.r.get(name)!;
-    gemmInto(B.data as Float32Array, A.data as Float32Array, out, this.outFeatures, this.inFeatures, r, {
-      alpha: this.scaling.get(name)!,
-    });
+    // Read only: frozen factors that inference packed (DoRA's forward runs them through
+    // linear) stay packed; DoRA asks for ΔW on every forward.
+    gemmInto(
+      B.readValues() as Float32Array,
+      A.readValues() as Float32Array,
+      out,
+      this.outFeatures,
+      this.inFeatures,
+      r,
+      {
+        alpha: this.scaling.get(name)!,
+      },
+    );
     return out;
   }
 

@@ -1,0 +1,121 @@
+// Decode kernels on prepacked weights against the row-major path (micro benchmark): every
+// linear weight of a model shape (the 125M shape or a published one, random values, f32 and
+// bf16) multiplied by 1, 4 and 8 rows in turn — one decode step's weight traffic — through
+//   row-major  Backend.gemm on W as stored (gemv_avx2.cc: 8 rows of W transposed in registers)
+//   packed     gemmPacked on the panels (prepack_avx2.cc)
+// interleaved round by round, next to the machine's streaming read bandwidth probed before
+// and after (readBandwidth). GB/s = weight bytes / median time of a step.
+//
+//   npm run build && node dist/bench/prepack.js [--shape 125m|qwen2.5-0.5b|smollm2-135m] [--threads N] [--rounds 7]
+//     [--cpu-time]  (with --threads 1: time the process's CPU time instead of the wall clock, so
+//                    a loaded host's run queue does not count; memory contention still does)
+import { cpus } from "node:os";
+import { loadAddon } from "../src/kernels/native/loader.js";
+import { prepackAddonOf } from "../src/kernels/native/prepack.js";
+import { parseLlamaConfig } from "../src/models/llama/config.js";
+import { scaleShape } from "./scale/shapes.js";
+
+const argv = process.argv.slice(2);
+const opt = (n: string, d: string) => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 ? argv[i + 1] : d;
+};
+const shape = opt("shape", "125m");
+const THREADS = Number(opt("threads", String(cpus().length)));
+const ROUNDS = Number(opt("rounds", "7"));
+const CPU_TIME = argv.includes("--cpu-time");
+if (CPU_TIME && THREADS !== 1)
+  throw new Error("--cpu-time needs --threads 1 (CPU time adds up over threads)");
+/** Milliseconds now, of the wall clock or of this process's CPU time. */
+const now = () => {
+  if (!CPU_TIME) return performance.now();
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+const loaded = loadAddon();
+if (!("addon" in loaded)) throw new Error("bench/prepack needs the native addon (npm run build:native)");
+const addon = loaded.addon as typeof loaded.addon & { readBandwidth(threads: number, mib: number): number };
+const pack = prepackAddonOf(addon);
+if (!pack) throw new Error("this CPU has no prepacked kernels (AVX2+FMA or AVX-512 needed)");
+addon.setThreads(THREADS);
+
+const cfg = parseLlamaConfig(
+  shape === "125m"
+    ? {
+        model_type: "llama",
+        vocab_size: 32000,
+        hidden_size: 768,
+        intermediate_size: 2048,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        num_key_value_heads: 4,
+      }
+    : { ...scaleShape(shape).config },
+);
+const H = cfg.hiddenSize;
+const kv = cfg.numKeyValueHeads * cfg.headDim;
+const q = cfg.numAttentionHeads * cfg.headDim;
+const I = cfg.intermediateSize;
+/** [out, in] of every linear weight of one decode step. */
+const shapes: [number, number][] = [];
+for (let l = 0; l < cfg.numHiddenLayers; l++)
+  shapes.push([q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]);
+shapes.push([cfg.vocabSize, H]);
+
+let seed = 1;
+const rand = () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 4294967296 - 0.5;
+};
+
+const bw0 = addon.readBandwidth(THREADS, 1024);
+const rows: string[] = [];
+for (const bf16 of [false, true]) {
+  const ws = shapes.map(([n, k]) => {
+    const f = Float32Array.from({ length: n * k }, rand);
+    return bf16 ? Uint16Array.from(new Uint32Array(f.buffer), (u) => u >>> 16) : f;
+  });
+  const ps = ws.map((w, i) => {
+    const [n, k] = shapes[i];
+    const p = bf16 ? new Uint16Array(pack.packedElements(n, k)) : new Float32Array(pack.packedElements(n, k));
+    pack.prepackWeight(w, n, k, p);
+    return p;
+  });
+  const bytes = ws.reduce((s, w) => s + w.byteLength, 0);
+  const maxIn = Math.max(...shapes.map(([, k]) => k));
+  const maxOut = Math.max(...shapes.map(([n]) => n));
+  const a = Float32Array.from({ length: 8 * maxIn }, rand);
+  const c = new Float32Array(8 * maxOut);
+  for (const m of [1, 4, 8]) {
+    const step = (packed: boolean) => {
+      const t0 = now();
+      for (let i = 0; i < shapes.length; i++) {
+        const [n, k] = shapes[i];
+        if (packed) pack.gemmPacked(m, n, k, a, ps[i], c, 1, 0);
+        else addon.gemm(false, true, m, n, k, 1, a, 0, ws[i], 0, c, 0, 1, 0);
+      }
+      return now() - t0;
+    };
+    step(false);
+    step(true);
+    const t: Record<"row" | "packed", number[]> = { row: [], packed: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      t.row.push(step(false));
+      t.packed.push(step(true));
+    }
+    const med = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1];
+    const gbs = (ms: number) => bytes / ms / 1e6;
+    const [tr, tp] = [med(t.row), med(t.packed)];
+    rows.push(
+      `${bf16 ? "bf16" : "f32 "} | ${String(m).padStart(4)} | ${(bytes / 2 ** 20).toFixed(0).padStart(6)} | ${gbs(tr).toFixed(1).padStart(14)} | ${gbs(tp).toFixed(1).padStart(11)} | ${(tr / tp).toFixed(2)}×`,
+    );
+  }
+}
+const bw1 = addon.readBandwidth(THREADS, 1024);
+console.log(
+  `${shape} shape, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds${CPU_TIME ? " (CPU time)" : ""}`,
+);
+console.log(`streaming read bandwidth: ${bw0.toFixed(1)} GB/s before, ${bw1.toFixed(1)} GB/s after`);
+console.log("W    | rows | MiB/step | row-major GB/s | packed GB/s | speed-up");
+for (const r of rows) console.log(r);

@@ -1,0 +1,232 @@
+// AVX2+FMA kernels over prepacked weights (prepack_internal.h): the decode path (≤ 8 rows)
+// streams the panels once, with several independent FMA chains per row (a single chain per
+// 8 columns is latency-bound: 4 cycles per 8 multiply-adds), and the prefill path feeds the
+// panels to the same 6×16 packed GEMM as gemm_avx2.cc (its B "packing" is a contiguous copy
+// of a panel slice, widened for bf16, instead of a transposing gather of W).
+//
+// Every element is computed exactly as the packed GEMM computes it (gemm_driver.inc.h): per
+// k slice of 256, acc = fma(a_p, w_p, acc) from zero in order of p, then c = acc·alpha (first
+// slice, beta 0), fma(acc, alpha, c) (beta 1 or a later slice) or fma(acc, alpha, beta·c).
+// So a row's bits do not depend on m, on the path or on the thread split; tests compare
+// both paths with the row-major GEMM bit for bit.
+#include "prepack_internal.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+namespace lorakit {
+namespace prepack_avx2 {
+namespace {
+
+struct V {
+  using reg = __m256;
+  static constexpr int W = 8;
+  static inline reg zero() { return _mm256_setzero_ps(); }
+  static inline reg load(const float* p) { return _mm256_load_ps(p); }
+  static inline reg loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void storeu(float* p, reg x) { _mm256_storeu_ps(p, x); }
+  static inline reg set1(float x) { return _mm256_set1_ps(x); }
+  static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static constexpr bool kCanStream = false;
+  static inline void stream(float* p, reg x) { _mm256_storeu_ps(p, x); }
+  static inline void fence() {}
+};
+
+#include "gemm_driver.inc.h"
+
+static_assert(kPackPanel == 16, "one panel is one 6x16 B panel");
+
+// One 16-value panel row as columns 0..7 (lo) and 8..15 (hi) in f32. A bf16 row is stored
+// with columns 4..7 and 8..11 swapped (prepack_internal.h), so the in-lane unpacks with zero
+// low halves put every column in place: bf16 → f32 is exactly that 16-bit shift.
+inline void row16(const float* p, __m256& lo, __m256& hi) {
+  lo = _mm256_loadu_ps(p);
+  hi = _mm256_loadu_ps(p + 8);
+}
+inline void row16(const uint16_t* p, __m256& lo, __m256& hi) {
+  const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i z = _mm256_setzero_si256();
+  lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, r));
+  hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, r));
+}
+
+// One k slice (depth kc) of G adjacent panels (bp: the first; panel g at bp + g·kc·16) for
+// M rows of A (row i at a + i·lda, already at the slice's first k): C's 16·G columns at c
+// (row i at c + i·ldc, the first `valid` columns exist) get the slice's contribution.
+template <int M, int G, class TB>
+inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t lda, float* c, int64_t ldc,
+                 float alpha, float beta, int64_t valid) {
+  constexpr int NV = 2 * G;
+  __m256 acc[M][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; i++)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+  const float* ar[M];
+  for (int i = 0; i < M; i++) ar[i] = a + i * lda;
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; p++) {
+    __m256 w[NV];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; g++) row16(bp + g * kc * 16 + p * 16, w[2 * g], w[2 * g + 1]);
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++) {
+      const __m256 x = _mm256_set1_ps(ar[i][p]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(x, w[v], acc[i][v]);
+    }
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  for (int i = 0; i < M; i++) {
+    float* cr = c + i * ldc;
+    for (int v = 0; v < NV; v++) {
+      const int64_t j = v * 8;
+      if (j >= valid) break;
+      const int64_t nr = valid - j < 8 ? valid - j : 8;
+      // A ragged vector goes through a buffer with the same vector operations.
+      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      float* dst = nr == 8 ? cr + j : buf;
+      if (nr < 8 && beta != 0.f) std::memcpy(buf, cr + j, sizeof(float) * nr);
+      __m256 r;
+      if (beta == 0.f)
+        r = _mm256_mul_ps(acc[i][v], va);
+      else if (beta == 1.f)
+        r = _mm256_fmadd_ps(acc[i][v], va, _mm256_loadu_ps(dst));
+      else
+        r = _mm256_fmadd_ps(acc[i][v], va, _mm256_mul_ps(vb, _mm256_loadu_ps(dst)));
+      _mm256_storeu_ps(dst, r);
+      if (nr < 8) std::memcpy(cr + j, buf, sizeof(float) * nr);
+    }
+  }
+}
+
+// Rows 0..MA (and MA..MA+MB when MB > 0) over panels [j0/16, ⌈j1/16⌉), slice by slice: the
+// second row group re-reads a panel slice from L1, so W streams from memory once.
+template <int MA, int MB, int G, class TB>
+void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
+  const TB* w = static_cast<const TB*>(g.w);
+  const int64_t npad = packed_npad(g.n), k = g.k, n = g.n;
+  const int64_t q0 = j0 / 16, q1 = (j1 + 15) / 16;
+  for (int64_t pc = 0; pc < k; pc += kPackSlice) {
+    const int64_t kc = imin(kPackSlice, k - pc);
+    const float beta = pc == 0 ? g.beta : 1.f;
+    const TB* slice = w + pc * npad;
+    int64_t q = q0;
+    for (; q + G <= q1; q += G) {
+      const TB* bp = slice + q * kc * 16;
+      const int64_t valid = imin(16 * G, n - 16 * q);
+      if constexpr (MB > 0 && sizeof(TB) == 2) {
+        // Two row groups: widen the bf16 panel slice once into L1 and run both on it.
+        float* wide = gemm_scratch(3, static_cast<size_t>(kPackSlice) * 16 * G);
+        for (int64_t e = 0; e < kc * 16 * G; e += 16) row16(bp + e, *reinterpret_cast<__m256*>(wide + e), *reinterpret_cast<__m256*>(wide + e + 8));
+        tile<MA, G>(static_cast<const float*>(wide), kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid);
+        tile<MB, G>(static_cast<const float*>(wide), kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid);
+      } else {
+        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid);
+        if constexpr (MB > 0)
+          tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid);
+      }
+    }
+    for (; q < q1; q++) {
+      const TB* bp = slice + q * kc * 16;
+      const int64_t valid = imin(16, n - 16 * q);
+      tile<MA, 1>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid);
+      if constexpr (MB > 0) tile<MB, 1>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid);
+    }
+  }
+}
+
+template <class TB>
+void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
+  // Independent FMA chains: 2·G·M per slice group (8 to 12), within 16 registers.
+  switch (g.m) {
+    case 1: return decode_rows<1, 0, 4, TB>(g, j0, j1);
+    case 2: return decode_rows<2, 0, 2, TB>(g, j0, j1);
+    case 3: return decode_rows<3, 0, 2, TB>(g, j0, j1);
+    case 4: return decode_rows<4, 0, 1, TB>(g, j0, j1);
+    case 5: return decode_rows<5, 0, 1, TB>(g, j0, j1);
+    case 6: return decode_rows<6, 0, 1, TB>(g, j0, j1);
+    case 7: return decode_rows<4, 3, 1, TB>(g, j0, j1);
+    default: return decode_rows<4, 4, 1, TB>(g, j0, j1);
+  }
+}
+
+void pack_a6(const GemmTask& t, int64_t i0, int64_t mr, int64_t k0, int64_t kc, float* ap) {
+  pack_a_panels_generic<6>(t.a, t.lda, t.transA, i0, mr, k0, kc, ap);
+}
+
+template <class TB>
+void gemm_any(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  GemmTask t;
+  t.m = i1 - i0;
+  t.n = j1 - j0;
+  t.k = g.k;
+  t.n_full = g.n;
+  t.a = g.a + i0 * g.k;
+  t.lda = g.k;
+  t.c = g.c + i0 * g.n + j0;
+  t.ldc = g.n;
+  t.alpha = g.alpha;
+  t.beta = g.beta;
+  const TB* w = static_cast<const TB*>(g.w);
+  const int64_t npad = packed_npad(g.n);
+  // The packed GEMM's B panel for slice k0, columns [j0+jc, j0+jc+nc): the panel slices as
+  // stored, one after another (zero-padded columns included), widened to f32.
+  auto pack_b = [&](const GemmTask&, int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* bp) {
+    for (int64_t jb = 0; jb < nc; jb += 16) {
+      const TB* src = w + k0 * npad + ((j0 + jc + jb) / 16) * kc * 16;
+      float* dst = bp + (jb / 16) * kc * 16;
+      if constexpr (sizeof(TB) == 4) {
+        std::memcpy(dst, src, sizeof(float) * kc * 16);
+      } else {
+        for (int64_t e = 0; e < kc * 16; e += 16) {
+          __m256 lo, hi;
+          row16(src + e, lo, hi);
+          _mm256_store_ps(dst + e, lo);
+          _mm256_store_ps(dst + e + 8, hi);
+        }
+      }
+    }
+  };
+  packed_gemm<V, 6, 2, kPackSlice, 256, 96, true>(t, pack_b, pack_a6);
+}
+
+}  // namespace
+}  // namespace prepack_avx2
+
+void packed_decode_avx2(const PackedProduct& g, int64_t j0, int64_t j1) {
+  if (g.bf16)
+    prepack_avx2::decode_any<uint16_t>(g, j0, j1);
+  else
+    prepack_avx2::decode_any<float>(g, j0, j1);
+}
+
+void packed_gemm_avx2(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  if (i1 <= i0 || j1 <= j0) return;
+  if (g.bf16)
+    prepack_avx2::gemm_any<uint16_t>(g, i0, i1, j0, j1);
+  else
+    prepack_avx2::gemm_any<float>(g, i0, i1, j0, j1);
+}
+
+}  // namespace lorakit
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif  // __x86_64__
