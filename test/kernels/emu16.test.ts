@@ -101,6 +101,117 @@ test("emu16: exp equals the hardware path's bit for bit over the normal range", 
     if (got[i] !== want[i]) assert.fail(`exp(${x[i]}): emu16 ${got[i]}, ${best} ${want[i]}`);
 });
 
+// On an AVX-512 host the emulation must be the real table: the same outputs, bit for bit,
+// for every kind of kernel (element-wise with tails, row reductions, AdamW, attention
+// forward over f32 and bf16 caches with wide heads, and its backward).
+let seed = 4242;
+function rnd(n: number, scale = 2): Float32Array {
+  return Float32Array.from({ length: n }, () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return (seed / 4294967296 - 0.5) * scale;
+  });
+}
+function opsOutputs(): Float32Array[] {
+  seed = 4242;
+  const a = addon!;
+  const outs: Float32Array[] = [];
+  const x = rnd(1000, 40);
+  for (const op of ["exp", "sigmoid", "silu"]) {
+    const y = new Float32Array(997);
+    a.unary(a.unaryOpNames.indexOf(op), x.subarray(0, 997), y, 0);
+    outs.push(y);
+  }
+  const [N, C] = [7, 203];
+  const logits = rnd(N * C, 20);
+  const sm = new Float32Array(N * C);
+  a.softmax(logits, N, C, sm);
+  const lsm = new Float32Array(N * C);
+  a.logSoftmax(logits, N, C, lsm);
+  const dy = rnd(N * C);
+  const dsm = new Float32Array(N * C);
+  a.softmaxBackward(sm, dy, N, C, dsm, false);
+  const dlsm = new Float32Array(N * C);
+  a.logSoftmaxBackward(lsm, dy, N, C, dlsm, false);
+  const tg = Int32Array.from({ length: N }, (_, i) => (i * 37) % C);
+  const [loss, lse, dl] = [new Float32Array(N), new Float32Array(N), new Float32Array(N * C)];
+  a.crossEntropy(logits, tg, N, C, -100, loss, lse);
+  a.crossEntropyBackward(
+    logits,
+    tg,
+    lse,
+    Float32Array.from({ length: N }, () => 0.5),
+    N,
+    C,
+    -100,
+    dl,
+    false,
+  );
+  outs.push(sm, lsm, dsm, dlsm, loss, lse, dl);
+  const [p, g, m, v] = [rnd(531), rnd(531), new Float32Array(531), new Float32Array(531)];
+  for (let step = 1; step <= 3; step++) a.adamw(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0.01, step);
+  outs.push(p, m, v);
+  for (const [T, S, H, Hkv, D, offset] of [
+    [40, 150, 4, 2, 128, 110],
+    [70, 70, 2, 1, 200, 0],
+    [1, 300, 6, 2, 64, 299],
+    [19, 19, 3, 3, 19, 0],
+  ]) {
+    const q = rnd(T * H * D);
+    const k = rnd(S * Hkv * D);
+    const vv = rnd(S * Hkv * D);
+    const o = new Float32Array(T * H * D);
+    const l = new Float32Array(H * T);
+    a.attention(q, k, vv, 1, T, S, H, Hkv, D, S, 1 / Math.sqrt(D), offset, true, o, l);
+    const bf = (f: Float32Array) => Uint16Array.from(new Uint32Array(f.buffer), (b) => b >>> 16);
+    const o16 = new Float32Array(T * H * D);
+    const l16 = new Float32Array(H * T);
+    a.attention(q, bf(k), bf(vv), 1, T, S, H, Hkv, D, S, 1 / Math.sqrt(D), offset, true, o16, l16);
+    const dout = rnd(o.length);
+    const [dq, dk, dv] = [
+      new Float32Array(q.length),
+      new Float32Array(k.length),
+      new Float32Array(vv.length),
+    ];
+    a.attentionBackward(
+      q,
+      k,
+      vv,
+      1,
+      T,
+      S,
+      H,
+      Hkv,
+      D,
+      S,
+      1 / Math.sqrt(D),
+      offset,
+      true,
+      o,
+      l,
+      dout,
+      dq,
+      dk,
+      dv,
+    );
+    outs.push(o, l, o16, l16, dq, dk, dv);
+  }
+  return outs;
+}
+const avx512 = addon !== null && addon.cpuFeatures().best === "avx512";
+test("emu16 gives the AVX-512 table's results bit for bit", {
+  skip: skip || (avx512 ? false : "no AVX-512 on this CPU"),
+}, () => {
+  const want = onTable("avx512", opsOutputs);
+  const got = onTable("emu16", opsOutputs);
+  assert.equal(got.length, want.length);
+  want.forEach((w, i) => {
+    const [gb, wb] = [new Uint32Array(got[i].buffer), new Uint32Array(w.buffer)];
+    for (let j = 0; j < wb.length; j++)
+      if (gb[j] !== wb[j] && !(Number.isNaN(got[i][j]) && Number.isNaN(w[j])))
+        assert.fail(`output ${i}[${j}]: emu16 ${got[i][j]}, avx512 ${w[j]}`);
+  });
+});
+
 // The suites that cover the op kernels, in one child process with the emulated table.
 const suites = [
   "kernels/contract.test.js",
