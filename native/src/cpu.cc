@@ -65,6 +65,9 @@ CpuPath detect_path() {
   if (!std::strcmp(s, "portable") || !std::strcmp(s, "generic")) want = CpuPath::Portable;
   else if (!std::strcmp(s, "avx2")) want = CpuPath::Avx2;
   else if (!std::strcmp(s, "avx512")) want = CpuPath::Avx512;
+  // "emu16" swaps only the op kernels for their test-only 16-lane emulation
+  // (ops_simd_portable.cc); the GEMM and everything else here keep the best real path.
+  else if (!std::strcmp(s, "emu16")) want = best;
   return static_cast<int>(want) < static_cast<int>(best) ? want : best;
 }
 

@@ -24,7 +24,8 @@ const CpuFeatures& cpu_features();
 // The best path the hardware supports.
 CpuPath cpu_best_path();
 // The path in use: the best one, lowered by LORAKIT_CPU=portable|avx2|avx512 (a request
-// above what the hardware supports falls back to the best supported one).
+// above what the hardware supports falls back to the best supported one). LORAKIT_CPU=emu16
+// selects the op kernels' 16-lane emulation and leaves this path at the best one.
 CpuPath cpu_path();
 const char* cpu_path_name(CpuPath p);
 

@@ -1,6 +1,6 @@
 // Shared pieces of the element-wise / fused kernels (ops_*.cc): argument checking that
 // turns bad calls into JavaScript errors, thread-split helpers, and the table of
-// ISA-specific hot kernels (AVX-512, AVX2+FMA, portable) chosen at run time.
+// ISA-specific hot kernels (AVX-512, AVX2+FMA, portable; emu16 for tests) chosen at run time.
 #pragma once
 #include <napi.h>
 
@@ -252,10 +252,13 @@ struct Kernels {
 };
 
 const Kernels& kernels();           // the active table
-const char* isa_name();             // "avx512" | "avx2" | "portable"
-const char* set_isa(const char* s);  // forces a level (clamped to what the CPU has); returns the active one
+const char* isa_name();             // "avx512" | "avx2" | "portable" | "emu16"
+// Forces a level (clamped to what the CPU has; "emu16", the test-only 16-lane emulation,
+// runs anywhere); returns the active one.
+const char* set_isa(const char* s);
 
 extern const Kernels kKernelsPortable;
+extern const Kernels kKernelsEmu16;  // ops_simd_emu16.cc: AVX-512's V emulated in plain C++
 #if defined(__x86_64__)
 extern const Kernels kKernelsAvx2;
 extern const Kernels kKernelsAvx512;

@@ -1,5 +1,7 @@
-// The hot kernels, written once against a tiny vector type V and compiled three times:
-// ops_simd_avx512.cc, ops_simd_avx2.cc and ops_simd_portable.cc each define
+// The hot kernels, written once against a tiny vector type V and compiled four times:
+// ops_simd_avx512.cc, ops_simd_avx2.cc, ops_simd_portable.cc and ops_simd_emu16.cc (the
+// test-only plain-C++ emulation of the AVX-512 V, so the 16-lane paths run on any host)
+// each define
 //   V        — struct with R (register type), N (lanes) and always-inline operations,
 //   LK_TGT   — the function attribute of that ISA (empty for portable),
 //   LK_NS    — a namespace name, LK_TABLE — the name of the Kernels table to define,

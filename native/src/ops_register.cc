@@ -9,7 +9,7 @@ Napi::Value OpsIsa(const Napi::CallbackInfo& info) { return Napi::String::New(in
 
 // setOpsIsa("avx512" | "avx2" | "portable" | anything else = best available): forces the
 // kernel table (never above what the CPU has), for tests and benchmarks; returns the
-// level now in use.
+// level now in use. "emu16" picks the test-only 16-lane emulation (any CPU runs it).
 Napi::Value SetOpsIsa(const Napi::CallbackInfo& info) {
   std::string s = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
   return Napi::String::New(info.Env(), ops::set_isa(s.c_str()));

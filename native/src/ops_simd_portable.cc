@@ -1,6 +1,7 @@
 // Portable instance of the hot kernels (plain C++, any architecture) and the run-time
 // dispatcher that picks the AVX-512, AVX2+FMA or portable table (cpu.h's detector, which
-// also checks that the OS saves ymm/zmm state; LORAKIT_CPU lowers it).
+// also checks that the OS saves ymm/zmm state; LORAKIT_CPU lowers it), or the test-only
+// 16-lane emulation (ops_simd_emu16.cc) when asked for by name, never by detection.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -61,8 +62,12 @@ namespace lorakit {
 namespace ops {
 namespace {
 
+// The emulated 16-lane table: plain C++, so any CPU runs it; only by name.
+constexpr int kEmu16 = 100;
+
 int parse_level(const char* s) {
   if (!s) return -1;
+  if (std::strcmp(s, "emu16") == 0) return kEmu16;
   if (std::strcmp(s, "portable") == 0) return 0;
   if (std::strcmp(s, "avx2") == 0) return 1;
   if (std::strcmp(s, "avx512") == 0) return 2;
@@ -70,6 +75,7 @@ int parse_level(const char* s) {
 }
 
 const Kernels* table_for(int level) {
+  if (level == kEmu16) return &kKernelsEmu16;
 #if defined(__x86_64__)
   if (level >= 2) return &kKernelsAvx512;
   if (level == 1) return &kKernelsAvx2;
@@ -84,6 +90,9 @@ int cpu_level() { return static_cast<int>(cpu_best_path()); }
 
 std::atomic<const Kernels*>& active() {
   static std::atomic<const Kernels*> a{[] {
+    // LORAKIT_CPU=emu16: the emulated 16-lane table (the GEMM keeps its best path).
+    const char* env = std::getenv("LORAKIT_CPU");
+    if (env && std::strcmp(env, "emu16") == 0) return table_for(kEmu16);
     // cpu_path(): the best level, lowered by LORAKIT_CPU=portable|avx2|avx512.
     return table_for(static_cast<int>(cpu_path()));
   }()};
@@ -98,6 +107,10 @@ const char* isa_name() { return kernels().name; }
 
 const char* set_isa(const char* s) {
   int want = parse_level(s);
+  if (want == kEmu16) {
+    active().store(table_for(kEmu16));
+    return isa_name();
+  }
   if (want < 0) want = cpu_level();
   if (want > cpu_level()) want = cpu_level();
   active().store(table_for(want));

@@ -49,6 +49,9 @@ async function openNative(): Promise<{ backend: Backend; configs: Config[] } | {
   if ("error" in r) return { skip: `native addon not built (${r.error.message.split("\n")[0]})` };
   const { createNativeBackend } = await import("../../src/kernels/native/backend.js");
   const addon = r.addon as unknown as NativeControls;
+  // The table LORAKIT_CPU chose at load; "emu16" is the 16-lane emulation of the AVX-512
+  // kernels (emu16.test.ts runs this file so under it, in a child process).
+  const initial = addon.opsIsa();
   const best = addon.setOpsIsa("best");
   const threads0 = addon.getThreads();
   // Resize the pool only when the count changes, then give the new workers a moment to
@@ -65,15 +68,17 @@ async function openNative(): Promise<{ backend: Backend; configs: Config[] } | {
       addon.setOpsIsa(isa);
     },
   });
-  // The best ISA with 1 and 2 threads, then each lower level the CPU also runs.
-  const configs = [level(best, 1), level(best, 2)];
-  if (best === "avx512") configs.push(level("avx2", 2));
-  if (best !== "portable") configs.push(level("portable", 2));
+  // The best ISA with 1 and 2 threads, then each lower level the CPU also runs; under
+  // LORAKIT_CPU=emu16 the emulated table alone.
+  const configs =
+    initial === "emu16" ? [level("emu16", 1), level("emu16", 2)] : [level(best, 1), level(best, 2)];
+  if (initial !== "emu16" && best === "avx512") configs.push(level("avx2", 2));
+  if (initial !== "emu16" && best !== "portable") configs.push(level("portable", 2));
   configs.push({
     label: "restore",
     apply() {
       setThreads(threads0);
-      addon.setOpsIsa("best");
+      addon.setOpsIsa(initial);
     },
   });
   return { backend: createNativeBackend(r.addon), configs };
@@ -613,6 +618,32 @@ const attnCases: AttnCase[] = [
     offset: 0,
     causal: false,
   },
+  // Head sizes wide enough for the forward's 8-vector P·V blocks on 16 lanes too (D ≥ 128),
+  // and D=200: 8 vectors, 4 vectors, then a partial one (16 lanes) or a full one (8 lanes).
+  {
+    label: "D=128, offset 110, kvCapacity 160, GQA 4/2",
+    B: 1,
+    T: 40,
+    S: 150,
+    H: 4,
+    Hkv: 2,
+    D: 128,
+    kvCapacity: 160,
+    offset: 110,
+    causal: true,
+  },
+  {
+    label: "D=200, T=S=70 causal, GQA 2/1",
+    B: 1,
+    T: 70,
+    S: 70,
+    H: 2,
+    Hkv: 1,
+    D: 200,
+    kvCapacity: 70,
+    offset: 0,
+    causal: true,
+  },
 ];
 for (const c of attnCases) {
   add({
@@ -1020,7 +1051,9 @@ function shortGemmChecks(be: Backend): void {
 
 // ─────────────────────────────────────────────────────────────────────────────────────
 
-for (const target of TARGETS) {
+// Under LORAKIT_CPU=emu16 (emu16.test.ts's child) only the native table under test.
+const targets = process.env.LORAKIT_CPU === "emu16" ? TARGETS.filter((t) => t.name === "native") : TARGETS;
+for (const target of targets) {
   const opened = await target.open();
   if ("skip" in opened) {
     describe(`kernel contract: ${target.name}`, { skip: opened.skip }, () => {});

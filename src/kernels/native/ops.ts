@@ -4,8 +4,13 @@
 // short or an index is out of range. Argument order follows core/backend.ts; `null`
 // stands for an output that is not wanted.
 
-/** The ISA level the op kernels run on (chosen at load time from the CPU; LORAKIT_CPU lowers it). */
-export type OpsIsa = "avx512" | "avx2" | "portable";
+/**
+ * The ISA level the op kernels run on (chosen at load time from the CPU; LORAKIT_CPU lowers
+ * it). "emu16": the test-only plain-C++ emulation of the AVX-512 kernels' 16 lanes, only
+ * when asked for (LORAKIT_CPU=emu16 or setOpsIsa("emu16")), so their N = 16 code paths are
+ * tested on hosts without AVX-512.
+ */
+export type OpsIsa = "avx512" | "avx2" | "portable" | "emu16";
 
 export interface OpsAddon {
   /** UNARY_OPS names in the order of the addon's op codes (code = index). */
@@ -14,7 +19,7 @@ export interface OpsAddon {
   readonly binaryOpNames: readonly string[];
   /** The ISA level the op kernels use now. */
   opsIsa(): OpsIsa;
-  /** Forces a level (never above what the CPU has; anything else = the best); returns the level now used. */
+  /** Forces a level (never above what the CPU has, "emu16" anywhere; anything else = the best); returns the level now used. */
   setOpsIsa(isa: string): OpsIsa;
 
   unary(op: number, x: Float32Array, out: Float32Array, param: number): void;
