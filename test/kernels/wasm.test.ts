@@ -173,6 +173,57 @@ describe("wasm SiLU·mul at the ends of the exponential's range", { skip }, () =
   });
 });
 
+describe("wasm AdamW", { skip }, () => {
+  test("50 steps agree bit for bit with the native kernel's portable level (same f32 operations, same order)", async (t) => {
+    const { loadAddon } = await import("../../src/kernels/native/loader.js");
+    const r = loadAddon();
+    if ("error" in r) {
+      t.skip("native addon not built");
+      return;
+    }
+    const { createNativeBackend } = await import("../../src/kernels/native/backend.js");
+    const addon = r.addon as unknown as { setOpsIsa(isa: string): string; opsIsa(): string };
+    const isa = addon.opsIsa();
+    addon.setOpsIsa("portable");
+    try {
+      const native = createNativeBackend(r.addon);
+      const n = 1003;
+      const p0 = randomF32(n);
+      const state = [wasm, native].map(() => ({
+        param: p0.slice(),
+        m: new Float32Array(n),
+        v: new Float32Array(n),
+      }));
+      for (let step = 1; step <= 50; step++) {
+        const grad = randomF32(n);
+        const hyper = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step };
+        (wasm as Backend).adamw({ ...state[0], grad, ...hyper });
+        native.adamw({ ...state[1], grad, ...hyper });
+      }
+      for (const key of ["param", "m", "v"] as const)
+        assert.deepEqual(state[0][key], state[1][key], `${key} differs from native's`);
+    } finally {
+      addon.setOpsIsa(isa);
+    }
+  });
+
+  test("a step count below 1 is the reference's RangeError; Float64Array parameters go to the reference", () => {
+    const be = wasm as Backend;
+    const f = () => new Float32Array(4);
+    const base = { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0 };
+    assert.throws(
+      () => be.adamw({ param: f(), grad: f(), m: f(), v: f(), ...base, step: 0 }),
+      /1-based count/,
+    );
+    const param = Float64Array.of(1, 2);
+    const want = Float64Array.of(1, 2);
+    const grad = Float64Array.of(0.5, -0.25);
+    be.adamw({ param, grad, m: new Float64Array(2), v: new Float64Array(2), ...base, step: 1 });
+    refBackend.adamw({ param: want, grad, m: new Float64Array(2), v: new Float64Array(2), ...base, step: 1 });
+    assert.deepEqual(param, want);
+  });
+});
+
 describe("the wasm module", { skip }, () => {
   const scratch = mkdtempSync(join(tmpdir(), "lorakit-wasm-"));
   after(() => rmSync(scratch, { recursive: true, force: true }));

@@ -18,7 +18,9 @@ import {
   wasmSiluMul,
   wasmSiluMulBackward,
 } from "./ops.js";
+import { wasmAdamw } from "./optim.js";
 import type { WasmThreadPool } from "./pool.js";
+import { wasmLogSoftmax, wasmRope, wasmSoftmax, wasmSoftmaxBackward } from "./rows.js";
 
 /** The kernels this backend runs in WebAssembly (the rest are the reference's). */
 export const WASM_KERNELS = [
@@ -31,6 +33,12 @@ export const WASM_KERNELS = [
   "crossEntropyBackward",
   "rmsNorm",
   "rmsNormBackward",
+  "adamw",
+  "rope",
+  "softmax",
+  "softmaxBackward",
+  "logSoftmax",
+  "logSoftmaxBackward",
 ] as const;
 
 /**
@@ -76,6 +84,13 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     rmsNorm: (x, w, N, C, eps, y, rstd) => wasmRmsNorm(ex, arena, x, w, N, C, eps, y, rstd),
     rmsNormBackward: (x, w, rstd, dy, N, C, dx, dw, accumulateDx) =>
       wasmRmsNormBackward(ex, arena, x, w, rstd, dy, N, C, dx, dw, accumulateDx),
+    adamw: (p) => wasmAdamw(ex, arena, p),
+    rope: (x, cos, sin, B, T, H, D, inverse, out) =>
+      wasmRope(ex, arena, x, cos, sin, B, T, H, D, inverse, out),
+    softmax: (x, N, C, out) => wasmSoftmax(ex, arena, x, N, C, out),
+    softmaxBackward: (y, dy, N, C, dx, acc) => wasmSoftmaxBackward(ex, arena, false, y, dy, N, C, dx, acc),
+    logSoftmax: (x, N, C, out) => wasmLogSoftmax(ex, arena, x, N, C, out),
+    logSoftmaxBackward: (y, dy, N, C, dx, acc) => wasmSoftmaxBackward(ex, arena, true, y, dy, N, C, dx, acc),
   };
   return Object.freeze(backend);
 }
