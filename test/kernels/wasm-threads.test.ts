@@ -180,6 +180,24 @@ function runAll(be: Backend): Float32Array[] {
   be.softmaxBackward(sm2, I.dyN, R, C, sdx, true);
   be.logSoftmaxBackward(ls, I.dyN, R, C, ldx, false);
   outs.push(sm2, ls, sdx, ldx);
+  // Binary ops, contiguous and broadcast (runs cut between threads mid-row), and axpy.
+  for (const [op, bShape] of [
+    ["add", [R, C]],
+    ["mul", [1, C]],
+    ["div", [R, 1]],
+    ["maximum", [1, 1]],
+  ] as const) {
+    const bo = new Float32Array(I.x.length);
+    const b = bShape[0] === R ? I.dyN : bShape[1] === C ? I.w : Float32Array.of(0.5);
+    be.binary(op, I.x, [R, C], bShape[1] === 1 && bShape[0] === R ? I.x.subarray(0, R) : b, [...bShape], bo, [
+      R,
+      C,
+    ]);
+    outs.push(bo);
+  }
+  const ay = I.dyN.slice();
+  be.axpy(-0.37, I.x, ay);
+  outs.push(ay);
   return outs;
 }
 

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, describe, test } from "node:test";
-import type { Backend, GemmParams } from "../../src/core/backend.js";
+import { type Backend, BINARY_OPS, type GemmParams } from "../../src/core/backend.js";
 import { backend as engineBackend } from "../../src/core/engine.js";
 import { BackendError } from "../../src/core/errors.js";
 import { refBackend } from "../../src/kernels/ref/index.js";
@@ -221,6 +221,63 @@ describe("wasm AdamW", { skip }, () => {
     be.adamw({ param, grad, m: new Float64Array(2), v: new Float64Array(2), ...base, step: 1 });
     refBackend.adamw({ param: want, grad, m: new Float64Array(2), v: new Float64Array(2), ...base, step: 1 });
     assert.deepEqual(param, want);
+  });
+});
+
+/** Equal values, bit for bit except NaN's payload and sign (x86 makes −NaN, JavaScript stores +NaN). */
+function assertSameValues(got: Float32Array, want: Float32Array, what: string): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++)
+    if (!Object.is(got[i], want[i])) assert.fail(`${what}[${i}] = ${got[i]}, reference ${want[i]}`);
+}
+
+describe("wasm binary ops and axpy", { skip }, () => {
+  test("bit for bit the reference's on random values, NaN, ±0 and ±∞, broadcast both ways", () => {
+    const be = wasm as Backend;
+    const special = [Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-40, 3e38];
+    const values = (n: number) => {
+      const x = randomF32(n);
+      for (let i = 0; i < n; i += 7) x[i] = special[(i / 7) % special.length];
+      return x;
+    };
+    const shapes: [number[], number[], number[]][] = [
+      [
+        [5, 131],
+        [5, 131],
+        [5, 131],
+      ],
+      [
+        [5, 1],
+        [1, 131],
+        [5, 131],
+      ],
+      [
+        [1, 131],
+        [5, 131],
+        [5, 131],
+      ],
+      [
+        [3, 1, 9],
+        [3, 4, 1],
+        [3, 4, 9],
+      ],
+    ];
+    for (const op of BINARY_OPS)
+      for (const [as, bs, os] of shapes) {
+        const a = values(as.reduce((p, d) => p * d, 1));
+        const b = values(bs.reduce((p, d) => p * d, 1));
+        const n = os.reduce((p, d) => p * d, 1);
+        const [got, want] = [new Float32Array(n), new Float32Array(n)];
+        be.binary(op, a, as, b, bs, got, os);
+        refBackend.binary(op, a, as, b, bs, want, os);
+        assertSameValues(got, want, `${op} [${as}]∘[${bs}]`);
+      }
+    const x = values(1001);
+    const y0 = values(1001);
+    const [got, want] = [y0.slice(), y0.slice()];
+    be.axpy(-0.3719, x, got);
+    refBackend.axpy(-0.3719, x, want);
+    assertSameValues(got, want, "axpy");
   });
 });
 

@@ -8,6 +8,7 @@ import { refBackend } from "../ref/index.js";
 import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { kernelCalls } from "./calls.js";
+import { wasmAxpy, wasmBinary } from "./elementwise.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
 import {
@@ -39,6 +40,8 @@ export const WASM_KERNELS = [
   "softmaxBackward",
   "logSoftmax",
   "logSoftmaxBackward",
+  "binary",
+  "axpy",
 ] as const;
 
 /**
@@ -85,6 +88,9 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     rmsNormBackward: (x, w, rstd, dy, N, C, dx, dw, accumulateDx) =>
       wasmRmsNormBackward(ex, arena, x, w, rstd, dy, N, C, dx, dw, accumulateDx),
     adamw: (p) => wasmAdamw(ex, arena, p),
+    binary: (op, a, aShape, b, bShape, out, outShape) =>
+      wasmBinary(ex, arena, op, a, aShape, b, bShape, out, outShape),
+    axpy: (alpha, x, y) => wasmAxpy(ex, arena, alpha, x, y),
     rope: (x, cos, sin, B, T, H, D, inverse, out) =>
       wasmRope(ex, arena, x, cos, sin, B, T, H, D, inverse, out),
     softmax: (x, N, C, out) => wasmSoftmax(ex, arena, x, N, C, out),

@@ -185,6 +185,23 @@ export interface WasmExports {
     tid: number,
     nth: number,
   ): void;
+  /** op: the index in BINARY_OPS; aOff, bOff: each run's offset (int32) into a, b; sa, sb: 0 or 1. */
+  wasm_binary(
+    op: number,
+    a: number,
+    aOff: number,
+    sa: number,
+    b: number,
+    bOff: number,
+    sb: number,
+    out: number,
+    rows: number,
+    inner: number,
+    tid: number,
+    nth: number,
+  ): void;
+  /** alpha: an f64. */
+  wasm_axpy(alpha: number, x: number, y: number, n: number, tid: number, nth: number): void;
 }
 
 /** The kernels that take (tid, nth): what a worker may be asked to run (pool.ts, worker-loop.ts). */
@@ -203,6 +220,8 @@ export const THREADED_KERNELS = [
   "wasm_softmax",
   "wasm_row_sub",
   "wasm_softmax_backward",
+  "wasm_binary",
+  "wasm_axpy",
 ] as const satisfies readonly (keyof WasmExports)[];
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 

@@ -70,6 +70,8 @@ const WORK: Record<ThreadedKernel, (a: readonly number[]) => number> = {
   wasm_softmax: (a) => 16 * a[1] * a[2],
   wasm_row_sub: (a) => a[2] * a[3],
   wasm_softmax_backward: (a) => 16 * a[2] * a[3],
+  wasm_binary: (a) => a[8] * a[9],
+  wasm_axpy: (a) => 2 * a[3],
 };
 
 function align(x: number, to: number): number {
