@@ -231,7 +231,7 @@ function assertSameValues(got: Float32Array, want: Float32Array, what: string): 
     if (!Object.is(got[i], want[i])) assert.fail(`${what}[${i}] = ${got[i]}, reference ${want[i]}`);
 }
 
-describe("wasm binary ops and axpy", { skip }, () => {
+describe("wasm binary ops, axpy and dropout", { skip }, () => {
   test("bit for bit the reference's on random values, NaN, ±0 and ±∞, broadcast both ways", () => {
     const be = wasm as Backend;
     const special = [Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-40, 3e38];
@@ -278,6 +278,27 @@ describe("wasm binary ops and axpy", { skip }, () => {
     be.axpy(-0.3719, x, got);
     refBackend.axpy(-0.3719, x, want);
     assertSameValues(got, want, "axpy");
+  });
+
+  test("dropout's masks and values are the reference's at the edges of p, seed and offset", () => {
+    const be = wasm as Backend;
+    const x = randomF32(4099);
+    x[5] = Number.NaN;
+    // p·2²⁴ an integer, just above and below one, p ≤ 0, p ≥ 1, NaN; offsets across 2³¹ and 2³².
+    const ps = [0.25, 0.3, 0.25 + 2 ** -30, 0.25 - 2 ** -30, 0, -0.5, 1, 1.5, Number.NaN];
+    const at: [number, number][] = [
+      [0, 0],
+      [-1, 2 ** 31 - 2000],
+      [0x7fffffff, 2 ** 32 - 1000],
+      [12345, 2 ** 40 + 17],
+    ];
+    for (const p of ps)
+      for (const [seed, offset] of at) {
+        const [got, want] = [new Float32Array(x.length), new Float32Array(x.length)];
+        be.dropout(x, got, p, seed, offset);
+        refBackend.dropout(x, want, p, seed, offset);
+        assertSameValues(got, want, `dropout p=${p} seed=${seed} offset=${offset}`);
+      }
   });
 });
 

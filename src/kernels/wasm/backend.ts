@@ -8,7 +8,7 @@ import { refBackend } from "../ref/index.js";
 import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { kernelCalls } from "./calls.js";
-import { wasmAxpy, wasmBinary } from "./elementwise.js";
+import { wasmAxpy, wasmBinary, wasmDropout } from "./elementwise.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
 import {
@@ -42,6 +42,7 @@ export const WASM_KERNELS = [
   "logSoftmaxBackward",
   "binary",
   "axpy",
+  "dropout",
 ] as const;
 
 /**
@@ -91,6 +92,7 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     binary: (op, a, aShape, b, bShape, out, outShape) =>
       wasmBinary(ex, arena, op, a, aShape, b, bShape, out, outShape),
     axpy: (alpha, x, y) => wasmAxpy(ex, arena, alpha, x, y),
+    dropout: (x, out, p, seed, offset) => wasmDropout(ex, arena, x, out, p, seed, offset),
     rope: (x, cos, sin, B, T, H, D, inverse, out) =>
       wasmRope(ex, arena, x, cos, sin, B, T, H, D, inverse, out),
     softmax: (x, N, C, out) => wasmSoftmax(ex, arena, x, N, C, out),

@@ -84,3 +84,40 @@ export function wasmAxpy(
     arena.reset();
   }
 }
+
+/** 2²⁴: dropoutUniform's draws are k / 2²⁴ for a 24-bit k. */
+const DRAWS = 16777216;
+
+/**
+ * Inverted dropout with core's mask, bit for bit: uniform = k/2²⁴ ≥ p exactly when
+ * k ≥ ⌈p·2²⁴⌉ (p·2²⁴ is exact in f64), so the module compares integers; kept values are
+ * x·(1/(1−p)) in f64 as the reference's.
+ */
+export function wasmDropout(
+  ex: KernelCalls,
+  arena: WasmArena,
+  x: FloatArray,
+  out: FloatArray,
+  p: number,
+  seed: number,
+  offset: number,
+): void {
+  if (!allF32([x, out])) {
+    refBackend.dropout(x, out, p, seed, offset);
+    return;
+  }
+  const n = x.length;
+  needLength("dropout", { out }, { out: n });
+  const scale = p < 1 ? 1 / (1 - p) : 0;
+  // NaN p keeps nothing (uniform ≥ NaN is false); p ≤ 0 keeps everything.
+  const threshold = Number.isNaN(p) ? DRAWS + 1 : Math.min(DRAWS + 1, Math.max(0, Math.ceil(p * DRAWS)));
+  arena.reset();
+  try {
+    const xa = arena.copyIn(x as Float32Array, 0, n);
+    const oa = arena.alloc(n * 4);
+    ex.wasm_dropout(xa, oa, n, scale, threshold, seed, offset);
+    out.set(arena.view(out as Float32Array, oa, n));
+  } finally {
+    arena.reset();
+  }
+}

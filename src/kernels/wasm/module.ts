@@ -202,6 +202,18 @@ export interface WasmExports {
   ): void;
   /** alpha: an f64. */
   wasm_axpy(alpha: number, x: number, y: number, n: number, tid: number, nth: number): void;
+  /** scale: an f64; threshold: ⌈p·2²⁴⌉; seed and offset wrap to 32 bits as in dropoutUniform. */
+  wasm_dropout(
+    x: number,
+    out: number,
+    n: number,
+    scale: number,
+    threshold: number,
+    seed: number,
+    offset: number,
+    tid: number,
+    nth: number,
+  ): void;
 }
 
 /** The kernels that take (tid, nth): what a worker may be asked to run (pool.ts, worker-loop.ts). */
@@ -222,6 +234,7 @@ export const THREADED_KERNELS = [
   "wasm_softmax_backward",
   "wasm_binary",
   "wasm_axpy",
+  "wasm_dropout",
 ] as const satisfies readonly (keyof WasmExports)[];
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 

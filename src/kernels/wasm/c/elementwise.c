@@ -71,3 +71,39 @@ void EXPORT(wasm_axpy)(double alpha, const float* x, float* y, int n, int tid, i
     store_part(y + i, r, left);
   }
 }
+
+/** Lanes of x as two f64x2 halves times `scale` (f64), each rounded back to f32: x·scale as JavaScript computes it. */
+static v128_t scale_f64(v128_t x, v128_t scale) {
+  v128_t lo = wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(x), scale);
+  v128_t hi = wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(x, x, 2, 3, 0, 1)), scale);
+  return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(lo), wasm_f32x4_demote_f64x2_zero(hi), 0, 1, 4, 5);
+}
+
+/**
+ * Inverted dropout with core's counter-based hash (core/backend.ts dropoutUniform) on four
+ * lanes: element i's 24-bit draw k = hash(seed, offset + i) >> 8 keeps it (scaled by `scale`,
+ * in f64) when k ≥ threshold, the host's ⌈p·2²⁴⌉ — exactly uniform = k/2²⁴ ≥ p. Thread
+ * `tid`'s f32x4 groups.
+ */
+void EXPORT(wasm_dropout)(const float* x, float* out, int n, double scale, int threshold, int seed, int offset,
+                          int tid, int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  const v128_t vscale = wasm_f64x2_splat(scale);
+  const v128_t vt = wasm_i32x4_splat(threshold);
+  const v128_t salt = wasm_i32x4_splat((int)((unsigned)seed * 0xc2b2ae35u));
+  const v128_t lanes = wasm_i32x4_make(0, 1, 2, 3);
+  for (int i = lo; i < hi; i += 4) {
+    int left = hi - i;
+    v128_t idx = wasm_i32x4_add(wasm_i32x4_splat((int)((unsigned)offset + (unsigned)i)), lanes);
+    v128_t h = wasm_i32x4_mul(wasm_v128_xor(idx, wasm_i32x4_splat((int)0x9e3779b9u)), wasm_i32x4_splat((int)0x85ebca6bu));
+    h = wasm_v128_xor(h, salt);
+    h = wasm_v128_xor(h, wasm_u32x4_shr(h, 16));
+    h = wasm_i32x4_mul(h, wasm_i32x4_splat(0x7feb352d));
+    h = wasm_v128_xor(h, wasm_u32x4_shr(h, 15));
+    h = wasm_i32x4_mul(h, wasm_i32x4_splat((int)0x846ca68bu));
+    h = wasm_v128_xor(h, wasm_u32x4_shr(h, 16));
+    v128_t keep = wasm_i32x4_ge(wasm_u32x4_shr(h, 8), vt);
+    store_part(out + i, wasm_v128_and(scale_f64(load_part(x + i, left), vscale), keep), left);
+  }
+}
