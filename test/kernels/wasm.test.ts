@@ -302,6 +302,34 @@ describe("wasm binary ops, axpy and dropout", { skip }, () => {
   });
 });
 
+describe("wasm loraGrouped", { skip }, () => {
+  test("a row's result alone is bit for bit its result inside a batch (serving relies on it)", () => {
+    const be = wasm as Backend;
+    const [N, inF, outF, r] = [13, 300, 200, 16];
+    const x = randomF32(N * inF);
+    const y0 = randomF32(N * outF);
+    const A = [randomF32(r * inF)];
+    const B = [randomF32(outF * r)];
+    const group = {
+      inFeatures: inF,
+      outFeatures: outF,
+      A,
+      B,
+      ranks: Int32Array.of(r),
+      scales: Float64Array.of(2),
+    };
+    const y = y0.slice();
+    const rows = Int32Array.from({ length: N }, (_, i) => N - 1 - i); // gathered, not in place
+    be.loraGrouped({ ...group, x, y, rows, starts: Int32Array.of(0, N) });
+    for (let i = 0; i < N; i++) {
+      const yi = y0.slice(i * outF, (i + 1) * outF);
+      const xi = x.slice(i * inF, (i + 1) * inF);
+      be.loraGrouped({ ...group, x: xi, y: yi, rows: Int32Array.of(0), starts: Int32Array.of(0, 1) });
+      assert.deepEqual(yi, y.subarray(i * outF, (i + 1) * outF), `row ${i}`);
+    }
+  });
+});
+
 describe("the wasm module", { skip }, () => {
   const scratch = mkdtempSync(join(tmpdir(), "lorakit-wasm-"));
   after(() => rmSync(scratch, { recursive: true, force: true }));

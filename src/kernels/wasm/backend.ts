@@ -3,8 +3,10 @@
 // Float32Array operands; every other kernel, and every Float64Array call (finite-difference
 // gradient checks), is the TypeScript reference's. Browser-safe: it takes an instantiated
 // module (module.ts) and never touches the file system.
-import type { Backend } from "../../core/backend.js";
+import type { Backend, GemmParams } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
+import { loraGroupedWith } from "../ref/lora-grouped.js";
+import { nf4GemmWith } from "../ref/nf4.js";
 import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { kernelCalls } from "./calls.js";
@@ -23,9 +25,14 @@ import { wasmAdamw } from "./optim.js";
 import type { WasmThreadPool } from "./pool.js";
 import { wasmLogSoftmax, wasmRope, wasmSoftmax, wasmSoftmaxBackward } from "./rows.js";
 
-/** The kernels this backend runs in WebAssembly (the rest are the reference's). */
+/**
+ * The kernels this backend runs in WebAssembly (the rest are the reference's); loraGrouped and
+ * nf4Gemm are the reference's steps with their products on the wasm GEMM.
+ */
 export const WASM_KERNELS = [
   "gemm",
+  "loraGrouped",
+  "nf4Gemm",
   "attention",
   "attentionBackward",
   "siluMul",
@@ -59,10 +66,14 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     ? new WasmArena(raw.memory, pool.arenaBase, pool.maxBytes)
     : new WasmArena(raw.memory, raw.__heap_base.value as number);
   const ex = kernelCalls(raw, pool);
+  const gemm = (p: GemmParams) => wasmGemm(ex, arena, p);
   const backend: Backend = {
     ...refBackend,
     name: "wasm",
-    gemm: (p) => wasmGemm(ex, arena, p),
+    gemm,
+    // The reference's steps (gathers, dequantised panels) with the products on the wasm GEMM.
+    loraGrouped: (p) => loraGroupedWith(gemm, p),
+    nf4Gemm: (p) => nf4GemmWith(gemm, p),
     attention: (p, out, lse) => wasmAttention(ex, arena, p, out, lse),
     attentionBackward: (p, out, lse, dout, dq, dk, dv) =>
       wasmAttentionBackward(ex, arena, p, out, lse, dout, dq, dk, dv),
