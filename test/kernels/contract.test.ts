@@ -96,7 +96,7 @@ function openWasm(threads: number) {
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
-  // The wasm backend runs gemm, attention, siluMul, crossEntropy, rmsNorm, adamw, rope, the softmax family, binary, axpy and dropout in WebAssembly; the rest are the reference's.
+  // The wasm backend runs gemm, attention, siluMul, crossEntropy, rmsNorm, adamw, rope, the softmax family, binary, unary (exact ops), axpy and dropout in WebAssembly; the rest are the reference's.
   { name: "wasm", open: openWasm(1), boundsChecks: wasmBoundsChecks },
   { name: "wasm-threads", open: openWasm(3), boundsChecks: wasmBoundsChecks },
 ];
@@ -959,7 +959,7 @@ function shortBufferChecks(be: Backend): void {
 
 /**
  * The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy,
- * RMSNorm, AdamW, RoPE, the softmax family, binary ops, axpy, dropout): short operands, bad targets.
+ * RMSNorm, AdamW, RoPE, the softmax family, binary and unary ops, axpy, dropout): short operands, bad targets.
  */
 function wasmBoundsChecks(be: Backend): void {
   shortGemmChecks(be);
@@ -996,7 +996,7 @@ function wasmBoundsChecks(be: Backend): void {
   );
 }
 
-/** Binary ops, axpy and dropout: an operand shorter than its shape (or than x) is a RangeError. */
+/** Binary ops, unary ops, axpy and dropout: an operand shorter than its shape (or than x) is a RangeError. */
 function shortElementwiseChecks(be: Backend): void {
   const f = (n: number) => new Float32Array(n);
   be.binary("add", f(6), [2, 3], f(3), [1, 3], f(6), [2, 3]); // the exact sizes pass
@@ -1005,6 +1005,8 @@ function shortElementwiseChecks(be: Backend): void {
   assert.throws(() => be.binary("add", f(6), [2, 3], f(3), [1, 3], f(5), [2, 3]), RangeError);
   be.axpy(2, f(7), f(7));
   assert.throws(() => be.axpy(2, f(7), f(6)), RangeError);
+  be.unary("scale", f(7), f(7), 2);
+  assert.throws(() => be.unary("scale", f(7), f(6), 2), RangeError);
   be.dropout(f(7), f(7), 0.5, 1, 0);
   assert.throws(() => be.dropout(f(7), f(6), 0.5, 1, 0), RangeError);
 }

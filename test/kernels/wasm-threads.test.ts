@@ -199,7 +199,11 @@ function runAll(be: Backend): Float32Array[] {
   be.axpy(-0.37, I.x, ay);
   const dr = new Float32Array(I.x.length);
   be.dropout(I.x, dr, 0.3, 77, 2 ** 32 - 100);
-  outs.push(ay, dr);
+  const ur = new Float32Array(C);
+  be.unary("rsqrt", I.w.map(Math.abs), ur, 0);
+  const us = new Float32Array(I.x.length);
+  be.unary("scale", I.x, us, -0.7);
+  outs.push(ay, dr, ur, us);
   return outs;
 }
 

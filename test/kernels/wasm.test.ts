@@ -231,15 +231,17 @@ function assertSameValues(got: Float32Array, want: Float32Array, what: string): 
     if (!Object.is(got[i], want[i])) assert.fail(`${what}[${i}] = ${got[i]}, reference ${want[i]}`);
 }
 
-describe("wasm binary ops, axpy and dropout", { skip }, () => {
+const special = [Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-40, 3e38, -2.5];
+/** Random values with every seventh one special (NaN, ±0, ±∞, a subnormal, a huge one, a negative). */
+function values(n: number): Float32Array {
+  const x = randomF32(n);
+  for (let i = 0; i < n; i += 7) x[i] = special[(i / 7) % special.length];
+  return x;
+}
+
+describe("wasm binary, unary, axpy and dropout", { skip }, () => {
   test("bit for bit the reference's on random values, NaN, ±0 and ±∞, broadcast both ways", () => {
     const be = wasm as Backend;
-    const special = [Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-40, 3e38];
-    const values = (n: number) => {
-      const x = randomF32(n);
-      for (let i = 0; i < n; i += 7) x[i] = special[(i / 7) % special.length];
-      return x;
-    };
     const shapes: [number[], number[], number[]][] = [
       [
         [5, 131],
@@ -278,6 +280,25 @@ describe("wasm binary ops, axpy and dropout", { skip }, () => {
     be.axpy(-0.3719, x, got);
     refBackend.axpy(-0.3719, x, want);
     assertSameValues(got, want, "axpy");
+  });
+
+  test("the unary ops it computes are the reference's, bit for bit, on random and special values", () => {
+    const be = wasm as Backend;
+    const x = values(2051);
+    for (const [op, param] of [
+      ["neg", 0],
+      ["abs", 0],
+      ["square", 0],
+      ["sqrt", 0],
+      ["rsqrt", 0],
+      ["scale", -0.3719],
+      ["relu", 0],
+    ] as const) {
+      const [got, want] = [new Float32Array(x.length), new Float32Array(x.length)];
+      be.unary(op, x, got, param);
+      refBackend.unary(op, x, want, param);
+      assertSameValues(got, want, op);
+    }
   });
 
   test("dropout's masks and values are the reference's at the edges of p, seed and offset", () => {

@@ -10,7 +10,7 @@ import { nf4GemmWith } from "../ref/nf4.js";
 import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { kernelCalls } from "./calls.js";
-import { wasmAxpy, wasmBinary, wasmDropout } from "./elementwise.js";
+import { wasmAxpy, wasmBinary, wasmDropout, wasmUnary } from "./elementwise.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
 import {
@@ -27,7 +27,9 @@ import { wasmLogSoftmax, wasmRope, wasmSoftmax, wasmSoftmaxBackward } from "./ro
 
 /**
  * The kernels this backend runs in WebAssembly (the rest are the reference's); loraGrouped and
- * nf4Gemm are the reference's steps with their products on the wasm GEMM.
+ * nf4Gemm are the reference's steps with their products on the wasm GEMM, and unary covers
+ * neg, abs, square, sqrt, rsqrt, scale and relu (the ops needing exp, log, tanh, erf or pow
+ * stay with the reference).
  */
 export const WASM_KERNELS = [
   "gemm",
@@ -50,6 +52,7 @@ export const WASM_KERNELS = [
   "binary",
   "axpy",
   "dropout",
+  "unary",
 ] as const;
 
 /**
@@ -104,6 +107,8 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
       wasmBinary(ex, arena, op, a, aShape, b, bShape, out, outShape),
     axpy: (alpha, x, y) => wasmAxpy(ex, arena, alpha, x, y),
     dropout: (x, out, p, seed, offset) => wasmDropout(ex, arena, x, out, p, seed, offset),
+    // neg, abs, square, sqrt, rsqrt, scale and relu; the transcendental ones are the reference's.
+    unary: (op, x, out, param) => wasmUnary(ex, arena, op, x, out, param),
     rope: (x, cos, sin, B, T, H, D, inverse, out) =>
       wasmRope(ex, arena, x, cos, sin, B, T, H, D, inverse, out),
     softmax: (x, N, C, out) => wasmSoftmax(ex, arena, x, N, C, out),

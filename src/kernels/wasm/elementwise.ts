@@ -1,9 +1,9 @@
-// Broadcast binary ops and axpy on the wasm module (c/elementwise.c) for Float32Array
+// Broadcast binary ops, axpy, dropout and the exact unary ops on the wasm module (c/elementwise.c) for Float32Array
 // operands, bit for bit the reference's results; a Float64Array operand sends the call to
 // the reference. The reference's row iterator (dims of size 1 dropped, contiguous
 // neighbours merged) turns a broadcast into runs of one inner length; the host passes each
 // run's operand offsets. Operands shorter than their shapes are a RangeError.
-import { BINARY_OPS, type BinaryOp, type FloatArray } from "../../core/backend.js";
+import { BINARY_OPS, type BinaryOp, type FloatArray, type UnaryOp } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { broadcastStrides, contiguousStrides, numel, RowIter } from "../ref/strided.js";
 import type { WasmArena } from "./arena.js";
@@ -116,6 +116,35 @@ export function wasmDropout(
     const xa = arena.copyIn(x as Float32Array, 0, n);
     const oa = arena.alloc(n * 4);
     ex.wasm_dropout(xa, oa, n, scale, threshold, seed, offset);
+    out.set(arena.view(out as Float32Array, oa, n));
+  } finally {
+    arena.reset();
+  }
+}
+
+/** The unary ops the module computes (c/elementwise.c's order); the rest stay with the reference (they need exp, log, tanh, erf or pow). */
+const WASM_UNARY: readonly UnaryOp[] = ["neg", "abs", "square", "sqrt", "rsqrt", "scale", "relu"];
+
+export function wasmUnary(
+  ex: KernelCalls,
+  arena: WasmArena,
+  op: UnaryOp,
+  x: FloatArray,
+  out: FloatArray,
+  param: number,
+): void {
+  const code = WASM_UNARY.indexOf(op);
+  if (!allF32([x, out]) || code < 0) {
+    refBackend.unary(op, x, out, param);
+    return;
+  }
+  const n = x.length;
+  needLength("unary", { out }, { out: n });
+  arena.reset();
+  try {
+    const xa = arena.copyIn(x as Float32Array, 0, n);
+    const oa = arena.alloc(n * 4);
+    ex.wasm_unary(code, xa, oa, n, param);
     out.set(arena.view(out as Float32Array, oa, n));
   } finally {
     arena.reset();

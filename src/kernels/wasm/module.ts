@@ -214,6 +214,8 @@ export interface WasmExports {
     tid: number,
     nth: number,
   ): void;
+  /** op: the index in elementwise.ts's WASM_UNARY; param: an f64 (scale's factor). */
+  wasm_unary(op: number, x: number, out: number, n: number, param: number, tid: number, nth: number): void;
 }
 
 /** The kernels that take (tid, nth): what a worker may be asked to run (pool.ts, worker-loop.ts). */
@@ -235,6 +237,7 @@ export const THREADED_KERNELS = [
   "wasm_binary",
   "wasm_axpy",
   "wasm_dropout",
+  "wasm_unary",
 ] as const satisfies readonly (keyof WasmExports)[];
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 

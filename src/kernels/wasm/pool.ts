@@ -73,6 +73,7 @@ const WORK: Record<ThreadedKernel, (a: readonly number[]) => number> = {
   wasm_binary: (a) => a[8] * a[9],
   wasm_axpy: (a) => 2 * a[3],
   wasm_dropout: (a) => 16 * a[2],
+  wasm_unary: (a) => 2 * a[3],
 };
 
 function align(x: number, to: number): number {

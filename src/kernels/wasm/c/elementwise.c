@@ -107,3 +107,52 @@ void EXPORT(wasm_dropout)(const float* x, float* out, int n, double scale, int t
     store_part(out + i, wasm_v128_and(scale_f64(load_part(x + i, left), vscale), keep), left);
   }
 }
+
+enum { U_NEG, U_ABS, U_SQUARE, U_SQRT, U_RSQRT, U_SCALE, U_RELU };
+
+/** 1/√x in f64 lanes, rounded to f32: as JavaScript's 1 / Math.sqrt(x). */
+static v128_t rsqrt_f64(v128_t x) {
+  v128_t one = wasm_f64x2_splat(1.0);
+  v128_t lo = wasm_f64x2_div(one, wasm_f64x2_sqrt(wasm_f64x2_promote_low_f32x4(x)));
+  v128_t hi = wasm_f64x2_div(one, wasm_f64x2_sqrt(wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(x, x, 2, 3, 0, 1))));
+  return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(lo), wasm_f32x4_demote_f64x2_zero(hi), 0, 1, 4, 5);
+}
+
+/**
+ * The unary ops whose f32 result is exactly the reference's f64 one rounded: −x, |x|, x·x,
+ * √x (correctly rounded either way), 1/√x and x·param (in f64 lanes), max(x, 0) (NaN kept).
+ * Thread `tid`'s f32x4 groups.
+ */
+void EXPORT(wasm_unary)(int op, const float* x, float* out, int n, double param, int tid, int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  v128_t vp = wasm_f64x2_splat(param);
+  for (int i = lo; i < hi; i += 4) {
+    int left = hi - i;
+    v128_t v = load_part(x + i, left);
+    switch (op) {
+      case U_NEG:
+        v = wasm_f32x4_neg(v);
+        break;
+      case U_ABS:
+        v = wasm_f32x4_abs(v);
+        break;
+      case U_SQUARE:
+        v = wasm_f32x4_mul(v, v);
+        break;
+      case U_SQRT:
+        v = wasm_f32x4_sqrt(v);
+        break;
+      case U_RSQRT:
+        v = rsqrt_f64(v);
+        break;
+      case U_SCALE:
+        v = scale_f64(v, vp);
+        break;
+      default:
+        v = wasm_f32x4_max(v, wasm_f32x4_splat(0.0f));
+        break;
+    }
+    store_part(out + i, v, left);
+  }
+}
