@@ -1,7 +1,7 @@
 // The WebAssembly backend: the kernels compiled from c/*.c (SIMD128, one thread or a pool of
-// workers on a shared memory, see pool.ts) for
-// Float32Array operands; every other kernel, and every Float64Array call (finite-difference
-// gradient checks), is the TypeScript reference's. Browser-safe: it takes an instantiated
+// workers on a shared memory, see pool.ts) for Float32Array operands (WASM_KERNELS below);
+// every other kernel, and every Float64Array call (finite-difference gradient checks), is the
+// TypeScript reference's. Browser-safe: it takes an instantiated
 // module (module.ts) and never touches the file system.
 import type { Backend, GemmParams } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
