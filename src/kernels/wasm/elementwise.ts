@@ -3,12 +3,15 @@
 // the reference. The reference's row iterator (dims of size 1 dropped, contiguous
 // neighbours merged) turns a broadcast into runs of one inner length; the host passes each
 // run's operand offsets. Operands shorter than their shapes are a RangeError.
-import { BINARY_OPS, type BinaryOp, type FloatArray, type UnaryOp } from "../../core/backend.js";
+import type { BinaryOp, FloatArray, UnaryOp } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { broadcastStrides, contiguousStrides, numel, RowIter } from "../ref/strided.js";
 import type { WasmArena } from "./arena.js";
 import type { KernelCalls } from "./calls.js";
 import { allF32, needLength } from "./ops.js";
+
+/** The binary ops in c/elementwise.c's order (its OP_* codes). */
+const WASM_BINARY: readonly BinaryOp[] = ["add", "sub", "mul", "div", "eq", "maximum"];
 
 export function wasmBinary(
   ex: KernelCalls,
@@ -21,7 +24,7 @@ export function wasmBinary(
   out: FloatArray,
   outShape: readonly number[],
 ): void {
-  const code = BINARY_OPS.indexOf(op);
+  const code = WASM_BINARY.indexOf(op);
   if (!allF32([a, b, out]) || code < 0) {
     refBackend.binary(op, a, aShape, b, bShape, out, outShape);
     return;
