@@ -101,7 +101,7 @@ function openWasm(threads: number) {
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
-  // The wasm backend runs gemm, attention, siluMul, crossEntropy and rmsNorm in WebAssembly; the rest are the reference's.
+  // The wasm backend runs gemm, attention, siluMul, crossEntropy, rmsNorm, adamw, rope, the softmax family, binary, unary (exact ops), axpy and dropout in WebAssembly; the rest are the reference's.
   { name: "wasm", open: openWasm(1), boundsChecks: wasmBoundsChecks },
   { name: "wasm-threads", open: openWasm(3), boundsChecks: wasmBoundsChecks },
 ];
@@ -988,9 +988,14 @@ function shortBufferChecks(be: Backend): void {
   );
 }
 
-/** The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy, RMSNorm): short operands, bad targets. */
+/**
+ * The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy,
+ * RMSNorm, AdamW, RoPE, the softmax family, binary and unary ops, axpy, dropout): short operands, bad targets.
+ */
 function wasmBoundsChecks(be: Backend): void {
   shortGemmChecks(be);
+  shortRowChecks(be);
+  shortElementwiseChecks(be);
   const p: AttentionParams = {
     q: new Float32Array(8),
     k: new Float32Array(8),
@@ -1020,6 +1025,66 @@ function wasmBoundsChecks(be: Backend): void {
     () => be.attentionBackward(p, o, lse, new Float32Array(7), new Float32Array(8), null, null),
     RangeError,
   );
+}
+
+/** Binary ops, unary ops, axpy and dropout: an operand shorter than its shape (or than x) is a RangeError. */
+function shortElementwiseChecks(be: Backend): void {
+  const f = (n: number) => new Float32Array(n);
+  be.binary("add", f(6), [2, 3], f(3), [1, 3], f(6), [2, 3]); // the exact sizes pass
+  assert.throws(() => be.binary("add", f(5), [2, 3], f(3), [1, 3], f(6), [2, 3]), RangeError);
+  assert.throws(() => be.binary("add", f(6), [2, 3], f(2), [1, 3], f(6), [2, 3]), RangeError);
+  assert.throws(() => be.binary("add", f(6), [2, 3], f(3), [1, 3], f(5), [2, 3]), RangeError);
+  be.axpy(2, f(7), f(7));
+  assert.throws(() => be.axpy(2, f(7), f(6)), RangeError);
+  be.unary("scale", f(7), f(7), 2);
+  assert.throws(() => be.unary("scale", f(7), f(6), 2), RangeError);
+  be.dropout(f(7), f(7), 0.5, 1, 0);
+  assert.throws(() => be.dropout(f(7), f(6), 0.5, 1, 0), RangeError);
+}
+
+/** AdamW, RoPE and the softmax family: each operand one element short is a RangeError. */
+function shortRowChecks(be: Backend): void {
+  const f = (n: number) => new Float32Array(n);
+  const adamw = (p: number, g: number, m: number, v: number) =>
+    be.adamw({
+      param: f(p),
+      grad: f(g),
+      m: f(m),
+      v: f(v),
+      lr: 0.1,
+      beta1: 0.9,
+      beta2: 0.99,
+      eps: 1e-8,
+      weightDecay: 0,
+      step: 1,
+    });
+  adamw(9, 9, 9, 9); // the exact sizes pass
+  assert.throws(() => adamw(9, 8, 9, 9), RangeError);
+  assert.throws(() => adamw(9, 9, 8, 9), RangeError);
+  assert.throws(() => adamw(9, 9, 9, 8), RangeError);
+  const [B, T, H, D] = [2, 3, 2, 6];
+  const n = B * T * H * D;
+  const tab = (T * D) / 2;
+  const rope = (x: number, c: number, s: number, o: number) =>
+    be.rope(f(x), f(c), f(s), B, T, H, D, false, f(o));
+  rope(n, tab, tab, n);
+  assert.throws(() => rope(n - 1, tab, tab, n), RangeError);
+  assert.throws(() => rope(n, tab - 1, tab, n), RangeError);
+  assert.throws(() => rope(n, tab, tab - 1, n), RangeError);
+  assert.throws(() => rope(n, tab, tab, n - 1), RangeError);
+  assert.throws(() => be.rope(f(n), f(tab), f(tab), B, T, H, 5, false, f(n)), RangeError);
+  const [N, C] = [3, 5];
+  for (const sm of [be.softmax, be.logSoftmax]) {
+    sm(f(N * C), N, C, f(N * C));
+    assert.throws(() => sm(f(N * C - 1), N, C, f(N * C)), RangeError);
+    assert.throws(() => sm(f(N * C), N, C, f(N * C - 1)), RangeError);
+  }
+  for (const bw of [be.softmaxBackward, be.logSoftmaxBackward]) {
+    bw(f(N * C), f(N * C), N, C, f(N * C), true);
+    assert.throws(() => bw(f(N * C - 1), f(N * C), N, C, f(N * C), false), RangeError);
+    assert.throws(() => bw(f(N * C), f(N * C - 1), N, C, f(N * C), false), RangeError);
+    assert.throws(() => bw(f(N * C), f(N * C), N, C, f(N * C - 1), true), RangeError);
+  }
 }
 
 /** GEMM operands shorter than batch, stride and sizes need (each of A, B, C; f32 and bf16 B). */

@@ -143,6 +143,67 @@ function runAll(be: Backend): Float32Array[] {
   const dw = I.dw0.slice();
   be.rmsNormBackward(I.x, I.w, rstd, I.dyN, R, C, dx, dw, true);
   outs.push(y, rstd, dx, dw);
+  // AdamW: two steps on 1003 elements (f32x4 groups split unevenly).
+  const param = I.up.slice();
+  const m = new Float32Array(param.length);
+  const v = new Float32Array(param.length);
+  for (const step of [1, 2])
+    be.adamw({
+      param,
+      grad: I.dy,
+      m,
+      v,
+      lr: 1e-2,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.1,
+      step,
+    });
+  outs.push(param, m, v);
+  // RoPE on the attention queries (rows b, t, h split between threads), both directions.
+  const half = D / 2;
+  const cos = Float32Array.from({ length: T * half }, (_, i) => Math.cos(i * 0.37));
+  const sin = Float32Array.from({ length: T * half }, (_, i) => Math.sin(i * 0.37));
+  for (const inverse of [false, true]) {
+    const ro = new Float32Array(I.q.length);
+    be.rope(I.q, cos, sin, B, T, H, D, inverse, ro);
+    outs.push(ro);
+  }
+  // The softmax family on the rmsNorm input's rows.
+  const sm2 = new Float32Array(I.x.length);
+  const ls = new Float32Array(I.x.length);
+  be.softmax(I.x, R, C, sm2);
+  be.logSoftmax(I.x, R, C, ls);
+  const sdx = new Float32Array(I.x.length).fill(0.25);
+  const ldx = new Float32Array(I.x.length);
+  be.softmaxBackward(sm2, I.dyN, R, C, sdx, true);
+  be.logSoftmaxBackward(ls, I.dyN, R, C, ldx, false);
+  outs.push(sm2, ls, sdx, ldx);
+  // Binary ops, contiguous and broadcast (runs cut between threads mid-row), and axpy.
+  for (const [op, bShape] of [
+    ["add", [R, C]],
+    ["mul", [1, C]],
+    ["div", [R, 1]],
+    ["maximum", [1, 1]],
+  ] as const) {
+    const bo = new Float32Array(I.x.length);
+    const b = bShape[0] === R ? I.dyN : bShape[1] === C ? I.w : Float32Array.of(0.5);
+    be.binary(op, I.x, [R, C], bShape[1] === 1 && bShape[0] === R ? I.x.subarray(0, R) : b, [...bShape], bo, [
+      R,
+      C,
+    ]);
+    outs.push(bo);
+  }
+  const ay = I.dyN.slice();
+  be.axpy(-0.37, I.x, ay);
+  const dr = new Float32Array(I.x.length);
+  be.dropout(I.x, dr, 0.3, 77, 2 ** 32 - 100);
+  const ur = new Float32Array(C);
+  be.unary("rsqrt", I.w.map(Math.abs), ur, 0);
+  const us = new Float32Array(I.x.length);
+  be.unary("scale", I.x, us, -0.7);
+  outs.push(ay, dr, ur, us);
   return outs;
 }
 

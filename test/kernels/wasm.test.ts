@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, describe, test } from "node:test";
-import type { Backend, GemmParams } from "../../src/core/backend.js";
+import { type Backend, BINARY_OPS, type GemmParams } from "../../src/core/backend.js";
 import { backend as engineBackend } from "../../src/core/engine.js";
 import { BackendError } from "../../src/core/errors.js";
 import { refBackend } from "../../src/kernels/ref/index.js";
@@ -170,6 +170,184 @@ describe("wasm SiLU·mul at the ends of the exponential's range", { skip }, () =
           Math.abs(got[j][i] - want[j][i]) <= 1e-6 * (1 + Math.abs(want[j][i])),
           `output ${j}, gate ${gate[i]}: ${got[j][i]}, reference ${want[j][i]}`,
         );
+  });
+});
+
+describe("wasm AdamW", { skip }, () => {
+  test("50 steps agree bit for bit with the native kernel's portable level (same f32 operations, same order)", async (t) => {
+    const { loadAddon } = await import("../../src/kernels/native/loader.js");
+    const r = loadAddon();
+    if ("error" in r) {
+      t.skip("native addon not built");
+      return;
+    }
+    const { createNativeBackend } = await import("../../src/kernels/native/backend.js");
+    const addon = r.addon as unknown as { setOpsIsa(isa: string): string; opsIsa(): string };
+    const isa = addon.opsIsa();
+    addon.setOpsIsa("portable");
+    try {
+      const native = createNativeBackend(r.addon);
+      const n = 1003;
+      const p0 = randomF32(n);
+      const state = [wasm, native].map(() => ({
+        param: p0.slice(),
+        m: new Float32Array(n),
+        v: new Float32Array(n),
+      }));
+      for (let step = 1; step <= 50; step++) {
+        const grad = randomF32(n);
+        const hyper = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step };
+        (wasm as Backend).adamw({ ...state[0], grad, ...hyper });
+        native.adamw({ ...state[1], grad, ...hyper });
+      }
+      for (const key of ["param", "m", "v"] as const)
+        assert.deepEqual(state[0][key], state[1][key], `${key} differs from native's`);
+    } finally {
+      addon.setOpsIsa(isa);
+    }
+  });
+
+  test("a step count below 1 is the reference's RangeError; Float64Array parameters go to the reference", () => {
+    const be = wasm as Backend;
+    const f = () => new Float32Array(4);
+    const base = { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0 };
+    assert.throws(
+      () => be.adamw({ param: f(), grad: f(), m: f(), v: f(), ...base, step: 0 }),
+      /1-based count/,
+    );
+    const param = Float64Array.of(1, 2);
+    const want = Float64Array.of(1, 2);
+    const grad = Float64Array.of(0.5, -0.25);
+    be.adamw({ param, grad, m: new Float64Array(2), v: new Float64Array(2), ...base, step: 1 });
+    refBackend.adamw({ param: want, grad, m: new Float64Array(2), v: new Float64Array(2), ...base, step: 1 });
+    assert.deepEqual(param, want);
+  });
+});
+
+/** Equal values, bit for bit except NaN's payload and sign (x86 makes −NaN, JavaScript stores +NaN). */
+function assertSameValues(got: Float32Array, want: Float32Array, what: string): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++)
+    if (!Object.is(got[i], want[i])) assert.fail(`${what}[${i}] = ${got[i]}, reference ${want[i]}`);
+}
+
+const special = [Number.NaN, 0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-40, 3e38, -2.5];
+/** Random values with every seventh one special (NaN, ±0, ±∞, a subnormal, a huge one, a negative). */
+function values(n: number): Float32Array {
+  const x = randomF32(n);
+  for (let i = 0; i < n; i += 7) x[i] = special[(i / 7) % special.length];
+  return x;
+}
+
+describe("wasm binary, unary, axpy and dropout", { skip }, () => {
+  test("bit for bit the reference's on random values, NaN, ±0 and ±∞, broadcast both ways", () => {
+    const be = wasm as Backend;
+    const shapes: [number[], number[], number[]][] = [
+      [
+        [5, 131],
+        [5, 131],
+        [5, 131],
+      ],
+      [
+        [5, 1],
+        [1, 131],
+        [5, 131],
+      ],
+      [
+        [1, 131],
+        [5, 131],
+        [5, 131],
+      ],
+      [
+        [3, 1, 9],
+        [3, 4, 1],
+        [3, 4, 9],
+      ],
+    ];
+    for (const op of BINARY_OPS)
+      for (const [as, bs, os] of shapes) {
+        const a = values(as.reduce((p, d) => p * d, 1));
+        const b = values(bs.reduce((p, d) => p * d, 1));
+        const n = os.reduce((p, d) => p * d, 1);
+        const [got, want] = [new Float32Array(n), new Float32Array(n)];
+        be.binary(op, a, as, b, bs, got, os);
+        refBackend.binary(op, a, as, b, bs, want, os);
+        assertSameValues(got, want, `${op} [${as}]∘[${bs}]`);
+      }
+    const x = values(1001);
+    const y0 = values(1001);
+    const [got, want] = [y0.slice(), y0.slice()];
+    be.axpy(-0.3719, x, got);
+    refBackend.axpy(-0.3719, x, want);
+    assertSameValues(got, want, "axpy");
+  });
+
+  test("the unary ops it computes are the reference's, bit for bit, on random and special values", () => {
+    const be = wasm as Backend;
+    const x = values(2051);
+    for (const [op, param] of [
+      ["neg", 0],
+      ["abs", 0],
+      ["square", 0],
+      ["sqrt", 0],
+      ["rsqrt", 0],
+      ["scale", -0.3719],
+      ["relu", 0],
+    ] as const) {
+      const [got, want] = [new Float32Array(x.length), new Float32Array(x.length)];
+      be.unary(op, x, got, param);
+      refBackend.unary(op, x, want, param);
+      assertSameValues(got, want, op);
+    }
+  });
+
+  test("dropout's masks and values are the reference's at the edges of p, seed and offset", () => {
+    const be = wasm as Backend;
+    const x = randomF32(4099);
+    x[5] = Number.NaN;
+    // p·2²⁴ an integer, just above and below one, p ≤ 0, p ≥ 1, NaN; offsets across 2³¹ and 2³².
+    const ps = [0.25, 0.3, 0.25 + 2 ** -30, 0.25 - 2 ** -30, 0, -0.5, 1, 1.5, Number.NaN];
+    const at: [number, number][] = [
+      [0, 0],
+      [-1, 2 ** 31 - 2000],
+      [0x7fffffff, 2 ** 32 - 1000],
+      [12345, 2 ** 40 + 17],
+    ];
+    for (const p of ps)
+      for (const [seed, offset] of at) {
+        const [got, want] = [new Float32Array(x.length), new Float32Array(x.length)];
+        be.dropout(x, got, p, seed, offset);
+        refBackend.dropout(x, want, p, seed, offset);
+        assertSameValues(got, want, `dropout p=${p} seed=${seed} offset=${offset}`);
+      }
+  });
+});
+
+describe("wasm loraGrouped", { skip }, () => {
+  test("a row's result alone is bit for bit its result inside a batch (serving relies on it)", () => {
+    const be = wasm as Backend;
+    const [N, inF, outF, r] = [13, 300, 200, 16];
+    const x = randomF32(N * inF);
+    const y0 = randomF32(N * outF);
+    const A = [randomF32(r * inF)];
+    const B = [randomF32(outF * r)];
+    const group = {
+      inFeatures: inF,
+      outFeatures: outF,
+      A,
+      B,
+      ranks: Int32Array.of(r),
+      scales: Float64Array.of(2),
+    };
+    const y = y0.slice();
+    const rows = Int32Array.from({ length: N }, (_, i) => N - 1 - i); // gathered, not in place
+    be.loraGrouped({ ...group, x, y, rows, starts: Int32Array.of(0, N) });
+    for (let i = 0; i < N; i++) {
+      const yi = y0.slice(i * outF, (i + 1) * outF);
+      const xi = x.slice(i * inF, (i + 1) * inF);
+      be.loraGrouped({ ...group, x: xi, y: yi, rows: Int32Array.of(0), starts: Int32Array.of(0, 1) });
+      assert.deepEqual(yi, y.subarray(i * outF, (i + 1) * outF), `row ${i}`);
+    }
   });
 });
 

@@ -2,11 +2,15 @@
 // adapter group, two GEMMs with the arguments LoraLinear's fused op gives them — h = s·x·Aᵀ
 // with s as the alpha, then y += h·Bᵀ with beta = 1 — on the rows where they lie when they
 // are contiguous, else on gathered copies of x's and y's rows (y's written back), so a row's
-// bits do not depend on where it sits in the batch.
-import type { FloatArray, LoraGroupedParams } from "../../core/backend.js";
-import { gemm } from "./gemm.js";
+// bits do not depend on where it sits in the batch. `loraGroupedWith` takes the GEMM, so the
+// wasm backend runs the same steps on its own GEMM.
+import type { FloatArray, GemmParams, LoraGroupedParams } from "../../core/backend.js";
+import { gemm as refGemm } from "./gemm.js";
+
+type Gemm = (p: GemmParams) => void;
 
 function gemmNT(
+  gemm: Gemm,
   a: FloatArray,
   b: FloatArray,
   c: FloatArray,
@@ -39,6 +43,11 @@ function alloc(like: FloatArray, n: number): FloatArray {
 }
 
 export function loraGrouped(p: LoraGroupedParams): void {
+  loraGroupedWith(refGemm, p);
+}
+
+/** loraGrouped with `gemm` doing the products (the same calls, arguments and order). */
+export function loraGroupedWith(gemm: Gemm, p: LoraGroupedParams): void {
   const { x, y, inFeatures: inF, outFeatures: outF, rows, starts } = p;
   for (let g = 0; g + 1 < starts.length; g++) {
     const s0 = starts[g];
@@ -51,17 +60,17 @@ export function loraGrouped(p: LoraGroupedParams): void {
     let contiguous = true;
     for (let j = 1; j < n && contiguous; j++) contiguous = rows[s0 + j] === first + j;
     if (contiguous) {
-      gemmNT(x.subarray(first * inF, (first + n) * inF), p.A[g], h, n, r, inF, alpha, 0);
-      gemmNT(h, p.B[g], y.subarray(first * outF, (first + n) * outF), n, outF, r, 1, 1);
+      gemmNT(gemm, x.subarray(first * inF, (first + n) * inF), p.A[g], h, n, r, inF, alpha, 0);
+      gemmNT(gemm, h, p.B[g], y.subarray(first * outF, (first + n) * outF), n, outF, r, 1, 1);
       continue;
     }
     const xs = alloc(x, n * inF);
     for (let j = 0; j < n; j++) xs.set(x.subarray(rows[s0 + j] * inF, (rows[s0 + j] + 1) * inF), j * inF);
-    gemmNT(xs, p.A[g], h, n, r, inF, alpha, 0);
+    gemmNT(gemm, xs, p.A[g], h, n, r, inF, alpha, 0);
     // The rows of y gathered too, so the sum is the GEMM's beta = 1 accumulation as in place.
     const ys = alloc(y, n * outF);
     for (let j = 0; j < n; j++) ys.set(y.subarray(rows[s0 + j] * outF, (rows[s0 + j] + 1) * outF), j * outF);
-    gemmNT(h, p.B[g], ys, n, outF, r, 1, 1);
+    gemmNT(gemm, h, p.B[g], ys, n, outF, r, 1, 1);
     for (let j = 0; j < n; j++) y.set(ys.subarray(j * outF, (j + 1) * outF), rows[s0 + j] * outF);
   }
 }

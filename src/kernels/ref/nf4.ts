@@ -1,9 +1,10 @@
 // NF4 kernels of the reference backend: bitsandbytes' dequantisation in float32, bit for bit
 // (csrc/kernels.cu dDequantizeBlockwise / dequantize_blockwise), and the fused GEMM as a few
 // rows of W dequantised at a time into a scratch panel that the reference GEMM multiplies.
-// The float W never exists whole: at most PANEL_ELEMS of it at once.
-import type { Nf4GemmParams, Nf4Weight } from "../../core/backend.js";
-import { gemm } from "./gemm.js";
+// The float W never exists whole: at most PANEL_ELEMS of it at once. `nf4GemmWith` takes the
+// GEMM, so the wasm backend runs the same panels on its own GEMM.
+import type { GemmParams, Nf4GemmParams, Nf4Weight } from "../../core/backend.js";
+import { gemm as refGemm } from "./gemm.js";
 import { permute } from "./layout.js";
 
 const fr = Math.fround;
@@ -57,6 +58,11 @@ export function nf4Scales(
 }
 
 export function nf4Gemm(p: Nf4GemmParams): void {
+  nf4GemmWith(refGemm, p);
+}
+
+/** nf4Gemm with `gemm` multiplying the dequantised panels (the same calls, arguments and order). */
+export function nf4GemmWith(gemm: (p: GemmParams) => void, p: Nf4GemmParams): void {
   const { w, rows: N, a, c } = p;
   const C = w.inFeatures;
   const O = w.outFeatures;

@@ -1,13 +1,16 @@
 // The WebAssembly backend: the kernels compiled from c/*.c (SIMD128, one thread or a pool of
-// workers on a shared memory, see pool.ts) for
-// Float32Array operands; every other kernel, and every Float64Array call (finite-difference
-// gradient checks), is the TypeScript reference's. Browser-safe: it takes an instantiated
+// workers on a shared memory, see pool.ts) for Float32Array operands (WASM_KERNELS below);
+// every other kernel, and every Float64Array call (finite-difference gradient checks), is the
+// TypeScript reference's. Browser-safe: it takes an instantiated
 // module (module.ts) and never touches the file system.
-import type { Backend } from "../../core/backend.js";
+import type { Backend, GemmParams } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
+import { loraGroupedWith } from "../ref/lora-grouped.js";
+import { nf4GemmWith } from "../ref/nf4.js";
 import { WasmArena } from "./arena.js";
 import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { kernelCalls } from "./calls.js";
+import { wasmAxpy, wasmBinary, wasmDropout, wasmUnary } from "./elementwise.js";
 import { wasmGemm } from "./gemm.js";
 import type { WasmExports } from "./module.js";
 import {
@@ -18,11 +21,20 @@ import {
   wasmSiluMul,
   wasmSiluMulBackward,
 } from "./ops.js";
+import { wasmAdamw } from "./optim.js";
 import type { WasmThreadPool } from "./pool.js";
+import { wasmLogSoftmax, wasmRope, wasmSoftmax, wasmSoftmaxBackward } from "./rows.js";
 
-/** The kernels this backend runs in WebAssembly (the rest are the reference's). */
+/**
+ * The kernels this backend runs in WebAssembly (the rest are the reference's); loraGrouped and
+ * nf4Gemm are the reference's steps with their products on the wasm GEMM, and unary covers
+ * neg, abs, square, sqrt, rsqrt, scale and relu (the ops needing exp, log, tanh, erf or pow
+ * stay with the reference).
+ */
 export const WASM_KERNELS = [
   "gemm",
+  "loraGrouped",
+  "nf4Gemm",
   "attention",
   "attentionBackward",
   "siluMul",
@@ -31,6 +43,16 @@ export const WASM_KERNELS = [
   "crossEntropyBackward",
   "rmsNorm",
   "rmsNormBackward",
+  "adamw",
+  "rope",
+  "softmax",
+  "softmaxBackward",
+  "logSoftmax",
+  "logSoftmaxBackward",
+  "binary",
+  "axpy",
+  "dropout",
+  "unary",
 ] as const;
 
 /**
@@ -47,10 +69,14 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     ? new WasmArena(raw.memory, pool.arenaBase, pool.maxBytes)
     : new WasmArena(raw.memory, raw.__heap_base.value as number);
   const ex = kernelCalls(raw, pool);
+  const gemm = (p: GemmParams) => wasmGemm(ex, arena, p);
   const backend: Backend = {
     ...refBackend,
     name: "wasm",
-    gemm: (p) => wasmGemm(ex, arena, p),
+    gemm,
+    // The reference's steps (gathers, dequantised panels) with the products on the wasm GEMM.
+    loraGrouped: (p) => loraGroupedWith(gemm, p),
+    nf4Gemm: (p) => nf4GemmWith(gemm, p),
     attention: (p, out, lse) => wasmAttention(ex, arena, p, out, lse),
     attentionBackward: (p, out, lse, dout, dq, dk, dv) =>
       wasmAttentionBackward(ex, arena, p, out, lse, dout, dq, dk, dv),
@@ -76,6 +102,19 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     rmsNorm: (x, w, N, C, eps, y, rstd) => wasmRmsNorm(ex, arena, x, w, N, C, eps, y, rstd),
     rmsNormBackward: (x, w, rstd, dy, N, C, dx, dw, accumulateDx) =>
       wasmRmsNormBackward(ex, arena, x, w, rstd, dy, N, C, dx, dw, accumulateDx),
+    adamw: (p) => wasmAdamw(ex, arena, p),
+    binary: (op, a, aShape, b, bShape, out, outShape) =>
+      wasmBinary(ex, arena, op, a, aShape, b, bShape, out, outShape),
+    axpy: (alpha, x, y) => wasmAxpy(ex, arena, alpha, x, y),
+    dropout: (x, out, p, seed, offset) => wasmDropout(ex, arena, x, out, p, seed, offset),
+    // neg, abs, square, sqrt, rsqrt, scale and relu; the transcendental ones are the reference's.
+    unary: (op, x, out, param) => wasmUnary(ex, arena, op, x, out, param),
+    rope: (x, cos, sin, B, T, H, D, inverse, out) =>
+      wasmRope(ex, arena, x, cos, sin, B, T, H, D, inverse, out),
+    softmax: (x, N, C, out) => wasmSoftmax(ex, arena, x, N, C, out),
+    softmaxBackward: (y, dy, N, C, dx, acc) => wasmSoftmaxBackward(ex, arena, false, y, dy, N, C, dx, acc),
+    logSoftmax: (x, N, C, out) => wasmLogSoftmax(ex, arena, x, N, C, out),
+    logSoftmaxBackward: (y, dy, N, C, dx, acc) => wasmSoftmaxBackward(ex, arena, true, y, dy, N, C, dx, acc),
   };
   return Object.freeze(backend);
 }

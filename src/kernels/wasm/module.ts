@@ -141,6 +141,81 @@ export interface WasmExports {
     tid: number,
     nth: number,
   ): void;
+  /** AdamW's f32 update (c/optim.c); the step's constants come from the host. */
+  wasm_adamw(
+    param: number,
+    grad: number,
+    m: number,
+    v: number,
+    n: number,
+    beta1: number,
+    beta2: number,
+    stepSize: number,
+    sqrtBc2: number,
+    eps: number,
+    decay: number,
+    tid: number,
+    nth: number,
+  ): void;
+  wasm_rope(
+    x: number,
+    cos: number,
+    sin: number,
+    B: number,
+    T: number,
+    H: number,
+    D: number,
+    inverse: number,
+    out: number,
+    tid: number,
+    nth: number,
+  ): void;
+  wasm_softmax(x: number, N: number, C: number, out: number, tid: number, nth: number): void;
+  /** out = x − lse[row] (log-softmax with the row log-sum-exps from the host). */
+  wasm_row_sub(x: number, lse: number, N: number, C: number, out: number, tid: number, nth: number): void;
+  /** log 0: softmax's backward; log 1: log-softmax's. */
+  wasm_softmax_backward(
+    y: number,
+    dy: number,
+    N: number,
+    C: number,
+    dx: number,
+    acc: number,
+    log: number,
+    tid: number,
+    nth: number,
+  ): void;
+  /** op: the index in BINARY_OPS; aOff, bOff: each run's offset (int32) into a, b; sa, sb: 0 or 1. */
+  wasm_binary(
+    op: number,
+    a: number,
+    aOff: number,
+    sa: number,
+    b: number,
+    bOff: number,
+    sb: number,
+    out: number,
+    rows: number,
+    inner: number,
+    tid: number,
+    nth: number,
+  ): void;
+  /** alpha: an f64. */
+  wasm_axpy(alpha: number, x: number, y: number, n: number, tid: number, nth: number): void;
+  /** scale: an f64; threshold: ⌈p·2²⁴⌉; seed and offset wrap to 32 bits as in dropoutUniform. */
+  wasm_dropout(
+    x: number,
+    out: number,
+    n: number,
+    scale: number,
+    threshold: number,
+    seed: number,
+    offset: number,
+    tid: number,
+    nth: number,
+  ): void;
+  /** op: the index in elementwise.ts's WASM_UNARY; param: an f64 (scale's factor). */
+  wasm_unary(op: number, x: number, out: number, n: number, param: number, tid: number, nth: number): void;
 }
 
 /** The kernels that take (tid, nth): what a worker may be asked to run (pool.ts, worker-loop.ts). */
@@ -154,6 +229,15 @@ export const THREADED_KERNELS = [
   "wasm_cross_entropy_backward",
   "wasm_rms_norm",
   "wasm_rms_norm_backward",
+  "wasm_adamw",
+  "wasm_rope",
+  "wasm_softmax",
+  "wasm_row_sub",
+  "wasm_softmax_backward",
+  "wasm_binary",
+  "wasm_axpy",
+  "wasm_dropout",
+  "wasm_unary",
 ] as const satisfies readonly (keyof WasmExports)[];
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 

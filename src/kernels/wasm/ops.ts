@@ -8,7 +8,8 @@ import { checkTarget } from "../ref/nn.js";
 import type { WasmArena } from "./arena.js";
 import type { KernelCalls } from "./calls.js";
 
-function allF32(arrays: readonly (FloatArray | null)[]): arrays is readonly (Float32Array | null)[] {
+/** Whether every operand is a Float32Array (null: an output not wanted); else the call is the reference's. */
+export function allF32(arrays: readonly (FloatArray | null)[]): arrays is readonly (Float32Array | null)[] {
   return arrays.every((a) => a === null || a instanceof Float32Array);
 }
 
@@ -78,7 +79,8 @@ export function wasmSiluMulBackward(
   }
 }
 
-function needLength(
+/** RangeError when an operand holds fewer elements than the sizes need. */
+export function needLength(
   kernel: string,
   arrays: Record<string, { length: number } | null>,
   need: Record<string, number>,

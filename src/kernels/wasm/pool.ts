@@ -65,6 +65,15 @@ const WORK: Record<ThreadedKernel, (a: readonly number[]) => number> = {
   wasm_cross_entropy_backward: (a) => 16 * a[4] * a[5],
   wasm_rms_norm: (a) => 4 * a[2] * a[3],
   wasm_rms_norm_backward: (a) => 8 * a[4] * a[5],
+  wasm_adamw: (a) => 16 * a[4],
+  wasm_rope: (a) => 4 * a[3] * a[4] * a[5] * a[6],
+  wasm_softmax: (a) => 16 * a[1] * a[2],
+  wasm_row_sub: (a) => a[2] * a[3],
+  wasm_softmax_backward: (a) => 16 * a[2] * a[3],
+  wasm_binary: (a) => a[8] * a[9],
+  wasm_axpy: (a) => 2 * a[3],
+  wasm_dropout: (a) => 16 * a[2],
+  wasm_unary: (a) => 2 * a[3],
 };
 
 function align(x: number, to: number): number {
