@@ -53,7 +53,7 @@ describe("the browser example in headless Chromium", { skip, timeout: 600_000 },
   after(async () => {
     await browser?.close();
     server?.close();
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   });
 
   const text = (sel: string) => page.textContent(sel).then((t) => t ?? "");

@@ -127,7 +127,8 @@ async function visit(isolated: boolean, done: (lines: string[]) => boolean): Pro
         `--user-data-dir=${profile}`,
         `http://127.0.0.1:${port}/page/index.html`,
       ],
-      { stdio: "ignore" },
+      // Its own process group, so cleanup can stop the helper processes it starts too.
+      { stdio: "ignore", detached: true },
     );
     await finished;
   } finally {
@@ -138,6 +139,14 @@ async function visit(isolated: boolean, done: (lines: string[]) => boolean): Pro
       b.kill();
       await exited;
     }
+    // The helper processes (zygote, GPU, crashpad) outlive the browser for a moment and keep
+    // writing to the profile: stop the whole group before removing it.
+    if (b?.pid !== undefined)
+      try {
+        process.kill(-b.pid, "SIGKILL");
+      } catch {
+        // The group is already gone.
+      }
     server.close();
     server.closeAllConnections();
     // Chromium's helper processes may still be closing files in the profile for a moment.
