@@ -90,6 +90,8 @@ async function main(): Promise<void> {
   };
   // Warm up: load every adapter once (loading is measured by /metrics, not here).
   for (let a = 0; a < maxAdapters; a++) await one(`ad-${a}`, prompts[0]);
+  // The warm-up's requests ran one at a time: the batch sizes below leave its steps out.
+  const warmBatches = batchSizes(await (await fetch(`${server.url}/metrics`)).text());
 
   const rows: Row[] = [];
   for (const nAdapters of adapterCounts) {
@@ -146,7 +148,9 @@ async function main(): Promise<void> {
       process.stdout.write(`${JSON.stringify({ ...r, vsSingle: r.tokensPerSecond / base })}\n`);
     return;
   }
-  const batch = /lorakit_batch_size_sum (\S+)\nlorakit_batch_size_count (\S+)/.exec(metrics);
+  const all = batchSizes(metrics);
+  const batch =
+    all && warmBatches ? { sum: all.sum - warmBatches.sum, count: all.count - warmBatches.count } : null;
   console.log(
     `lorakit serve load test: model hidden=${hidden} layers=${layers}, adapters r=8 on q,k,v,o; ${clients} clients, ${requests} requests × ${maxTokens} tokens per scenario, backend ${server.backend}, threads ${threads ?? "all"}`,
   );
@@ -172,7 +176,16 @@ async function main(): Promise<void> {
         `${(r.tokensPerSecond / base).toFixed(2)}×`,
       ].join(" | "),
     );
-  if (batch) console.log(`mean decode batch size: ${(Number(batch[1]) / Number(batch[2])).toFixed(1)}`);
+  if (batch && batch.count > 0)
+    console.log(
+      `mean sequences per model step (the scenarios' steps): ${(batch.sum / batch.count).toFixed(1)}`,
+    );
+}
+
+/** The sum and count of the engine's per-step batch-size histogram in a /metrics text. */
+function batchSizes(metrics: string): { sum: number; count: number } | null {
+  const m = /lorakit_batch_size_sum (\S+)\nlorakit_batch_size_count (\S+)/.exec(metrics);
+  return m ? { sum: Number(m[1]), count: Number(m[2]) } : null;
 }
 
 main().catch((e) => {
