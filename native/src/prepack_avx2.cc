@@ -28,21 +28,8 @@ namespace lorakit {
 namespace prepack_avx2 {
 namespace {
 
-struct V {
-  using reg = __m256;
-  static constexpr int W = 8;
-  static inline reg zero() { return _mm256_setzero_ps(); }
-  static inline reg load(const float* p) { return _mm256_load_ps(p); }
-  static inline reg loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static inline void storeu(float* p, reg x) { _mm256_storeu_ps(p, x); }
-  static inline reg set1(float x) { return _mm256_set1_ps(x); }
-  static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
-  static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-  static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
-  static constexpr bool kCanStream = false;
-  static inline void stream(float* p, reg x) { _mm256_storeu_ps(p, x); }
-  static inline void fence() {}
-};
+#include "simd_v_avx2.inc.h"
+using V = VecAvx2<false>;
 
 #include "gemm_driver.inc.h"
 

@@ -25,21 +25,8 @@ namespace lorakit {
 namespace prepack_avx512 {
 namespace {
 
-struct V {
-  using reg = __m512;
-  static constexpr int W = 16;
-  static inline reg zero() { return _mm512_setzero_ps(); }
-  static inline reg load(const float* p) { return _mm512_load_ps(p); }
-  static inline reg loadu(const float* p) { return _mm512_loadu_ps(p); }
-  static inline void storeu(float* p, reg x) { _mm512_storeu_ps(p, x); }
-  static inline reg set1(float x) { return _mm512_set1_ps(x); }
-  static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
-  static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
-  static constexpr bool kCanStream = false;
-  static inline void stream(float* p, reg x) { _mm512_storeu_ps(p, x); }
-  static inline void fence() {}
-};
+#include "simd_v_avx512.inc.h"
+using V = VecAvx512<false>;
 
 #include "gemm_driver.inc.h"
 
