@@ -23,6 +23,7 @@ import {
 } from "./assemble.js";
 import type { LlamaConfig } from "./llama/config.js";
 import type { LlamaForCausalLM } from "./llama/model.js";
+import { Nf4ShardCarry } from "./nf4-shard-carry.js";
 
 export interface FolderLoadOptions extends LoadModelOptions {
   /** The fetch a URL folder uses (default globalThis.fetch). */
@@ -81,7 +82,10 @@ export async function loadModelFromSource(
     const indexPath = source.pathOf(file);
     const index = parseCheckpointIndex(indexPath, await source.readText(file));
     allNames = [...index.weightMap.keys()];
-    for (const shard of shardsInOrder(index)) {
+    const order = shardsInOrder(index);
+    // A 4-bit module's tensors may straddle shards; they join the shard that completes them.
+    const carry = asm.bnb4bit ? new Nf4ShardCarry(index.weightMap, order) : null;
+    for (const shard of order) {
       // One shard open at a time, its tensors read chunk by chunk (the whole shard only where
       // the source cannot read ranges); nothing of it is kept once its tensors are loaded.
       const st = await FolderSafetensors.open(source, shard);
@@ -91,7 +95,8 @@ export async function loadModelFromSource(
         if (!st.has(name)) throw shardLacksTensor(indexPath, name, shard);
         names.push(name);
       }
-      for await (const chunk of st.chunks(names, chunkBytes)) asm.addPart(chunk);
+      for await (const chunk of st.chunks(names, chunkBytes))
+        asm.addPart(carry ? carry.partFor(shard, chunk) : chunk);
       st.close();
     }
   }

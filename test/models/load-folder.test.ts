@@ -12,7 +12,9 @@ import { bytesFolderSource, filesFolderSource, type RangedFolderSource } from ".
 import { nodeFolderSource } from "../../src/io/node/folder-source.js";
 import { llamaConfigToJson } from "../../src/models/llama/config.js";
 import { loadModelFromFiles, loadModelFromSource, loadModelFromUrl } from "../../src/models/load-folder.js";
-import { loadModel, saveModel } from "../../src/models/node/load.js";
+import { loadModel, readModelConfig, saveModel } from "../../src/models/node/load.js";
+import { quantizeCheckpoint } from "../../src/models/node/quantize-checkpoint.js";
+import { bnbQuantizationConfig } from "../../src/quant/model.js";
 import { loadTokenizer } from "../../src/tokenizer/node.js";
 import { repoRoot } from "../util/repo.js";
 import { tinyModel } from "../util/tiny-model.js";
@@ -95,6 +97,35 @@ describe("loadModelFromSource", () => {
     const back = await loadModelFromSource(nodeFolderSource(dir));
     assert.deepEqual(back.model.forward(ids).data, loadModel(dir).model.forward(ids).data);
     assert.deepEqual(back.report, loadModel(dir).report);
+  });
+
+  test("a sharded 4-bit checkpoint whose modules straddle shards loads as loadModel loads it", async () => {
+    const dir = join(tmp, "nf4-sharded");
+    // Small shards cut modules apart: their codes in one shard, absmax or quant state in the next.
+    quantizeCheckpoint(DEMO, dir, readModelConfig(DEMO), { maxShardBytes: 30_000 });
+    const raw = JSON.parse(readFileSync(join(DEMO, "config.json"), "utf8"));
+    raw.quantization_config = bnbQuantizationConfig({ doubleQuant: true });
+    writeFileSync(join(dir, "config.json"), JSON.stringify(raw));
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) cpSync(join(DEMO, f), join(dir, f));
+    const index = JSON.parse(readFileSync(join(dir, "model.safetensors.index.json"), "utf8"));
+    const weightMap = index.weight_map as Record<string, string>;
+    const straddling = Object.keys(weightMap)
+      .filter((n) => n.endsWith(".weight.quant_state.bitsandbytes__nf4"))
+      .map((n) => n.slice(0, -".weight.quant_state.bitsandbytes__nf4".length))
+      .filter((p) => {
+        const shards = Object.entries(weightMap)
+          .filter(([n]) => n.startsWith(`${p}.weight`))
+          .map(([, s]) => s);
+        return new Set(shards).size > 1;
+      });
+    assert.ok(straddling.length > 0, "expected a module split across shards");
+    const ids = tensor([1, 2, 3, 4, 5], [1, 5], "i32");
+    const ref = loadModel(dir);
+    for (const chunkBytes of [undefined, 4096]) {
+      const back = await loadModelFromSource(nodeFolderSource(dir), { chunkBytes });
+      assert.deepEqual(back.report, ref.report);
+      assert.deepEqual(back.model.forward(ids).data, ref.model.forward(ids).data);
+    }
   });
 
   test("a sharded checkpoint is read one piece at a time, each piece once, and equals loadModel", async () => {
