@@ -16,7 +16,7 @@ import { AdamW, constantScheduleWithWarmup, LrScheduler } from "../../src/optim/
 import { adapterFiles } from "../../src/peft/adapter-folder.js";
 import { getPeftModel } from "../../src/peft/model.js";
 import type { Tokenizer } from "../../src/tokenizer/tokenizer.js";
-import { Batcher, padIdFor, prepareSplits, textDataset } from "../../src/train/data.js";
+import { Batcher, padIdFor, prepareSplits, recordsDataset, textDataset } from "../../src/train/data.js";
 import { Trainer } from "../../src/train/trainer.js";
 import { WorkerTrainer } from "../../src/train/worker/client.js";
 import { runTrainerWorker, type WorkerPortLike } from "../../src/train/worker/handler.js";
@@ -51,12 +51,41 @@ function startWorker(): WorkerTrainer {
   return new WorkerTrainer(port);
 }
 
-/** The same run in this thread, built by hand: steps with a constant learning rate. */
-async function inProcess(steps: number) {
+/** Chat and completion records, as a JSONL text. */
+const RECORDS = [
+  {
+    messages: [
+      { role: "user", content: "Who calls?" },
+      { role: "assistant", content: "Call me Ishmael." },
+    ],
+  },
+  { prompt: "Some years ago,", completion: " never mind how long precisely." },
+  {
+    messages: [
+      { role: "user", content: "Where to?" },
+      { role: "assistant", content: "The watery part of the world." },
+    ],
+  },
+]
+  .map((r) => JSON.stringify(r))
+  .join("\n");
+
+/**
+ * The same run in this thread, built by hand: steps with a constant learning rate, on TEXT or,
+ * given, on records (packed).
+ */
+async function inProcess(steps: number, records?: string) {
   const { model, tokenizer } = await loadModelFromSource(bytesFolderSource(FILES, "demo-base"));
   const tok = tokenizer as Tokenizer;
-  const ds = textDataset(TEXT, tok, { seqLen: SETTINGS.seqLen });
-  const { train } = prepareSplits(ds, { seqLen: SETTINGS.seqLen, validFraction: 0, seed: SETTINGS.seed });
+  const ds = records
+    ? recordsDataset(records, tok, { seqLen: SETTINGS.seqLen })
+    : textDataset(TEXT, tok, { seqLen: SETTINGS.seqLen });
+  const { train } = prepareSplits(ds, {
+    seqLen: SETTINGS.seqLen,
+    validFraction: 0,
+    seed: SETTINGS.seed,
+    pack: records !== undefined,
+  });
   const peft = getPeftModel(
     model,
     { r: SETTINGS.r, loraAlpha: SETTINGS.loraAlpha, loraDropout: 0, targetModules: ["q_proj", "v_proj"] },
@@ -122,6 +151,53 @@ describe("WorkerTrainer over worker_threads", () => {
     );
     const ev = await wt.evaluate(TEXT, { seqLen: 32 });
     assert.ok(Number.isFinite(ev.loss) && ev.tokens > 0);
+  });
+
+  test("trains on chat and completion records (answers only, packed) as recordsDataset does in-process", async () => {
+    const wt = startWorker();
+    trainers.push(wt);
+    await wt.load({ bytes: FILES });
+    const steps = 3;
+    const result = await wt.train({
+      records: RECORDS,
+      pack: true,
+      steps,
+      ...SETTINGS,
+      evalFraction: 0,
+      schedule: "constant",
+    });
+    const ref = await inProcess(steps, RECORDS);
+    assert.deepEqual(result.losses, ref.trainer.losses);
+    const files = await wt.adapterFiles();
+    assert.deepEqual(files["adapter_model.safetensors"], adapterFiles(ref.peft)["adapter_model.safetensors"]);
+    // Parsed records are the same data as their JSONL text.
+    const parsed = RECORDS.split("\n").map((l) => JSON.parse(l));
+    const again = await wt.train({
+      records: parsed,
+      pack: true,
+      steps,
+      ...SETTINGS,
+      evalFraction: 0,
+      schedule: "constant",
+    });
+    assert.deepEqual(again.losses, result.losses);
+    await assert.rejects(wt.train({ records: "{nope", steps: 1 }), (e: Error) => {
+      assert.equal(e.name, "DataError");
+      assert.match(e.message, /the training records/);
+      return true;
+    });
+    await assert.rejects(wt.train({ text: TEXT, records: RECORDS, steps: 1 }), {
+      name: "WorkerProtocolError",
+      message: /give exactly one of "text" \(a plain text\) and "records"/,
+    });
+    await assert.rejects(wt.train({ text: TEXT, pack: true, steps: 1 }), {
+      name: "WorkerProtocolError",
+      message: /"pack" applies to "records", not to a plain "text"/,
+    });
+    await assert.rejects(wt.train({ records: RECORDS, format: "sharegpt" as "chat", steps: 1 }), {
+      name: "WorkerProtocolError",
+      message: /"format" must be auto, text, completion, alpaca, chat/,
+    });
   });
 
   test("cancel stops between steps; the partial adapter equals an in-process run of that many steps", async () => {

@@ -9,6 +9,7 @@
 import { LorakitError } from "../../core/errors.js";
 import type { FileLike } from "../../io/folder-source.js";
 import type { WeightDType } from "../../models/assemble.js";
+import { RECORD_FORMATS, type RecordFormat } from "../data-records.js";
 
 export const PROTOCOL = "lorakit-trainer/1";
 
@@ -26,10 +27,25 @@ export interface WorkerLoadOptions {
   dtype?: WeightDType;
 }
 
-/** One LoRA training run on a plain text. */
+/**
+ * One LoRA training run, on a plain text or on JSON records (exactly one of `text` and
+ * `records`).
+ */
 export interface WorkerTrainRequest {
-  /** The training text (cut into windows of seqLen+1 tokens, repeated as the steps need). */
-  text: string;
+  /** A plain training text (cut into windows of seqLen+1 tokens, repeated as the steps need). */
+  text?: string;
+  /**
+   * JSON records: JSONL text, a JSON array text, or the parsed records; chat `{messages}`,
+   * alpaca `{instruction, input?, output}`, `{prompt, completion}` or `{text}` records, trained
+   * on the answers only (see recordsDataset; `lorakit train --data x.jsonl` reads the same).
+   */
+  records?: string | unknown[];
+  /** The records' format; "auto" (default) detects it per record. */
+  format?: RecordFormat | "auto";
+  /** Records: train on the prompts and user turns too. Default false. */
+  trainOnPrompt?: boolean;
+  /** Records: lay short examples end to end into seqLen rows. Default false. */
+  pack?: boolean;
   /** Optimizer steps. */
   steps: number;
   /** LoRA rank. Default 8. */
@@ -48,7 +64,7 @@ export interface WorkerTrainRequest {
   seqLen?: number;
   /** Seed of the adapter's initialisation, the split and the batch order. Default 0. */
   seed?: number;
-  /** Fraction of the text's windows held out for eval loss (0 = none). Default 0.05. */
+  /** Fraction of the text's windows (or of the records) held out for eval loss (0 = none). Default 0.05. */
   evalFraction?: number;
   /** Evaluate every N steps (0: only before and after). Default 0. */
   evalEvery?: number;
@@ -204,8 +220,29 @@ const posFinite = (n: number) => Number.isFinite(n) && n > 0;
 function checkTrainRequest(r: unknown): WorkerTrainRequest {
   const where = "train request";
   if (!isObj(r)) fail(where, "must be an object", r);
-  if (typeof r.text !== "string" || r.text.length === 0)
+  if ((r.text === undefined) === (r.records === undefined))
+    fail(where, 'give exactly one of "text" (a plain text) and "records" (JSON records)', {
+      text: r.text === undefined ? undefined : "…",
+      records: r.records === undefined ? undefined : "…",
+    });
+  if (r.text !== undefined && (typeof r.text !== "string" || r.text.length === 0))
     fail(where, '"text" must be a non-empty string', r.text);
+  if (
+    r.records !== undefined &&
+    !(
+      (typeof r.records === "string" && r.records.length > 0) ||
+      (Array.isArray(r.records) && r.records.length > 0)
+    )
+  )
+    fail(where, '"records" must be a non-empty JSONL/JSON text or a non-empty array of records', r.records);
+  if (r.format !== undefined && r.format !== "auto" && !RECORD_FORMATS.includes(r.format as RecordFormat))
+    fail(where, `"format" must be auto, ${RECORD_FORMATS.join(", ")}`, r.format);
+  for (const key of ["trainOnPrompt", "pack"])
+    if (r[key] !== undefined && typeof r[key] !== "boolean")
+      fail(where, `"${key}" must be true or false`, r[key]);
+  if (r.text !== undefined)
+    for (const key of ["format", "trainOnPrompt", "pack"])
+      if (r[key] !== undefined) fail(where, `"${key}" applies to "records", not to a plain "text"`, r[key]);
   if (typeof r.steps !== "number" || !posInt(r.steps))
     fail(where, '"steps" must be a positive integer', r.steps);
   optNumber(r, "r", where, posInt, "a positive integer");

@@ -15,7 +15,15 @@ import { LrScheduler, scheduleByName } from "../../optim/schedule.js";
 import { adapterFiles } from "../../peft/adapter-folder.js";
 import { getPeftModel, type PeftModel } from "../../peft/model.js";
 import type { Tokenizer } from "../../tokenizer/tokenizer.js";
-import { Batcher, evalBatches, padIdFor, prepareSplits, textDataset } from "../data.js";
+import {
+  Batcher,
+  type Dataset,
+  evalBatches,
+  padIdFor,
+  prepareSplits,
+  recordsDataset,
+  textDataset,
+} from "../data.js";
 import { evaluateBatches, Trainer, TrainingError } from "../trainer.js";
 import type {
   WorkerAdapterFiles,
@@ -116,7 +124,7 @@ export class TrainerSession {
   }
 
   /**
-   * Trains a fresh LoRA adapter on `req.text` (a previous adapter is removed first), yielding to
+   * Trains a fresh LoRA adapter on `req.text` or `req.records` (a previous adapter is removed first), yielding to
    * the event loop between steps so that cancel() can arrive. A cancelled run keeps the adapter
    * as trained so far.
    */
@@ -140,9 +148,22 @@ export class TrainerSession {
     const batchSize = req.batchSize ?? d.batchSize;
     const seed = req.seed ?? d.seed;
     const r = req.r ?? d.r;
-    const ds = textDataset(req.text, tokenizer, { seqLen, source: "the training text" });
+    const ds: Dataset =
+      req.records !== undefined
+        ? recordsDataset(req.records, tokenizer, {
+            seqLen,
+            source: "the training records",
+            format: req.format,
+            trainOnPrompt: req.trainOnPrompt,
+          })
+        : textDataset(req.text ?? "", tokenizer, { seqLen, source: "the training text" });
     const evalFraction = ds.examples.length >= 2 ? (req.evalFraction ?? d.evalFraction) : 0;
-    const { train, valid } = prepareSplits(ds, { seqLen, validFraction: evalFraction, seed });
+    const { train, valid } = prepareSplits(ds, {
+      seqLen,
+      validFraction: evalFraction,
+      seed,
+      pack: req.pack ?? false,
+    });
     if (this.peft) {
       this.peft.unload();
       this.peft = null;
