@@ -2,7 +2,15 @@
 // the Modelfile template, and every refusal (a clear error, no file written).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -156,6 +164,56 @@ describe("tokenizer metadata", () => {
       () => tokenizerGguf({ tokenizerJson: trained.tokenizerJson, vocabSize: V - 1 }),
       /vocab_size is/,
     );
+  });
+});
+
+describe("chat templates, as gguf-py's SpecialVocab picks them", () => {
+  const trained = trainBpeTokenizer(CORPUS.repeat(4), { vocabSize: 280 });
+  const V = Object.keys(trained.tokenizerJson.model.vocab).length + trained.tokenizerJson.added_tokens.length;
+  const { chat_template: _, ...configNoTemplate } = trained.tokenizerConfig;
+  const meta = (r: ReturnType<typeof tokenizerGguf>, key: string) =>
+    r.metadata.find((e) => e.key === key)?.value;
+  const pick = (
+    tokenizerConfig: unknown,
+    chatTemplateFile: Parameters<typeof tokenizerGguf>[0]["chatTemplateFile"],
+  ) =>
+    tokenizerGguf({ tokenizerJson: trained.tokenizerJson, tokenizerConfig, vocabSize: V, chatTemplateFile });
+
+  test("tokenizer_config.json's key first (even null), the files only without it, nothing without a config", () => {
+    assert.equal(pick(trained.tokenizerConfig, "FILE").chatTemplate, trained.tokenizerConfig.chat_template);
+    assert.equal(pick({ ...configNoTemplate, chat_template: null }, "FILE").chatTemplate, null);
+    assert.equal(pick(configNoTemplate, "FILE").chatTemplate, "FILE");
+    assert.equal(pick(undefined, "FILE").chatTemplate, null);
+    assert.equal(pick({}, "FILE").chatTemplate, null);
+    const named = pick(configNoTemplate, [
+      { name: "default", template: "D" },
+      { name: "tool use", template: "T" },
+    ]);
+    assert.equal(named.chatTemplate, "D");
+    assert.equal(meta(named, "tokenizer.chat_template.tool_use"), "T");
+    assert.deepEqual(meta(named, "tokenizer.chat_templates"), ["tool_use"]);
+  });
+
+  test("a folder's chat_template.jinja with additional_chat_templates/, else chat_template.json", () => {
+    const root = mkdtempSync(join(tmpdir(), "lorakit-gguf-templates-"));
+    try {
+      const dir = join(root, "model");
+      saveModel(tinyModel(0, { vocab_size: V }), dir);
+      saveTokenizer(dir, trained);
+      writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(configNoTemplate));
+      writeFileSync(join(dir, "chat_template.json"), JSON.stringify({ chat_template: "FROM JSON" }));
+      assert.equal(exportModelGguf(dir, join(root, "a.gguf")).chatTemplate, "FROM JSON");
+      writeFileSync(join(dir, "chat_template.jinja"), "MAIN");
+      mkdirSync(join(dir, "additional_chat_templates"));
+      writeFileSync(join(dir, "additional_chat_templates", "rag.jinja"), "RAG TEMPLATE");
+      const r = exportModelGguf(dir, join(root, "b.gguf"));
+      assert.equal(r.chatTemplate, "MAIN");
+      const bytes = readFileSync(join(root, "b.gguf")).toString("latin1");
+      assert.ok(bytes.includes("tokenizer.chat_template.rag") && bytes.includes("RAG TEMPLATE"));
+      assert.ok(bytes.includes("tokenizer.chat_templates"));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -113,8 +113,13 @@ export interface TokenizerGgufInput {
     pad?: unknown;
     mask?: unknown;
   };
-  /** chat_template.jinja beside the tokenizer, when tokenizer_config.json has no chat_template. */
-  chatTemplateFile?: string | null;
+  /**
+   * The folder's template files, as gguf-py's SpecialVocab reads them: chat_template.jinja (a
+   * string, or [{name: "default", template}, …] with additional_chat_templates/*.jinja), else
+   * chat_template.json's chat_template. Used only when tokenizer_config.json has no
+   * chat_template key, and not at all without a (non-empty) tokenizer_config.json, as there.
+   */
+  chatTemplateFile?: string | { name: string; template: string }[] | null;
   /** Write tokenizer.ggml.add_space_prefix from tokenizer_config's add_prefix_space (LlamaModel.set_vocab does, for `llama`). */
   writeAddSpacePrefix?: boolean;
 }
@@ -292,7 +297,14 @@ export function tokenizerGguf(input: TokenizerGgufInput): TokenizerGguf {
 
   // Chat template(s): a string, or [{name, template}] with "default" as the main one.
   let chatTemplate: string | null = null;
-  const ct = tc.chat_template ?? input.chatTemplateFile ?? null;
+  // SpecialVocab: `tokenizer_config.get('chat_template', chat_template_alt)`, after returning
+  // early (no template at all) when tokenizer_config.json is missing or empty.
+  const ct =
+    Object.keys(tc).length === 0
+      ? null
+      : "chat_template" in tc
+        ? tc.chat_template
+        : (input.chatTemplateFile ?? null);
   if (typeof ct === "string") chatTemplate = ct;
   else if (Array.isArray(ct)) {
     const named: string[] = [];

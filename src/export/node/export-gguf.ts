@@ -1,7 +1,7 @@
 // `lorakit export-gguf` as library functions (node only): a Hugging Face model folder, a PEFT
 // adapter, or the two merged, written as GGUF files that llama.cpp (and Ollama, LM Studio,
 // node-llama-cpp) load. The base model streams from its checkpoint tensor by tensor.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import type { Tensor } from "../../core/tensor.js";
 import { openCheckpoint } from "../../io/node/index.js";
@@ -46,6 +46,45 @@ function readJsonIfAny(path: string): unknown {
   }
 }
 
+/**
+ * The chat template files of a folder as gguf-py's SpecialVocab reads them: chat_template.jinja,
+ * with additional_chat_templates/*.jinja as named templates beside it ("default" first, the others
+ * by file name; the converter takes them in directory order), else chat_template.json's
+ * chat_template.
+ */
+function folderChatTemplates(dir: string): string | { name: string; template: string }[] | null {
+  const jinja = join(dir, "chat_template.jinja");
+  if (existsSync(jinja)) {
+    const main = readFileSync(jinja, "utf8");
+    const extraDir = join(dir, "additional_chat_templates");
+    const extra = existsSync(extraDir)
+      ? readdirSync(extraDir)
+          .filter((f) => f.endsWith(".jinja"))
+          .sort()
+      : [];
+    if (extra.length === 0) return main;
+    return [
+      { name: "default", template: main },
+      ...extra.map((f) => ({
+        name: f.slice(0, -".jinja".length),
+        template: readFileSync(join(extraDir, f), "utf8"),
+      })),
+    ];
+  }
+  const json = join(dir, "chat_template.json");
+  if (existsSync(json)) {
+    const parsed = readJsonIfAny(json);
+    const t =
+      typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+        ? (parsed as Record<string, unknown>).chat_template
+        : undefined;
+    if (t === undefined || t === null) return null;
+    if (typeof t === "string" || Array.isArray(t)) return t as string | { name: string; template: string }[];
+    throw new ExportError(`${json}: chat_template must be a string or a list of {name, template}`);
+  }
+  return null;
+}
+
 /** The tokenizer metadata of a model folder (a GGUF model carries its tokenizer). */
 function folderTokenizer(dir: string, config: LlamaConfig, arch: string) {
   const tjPath = join(dir, "tokenizer.json");
@@ -54,7 +93,6 @@ function folderTokenizer(dir: string, config: LlamaConfig, arch: string) {
       `${dir}: no tokenizer.json; a GGUF model carries its tokenizer, so the folder needs one (AutoTokenizer.from_pretrained(dir).save_pretrained(dir) writes it)`,
     );
   const raw = readJsonIfAny(join(dir, "config.json")) as Record<string, unknown>;
-  const jinja = join(dir, "chat_template.jinja");
   return tokenizerGguf({
     tokenizerJson: readJsonIfAny(tjPath),
     tokenizerConfig: readJsonIfAny(join(dir, "tokenizer_config.json")),
@@ -67,7 +105,7 @@ function folderTokenizer(dir: string, config: LlamaConfig, arch: string) {
       pad: raw.pad_token_id,
       mask: raw.mask_token_id,
     },
-    chatTemplateFile: existsSync(jinja) ? readFileSync(jinja, "utf8") : null,
+    chatTemplateFile: folderChatTemplates(dir),
     writeAddSpacePrefix: arch === "llama",
   });
 }
