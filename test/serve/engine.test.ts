@@ -117,6 +117,21 @@ describe("serve engine", () => {
     assert.notDeepEqual(alone[1], alone[2]);
   });
 
+  test("without token events a request gets one done event with the streamed request's text and tokens", () => {
+    const { engine } = makeEngine();
+    for (const stop of [[], ["e"]]) {
+      const streamed = req("alpha", PROMPTS[1], { maxTokens: 12, stop });
+      const whole = { ...streamed, tokenEvents: false };
+      const [a, b] = run(engine, [streamed, whole]);
+      const done = a.at(-1);
+      assert.equal(done?.kind, "done");
+      assert.ok(a.length > 1, "the streamed request got token events");
+      assert.deepEqual(b, [done], `stop ${JSON.stringify(stop)}`);
+      const deltas = a.flatMap((ev) => (ev.kind === "token" ? [ev.text] : [])).join("");
+      if (done?.kind === "done") assert.equal(deltas, done.text);
+    }
+  });
+
   test("chunked prefill: prompts cut into 3-token chunks beside decoding sequences give the tokens alone", () => {
     const { engine } = makeEngine({}, 3);
     const reqs = PROMPTS.flatMap((p, i) => [
