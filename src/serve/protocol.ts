@@ -122,6 +122,8 @@ export type FromWorker =
   | {
       type: "ready";
       backend: string;
+      /** Threads of the native kernels' pool (null for another backend). */
+      threads: number | null;
       models: ModelEntry[];
       notice: string | null;
       /** Longest prompt + completion the model takes (vLLM's max_model_len). */
