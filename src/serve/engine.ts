@@ -113,6 +113,8 @@ export class Engine {
   private layersVersion = -1;
   readonly metrics: EngineMetrics;
   private readonly cfgEos: number[];
+  /** The logits of the last step, reused by the next (sampling is done before it runs). */
+  private logitsBuffer: Float32Array = new Float32Array(0);
 
   constructor(private readonly o: EngineOptions) {
     this.metrics = o.metrics ?? createEngineMetrics();
@@ -328,7 +330,9 @@ export class Engine {
         this.o.model,
         this.loraLayers(),
         batch.map((b) => b.row),
+        this.logitsBuffer,
       );
+      if (logits.buffer !== this.logitsBuffer.buffer) this.logitsBuffer = logits;
     } catch (e) {
       for (const { s } of batch) this.fail(s, e);
       return;
