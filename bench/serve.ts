@@ -16,6 +16,7 @@
 // Target (issue): 64 adapters ≥ 0.8× the single-adapter throughput.
 import { startServer } from "../src/serve/server.js";
 import { buildFixture } from "../test/serve/fixture.js";
+import { type ThreadCpu, threadCpuMs } from "./thread-cpu.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: string): string => {
@@ -46,6 +47,12 @@ interface Row {
   peakRssMiB: number;
   /** CPU time of the whole process (every thread: HTTP, engine, kernels) per generated token. */
   cpuMsPerToken: number;
+  /**
+   * The same by thread (Linux): the HTTP thread (server and the benchmark's clients), the
+   * threads that started with the server (the engine's worker and the kernels' pool), and the
+   * helpers that were there before (V8's garbage collection, libuv); null elsewhere.
+   */
+  cpuByThread: { http: number; engine: number; helpers: number } | null;
   /** Share of the wall time the engine spent in model steps. */
   modelShare: number;
   /** Prompt tokens prefilled per request (they go through the model too). */
@@ -71,6 +78,9 @@ async function main(): Promise<void> {
     },
     adapterConfig: () => ({ r: 8, loraAlpha: 16, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] }),
   });
+  // Threads that exist before the server starts are the HTTP thread and V8's / libuv's helpers;
+  // those that start with it are the engine's (its worker and the kernels' pool).
+  const threadsBefore = threadCpuMs();
   const server = await startServer({
     modelDir: fx.modelDir,
     adapterRoot: fx.adapterRoot,
@@ -122,6 +132,7 @@ async function main(): Promise<void> {
     const deadline = performance.now() + maxSeconds * 1000;
     const m0 = await metricsNow();
     const cpu0 = process.cpuUsage();
+    const threads0 = threadCpuMs();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: clients }, async (_, c) => {
@@ -141,6 +152,7 @@ async function main(): Promise<void> {
     );
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    const byThread = cpuByThread(threadsBefore, threads0, threadCpuMs(), tokens);
     const m1 = await metricsNow();
     clearInterval(sampler);
     rows.push({
@@ -155,6 +167,7 @@ async function main(): Promise<void> {
       p99ms: quantile(lat, 0.99),
       peakRssMiB: peak / 2 ** 20,
       cpuMsPerToken: (cpu.user + cpu.system) / 1000 / tokens,
+      cpuByThread: byThread,
       modelShare: (m1.stepSeconds - m0.stepSeconds) / seconds,
       promptTokensPerRequest: (m1.promptTokens - m0.promptTokens) / Math.max(1, lat.length + errors),
     });
@@ -175,10 +188,10 @@ async function main(): Promise<void> {
     `lorakit serve load test: model hidden=${hidden} layers=${layers}, adapters r=8 on q,k,v,o; ${clients} clients, ${requests} requests × ${maxTokens} tokens per scenario${stream ? " (streamed)" : ""}, backend ${server.backend}, threads ${server.threads ?? "n/a"}`,
   );
   console.log(
-    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/token | model steps | prompt tok/req | vs 1 adapter",
+    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/token | HTTP / engine / V8 helpers | model steps | prompt tok/req | vs 1 adapter",
   );
   console.log(
-    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------: | ----------: | -------------: | -----------:",
+    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------: | -------------------------: | ----------: | -------------: | -----------:",
   );
   for (const r of rows)
     console.log(
@@ -193,6 +206,11 @@ async function main(): Promise<void> {
         r.p99ms.toFixed(0),
         r.peakRssMiB.toFixed(0),
         r.cpuMsPerToken.toFixed(2),
+        r.cpuByThread
+          ? [r.cpuByThread.http, r.cpuByThread.engine, r.cpuByThread.helpers]
+              .map((x) => x.toFixed(3))
+              .join(" / ")
+          : "n/a",
         `${(100 * r.modelShare).toFixed(0)} %`,
         r.promptTokensPerRequest.toFixed(1),
         `${(r.tokensPerSecond / base).toFixed(2)}×`,
@@ -235,6 +253,27 @@ async function readStream(r: Response): Promise<number> {
   }
   if (!done || usage === null) throw new Error("the stream ended without usage and [DONE]");
   return usage.completion_tokens;
+}
+
+/**
+ * CPU ms per token of the scenario between `t0` and `t1`, by thread: the process's main thread,
+ * threads started with the server (`before` lacks them), and the helpers that `before` holds.
+ */
+function cpuByThread(
+  before: ThreadCpu | null,
+  t0: ThreadCpu | null,
+  t1: ThreadCpu | null,
+  tokens: number,
+): Row["cpuByThread"] {
+  if (!before || !t0 || !t1 || tokens === 0) return null;
+  const sum = { http: 0, engine: 0, helpers: 0 };
+  for (const [tid, ms] of t1) {
+    const d = ms - (t0.get(tid) ?? 0);
+    if (tid === process.pid) sum.http += d;
+    else if (before.has(tid)) sum.helpers += d;
+    else sum.engine += d;
+  }
+  return { http: sum.http / tokens, engine: sum.engine / tokens, helpers: sum.helpers / tokens };
 }
 
 /** The engine's step seconds and prompt tokens so far, from a /metrics text. */
