@@ -4,11 +4,19 @@
 // time cap. The model is a small random LLaMA built in a temp folder (nothing downloaded).
 //
 //   node dist/bench/serve.js [--clients 64] [--requests 256] [--max-tokens 32] [--threads N]
-//                            [--adapters 1,8,64] [--hidden 256] [--layers 4] [--max-seconds 60] [--json]
+//                            [--adapters 1,8,64] [--hidden 256] [--layers 4] [--max-seconds 60]
+//                            [--stream] [--json]
+//
+// --stream: each client asks for server-sent events and JSON-parses every chunk, as OpenAI's
+// clients do (the token count comes from the usage chunk). Besides throughput, each scenario
+// reports where the engine's time went: the share of the wall time the model's steps took
+// (from the server's own step histogram) and the prompt tokens prefilled per request, which
+// go through the model beside the generated ones.
 //
 // Target (issue): 64 adapters ≥ 0.8× the single-adapter throughput.
 import { startServer } from "../src/serve/server.js";
 import { buildFixture } from "../test/serve/fixture.js";
+import { type ThreadCpu, threadCpuMs } from "./thread-cpu.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, def: string): string => {
@@ -24,6 +32,7 @@ const hidden = Number(opt("hidden", "256"));
 const layers = Number(opt("layers", "4"));
 const maxSeconds = Number(opt("max-seconds", "60"));
 const json = argv.includes("--json");
+const stream = argv.includes("--stream");
 
 interface Row {
   adapters: number;
@@ -38,6 +47,16 @@ interface Row {
   peakRssMiB: number;
   /** CPU time of the whole process (every thread: HTTP, engine, kernels) per generated token. */
   cpuMsPerToken: number;
+  /**
+   * The same by thread (Linux): the HTTP thread (server and the benchmark's clients), the
+   * threads that started with the server (the engine's worker and the kernels' pool), and the
+   * helpers that were there before (V8's garbage collection, libuv); null elsewhere.
+   */
+  cpuByThread: { http: number; engine: number; helpers: number } | null;
+  /** Share of the wall time the engine spent in model steps. */
+  modelShare: number;
+  /** Prompt tokens prefilled per request (they go through the model too). */
+  promptTokensPerRequest: number;
 }
 
 function quantile(xs: number[], q: number): number {
@@ -59,6 +78,9 @@ async function main(): Promise<void> {
     },
     adapterConfig: () => ({ r: 8, loraAlpha: 16, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] }),
   });
+  // Threads that exist before the server starts are the HTTP thread and V8's / libuv's helpers;
+  // those that start with it are the engine's (its worker and the kernels' pool).
+  const threadsBefore = threadCpuMs();
   const server = await startServer({
     modelDir: fx.modelDir,
     adapterRoot: fx.adapterRoot,
@@ -78,20 +100,24 @@ async function main(): Promise<void> {
     "It is a way I have of driving",
     "the watery part of the world",
   ];
-  const one = async (model: string, p: string): Promise<number> => {
+  const one = async (model: string, p: string, streamed = stream): Promise<number> => {
+    const body = { model, prompt: p, max_tokens: maxTokens, temperature: 0, ignore_eos: true };
     const r = await fetch(`${server.url}/v1/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model, prompt: p, max_tokens: maxTokens, temperature: 0, ignore_eos: true }),
+      body: JSON.stringify(
+        streamed ? { ...body, stream: true, stream_options: { include_usage: true } } : body,
+      ),
     });
     if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
-    const body = (await r.json()) as { usage: { completion_tokens: number } };
-    return body.usage.completion_tokens;
+    if (!streamed) return ((await r.json()) as Usage).usage.completion_tokens;
+    return readStream(r);
   };
   // Warm up: load every adapter once (loading is measured by /metrics, not here).
   for (let a = 0; a < maxAdapters; a++) await one(`ad-${a}`, prompts[0]);
   // The warm-up's requests ran one at a time: the batch sizes below leave its steps out.
   const warmBatches = batchSizes(await (await fetch(`${server.url}/metrics`)).text());
+  const metricsNow = async () => engineTotals(await (await fetch(`${server.url}/metrics`)).text());
 
   const rows: Row[] = [];
   for (const nAdapters of adapterCounts) {
@@ -104,7 +130,9 @@ async function main(): Promise<void> {
     let tokens = 0;
     let next = 0;
     const deadline = performance.now() + maxSeconds * 1000;
+    const m0 = await metricsNow();
     const cpu0 = process.cpuUsage();
+    const threads0 = threadCpuMs();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: clients }, async (_, c) => {
@@ -124,6 +152,8 @@ async function main(): Promise<void> {
     );
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    const byThread = cpuByThread(threadsBefore, threads0, threadCpuMs(), tokens);
+    const m1 = await metricsNow();
     clearInterval(sampler);
     rows.push({
       adapters: nAdapters,
@@ -137,6 +167,9 @@ async function main(): Promise<void> {
       p99ms: quantile(lat, 0.99),
       peakRssMiB: peak / 2 ** 20,
       cpuMsPerToken: (cpu.user + cpu.system) / 1000 / tokens,
+      cpuByThread: byThread,
+      modelShare: (m1.stepSeconds - m0.stepSeconds) / seconds,
+      promptTokensPerRequest: (m1.promptTokens - m0.promptTokens) / Math.max(1, lat.length + errors),
     });
   }
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -152,13 +185,13 @@ async function main(): Promise<void> {
   const batch =
     all && warmBatches ? { sum: all.sum - warmBatches.sum, count: all.count - warmBatches.count } : null;
   console.log(
-    `lorakit serve load test: model hidden=${hidden} layers=${layers}, adapters r=8 on q,k,v,o; ${clients} clients, ${requests} requests × ${maxTokens} tokens per scenario, backend ${server.backend}, threads ${threads ?? "all"}`,
+    `lorakit serve load test: model hidden=${hidden} layers=${layers}, adapters r=8 on q,k,v,o; ${clients} clients, ${requests} requests × ${maxTokens} tokens per scenario${stream ? " (streamed)" : ""}, backend ${server.backend}, threads ${server.threads ?? "n/a"}`,
   );
   console.log(
-    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/token | vs 1 adapter",
+    "adapters | clients | requests | errors | tokens/s | req/s | p50 ms | p99 ms | peak RSS MiB | CPU ms/token | HTTP / engine / V8 helpers | model steps | prompt tok/req | vs 1 adapter",
   );
   console.log(
-    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------: | -----------:",
+    "-------: | ------: | -------: | -----: | -------: | ----: | -----: | -----: | -----------: | -----------: | -------------------------: | ----------: | -------------: | -----------:",
   );
   for (const r of rows)
     console.log(
@@ -173,6 +206,13 @@ async function main(): Promise<void> {
         r.p99ms.toFixed(0),
         r.peakRssMiB.toFixed(0),
         r.cpuMsPerToken.toFixed(2),
+        r.cpuByThread
+          ? [r.cpuByThread.http, r.cpuByThread.engine, r.cpuByThread.helpers]
+              .map((x) => x.toFixed(3))
+              .join(" / ")
+          : "n/a",
+        `${(100 * r.modelShare).toFixed(0)} %`,
+        r.promptTokensPerRequest.toFixed(1),
         `${(r.tokensPerSecond / base).toFixed(2)}×`,
       ].join(" | "),
     );
@@ -180,6 +220,70 @@ async function main(): Promise<void> {
     console.log(
       `mean sequences per model step (the scenarios' steps): ${(batch.sum / batch.count).toFixed(1)}`,
     );
+}
+
+interface Usage {
+  usage: { completion_tokens: number };
+}
+
+/**
+ * Reads a completion's server-sent events as a client does, every chunk JSON-parsed; returns
+ * the completion tokens of the usage chunk.
+ */
+async function readStream(r: Response): Promise<number> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  let usage: Usage["usage"] | null = null;
+  let done = false;
+  for await (const bytes of r.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(bytes, { stream: true });
+    let end = buf.indexOf("\n\n");
+    for (; end >= 0; end = buf.indexOf("\n\n")) {
+      const event = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      if (!event.startsWith("data: ")) continue;
+      const data = event.slice(6);
+      if (data === "[DONE]") done = true;
+      else {
+        const chunk = JSON.parse(data) as Partial<Usage> & { error?: { message: string } };
+        if (chunk.error) throw new Error(`stream error: ${chunk.error.message}`);
+        if (chunk.usage) usage = chunk.usage;
+      }
+    }
+  }
+  if (!done || usage === null) throw new Error("the stream ended without usage and [DONE]");
+  return usage.completion_tokens;
+}
+
+/**
+ * CPU ms per token of the scenario between `t0` and `t1`, by thread: the process's main thread,
+ * threads started with the server (`before` lacks them), and the helpers that `before` holds.
+ */
+function cpuByThread(
+  before: ThreadCpu | null,
+  t0: ThreadCpu | null,
+  t1: ThreadCpu | null,
+  tokens: number,
+): Row["cpuByThread"] {
+  if (!before || !t0 || !t1 || tokens === 0) return null;
+  const sum = { http: 0, engine: 0, helpers: 0 };
+  for (const [tid, ms] of t1) {
+    const d = ms - (t0.get(tid) ?? 0);
+    if (tid === process.pid) sum.http += d;
+    else if (before.has(tid)) sum.helpers += d;
+    else sum.engine += d;
+  }
+  return { http: sum.http / tokens, engine: sum.engine / tokens, helpers: sum.helpers / tokens };
+}
+
+/** The engine's step seconds and prompt tokens so far, from a /metrics text. */
+function engineTotals(metrics: string): { stepSeconds: number; promptTokens: number } {
+  const value = (name: string) =>
+    Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? Number.NaN);
+  return {
+    stepSeconds: value("lorakit_decode_step_seconds_sum"),
+    promptTokens: value("lorakit_prompt_tokens_total"),
+  };
 }
 
 /** The sum and count of the engine's per-step batch-size histogram in a /metrics text. */

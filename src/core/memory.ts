@@ -49,15 +49,40 @@ function classBelow(capacity: number): number {
   return Math.floor(capacity / step) * step;
 }
 
+/** Marks a size class as just used: the pool map's order is least recently used first. */
+function touch(key: string, list: ArrayBufferView[]): void {
+  pool.delete(key);
+  pool.set(key, list);
+}
+
+/**
+ * Makes room for `bytes` in a full pool by dropping the idle buffers of the least recently
+ * used size classes other than `keep` (the class being released into); false when even that
+ * is not enough. Dropping the released buffer instead would leave the pool full of sizes no
+ * longer asked for: a server whose steps change shape (a burst of prompts, then decoding)
+ * would then miss the pool on every step and fault in fresh pages each time.
+ */
+function makeRoom(bytes: number, keep: string): boolean {
+  for (const [key, list] of pool) {
+    if (pooledBytes + bytes <= poolLimitBytes) return true;
+    if (key === keep) continue;
+    while (list.length > 0 && pooledBytes + bytes > poolLimitBytes) pooledBytes -= list.pop()!.byteLength;
+    if (list.length === 0) pool.delete(key);
+  }
+  return pooledBytes + bytes <= poolLimitBytes;
+}
+
 /** An array of n elements whose contents are unspecified (pooled buffers are not zeroed). */
 export function allocUninit<D extends DType>(dtype: D, n: number): DTypeArrays[D] {
   if (n < POOL_MIN_ELEMENTS) return allocArray(dtype, n);
   const cls = sizeClass(n);
-  const list = pool.get(`${dtype}:${cls}`);
+  const key = `${dtype}:${cls}`;
+  const list = pool.get(key);
   let full = list?.pop();
   if (full) {
     stats.hits++;
     pooledBytes -= full.byteLength;
+    touch(key, list!);
   } else {
     stats.misses++;
     full = allocArray(dtype, cls);
@@ -77,11 +102,13 @@ export function allocZeros<D extends DType>(dtype: D, n: number): DTypeArrays[D]
 export function releaseArray(dtype: DType, a: ArrayBufferView & { length: number }): void {
   if (a.length < POOL_MIN_ELEMENTS || a.byteOffset !== 0) return;
   const bytes = a.buffer.byteLength;
-  if (pooledBytes + bytes > poolLimitBytes) return;
+  if (bytes > poolLimitBytes) return;
   const cls = classBelow(bytes / BYTES_PER_ELEMENT[dtype]);
   const key = `${dtype}:${cls}`;
+  if (pooledBytes + bytes > poolLimitBytes && !makeRoom(bytes, key)) return;
   let list = pool.get(key);
-  if (!list) pool.set(key, (list = []));
+  if (list) touch(key, list);
+  else pool.set(key, (list = []));
   const Ctor = a.constructor as new (b: ArrayBufferLike, off: number, len: number) => ArrayBufferView;
   list.push(new Ctor(a.buffer, 0, cls));
   pooledBytes += cls * BYTES_PER_ELEMENT[dtype];

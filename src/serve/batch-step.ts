@@ -30,12 +30,14 @@ export function withRowAdapters<R>(layers: readonly LoraLinear[], names: readonl
 
 /**
  * One step for every row: the logits of each row's last token (N × V, a copy), each cache
- * advanced by its row's token count.
+ * advanced by its row's token count. The copy goes into `into` when it is large enough (a
+ * view of its first N × V floats), so a server's steps need no fresh array each.
  */
 export function batchStep(
   model: LlamaForCausalLM,
   layers: readonly LoraLinear[],
   rows: readonly StepRow[],
+  into?: Float32Array,
 ): Float32Array {
   if (rows.length === 0) return new Float32Array(0);
   // The model's batch rows are tokens: each carries its sequence's adapter.
@@ -49,7 +51,10 @@ export function batchStep(
           rows.map((r) => r.cache),
         ),
       );
-      out = Float32Array.from(logits.data as Float32Array);
+      const data = logits.data as Float32Array;
+      out =
+        into && into.length >= data.length ? into.subarray(0, data.length) : new Float32Array(data.length);
+      out.set(data);
     }),
   );
   return out!;

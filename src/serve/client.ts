@@ -16,6 +16,8 @@ import type {
 
 export interface StartedEngine {
   backend: string;
+  /** Threads of the native kernels (null for another backend). */
+  threads: number | null;
   models: ModelEntry[];
   notice: string | null;
   maxModelLen: number;
@@ -47,7 +49,13 @@ export class EngineClient {
           ready = true;
           resolve({
             client,
-            info: { backend: m.backend, models: m.models, notice: m.notice, maxModelLen: m.maxModelLen },
+            info: {
+              backend: m.backend,
+              threads: m.threads,
+              models: m.models,
+              notice: m.notice,
+              maxModelLen: m.maxModelLen,
+            },
           });
         } else if (m.type === "fatal") {
           reject(new ServeError(500, m.message, "engine_start_failed"));

@@ -113,6 +113,8 @@ export class Engine {
   private layersVersion = -1;
   readonly metrics: EngineMetrics;
   private readonly cfgEos: number[];
+  /** The logits of the last step, reused by the next (sampling is done before it runs). */
+  private logitsBuffer: Float32Array = new Float32Array(0);
 
   constructor(private readonly o: EngineOptions) {
     this.metrics = o.metrics ?? createEngineMetrics();
@@ -328,7 +330,9 @@ export class Engine {
         this.o.model,
         this.loraLayers(),
         batch.map((b) => b.row),
+        this.logitsBuffer,
       );
+      if (logits.buffer !== this.logitsBuffer.buffer) this.logitsBuffer = logits;
     } catch (e) {
       for (const { s } of batch) this.fail(s, e);
       return;
@@ -370,7 +374,13 @@ export class Engine {
     let finish: FinishReason | null = null;
     if (!r.ignoreEos && s.eos.has(token)) finish = "stop";
     else if (s.tokens.length >= s.maxTokens) finish = "length";
-    let text = this.o.tokenizer.decode(s.tokens, { skipSpecialTokens: true });
+    const tokenEvents = r.tokenEvents !== false;
+    if (!tokenEvents && r.stop.length === 0) {
+      // A whole response without stop strings needs the text once, at the end.
+      if (finish !== null) this.finish(s, finish, this.decode(s.tokens));
+      return;
+    }
+    let text = this.decode(s.tokens);
     if (r.stop.length) {
       let cut = -1;
       const from = Math.max(0, s.sent - Math.max(...r.stop.map((x) => x.length)));
@@ -391,8 +401,16 @@ export class Engine {
     }
     const delta = end > s.sent ? text.slice(s.sent, end) : "";
     if (end > s.sent) s.sent = end;
-    s.sink({ kind: "token", token, text: delta });
-    if (finish === null) return;
+    if (tokenEvents) s.sink({ kind: "token", token, text: delta });
+    if (finish !== null) this.finish(s, finish, text);
+  }
+
+  private decode(tokens: readonly number[]): string {
+    return this.o.tokenizer.decode(tokens, { skipSpecialTokens: true });
+  }
+
+  /** Ends a sequence that generated its last token: frees its slot, sends done with `text`. */
+  private finish(s: Seq, finish: FinishReason, text: string): void {
     const i = this.running.indexOf(s);
     if (i >= 0) this.running.splice(i, 1);
     this.release(s);

@@ -85,3 +85,23 @@ export function completionChunk(
         ],
       };
 }
+
+/**
+ * The JSON of a stream's text chunks, `JSON.stringify(completionChunk(h, text, null, extra))`
+ * byte for byte: everything but the text is formatted once per response, so a token costs
+ * one string escape instead of building and serialising the whole chunk object.
+ */
+export function textChunkJson(
+  h: ResponseHead,
+  returnTokenIds: boolean,
+): (text: string, token: number) => string {
+  if (returnTokenIds)
+    return (text, token) => JSON.stringify(completionChunk(h, text, null, { token_ids: [token] }));
+  // A text no response can hold (lone NULs), located in the serialised template.
+  const mark = JSON.stringify("\u0000lorakit\u0000");
+  const template = JSON.stringify(completionChunk(h, JSON.parse(mark) as string, null));
+  const at = template.indexOf(mark);
+  const before = template.slice(0, at);
+  const after = template.slice(at + mark.length);
+  return (text) => before + JSON.stringify(text) + after;
+}

@@ -60,6 +60,12 @@ export interface GenRequest {
   stop: string[];
   /** Keep generating after an EOS token (vLLM's ignore_eos). */
   ignoreEos: boolean;
+  /**
+   * Send a token event per generated token (a streamed response; the default). false: only
+   * the final done event, whose text is decoded once, so a whole-response request costs the
+   * model's thread no per-token detokenisation and the HTTP thread no per-token message.
+   */
+  tokenEvents?: boolean;
 }
 
 export type FinishReason = "stop" | "length";
@@ -116,6 +122,8 @@ export type FromWorker =
   | {
       type: "ready";
       backend: string;
+      /** Threads of the native kernels' pool (null for another backend). */
+      threads: number | null;
       models: ModelEntry[];
       notice: string | null;
       /** Longest prompt + completion the model takes (vLLM's max_model_len). */

@@ -88,6 +88,7 @@ function common(
       seed: int(b, "seed"),
       stop,
       ignoreEos: bool(b, "ignore_eos"),
+      tokenEvents: bool(b, "stream"),
     },
     stream: bool(b, "stream"),
     includeUsage: (so as { include_usage?: unknown } | undefined)?.include_usage === true,

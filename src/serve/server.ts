@@ -43,6 +43,8 @@ export interface RunningServer {
   /** Adapters known at start. */
   adapters: ModelEntry[];
   backend: string;
+  /** Threads the native kernels run on (null for another backend). */
+  threads: number | null;
   notice: string | null;
   close(): Promise<void>;
 }
@@ -148,6 +150,7 @@ export async function startServer(o: ServeOptions): Promise<RunningServer> {
     baseId,
     adapters: info.models,
     backend: info.backend,
+    threads: info.threads,
     notice: info.notice,
     close: async () => {
       await new Promise<void>((res) => {

@@ -4,6 +4,7 @@
 // on the HTTP thread (ARCHITECTURE.md, "servers call the model from a worker thread").
 import { parentPort, workerData } from "node:worker_threads";
 import { setPoolLimitBytes } from "../core/memory.js";
+import { loadAddon } from "../kernels/native/loader.js";
 import { selectBackend } from "../kernels/select.js";
 import { loadModel } from "../models/node/load.js";
 import { loadTokenizer } from "../tokenizer/node.js";
@@ -32,7 +33,7 @@ const flush = () => {
 async function main(init: WorkerInit): Promise<void> {
   if (init.threads !== null) process.env.LORAKIT_THREADS = String(init.threads);
   const { backend, notice } = await selectBackend(init.backend ?? undefined);
-  if (init.threads !== null) (backend as { setThreads?: (n: number) => void }).setThreads?.(init.threads);
+  const threads = nativeThreads(backend.name, init.threads);
   // Steps of the continuous batch hold a different number of tokens each time (decode rows
   // plus prompt chunks), so their temporaries come in many sizes: an idle pool as large as
   // training's would keep up to 1 GiB of them. Serving keeps a smaller one.
@@ -131,7 +132,20 @@ async function main(init: WorkerInit): Promise<void> {
   const cfg = model.config;
   const window = cfg.layerTypes.includes("sliding_attention") ? cfg.slidingWindow : null;
   const maxModelLen = Math.min(cfg.maxPositionEmbeddings, window ?? Number.POSITIVE_INFINITY);
-  post({ type: "ready", backend: backend.name, models: registry.list(), notice, maxModelLen });
+  post({ type: "ready", backend: backend.name, threads, models: registry.list(), notice, maxModelLen });
+}
+
+/**
+ * Sizes the native kernels' thread pool to `want` (null: as it is) and returns its size; null
+ * for other backends. The addon reads LORAKIT_THREADS from the process's environment, which a
+ * worker's process.env (its own copy) never reaches, so the size is set by call.
+ */
+function nativeThreads(backendName: string, want: number | null): number | null {
+  if (backendName !== "native") return null;
+  const loaded = loadAddon();
+  if (!("addon" in loaded)) return null;
+  if (want !== null) loaded.addon.setThreads(want);
+  return loaded.addon.getThreads();
 }
 
 main(workerData as WorkerInit).catch((e) => {

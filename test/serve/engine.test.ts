@@ -7,10 +7,12 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { selectBackend } from "../../src/kernels/select.js";
 import { generate } from "../../src/models/generate.js";
-import type { KVDType } from "../../src/models/llama/kv-cache.js";
+import { KVCache, type KVDType } from "../../src/models/llama/kv-cache.js";
 import { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { loadModel } from "../../src/models/node/load.js";
+import { BASE_ROW } from "../../src/peft/lora/layer.js";
 import { fromPretrained } from "../../src/peft/node/io.js";
+import { batchStep } from "../../src/serve/batch-step.js";
 import { Engine } from "../../src/serve/engine.js";
 import { ServeError } from "../../src/serve/errors.js";
 import type { EngineEvent, GenRequest, ServeLimits } from "../../src/serve/protocol.js";
@@ -115,6 +117,47 @@ describe("serve engine", () => {
     // Adapters really differ from the base.
     assert.notDeepEqual(alone[0], alone[1]);
     assert.notDeepEqual(alone[1], alone[2]);
+  });
+
+  test("without token events a request gets one done event with the streamed request's text and tokens", () => {
+    const { engine } = makeEngine();
+    for (const stop of [[], ["e"]]) {
+      const streamed = req("alpha", PROMPTS[1], { maxTokens: 12, stop });
+      const whole = { ...streamed, tokenEvents: false };
+      const [a, b] = run(engine, [streamed, whole]);
+      const done = a.at(-1);
+      assert.equal(done?.kind, "done");
+      assert.ok(a.length > 1, "the streamed request got token events");
+      assert.deepEqual(b, [done], `stop ${JSON.stringify(stop)}`);
+      const deltas = a.flatMap((ev) => (ev.kind === "token" ? [ev.text] : [])).join("");
+      if (done?.kind === "done") assert.equal(deltas, done.text);
+    }
+  });
+
+  test("batchStep writes a step's logits into the buffer it is given, the same numbers as a fresh copy", () => {
+    const { model } = loadModel(fx.modelDir);
+    const cfg = model.config;
+    const rows = (tokens: number[][]) =>
+      tokens.map((t) => ({
+        tokens: t,
+        cache: new KVCache(cfg.numHiddenLayers, 1, 16, cfg.numKeyValueHeads, cfg.headDim),
+        adapter: BASE_ROW,
+      }));
+    const prompts = [
+      [5, 6, 7],
+      [8, 9],
+    ];
+    const fresh = batchStep(model, [], rows(prompts));
+    const buffer = new Float32Array(fresh.length + 10).fill(Number.NaN);
+    const into = batchStep(model, [], rows(prompts), buffer);
+    assert.equal(into.buffer, buffer.buffer);
+    assert.deepEqual(into, fresh);
+    // Too small a buffer: a fresh array, the buffer untouched.
+    const small = new Float32Array(3);
+    const other = batchStep(model, [], rows(prompts), small);
+    assert.notEqual(other.buffer, small.buffer);
+    assert.deepEqual(other, fresh);
+    assert.deepEqual(small, new Float32Array(3));
   });
 
   test("chunked prefill: prompts cut into 3-token chunks beside decoding sequences give the tokens alone", () => {

@@ -68,6 +68,11 @@ describe("lorakit serve over HTTP", () => {
     assert.deepEqual(ids.sort(), ["alpha", "beta", "tiny-base"]);
   });
 
+  test("the engine's native kernels run on the threads asked for", () => {
+    // The worker's process.env is its own copy, which the addon never reads: set by call.
+    assert.equal(server.threads, server.backend === "native" ? 1 : null);
+  });
+
   test("greedy completions equal `lorakit generate` for the base and both adapters", async () => {
     const prompt = "Call me Ishmael";
     const cli = await Promise.all(
