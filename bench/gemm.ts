@@ -1,8 +1,11 @@
 // GEMM throughput of the native addon against the machine's FMA peak measured in the same
 // run. `npm run bench:gemm` prints a table; `-- --json` prints one JSON object per line.
 // Options: --threads 1,2   --quick (smaller shapes, fewer runs)   --only r=16 (shapes whose
-// name contains the text)
-import { loadAddon } from "../src/kernels/native/loader.js";
+// name contains the text)   --baseline PATH (another build of the addon, e.g. a copy of
+// build/Release/lorakit_native.node from before a change: each case runs on both in turns,
+// one repetition each, under the same load; the table adds its GFLOP/s, % peak and the ratio)
+import { resolve } from "node:path";
+import { loadAddon, loadAddonFrom, type NativeAddon } from "../src/kernels/native/loader.js";
 
 interface Case {
   name: string;
@@ -21,6 +24,8 @@ const tIdx = args.indexOf("--threads");
 const oIdx = args.indexOf("--only");
 const only = oIdx >= 0 ? args[oIdx + 1] : null;
 const threadList = tIdx >= 0 ? args[tIdx + 1].split(",").map(Number) : [1, 2];
+const bIdx = args.indexOf("--baseline");
+const baselinePath = bIdx >= 0 ? resolve(args[bIdx + 1]) : null;
 
 const cases: Case[] = [
   { name: "1024³ A·B", m: 1024, n: 1024, k: 1024, transA: false, transB: false, bf16: false },
@@ -66,6 +71,15 @@ function main(): void {
     process.exit(1);
   }
   const addon = r.addon;
+  let base: NativeAddon | null = null;
+  if (baselinePath !== null) {
+    const b = loadAddonFrom(baselinePath);
+    if ("error" in b) {
+      console.error(`bench:gemm --baseline: ${b.error.message}`);
+      process.exit(1);
+    }
+    base = b.addon;
+  }
   const features = addon.cpuFeatures();
   const before = addon.getThreads();
   if (!json) {
@@ -73,12 +87,16 @@ function main(): void {
       `native GEMM, path ${features.path} (best ${features.best}), GFLOP/s median; % of the FMA peak`,
     );
     console.log("measured now with the same thread count.\n");
+    if (base !== null) console.log(`baseline: ${baselinePath} (run in turns with this build)\n`);
     console.log(
-      `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}`,
+      `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}${
+        base !== null ? `${"base".padStart(8)}${"%peak".padStart(8)}${"ratio".padStart(8)}` : ""
+      }`,
     );
   }
   for (const threads of threadList) {
     addon.setThreads(threads);
+    base?.setThreads(threads);
     for (const cs of cases) {
       if (only !== null && !cs.name.includes(only)) continue;
       const { m, n, k } = cs;
@@ -88,19 +106,29 @@ function main(): void {
       const c = new Float32Array(m * n);
       const flops = 2 * m * n * k;
       const call = () => addon.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
+      const callBase = () => base?.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
       call();
+      callBase();
       // The peak is measured right before each case: on a shared machine the load changes.
       const peak = addon.fmaPeak(threads, 150);
       const times: number[] = [];
+      const baseTimes: number[] = [];
       const reps = quick ? 3 : Math.max(3, Math.min(15, Math.round(1.5e10 / flops)));
       for (let i = 0; i < reps; i++) {
         const t0 = performance.now();
         call();
         times.push(performance.now() - t0);
+        if (base !== null) {
+          const t1 = performance.now();
+          callBase();
+          baseTimes.push(performance.now() - t1);
+        }
       }
       const ms = median(times);
       const gflops = flops / ms / 1e6;
       const pct = (100 * gflops) / peak;
+      const baseMs = base !== null ? median(baseTimes) : null;
+      const baseGflops = baseMs !== null ? flops / baseMs / 1e6 : null;
       if (json) {
         console.log(
           JSON.stringify({
@@ -117,11 +145,21 @@ function main(): void {
             gflops: +gflops.toFixed(1),
             peak_gflops: +peak.toFixed(1),
             pct_of_peak: +pct.toFixed(1),
+            ...(baseGflops !== null
+              ? {
+                  baseline_gflops: +baseGflops.toFixed(1),
+                  baseline_pct_of_peak: +((100 * baseGflops) / peak).toFixed(1),
+                }
+              : {}),
           }),
         );
       } else {
         console.log(
-          `${cs.name.padEnd(22)}${String(threads).padStart(8)}${ms.toFixed(2).padStart(10)}${gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${pct.toFixed(0)}%`.padStart(8)}`,
+          `${cs.name.padEnd(22)}${String(threads).padStart(8)}${ms.toFixed(2).padStart(10)}${gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${pct.toFixed(0)}%`.padStart(8)}${
+            baseGflops !== null
+              ? `${baseGflops.toFixed(1).padStart(8)}${`${((100 * baseGflops) / peak).toFixed(0)}%`.padStart(8)}${(gflops / baseGflops).toFixed(2).padStart(8)}`
+              : ""
+          }`,
         );
       }
     }
