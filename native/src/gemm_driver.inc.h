@@ -256,7 +256,7 @@ void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t n
 // A block whose rows are not a multiple of MR ends in MR4-row panels rather than one
 // zero-padded MR-row panel: 8 rows as 4 + 4 instead of 6 + 6 (of which 4 are padding).
 // Every tile shape runs the same per-element FMA chain, so the split never changes a bit.
-template <class V, int MR, int MR4, int NV, int KC, int NC, int MC, class PackB>
+template <class V, int MR, int MR4, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB>
 void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
   constexpr int NR = NV * V::W;
   static_assert(MC % MR == 0 && MR4 < MR, "MC must be a multiple of MR; MR4 a smaller tile");
@@ -268,6 +268,10 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
                       (reinterpret_cast<uintptr_t>(t.c) & 63) == 0 && t.ldc % 16 == 0;
   for (int64_t jc = 0; jc < t.n; jc += NC) {
     const int64_t nc = imin(NC, t.n - jc);
+    // Packing A costs about a cycle per element and saves ~5 % of the multiply-adds that
+    // use it (nc/16 cycles' worth per element): below 256 columns a row-major A is read in
+    // place (only partial panels are packed).
+    const bool direct = ALLOW_DIRECT && !t.transA && nc < 256;
     for (int64_t pc = 0; pc < t.k; pc += KC) {
       const int64_t kc = imin(KC, t.k - pc);
       const float beta = pc == 0 ? t.beta : 1.f;
@@ -283,9 +287,11 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
         else if (rest > 0 && rest + MR <= 2 * MR4 && m_big >= MR)
           m_big -= MR;
         for (int64_t r = 0; r < m_big; r += MR)
-          pack_a_generic<MR>(t.a, t.lda, t.transA, ic + r, imin(MR, m_big - r), pc, kc, ap + r * kc);
+          if (!direct || m_big - r < MR)
+            pack_a_generic<MR>(t.a, t.lda, t.transA, ic + r, imin(MR, m_big - r), pc, kc, ap + r * kc);
         for (int64_t r = m_big; r < mc; r += MR4)
-          pack_a_generic<MR4>(t.a, t.lda, t.transA, ic + r, imin(MR4, mc - r), pc, kc, ap + r * kc);
+          if (!direct || mc - r < MR4)
+            pack_a_generic<MR4>(t.a, t.lda, t.transA, ic + r, imin(MR4, mc - r), pc, kc, ap + r * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = static_cast<int>(imin(NR, nc - jr));
           const float* bpan = bblock + (jr / NR) * kc * NR;
@@ -299,12 +305,23 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
           for (int64_t ir = 0; ir < m_big; ir += MR) {
             for (int64_t e = fetched + piece; fetched < next_bytes && fetched < e; fetched += 64)
               __builtin_prefetch(next + fetched, 0, 2);
-            micro_kernel<V, MR, NV, false>(kc, ap + ir * kc, MR, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta,
-                                           static_cast<int>(imin(MR, m_big - ir)), nr, stream);
+            const int mr = static_cast<int>(imin(MR, m_big - ir));
+            if (direct && mr == MR)
+              micro_kernel<V, MR, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
+                                            t.alpha, beta, MR, nr, stream);
+            else
+              micro_kernel<V, MR, NV, false>(kc, ap + ir * kc, MR, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
+                                             nr, stream);
           }
-          for (int64_t ir = m_big; ir < mc; ir += MR4)
-            micro_kernel<V, MR4, NV, false>(kc, ap + ir * kc, MR4, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta,
-                                            static_cast<int>(imin(MR4, mc - ir)), nr, stream);
+          for (int64_t ir = m_big; ir < mc; ir += MR4) {
+            const int mr = static_cast<int>(imin(MR4, mc - ir));
+            if (direct && mr == MR4)
+              micro_kernel<V, MR4, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
+                                             t.alpha, beta, MR4, nr, stream);
+            else
+              micro_kernel<V, MR4, NV, false>(kc, ap + ir * kc, MR4, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
+                                              nr, stream);
+          }
         }
       }
     }
@@ -316,11 +333,17 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
 // once (it stays in L2 and is reused by every row panel); each MR-row panel of A is
 // packed (or read in place) and stays in L1 while it sweeps the NR-wide B panels.
 // pack_a(t, i0, rows, k0, kc, ap) packs ceil(rows/MR) zero-padded MR-row panels, kc*MR apart.
+// pack_b may return the panels' address instead of packing them (see packed_b). A V with
+// kBStationary (AVX2) runs packed_gemm_b_stationary instead, with its own NC and MC.
 template <class V, int MR, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB, class PackA>
 void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
   if constexpr (b_stationary_of<V>(0)) {
-    packed_gemm_b_stationary<V, MR, 4, NV, KC, V::kStationaryNC, V::kStationaryMC>(t, pack_b);
-    return;
+    // Under 64 deep ((XAᵀ)·Bᵀ: k = r) the product is bound by writing C, which this
+    // order's row sweeps (down 16 columns at a time) write ~25 % slower than whole rows.
+    if (t.k > 64) {
+      packed_gemm_b_stationary<V, MR, 4, NV, KC, V::kStationaryNC, V::kStationaryMC, ALLOW_DIRECT>(t, pack_b);
+      return;
+    }
   }
   constexpr int NR = NV * V::W;
   constexpr int64_t kRowChunk = 1024;  // bounds the packed-A buffer (KC × 1024 floats, ≤ 1 MiB)
