@@ -59,6 +59,20 @@ function toBf16(x: Float32Array): Uint16Array {
   return out;
 }
 
+function cpuSeconds(since: NodeJS.CpuUsage): number {
+  const c = process.cpuUsage(since);
+  return (c.user + c.system) / 1e6;
+}
+
+/** [what f returns (a GFLOP/s rate), the same rate per CPU-second of this process]. */
+function perCpuSecond(f: () => number): [number, number] {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const g = f();
+  const wall = (performance.now() - t0) / 1000;
+  return [g, (g * wall) / cpuSeconds(c0)];
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((p, q) => p - q);
   return s[Math.floor(s.length / 2)];
@@ -86,11 +100,16 @@ function main(): void {
     console.log(
       `native GEMM, path ${features.path} (best ${features.best}), GFLOP/s median; % of the FMA peak`,
     );
-    console.log("measured now with the same thread count.\n");
+    console.log(
+      "measured now with the same thread count; %cpu: the same in CPU seconds of this process (all threads),",
+    );
+    console.log("which other work on shared cores disturbs much less.\n");
     if (base !== null) console.log(`baseline: ${baselinePath} (run in turns with this build)\n`);
     console.log(
-      `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}${
-        base !== null ? `${"base".padStart(8)}${"%peak".padStart(8)}${"ratio".padStart(8)}` : ""
+      `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${
+        base !== null
+          ? `${"base".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${"ratio".padStart(8)}`
+          : ""
       }`,
     );
   }
@@ -110,25 +129,35 @@ function main(): void {
       call();
       callBase();
       // The peak is measured right before each case: on a shared machine the load changes.
-      const peak = addon.fmaPeak(threads, 150);
+      // Both are also timed in CPU seconds of this process (all threads): a rate per
+      // CPU-second falls much less than a wall-clock one when other work shares the cores.
+      const [peak, peakCpu] = perCpuSecond(() => addon.fmaPeak(threads, 150));
       const times: number[] = [];
       const baseTimes: number[] = [];
+      let cpu = 0;
+      let baseCpu = 0;
       const reps = quick ? 3 : Math.max(3, Math.min(15, Math.round(1.5e10 / flops)));
       for (let i = 0; i < reps; i++) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         call();
         times.push(performance.now() - t0);
+        cpu += cpuSeconds(c0);
         if (base !== null) {
+          const c1 = process.cpuUsage();
           const t1 = performance.now();
           callBase();
           baseTimes.push(performance.now() - t1);
+          baseCpu += cpuSeconds(c1);
         }
       }
       const ms = median(times);
       const gflops = flops / ms / 1e6;
       const pct = (100 * gflops) / peak;
+      const pctCpu = (100 * (flops * reps)) / cpu / 1e9 / peakCpu;
       const baseMs = base !== null ? median(baseTimes) : null;
       const baseGflops = baseMs !== null ? flops / baseMs / 1e6 : null;
+      const basePctCpu = base !== null ? (100 * (flops * reps)) / baseCpu / 1e9 / peakCpu : null;
       if (json) {
         console.log(
           JSON.stringify({
@@ -145,19 +174,22 @@ function main(): void {
             gflops: +gflops.toFixed(1),
             peak_gflops: +peak.toFixed(1),
             pct_of_peak: +pct.toFixed(1),
+            peak_gflops_per_cpu_second: +peakCpu.toFixed(1),
+            pct_of_peak_cpu_time: +pctCpu.toFixed(1),
             ...(baseGflops !== null
               ? {
                   baseline_gflops: +baseGflops.toFixed(1),
                   baseline_pct_of_peak: +((100 * baseGflops) / peak).toFixed(1),
+                  baseline_pct_of_peak_cpu_time: +(basePctCpu ?? 0).toFixed(1),
                 }
               : {}),
           }),
         );
       } else {
         console.log(
-          `${cs.name.padEnd(22)}${String(threads).padStart(8)}${ms.toFixed(2).padStart(10)}${gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${pct.toFixed(0)}%`.padStart(8)}${
+          `${cs.name.padEnd(22)}${String(threads).padStart(8)}${ms.toFixed(2).padStart(10)}${gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${pct.toFixed(0)}%`.padStart(8)}${`${pctCpu.toFixed(0)}%`.padStart(7)}${
             baseGflops !== null
-              ? `${baseGflops.toFixed(1).padStart(8)}${`${((100 * baseGflops) / peak).toFixed(0)}%`.padStart(8)}${(gflops / baseGflops).toFixed(2).padStart(8)}`
+              ? `${baseGflops.toFixed(1).padStart(8)}${`${((100 * baseGflops) / peak).toFixed(0)}%`.padStart(8)}${`${(basePctCpu ?? 0).toFixed(0)}%`.padStart(7)}${(gflops / baseGflops).toFixed(2).padStart(8)}`
               : ""
           }`,
         );
