@@ -9,7 +9,9 @@
 //   and broadcast each X element into NV accumulators per row, 8/8/6 rows per tile
 //   (NV = 1/2/3); the big X is read in place once. A single-k-slice
 //   product with a huge C and beta = 0 ((XAᵀ)·Bᵀ) uses streaming stores.
-// - AVX2+FMA: 6×16 tile; portable: 4×16 tile of plain floats; same blocking driver.
+// - AVX2+FMA: 6×16 tile (4×16 for ragged row tails) in BLIS's B-stationary order: a
+//   16-column B panel stays in L1 while 132 rows of packed A stream from L2 (NC = 1024);
+//   portable: 4×16 tile of plain floats in the AVX-512 path's order; same driver file.
 // - Threads: a product of ≥ 2·4M multiply-adds per thread is split over rows (in units of
 //   24) or, when much wider than tall, over columns (units of 64); batches split over
 //   matrices when they divide evenly. Each thread packs its own B slice (no barriers).

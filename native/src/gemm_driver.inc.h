@@ -11,6 +11,33 @@
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Optional members of V, false when V does not have them: kBStationary (the loop order of
+// packed_gemm_b_stationary, with kStationaryNC/MC) and kPackARows (pack_a_rows, a SIMD
+// packing of full row-major A panels).
+template <class T>
+constexpr auto b_stationary_of(int) -> decltype(T::kBStationary) {
+  return T::kBStationary;
+}
+template <class T>
+constexpr bool b_stationary_of(long) {
+  return false;
+}
+template <class T>
+constexpr auto pack_a_rows_of(int) -> decltype(T::kPackARows) {
+  return T::kPackARows;
+}
+template <class T>
+constexpr bool pack_a_rows_of(long) {
+  return false;
+}
+template <class T, int MR>
+inline bool pack_a_rows_if(const float* a, int64_t lda, int64_t kc, float* ap) {
+  if constexpr (pack_a_rows_of<T>(0))
+    return T::template pack_a_rows<MR>(a, lda, kc, ap);
+  else
+    return false;
+}
+
 inline float to_f32(float x) { return x; }
 inline float to_f32(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;
@@ -48,6 +75,7 @@ void pack_b_generic(const TB* b, int64_t ldb, bool transB, int64_t k0, int64_t k
 template <int MR>
 void pack_a_generic(const float* a, int64_t lda, bool transA, int64_t i0, int64_t mr, int64_t k0, int64_t kc,
                     float* ap) {
+  if (!transA && mr == MR && pack_a_rows_if<V, MR>(a + i0 * lda + k0, lda, kc, ap)) return;
   if (transA) {
     for (int64_t p = 0; p < kc; p++) {
       const float* src = a + (k0 + p) * lda + i0;
@@ -135,7 +163,8 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 
 // The register-blocked micro-kernel: an MR×(NV·W) tile over kc steps. With DIRECT the A
 // operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid);
-// otherwise from a packed panel.
+// otherwise from a packed panel. The B panel need not be aligned (prepacked weights are
+// used in place, and a JavaScript array is only 16-byte aligned).
 template <class V, int MR, int NV, bool DIRECT>
 void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
@@ -157,7 +186,7 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
     for (int64_t p = 0; p < kc; p++) {
       typename V::reg bv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) bv[v] = V::load(bp + p * NR + v * W);
+      for (int v = 0; v < NV; v++) bv[v] = V::loadu(bp + p * NR + v * W);
 #pragma GCC unroll 32
       for (int i = 0; i < MR; i++) {
         const typename V::reg av = V::set1(ar[i][p]);
@@ -170,7 +199,7 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
     for (int64_t p = 0; p < kc; p++) {
       typename V::reg bv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) bv[v] = V::load(bp + p * NR + v * W);
+      for (int v = 0; v < NV; v++) bv[v] = V::loadu(bp + p * NR + v * W);
 #pragma GCC unroll 32
       for (int i = 0; i < MR; i++) {
         const typename V::reg av = V::set1(a[p * MR + i]);
@@ -194,6 +223,21 @@ inline void scale_c(const GemmTask& t) {
   }
 }
 
+// Runs pack_b(t, k0, kc, j0, nc, bp) and returns where the packed panels are: bp, or the
+// pointer pack_b returns when it has the panels in place already (prepacked weights; null
+// = packed into bp after all).
+template <class PackB>
+inline const float* packed_b(PackB& pack_b, const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                             float* bp) {
+  if constexpr (std::is_void_v<decltype(pack_b(t, k0, kc, j0, nc, bp))>) {
+    pack_b(t, k0, kc, j0, nc, bp);
+    return bp;
+  } else {
+    const float* in_place = pack_b(t, k0, kc, j0, nc, bp);
+    return in_place != nullptr ? in_place : bp;
+  }
+}
+
 template <int NR>
 void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
   if (t.bBf16)
@@ -202,12 +246,105 @@ void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t n
     pack_b_generic<NR>(static_cast<const float*>(t.b), t.ldb, t.transB, k0, kc, j0, nc, bp);
 }
 
+// BLIS's loop order: for each NC-wide column block and KC-deep slice B is packed once;
+// then MC rows of A at a time are packed into row panels (they stay in L2), and each
+// NR-wide B panel (kc·NR floats, 16 KiB for a 16-wide f32 panel) stays in L1 while every A
+// panel of the block sweeps past it. Per multiply-add the L2 then supplies only the A
+// broadcasts (MR floats per k step) instead of the B panel (NR floats per k step), and the
+// packed A panels are contiguous (rows read in place, lda apart, cost ~5 % in L1 misses).
+// A is packed here with pack_a_generic (the caller's pack_a serves the other loop order).
+// A block whose rows are not a multiple of MR ends in MR4-row panels rather than one
+// zero-padded MR-row panel: 8 rows as 4 + 4 instead of 6 + 6 (of which 4 are padding).
+// Every tile shape runs the same per-element FMA chain, so the split never changes a bit.
+template <class V, int MR, int MR4, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB>
+void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
+  constexpr int NR = NV * V::W;
+  static_assert(MC % MR == 0 && MR4 < MR, "MC must be a multiple of MR; MR4 a smaller tile");
+  const int64_t ncap = imin(NC, (t.n + NR - 1) / NR * NR);
+  float* bp = gemm_scratch(0, static_cast<size_t>(KC) * ncap);
+  const int64_t mcap = imin(MC, (t.m + MR - 1) / MR * MR);
+  float* ap = gemm_scratch(1, static_cast<size_t>(KC) * mcap);
+  const bool stream = V::kCanStream && t.beta == 0.f && t.k <= KC && t.m * t.n >= (int64_t{1} << 21) &&
+                      (reinterpret_cast<uintptr_t>(t.c) & 63) == 0 && t.ldc % 16 == 0;
+  for (int64_t jc = 0; jc < t.n; jc += NC) {
+    const int64_t nc = imin(NC, t.n - jc);
+    // Packing A costs about a cycle per element and saves ~5 % of the multiply-adds that
+    // use it (nc/16 cycles' worth per element): below 256 columns a row-major A is read in
+    // place (only partial panels are packed).
+    const bool direct = ALLOW_DIRECT && !t.transA && nc < 256;
+    for (int64_t pc = 0; pc < t.k; pc += KC) {
+      const int64_t kc = imin(KC, t.k - pc);
+      const float beta = pc == 0 ? t.beta : 1.f;
+      const float* bblock = packed_b(pack_b, t, pc, kc, jc, nc, bp);
+      for (int64_t ic = 0; ic < t.m; ic += MC) {
+        const int64_t mc = imin(MC, t.m - ic);
+        // Rows [0, m_big) in MR-row panels (the last one padded when 5 rows are left), the
+        // rest in MR4-row panels (the last one padded).
+        const int64_t rest = mc % MR;
+        int64_t m_big = mc - rest;
+        if (rest > MR4)
+          m_big = mc;
+        else if (rest > 0 && rest + MR <= 2 * MR4 && m_big >= MR)
+          m_big -= MR;
+        for (int64_t r = 0; r < m_big; r += MR)
+          if (!direct || m_big - r < MR)
+            pack_a_generic<MR>(t.a, t.lda, t.transA, ic + r, imin(MR, m_big - r), pc, kc, ap + r * kc);
+        for (int64_t r = m_big; r < mc; r += MR4)
+          if (!direct || mc - r < MR4)
+            pack_a_generic<MR4>(t.a, t.lda, t.transA, ic + r, imin(MR4, mc - r), pc, kc, ap + r * kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int nr = static_cast<int>(imin(NR, nc - jr));
+          const float* bpan = bblock + (jr / NR) * kc * NR;
+          float* ccol = t.c + ic * t.ldc + jc + jr;
+          // The next B panel (in place it may still be in memory) is fetched into L2 a
+          // piece per row panel while this one is in use.
+          const char* next = reinterpret_cast<const char*>(bpan + kc * NR);
+          const int64_t next_bytes = jr + NR < nc ? kc * NR * 4 : 0;
+          const int64_t piece = (next_bytes / (mc / MR + 1) + 63) / 64 * 64;
+          int64_t fetched = 0;
+          for (int64_t ir = 0; ir < m_big; ir += MR) {
+            for (int64_t e = fetched + piece; fetched < next_bytes && fetched < e; fetched += 64)
+              __builtin_prefetch(next + fetched, 0, 2);
+            const int mr = static_cast<int>(imin(MR, m_big - ir));
+            if (direct && mr == MR)
+              micro_kernel<V, MR, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
+                                            t.alpha, beta, MR, nr, stream);
+            else
+              micro_kernel<V, MR, NV, false>(kc, ap + ir * kc, MR, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
+                                             nr, stream);
+          }
+          for (int64_t ir = m_big; ir < mc; ir += MR4) {
+            const int mr = static_cast<int>(imin(MR4, mc - ir));
+            if (direct && mr == MR4)
+              micro_kernel<V, MR4, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
+                                             t.alpha, beta, MR4, nr, stream);
+            else
+              micro_kernel<V, MR4, NV, false>(kc, ap + ir * kc, MR4, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
+                                              nr, stream);
+          }
+        }
+      }
+    }
+  }
+  if (stream) V::fence();
+}
+
 // Goto/BLIS-style blocking: for each NC-wide column block and KC-deep slice, B is packed
 // once (it stays in L2 and is reused by every row panel); each MR-row panel of A is
 // packed (or read in place) and stays in L1 while it sweeps the NR-wide B panels.
 // pack_a(t, i0, rows, k0, kc, ap) packs ceil(rows/MR) zero-padded MR-row panels, kc*MR apart.
+// pack_b may return the panels' address instead of packing them (see packed_b). A V with
+// kBStationary (AVX2) runs packed_gemm_b_stationary instead, with its own NC and MC.
 template <class V, int MR, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB, class PackA>
 void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
+  if constexpr (b_stationary_of<V>(0)) {
+    // Under 64 deep ((XAᵀ)·Bᵀ: k = r) the product is bound by writing C, which this
+    // order's row sweeps (down 16 columns at a time) write ~25 % slower than whole rows.
+    if (t.k > 64) {
+      packed_gemm_b_stationary<V, MR, 4, NV, KC, V::kStationaryNC, V::kStationaryMC, ALLOW_DIRECT>(t, pack_b);
+      return;
+    }
+  }
   constexpr int NR = NV * V::W;
   constexpr int64_t kRowChunk = 1024;  // bounds the packed-A buffer (KC × 1024 floats, ≤ 1 MiB)
   if (!(ALLOW_DIRECT && !t.transA) && t.m > kRowChunk) {
@@ -236,14 +373,14 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
       for (int64_t pc = 0; pc < t.k; pc += KC) {
         const int64_t kc = imin(KC, t.k - pc);
         const float beta = pc == 0 ? t.beta : 1.f;
-        pack_b(t, pc, kc, jc, nc, bp);
+        const float* bblock = packed_b(pack_b, t, pc, kc, jc, nc, bp);
         for (int64_t ir = 0; ir < t.m; ir += MR) {
           const int mr = static_cast<int>(imin(MR, t.m - ir));
           if (mr < MR) pack_a(t, ir, mr, pc, kc, ap);
           float* crow = t.c + ir * t.ldc + jc;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
-            const float* bpan = bp + (jr / NR) * kc * NR;
+            const float* bpan = bblock + (jr / NR) * kc * NR;
             if (mr == MR)
               micro_kernel<V, MR, NV, true>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc, t.alpha,
                                             beta, mr, nr, stream);
@@ -264,14 +401,14 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
       for (int64_t ic = 0; ic < t.m; ic += MC) pack_a(t, ic, imin(MC, t.m - ic), pc, kc, ap + ic * kc);
       for (int64_t jc = 0; jc < t.n; jc += NC) {
         const int64_t nc = imin(NC, t.n - jc);
-        pack_b(t, pc, kc, jc, nc, bp);
+        const float* bblock = packed_b(pack_b, t, pc, kc, jc, nc, bp);
         for (int64_t ir = 0; ir < t.m; ir += MR) {
           const int mr = static_cast<int>(imin(MR, t.m - ir));
           const float* apan = ap + ir * kc;
           float* crow = t.c + ir * t.ldc + jc;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
-            micro_kernel<V, MR, NV, false>(kc, apan, MR, bp + (jr / NR) * kc * NR, crow + jr, t.ldc, t.alpha,
+            micro_kernel<V, MR, NV, false>(kc, apan, MR, bblock + (jr / NR) * kc * NR, crow + jr, t.ldc, t.alpha,
                                            beta, mr, nr, stream);
           }
         }

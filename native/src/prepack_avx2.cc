@@ -171,21 +171,20 @@ void gemm_any(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_
   const int64_t npad = packed_npad(g.n);
   // The packed GEMM's B panel for slice k0, columns [j0+jc, j0+jc+nc): the panel slices as
   // stored, one after another (zero-padded columns included), widened to f32.
-  auto pack_b = [&](const GemmTask&, int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* bp) {
+  auto pack_b = [&](const GemmTask&, int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* bp) -> const float* {
+    // f32 panel slices are the B panels already: used in place, not copied.
+    if constexpr (sizeof(TB) == 4) return w + k0 * npad + ((j0 + jc) / 16) * kc * 16;
     for (int64_t jb = 0; jb < nc; jb += 16) {
       const TB* src = w + k0 * npad + ((j0 + jc + jb) / 16) * kc * 16;
       float* dst = bp + (jb / 16) * kc * 16;
-      if constexpr (sizeof(TB) == 4) {
-        std::memcpy(dst, src, sizeof(float) * kc * 16);
-      } else {
-        for (int64_t e = 0; e < kc * 16; e += 16) {
-          __m256 lo, hi;
-          row16(src + e, lo, hi);
-          _mm256_store_ps(dst + e, lo);
-          _mm256_store_ps(dst + e + 8, hi);
-        }
+      for (int64_t e = 0; e < kc * 16; e += 16) {
+        __m256 lo, hi;
+        row16(src + e, lo, hi);
+        _mm256_store_ps(dst + e, lo);
+        _mm256_store_ps(dst + e + 8, hi);
       }
     }
+    return bp;
   };
   packed_gemm<V, 6, 2, kPackSlice, 256, 96, true>(t, pack_b, pack_a6);
 }

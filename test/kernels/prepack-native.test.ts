@@ -98,7 +98,8 @@ describe("prepacked weights (native)", { skip }, () => {
         for (const bf16 of [false, true]) {
           const w = bf16 ? randomBf16(n * k) : randomF32(n * k);
           const p = pack(ad, w, n, k);
-          for (const m of [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 30, 100])
+          // 128 (a prefill) and 140 (two 132-row A blocks of the AVX2 order, the second 4 + 4 rows).
+          for (const m of [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 30, 100, 128, 140])
             for (const [alpha, beta] of [
               [1, 0],
               [1, 1],
