@@ -242,11 +242,11 @@ static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
 
 // Panels one decode call interleaves: two for one row (four FMA chains), one for more rows
 // (2·M accumulators).
-static int decode_width(int64_t rows) { return rows <= 1 ? 1 : 1; }
+static int decode_width(int64_t rows) { return rows <= 1 ? 2 : 1; }
 
 static void decode(const Problem& p, int64_t g0, int64_t g1) {  // panels [g0, g1)
   switch (p.rows) {
-    case 1: return decode_range<1, 1>(p, g0, g1);
+    case 1: return decode_range<1, 2>(p, g0, g1);
     case 2: return decode_range<2, 1>(p, g0, g1);
     case 3: return decode_range<3, 1>(p, g0, g1);
     case 4: return decode_range<4, 1>(p, g0, g1);
