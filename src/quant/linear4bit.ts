@@ -6,12 +6,12 @@
 // the same way) and never a dW.
 //
 // Where the backend has a packed NF4 layout (Backend.nf4Pack: the native addon on AVX2), the
-// first product packs W into it once (codes reordered for the decode kernel, absmax expanded to
+// first inference product (no graph recorded) packs W into it once (codes reordered for the decode kernel, absmax expanded to
 // f32) and every later product reads that instead; the bitsandbytes codes are dropped while it
 // exists, so memory does not double, and reading `q` (save, export, merge) restores them byte
 // for byte. The packed products give the same bits as the unpacked ones.
 import type { Nf4Weight, PackedNf4 } from "../core/backend.js";
-import { backend, isWeightPackingEnabled } from "../core/engine.js";
+import { backend, isGradEnabled, isProbingGrad, isWeightPackingEnabled } from "../core/engine.js";
 import { DTypeError, fmtShape, ShapeError } from "../core/errors.js";
 import type { T } from "../core/ops/util.js";
 import { maybeRecord } from "../core/ops/util.js";
@@ -89,7 +89,11 @@ export class Linear4bit extends Module implements LinearLike {
       this.unpackCodes();
       return null;
     }
-    if (!be.nf4Pack || !be.nf4GemmPacked || !isWeightPackingEnabled()) return null;
+    // Packed on an inference product, as frozen f32/bf16 weights are (core/ops/weight.ts): a
+    // QLoRA training step keeps the bitsandbytes codes and its memory plan; once packed, W
+    // serves training products too (the packed kernels compute dx as well).
+    if (!be.nf4Pack || !be.nf4GemmPacked || !isWeightPackingEnabled() || isGradEnabled() || isProbingGrad())
+      return null;
     const p = be.nf4Pack(this.kernelWeight(this.scales()));
     if (!p) return null;
     this.packed = p;
