@@ -5,10 +5,10 @@
 // only reordered, so unpacking gives back the bitsandbytes bytes exactly.
 //
 // Layout (requires in % 8 == 0 and in % blocksize == 0, blocksize a power of two ≥ 8):
-//   codes   panel p (columns 16p..16p+15) is 8·in bytes; the codes of k and k+1 (k even) for
-//           its 16 columns are the 16 bytes at 16·(k/2), in the order one 256-bit vpshufb
-//           lookup wants them (see code_place): byte b's low nibble goes to byte b of the
-//           vector's low half, its high nibble to byte b of the high half. Columns past `out`
+//   codes   panel p (columns 16p..16p+15) is 8·in bytes; the codes of k..k+3 (k a multiple of
+//           4) for its 16 columns are the 32 bytes at 8·k, in the order two 256-bit vpshufb
+//           lookups want them (see code_place): the low nibbles of the 32 bytes are the
+//           indices of k and k+1, the high nibbles those of k+2 and k+3. Columns past `out`
 //           hold code 0 (with scale 0).
 //   scales  panel p, block slot b (k = b·blocksize..): 16 f32, absmax[(j·in)/blocksize + b].
 // Dequantising is four byte-table lookups (vpshufb: one table per byte of the f32 map value)
@@ -69,8 +69,10 @@ struct Problem {
 };
 
 // Where the code of column jj (0..15) at k sits within its panel: byte offset and whether it
-// is the high nibble. The lookup leaves byte position pos (0..15) of vector half h as: pos/4 =
-// 0: column 4h + pos%4 at k, 1: column 8 + 4h + pos%4 at k, 2 and 3: the same at k+1.
+// is the high nibble. One index vector (32 nibbles) covers k and k+1 (k even): its byte
+// position pos (0..15) of half h holds, by pos/4, 0: column 4h + pos%4 at k, 1: column
+// 8 + 4h + pos%4 at k, 2 and 3: the same at k+1 — the order the byte-plane unpacking leaves
+// them in. k..k+3 share 32 bytes: k, k+1 in the low nibbles, k+2, k+3 in the high ones.
 struct Place {
   int64_t byte;
   bool high;
@@ -78,7 +80,7 @@ struct Place {
 inline Place code_place(int64_t jj, int64_t k) {
   const int64_t h = (jj % 8) / 4;
   const int64_t pos = (k % 2) * 8 + (jj / 8) * 4 + jj % 4;
-  return {(k / 2) * 16 + pos, h == 1};
+  return {(k / 4) * 32 + h * 16 + pos, (k % 4) >= 2};
 }
 inline int nibble(const uint8_t* b, Place pl) { return pl.high ? b[pl.byte] >> 4 : b[pl.byte] & 15; }
 inline void set_nibble(uint8_t* b, Place pl, int code) {
@@ -160,12 +162,17 @@ struct Tables {
   }
 };
 
-// qmap[code] of the 32 codes at src (16 bytes: k and k+1 of a panel's 16 columns): r[0] =
-// columns 0–7 at k, r[1] = columns 8–15 at k, r[2], r[3] the same at k+1.
-static inline void lookup(const uint8_t* src, const Tables& tb, __m256 (&r)[4]) {
-  const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
-  const __m256i idx =
-      _mm256_and_si256(_mm256_blend_epi32(raw, _mm256_srli_epi16(raw, 4), 0xF0), _mm256_set1_epi8(15));
+// The two index vectors of k..k+3 from the 32 bytes at src: [0] for k, k+1; [1] for k+2, k+3.
+static inline void indices(const uint8_t* src, __m256i (&idx)[2]) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+  const __m256i low4 = _mm256_set1_epi8(15);
+  idx[0] = _mm256_and_si256(raw, low4);
+  idx[1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+}
+
+// qmap[code] of one index vector (k and k+1 of a panel's 16 columns): r[0] = columns 0–7 at
+// k, r[1] = columns 8–15 at k, r[2], r[3] the same at k+1.
+static inline void lookup(__m256i idx, const Tables& tb, __m256 (&r)[4]) {
   const __m256i b0 = _mm256_shuffle_epi8(tb.t[0], idx), b1 = _mm256_shuffle_epi8(tb.t[1], idx);
   const __m256i b2 = _mm256_shuffle_epi8(tb.t[2], idx), b3 = _mm256_shuffle_epi8(tb.t[3], idx);
   const __m256i l01 = _mm256_unpacklo_epi8(b0, b1), h01 = _mm256_unpackhi_epi8(b0, b1);
@@ -195,20 +202,25 @@ static void decode_panels(const Problem& p, int64_t q0) {
     __m256 acc[M][G][2];
     for (int i = 0; i < M; i++)
       for (int g = 0; g < G; g++) acc[i][g][0] = acc[i][g][1] = _mm256_setzero_ps();
-    for (int64_t k = k0; k < k1; k += 2) {
+    for (int64_t k = k0; k < k1; k += 4) {
       const int64_t so = (k >> shift) * kPanel;
       for (int g = 0; g < G; g++) {
-        __m256 r[4];
-        lookup(cp[g] + 8 * k, tb, r);
+        __m256i idx[2];
+        indices(cp[g] + 8 * k, idx);
         const __m256 s0 = _mm256_loadu_ps(sp[g] + so), s1 = _mm256_loadu_ps(sp[g] + so + 8);
-        const __m256 w0 = _mm256_mul_ps(r[0], s0), w1 = _mm256_mul_ps(r[1], s1);
-        const __m256 w2 = _mm256_mul_ps(r[2], s0), w3 = _mm256_mul_ps(r[3], s1);
-        for (int i = 0; i < M; i++) {
-          const __m256 x0 = _mm256_broadcast_ss(p.a + i * C + k), x1 = _mm256_broadcast_ss(p.a + i * C + k + 1);
-          acc[i][g][0] = _mm256_fmadd_ps(w0, x0, acc[i][g][0]);
-          acc[i][g][1] = _mm256_fmadd_ps(w1, x0, acc[i][g][1]);
-          acc[i][g][0] = _mm256_fmadd_ps(w2, x1, acc[i][g][0]);
-          acc[i][g][1] = _mm256_fmadd_ps(w3, x1, acc[i][g][1]);
+        for (int half = 0; half < 2; half++) {
+          __m256 r[4];
+          lookup(idx[half], tb, r);
+          const __m256 w0 = _mm256_mul_ps(r[0], s0), w1 = _mm256_mul_ps(r[1], s1);
+          const __m256 w2 = _mm256_mul_ps(r[2], s0), w3 = _mm256_mul_ps(r[3], s1);
+          const int64_t kk = k + 2 * half;
+          for (int i = 0; i < M; i++) {
+            const __m256 x0 = _mm256_broadcast_ss(p.a + i * C + kk), x1 = _mm256_broadcast_ss(p.a + i * C + kk + 1);
+            acc[i][g][0] = _mm256_fmadd_ps(w0, x0, acc[i][g][0]);
+            acc[i][g][1] = _mm256_fmadd_ps(w1, x0, acc[i][g][1]);
+            acc[i][g][0] = _mm256_fmadd_ps(w2, x1, acc[i][g][0]);
+            acc[i][g][1] = _mm256_fmadd_ps(w3, x1, acc[i][g][1]);
+          }
         }
       }
     }
@@ -232,28 +244,23 @@ static void decode_panels(const Problem& p, int64_t q0) {
   }
 }
 
-// Panels [q0, q1): G at a time, the rest one by one (the same arithmetic per column either way).
-template <int M, int G>
+// Panels [q0, q1) one by one. (Interleaving two panels for one row, for more independent FMA
+// chains, measured no faster: the lookups' shuffles bound it, not the chains' latency.)
+template <int M>
 static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
-  int64_t q = q0;
-  for (; q + G <= q1; q += G) decode_panels<M, G>(p, q);
-  for (; q < q1; q++) decode_panels<M, 1>(p, q);
+  for (int64_t q = q0; q < q1; q++) decode_panels<M, 1>(p, q);
 }
 
-// Panels one decode call interleaves: two for one row (four FMA chains), one for more rows
-// (2·M accumulators).
-static int decode_width(int64_t rows) { return rows <= 1 ? 2 : 1; }
-
-static void decode(const Problem& p, int64_t g0, int64_t g1) {  // panels [g0, g1)
+static void decode(const Problem& p, int64_t q0, int64_t q1) {
   switch (p.rows) {
-    case 1: return decode_range<1, 2>(p, g0, g1);
-    case 2: return decode_range<2, 1>(p, g0, g1);
-    case 3: return decode_range<3, 1>(p, g0, g1);
-    case 4: return decode_range<4, 1>(p, g0, g1);
-    case 5: return decode_range<5, 1>(p, g0, g1);
-    case 6: return decode_range<6, 1>(p, g0, g1);
-    case 7: return decode_range<7, 1>(p, g0, g1);
-    default: return decode_range<8, 1>(p, g0, g1);
+    case 1: return decode_range<1>(p, q0, q1);
+    case 2: return decode_range<2>(p, q0, q1);
+    case 3: return decode_range<3>(p, q0, q1);
+    case 4: return decode_range<4>(p, q0, q1);
+    case 5: return decode_range<5>(p, q0, q1);
+    case 6: return decode_range<6>(p, q0, q1);
+    case 7: return decode_range<7>(p, q0, q1);
+    default: return decode_range<8>(p, q0, q1);
   }
 }
 
@@ -261,16 +268,20 @@ static void decode(const Problem& p, int64_t g0, int64_t g1) {  // panels [g0, g
 static void dequant_forward(const PackedNf4& w, const Tables& tb, int64_t q, int64_t k0, int64_t kc, float* bp) {
   const uint8_t* cp = w.panel_codes(q);
   const float* sp = w.panel_scales(q);
-  for (int64_t k = k0; k < k0 + kc; k += 2) {
+  for (int64_t k = k0; k < k0 + kc; k += 4) {
     const float* s = sp + (k >> w.shift) * kPanel;
     const __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8);
-    __m256 r[4];
-    lookup(cp + 8 * k, tb, r);
-    float* d = bp + (k - k0) * NR;
-    _mm256_storeu_ps(d, _mm256_mul_ps(r[0], s0));
-    _mm256_storeu_ps(d + 8, _mm256_mul_ps(r[1], s1));
-    _mm256_storeu_ps(d + NR, _mm256_mul_ps(r[2], s0));
-    _mm256_storeu_ps(d + NR + 8, _mm256_mul_ps(r[3], s1));
+    __m256i idx[2];
+    indices(cp + 8 * k, idx);
+    for (int half = 0; half < 2; half++) {
+      __m256 r[4];
+      lookup(idx[half], tb, r);
+      float* d = bp + (k + 2 * half - k0) * NR;
+      _mm256_storeu_ps(d, _mm256_mul_ps(r[0], s0));
+      _mm256_storeu_ps(d + 8, _mm256_mul_ps(r[1], s1));
+      _mm256_storeu_ps(d + NR, _mm256_mul_ps(r[2], s0));
+      _mm256_storeu_ps(d + NR + 8, _mm256_mul_ps(r[3], s1));
+    }
   }
 }
 
@@ -345,12 +356,7 @@ void run(const Problem& p) {
 #if defined(__x86_64__)
   const PackedNf4& w = p.w;
   if (!p.backward && p.rows <= 8) {
-    const int64_t panels = w.panels();
-    const int64_t width = avx2::decode_width(p.rows);
-    const int64_t units = (panels + width - 1) / width;
-    parallel_for(units, 1, [&](int64_t b, int64_t e) {
-      avx2::decode(p, b * width, e * width < panels ? e * width : panels);
-    });
+    parallel_for(w.panels(), 1, [&](int64_t b, int64_t e) { avx2::decode(p, b, e); });
     return;
   }
   const int64_t ncols = p.backward ? w.in : w.out;
