@@ -65,6 +65,8 @@ const prompt = Array.from({ length: PROMPT }, () => rng.int(cfg.vocabSize));
 interface Run {
   prefill: number;
   decode: number;
+  /** CPU milliseconds of this process (all threads) per generated token: steadier than wall time on a shared host. */
+  cpuMsPerToken: number;
   ids: number[];
 }
 function once(m: LlamaForCausalLM, packed: boolean): Run {
@@ -72,10 +74,21 @@ function once(m: LlamaForCausalLM, packed: boolean): Run {
   // The bitsandbytes path: reading q restores the codes (and drops the packed form).
   if (!packed) for (const [, l] of linear4bitModules(m)) void l.q;
   generate(m, prompt.slice(0, 8), { maxNewTokens: 2 }); // warm-up (packs when packing is on)
+  const cpu = (fn: () => void) => {
+    const c0 = process.cpuUsage();
+    fn();
+    const c = process.cpuUsage(c0);
+    return (c.user + c.system) / 1000;
+  };
+  // CPU time of the decode: a full generate's less that of a prefill with one new token.
+  const cpuPrefill = cpu(() => generate(m, prompt, { maxNewTokens: 1 }));
   const s = {} as GenerationStats;
-  const ids = generate(m, prompt, { maxNewTokens: NEW + 1, stats: s });
+  let ids: number[] = [];
+  const cpuAll = cpu(() => {
+    ids = generate(m, prompt, { maxNewTokens: NEW + 1, stats: s });
+  });
   const r = generationRates(s);
-  return { prefill: r.prefill, decode: r.decode, ids };
+  return { prefill: r.prefill, decode: r.decode, cpuMsPerToken: (cpuAll - cpuPrefill) / NEW, ids };
 }
 
 const engines = [
@@ -93,12 +106,15 @@ const range = (xs: number[]) => `${Math.min(...xs).toFixed(1)}–${Math.max(...x
 console.log(
   `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}); prompt ${PROMPT}, ${NEW} new tokens, ${THREADS} threads, ${ROUNDS} interleaved rounds (median, range)`,
 );
-console.log("engine                                        | prefill tok/s       | decode tok/s");
+console.log(
+  "engine                                        | prefill tok/s       | decode tok/s        | decode CPU ms/token",
+);
 for (const [i, e] of engines.entries()) {
   const p = runs[i].map((x) => x.prefill);
   const d = runs[i].map((x) => x.decode);
+  const cpuMs = runs[i].map((x) => x.cpuMsPerToken);
   console.log(
-    `${e.name.padEnd(45)} | ${med(p).toFixed(1).padStart(6)} (${range(p)}) | ${med(d).toFixed(1).padStart(6)} (${range(d)})`,
+    `${e.name.padEnd(45)} | ${med(p).toFixed(1).padStart(6)} (${range(p)}) | ${med(d).toFixed(1).padStart(6)} (${range(d)}) | ${med(cpuMs).toFixed(1)} (${range(cpuMs)})`,
   );
 }
 const dec = (i: number) => runs[i].map((x) => x.decode);
