@@ -183,72 +183,64 @@ static inline void lookup(__m256i idx, const Tables& tb, __m256 (&r)[4]) {
   r[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
 }
 
-// Decode: panels [q0, q0+G) for the M rows of a (forward only). Per 256-deep slice
-// acc = fma(w, a, acc) in order of k for each column, as the micro kernel.
-template <int M, int G>
-static void decode_panels(const Problem& p, int64_t q0) {
+// Decode: panel q for the M rows of a (forward only). Per 256-deep slice acc = fma(w, a, acc)
+// in order of k for each column, as the micro kernel. (Interleaving two panels for one row,
+// for more independent FMA chains, measured no faster: the lookups' shuffles bound it, not
+// the chains' latency.)
+template <int M>
+static void decode_panel(const Problem& p, int64_t q) {
   const PackedNf4& w = p.w;
   const int64_t C = w.in;
   const int shift = w.shift;
   const Tables tb(w.qmap);
-  const uint8_t* cp[G];
-  const float* sp[G];
-  for (int g = 0; g < G; g++) {
-    cp[g] = w.panel_codes(q0 + g);
-    sp[g] = w.panel_scales(q0 + g);
-  }
+  const uint8_t* cp = w.panel_codes(q);
+  const float* sp = w.panel_scales(q);
   for (int64_t k0 = 0; k0 < C; k0 += KC) {
     const int64_t k1 = C - k0 < KC ? C : k0 + KC;
-    __m256 acc[M][G][2];
-    for (int i = 0; i < M; i++)
-      for (int g = 0; g < G; g++) acc[i][g][0] = acc[i][g][1] = _mm256_setzero_ps();
+    __m256 acc[M][2];
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     for (int64_t k = k0; k < k1; k += 4) {
       const int64_t so = (k >> shift) * kPanel;
-      for (int g = 0; g < G; g++) {
-        __m256i idx[2];
-        indices(cp[g] + 8 * k, idx);
-        const __m256 s0 = _mm256_loadu_ps(sp[g] + so), s1 = _mm256_loadu_ps(sp[g] + so + 8);
-        for (int half = 0; half < 2; half++) {
-          __m256 r[4];
-          lookup(idx[half], tb, r);
-          const __m256 w0 = _mm256_mul_ps(r[0], s0), w1 = _mm256_mul_ps(r[1], s1);
-          const __m256 w2 = _mm256_mul_ps(r[2], s0), w3 = _mm256_mul_ps(r[3], s1);
-          const int64_t kk = k + 2 * half;
-          for (int i = 0; i < M; i++) {
-            const __m256 x0 = _mm256_broadcast_ss(p.a + i * C + kk), x1 = _mm256_broadcast_ss(p.a + i * C + kk + 1);
-            acc[i][g][0] = _mm256_fmadd_ps(w0, x0, acc[i][g][0]);
-            acc[i][g][1] = _mm256_fmadd_ps(w1, x0, acc[i][g][1]);
-            acc[i][g][0] = _mm256_fmadd_ps(w2, x1, acc[i][g][0]);
-            acc[i][g][1] = _mm256_fmadd_ps(w3, x1, acc[i][g][1]);
-          }
+      __m256i idx[2];
+      indices(cp + 8 * k, idx);
+      const __m256 s0 = _mm256_loadu_ps(sp + so), s1 = _mm256_loadu_ps(sp + so + 8);
+      for (int half = 0; half < 2; half++) {
+        __m256 r[4];
+        lookup(idx[half], tb, r);
+        const __m256 w0 = _mm256_mul_ps(r[0], s0), w1 = _mm256_mul_ps(r[1], s1);
+        const __m256 w2 = _mm256_mul_ps(r[2], s0), w3 = _mm256_mul_ps(r[3], s1);
+        const int64_t kk = k + 2 * half;
+        for (int i = 0; i < M; i++) {
+          const __m256 x0 = _mm256_broadcast_ss(p.a + i * C + kk), x1 = _mm256_broadcast_ss(p.a + i * C + kk + 1);
+          acc[i][0] = _mm256_fmadd_ps(w0, x0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(w1, x0, acc[i][1]);
+          acc[i][0] = _mm256_fmadd_ps(w2, x1, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(w3, x1, acc[i][1]);
         }
       }
     }
     const bool add = k0 > 0 || p.accumulate;
-    for (int g = 0; g < G; g++)
-      for (int h = 0; h < 2; h++) {
-        const int64_t j0 = (q0 + g) * kPanel + 8 * h;
-        const int nb = static_cast<int>(w.out - j0 < 8 ? w.out - j0 : 8);
-        if (nb <= 0) continue;
-        for (int i = 0; i < M; i++) {
-          float* ci = p.c + i * w.out + j0;
-          if (nb == 8) {
-            _mm256_storeu_ps(ci, add ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][g][h]) : acc[i][g][h]);
-          } else {
-            alignas(32) float tmp[8];
-            _mm256_store_ps(tmp, acc[i][g][h]);
-            for (int j = 0; j < nb; j++) ci[j] = add ? ci[j] + tmp[j] : tmp[j];
-          }
+    for (int h = 0; h < 2; h++) {
+      const int64_t j0 = q * kPanel + 8 * h;
+      const int nb = static_cast<int>(w.out - j0 < 8 ? w.out - j0 : 8);
+      if (nb <= 0) continue;
+      for (int i = 0; i < M; i++) {
+        float* ci = p.c + i * w.out + j0;
+        if (nb == 8) {
+          _mm256_storeu_ps(ci, add ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][h]) : acc[i][h]);
+        } else {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, acc[i][h]);
+          for (int j = 0; j < nb; j++) ci[j] = add ? ci[j] + tmp[j] : tmp[j];
         }
       }
+    }
   }
 }
 
-// Panels [q0, q1) one by one. (Interleaving two panels for one row, for more independent FMA
-// chains, measured no faster: the lookups' shuffles bound it, not the chains' latency.)
 template <int M>
 static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
-  for (int64_t q = q0; q < q1; q++) decode_panels<M, 1>(p, q);
+  for (int64_t q = q0; q < q1; q++) decode_panel<M>(p, q);
 }
 
 static void decode(const Problem& p, int64_t q0, int64_t q1) {
