@@ -1,8 +1,8 @@
 // Prepacked NF4 weights: a frozen bitsandbytes NF4 weight W [out, in] rearranged once into
 // 16-column panels that decode streams front to back, with the absmax of every block already
 // expanded to f32 (double quantisation decoded at pack time: the same f32 values nf4Scales
-// gives, so nothing is rounded differently). The codes are the checkpoint's own 4-byte words,
-// only reordered, so unpacking gives back the bitsandbytes bytes exactly.
+// gives, so nothing is rounded differently). The codes are the checkpoint's own nibbles, only
+// reordered, so unpacking gives back the bitsandbytes bytes exactly.
 //
 // Layout (requires in % 8 == 0 and in % blocksize == 0, blocksize a power of two ≥ 8):
 //   codes   panel p (columns 16p..16p+15) is 8·in bytes; the codes of k..k+3 (k a multiple of
@@ -15,6 +15,7 @@
 // and two rounds of unpacking, which leave the weights of columns 0–7 and 8–15 at k and k+1
 // in four vectors: no lane-crossing permute (vpermps is several times slower on the AMD
 // cores this was measured on).
+//
 // Exports:
 //   nf4PackedLayout() → { panel: 16 } on AVX2/AVX-512 CPUs, else null
 //   nf4Pack(packed u8, scales f32, blocksize, out, in, codes u8, pscales f32)
