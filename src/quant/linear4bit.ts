@@ -6,10 +6,11 @@
 // the same way) and never a dW.
 //
 // Where the backend has a packed NF4 layout (Backend.nf4Pack: the native addon on AVX2), the
-// first inference product (no graph recorded) packs W into it once (codes reordered for the decode kernel, absmax expanded to
-// f32) and every later product reads that instead; the bitsandbytes codes are dropped while it
-// exists, so memory does not double, and reading `q` (save, export, merge) restores them byte
-// for byte. The packed products give the same bits as the unpacked ones.
+// first inference product (no graph recorded) packs W into it once (codes reordered for the
+// decode kernel, absmax expanded to f32) and every later product reads that instead; the
+// bitsandbytes codes are dropped while it exists, so memory does not double, and reading `q`
+// (save, export, merge) restores them byte for byte. The packed products give the same bits
+// as the unpacked ones.
 import type { Nf4Weight, PackedNf4 } from "../core/backend.js";
 import { backend, isGradEnabled, isProbingGrad, isWeightPackingEnabled } from "../core/engine.js";
 import { DTypeError, fmtShape, ShapeError } from "../core/errors.js";
@@ -82,7 +83,7 @@ export class Linear4bit extends Module implements LinearLike {
    * weight packing is on and the backend packs this shape (then the codes are dropped). Null:
    * use the bitsandbytes codes (restored first if another backend packed them).
    */
-  private packedForProduct(): PackedNf4 | null {
+  private packedForProduct(mayPack: boolean): PackedNf4 | null {
     const be = backend();
     if (this.packed) {
       if (this.packed.backend === be.name && be.nf4GemmPacked) return this.packed;
@@ -92,7 +93,15 @@ export class Linear4bit extends Module implements LinearLike {
     // Packed on an inference product, as frozen f32/bf16 weights are (core/ops/weight.ts): a
     // QLoRA training step keeps the bitsandbytes codes and its memory plan; once packed, W
     // serves training products too (the packed kernels compute dx as well).
-    if (!be.nf4Pack || !be.nf4GemmPacked || !isWeightPackingEnabled() || isGradEnabled() || isProbingGrad())
+    // (The input gradient runs inside backward's noGrad: it never packs.)
+    if (
+      !mayPack ||
+      !be.nf4Pack ||
+      !be.nf4GemmPacked ||
+      !isWeightPackingEnabled() ||
+      isGradEnabled() ||
+      isProbingGrad()
+    )
       return null;
     const p = be.nf4Pack(this.kernelWeight(this.scales()));
     if (!p) return null;
@@ -213,7 +222,7 @@ export class Linear4bit extends Module implements LinearLike {
   /** forward: c[N,O] = a[N,C]·Wᵀ; backward: c[N,C] = a[N,O]·W. */
   private gemm(bwd: boolean, N: number, a: Float32Array, c: Float32Array): void {
     const be = backend();
-    const p = this.packedForProduct();
+    const p = this.packedForProduct(!bwd);
     if (p && be.nf4GemmPacked) be.nf4GemmPacked({ backward: bwd, rows: N, a, w: p, c, beta: 0 });
     else be.nf4Gemm({ backward: bwd, rows: N, a, w: this.kernelWeight(this.scales()), c, beta: 0 });
   }

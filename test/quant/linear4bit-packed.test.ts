@@ -52,11 +52,11 @@ describe("Linear4bit on packed NF4 (native)", { skip }, () => {
     const plain = Linear4bit.fromWeight(w, bias);
     const packed = Linear4bit.fromWeight(w, bias);
     const codes = plain.q.packed.slice();
-    // A product that records a graph (a training step) does not pack; an inference one does.
+    // A training step (forward recording a graph, then backward) does not pack; inference does.
     withPacking(true, () => {
       const x = randNormal(new Rng(0), [2, 192]);
       x.requiresGrad = true;
-      packed.forward(x);
+      backward(packed.forward(x), randNormal(new Rng(1), [2, 72]));
       assert.equal(packed.isPacked, false);
       noGrad(() => packed.forward(x));
       assert.equal(packed.isPacked, true);
