@@ -20,6 +20,7 @@
 #endif
 
 #include "cpu.h"
+#include "nf4_packed.h"
 #include "register.h"
 #include "threadpool.h"
 
@@ -254,6 +255,7 @@ void RegisterNf4(Napi::Env env, Napi::Object exports) {
   exports.Set("nf4Dequant", Napi::Function::New(env, Nf4Dequant));
   exports.Set("nf4Scales", Napi::Function::New(env, Nf4Scales));
   exports.Set("nf4Gemm", Napi::Function::New(env, Nf4Gemm));
+  RegisterNf4Packed(env, exports);
 }
 
 }  // namespace lorakit

@@ -3,55 +3,7 @@
 // panel of the NF4 weight dequantised into a thread-local buffer (the packing step).
 // Not a header: no include guard on purpose.
 
-typedef float vec __attribute__((vector_size(NF4_VW * 4)));
-constexpr int VW = NF4_VW;
-constexpr int NR = 2 * VW;  // panel width (output columns)
-constexpr int MR = 6;       // rows per register tile
-constexpr int KC = 256;     // depth of one packed panel
-
-static inline vec vload(const float* p) {
-  vec v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-static inline void vstore(float* p, vec v) { __builtin_memcpy(p, &v, sizeof(v)); }
-
-template <int M>
-static inline void micro(const float* a, int64_t lda, const float* bp, int kc, float* c, int64_t ldc, int nb,
-                         bool accumulate) {
-  vec acc[M][2];
-  for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = vec{};
-  for (int k = 0; k < kc; k++) {
-    const vec b0 = vload(bp + k * NR);
-    const vec b1 = vload(bp + k * NR + VW);
-#pragma GCC unroll 6
-    for (int i = 0; i < M; i++) {
-      const float x = a[i * lda + k];
-      acc[i][0] += b0 * x;
-      acc[i][1] += b1 * x;
-    }
-  }
-  if (nb == NR) {
-    for (int i = 0; i < M; i++) {
-      float* ci = c + i * ldc;
-      if (accumulate) {
-        vstore(ci, vload(ci) + acc[i][0]);
-        vstore(ci + VW, vload(ci + VW) + acc[i][1]);
-      } else {
-        vstore(ci, acc[i][0]);
-        vstore(ci + VW, acc[i][1]);
-      }
-    }
-  } else {
-    for (int i = 0; i < M; i++) {
-      float tmp[NR];
-      vstore(tmp, acc[i][0]);
-      vstore(tmp + VW, acc[i][1]);
-      float* ci = c + i * ldc;
-      for (int j = 0; j < nb; j++) ci[j] = accumulate ? ci[j] + tmp[j] : tmp[j];
-    }
-  }
-}
+#include "nf4_micro.inc.h"
 
 // Dequantises flat elements [idx, idx+len) of W into dst[t*stride] (block by block: one
 // scale lookup and no division per element).

@@ -142,6 +142,34 @@ export interface Nf4Weight {
   inFeatures: number;
 }
 
+/**
+ * A frozen NF4 weight held in a backend's own layout (made by `Backend.nf4Pack`, read only by
+ * that backend's `nf4GemmPacked`): the codes rearranged for its kernels and the absmax of every
+ * block expanded to f32 once. It replaces the bitsandbytes codes while it exists; `unpackCodes`
+ * gives them back byte for byte.
+ */
+export interface PackedNf4 {
+  /** The backend that made it (`Backend.name`). */
+  readonly backend: string;
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  /** Memory held by the packed codes and scales. */
+  readonly byteLength: number;
+  /** The bitsandbytes packing (⌈out·in/2⌉ bytes, first code of a byte in its high nibble) into out. */
+  unpackCodes(out: Uint8Array): void;
+}
+
+export interface PackedNf4GemmParams {
+  /** As Nf4GemmParams.backward. */
+  backward: boolean;
+  rows: number;
+  a: Float32Array;
+  w: PackedNf4;
+  c: Float32Array;
+  /** 0 overwrites c, 1 accumulates into it. */
+  beta: number;
+}
+
 export interface Nf4GemmParams {
   /** false: c (rows × out) = a (rows × in)·Wᵀ; true (the input gradient): c (rows × in) = a (rows × out)·W. */
   backward: boolean;
@@ -426,6 +454,14 @@ export interface Backend {
 
   /** The fused NF4 GEMM: W is dequantised panel by panel, the float W never exists whole. */
   nf4Gemm(p: Nf4GemmParams): void;
+  /**
+   * Optional: w in this backend's packed NF4 layout, or null where it has none for this CPU or
+   * this shape. `nf4GemmPacked` on it must give, bit for bit, what `nf4Gemm` gives on w, for
+   * any number of rows.
+   */
+  nf4Pack?(w: Nf4Weight): PackedNf4 | null;
+  /** Optional, with nf4Pack: nf4Gemm on a weight this backend packed. */
+  nf4GemmPacked?(p: PackedNf4GemmParams): void;
   /** Elements [start, start+count) of the flat NF4 weight into out[0..count) (f32, exact as bitsandbytes). */
   nf4Dequant(w: Nf4Weight, start: number, count: number, out: Float32Array): void;
   /**

@@ -16,11 +16,14 @@ import { nativeGemm } from "./gemm.js";
 import type { NativeAddon } from "./loader.js";
 import type { LoraGroupedAddon } from "./lora-grouped.js";
 import type { Nf4Addon } from "./nf4.js";
-import { nf4AddonOf } from "./nf4.js";
+import { nf4AddonOf, nf4PackedKernels } from "./nf4.js";
 import type { OpsAddon } from "./ops.js";
 import { prepackAddonOf, prepackKernels } from "./prepack.js";
 
-type KernelName = Exclude<keyof Backend, "name" | "attentionRows" | "packWeight" | "gemmPacked">;
+type KernelName = Exclude<
+  keyof Backend,
+  "name" | "attentionRows" | "packWeight" | "gemmPacked" | "nf4Pack" | "nf4GemmPacked"
+>;
 type Args<K extends KernelName> = Parameters<Backend[K]>;
 type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];
 
@@ -187,6 +190,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
         ),
     ),
     ...nf4Kernels(nf4, ref),
+    ...nf4PackedKernels(nf4),
     ...prepackKernels(prepackAddonOf(addon)),
   } satisfies Backend);
 }

@@ -1,5 +1,7 @@
-// The NF4 kernels of the native addon (native/src/nf4_gemm.cc), as the native backend's
-// nf4Gemm / nf4Dequant / nf4Scales call them.
+// The NF4 kernels of the native addon (native/src/nf4_gemm.cc, nf4_packed.cc), as the native
+// backend's nf4Gemm / nf4Dequant / nf4Scales / nf4Pack / nf4GemmPacked call them.
+import type { Backend, Nf4Weight, PackedNf4 } from "../../core/backend.js";
+import { BackendError } from "../../core/errors.js";
 
 export interface Nf4Addon {
   /** out[j] = qmap[code(start+j)]·scales[(start+j)/blocksize] for j < count. */
@@ -39,6 +41,34 @@ export interface Nf4Addon {
     c: Float32Array,
     beta: number,
   ): void;
+  /** { panel } where this CPU has the packed NF4 kernels (AVX2), else null; absent in older addons. */
+  nf4PackedLayout?(): { panel: number } | null;
+  /** The bitsandbytes codes and f32 absmax of an out×in weight into the packed codes and scales. */
+  nf4Pack?(
+    packed: Uint8Array,
+    scales: Float32Array,
+    blocksize: number,
+    outFeatures: number,
+    inFeatures: number,
+    codes: Uint8Array,
+    pscales: Float32Array,
+  ): void;
+  /** The packed codes back into the bitsandbytes packing. */
+  nf4Unpack?(codes: Uint8Array, outFeatures: number, inFeatures: number, packed: Uint8Array): void;
+  /** nf4Gemm on the packed codes and scales. */
+  nf4GemmPacked?(
+    backward: boolean,
+    rows: number,
+    inFeatures: number,
+    outFeatures: number,
+    a: Float32Array,
+    codes: Uint8Array,
+    pscales: Float32Array,
+    blocksize: number,
+    qmap: Float32Array,
+    c: Float32Array,
+    beta: number,
+  ): void;
 }
 
 /** The addon's NF4 functions, or null (an addon built before nf4_gemm.cc). */
@@ -49,4 +79,83 @@ export function nf4AddonOf(addon: object): Nf4Addon | null {
     typeof a.nf4Scales === "function"
     ? (a as Nf4Addon)
     : null;
+}
+
+/**
+ * Whether the packed layout holds a weight of this shape: in-features a multiple of 8 and of
+ * the block size (a power of two ≥ 8). Every LLaMA-family projection with block 64 qualifies.
+ */
+export function nf4Packable(inFeatures: number, blocksize: number): boolean {
+  return (
+    blocksize >= 8 &&
+    (blocksize & (blocksize - 1)) === 0 &&
+    inFeatures > 0 &&
+    inFeatures % 8 === 0 &&
+    inFeatures % blocksize === 0
+  );
+}
+
+class NativePackedNf4 implements PackedNf4 {
+  readonly backend = "native";
+  readonly byteLength: number;
+  constructor(
+    private readonly addon: Required<Nf4Addon>,
+    readonly codes: Uint8Array,
+    readonly scales: Float32Array,
+    readonly blocksize: number,
+    readonly quantMap: Float32Array,
+    readonly outFeatures: number,
+    readonly inFeatures: number,
+  ) {
+    this.byteLength = codes.byteLength + scales.byteLength;
+  }
+  unpackCodes(out: Uint8Array): void {
+    this.addon.nf4Unpack(this.codes, this.outFeatures, this.inFeatures, out);
+  }
+}
+
+/** Backend.nf4Pack and nf4GemmPacked on the addon, or nothing where it (or this CPU) has none. */
+export function nf4PackedKernels(nf4: Nf4Addon | null): Pick<Backend, "nf4Pack" | "nf4GemmPacked"> {
+  if (
+    !nf4 ||
+    typeof nf4.nf4PackedLayout !== "function" ||
+    typeof nf4.nf4Pack !== "function" ||
+    typeof nf4.nf4Unpack !== "function" ||
+    typeof nf4.nf4GemmPacked !== "function"
+  )
+    return {};
+  const layout = nf4.nf4PackedLayout();
+  if (!layout) return {};
+  const addon = nf4 as Required<Nf4Addon>;
+  const panel = layout.panel;
+  return {
+    nf4Pack(w: Nf4Weight): PackedNf4 | null {
+      const O = w.outFeatures;
+      const C = w.inFeatures;
+      if (O <= 0 || !nf4Packable(C, w.blocksize)) return null;
+      const padded = Math.ceil(O / panel) * panel;
+      const codes = new Uint8Array((padded * C) / 2);
+      const scales = new Float32Array((padded * C) / w.blocksize);
+      addon.nf4Pack(w.packed, w.scales, w.blocksize, O, C, codes, scales);
+      return new NativePackedNf4(addon, codes, scales, w.blocksize, w.quantMap, O, C);
+    },
+    nf4GemmPacked(p) {
+      const w = p.w;
+      if (!(w instanceof NativePackedNf4))
+        throw new BackendError(`native nf4GemmPacked: the weight was packed by the ${w.backend} backend`);
+      addon.nf4GemmPacked(
+        p.backward,
+        p.rows,
+        w.inFeatures,
+        w.outFeatures,
+        p.a,
+        w.codes,
+        w.scales,
+        w.blocksize,
+        w.quantMap,
+        p.c,
+        p.beta,
+      );
+    },
+  };
 }

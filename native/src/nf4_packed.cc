@@ -1,0 +1,503 @@
+// Prepacked NF4 weights: a frozen bitsandbytes NF4 weight W [out, in] rearranged once into
+// 16-column panels that decode streams front to back, with the absmax of every block already
+// expanded to f32 (double quantisation decoded at pack time: the same f32 values nf4Scales
+// gives, so nothing is rounded differently). The codes are the checkpoint's own nibbles, only
+// reordered, so unpacking gives back the bitsandbytes bytes exactly.
+//
+// Layout (requires in % 8 == 0 and in % blocksize == 0, blocksize a power of two ≥ 8):
+//   codes   panel p (columns 16p..16p+15) is 8·in bytes; the codes of k..k+3 (k a multiple of
+//           4) for its 16 columns are the 32 bytes at 8·k, in the order two 256-bit vpshufb
+//           lookups want them (see code_place): the low nibbles of the 32 bytes are the
+//           indices of k and k+1, the high nibbles those of k+2 and k+3. Columns past `out`
+//           hold code 0 (with scale 0).
+//   scales  panel p, block slot b (k = b·blocksize..): 16 f32, absmax[(j·in)/blocksize + b].
+// Dequantising is four byte-table lookups (vpshufb: one table per byte of the f32 map value)
+// and two rounds of unpacking, which leave the weights of columns 0–7 and 8–15 at k and k+1
+// in four vectors: no lane-crossing permute (vpermps is several times slower on the AMD
+// cores this was measured on).
+//
+// Exports:
+//   nf4PackedLayout() → { panel: 16 } on AVX2/AVX-512 CPUs, else null
+//   nf4Pack(packed u8, scales f32, blocksize, out, in, codes u8, pscales f32)
+//   nf4Unpack(codes u8, out, in, packed u8)                  the bitsandbytes bytes back
+//   nf4GemmPacked(backward, rows, in, out, a, codes, pscales, blocksize, qmap, c, beta)
+//     as nf4Gemm (forward c = a·Wᵀ, backward c = a·W; beta 1 accumulates). ≤ 8 forward rows
+//     take the decode kernel (codes dequantised in registers, split by output columns over
+//     the pool); more rows dequantise one 256×16 slice of a panel at a time (vectorised) into
+//     the panel GEMM's micro kernel. Every element is computed as nf4Gemm computes it (per
+//     256-deep slice acc = fma(qmap[code]·absmax, a, acc) in order of k, then c = acc or
+//     c + acc), so the bits do not depend on the layout, the row count or the thread count.
+#include "nf4_packed.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "cpu.h"
+#include "threadpool.h"
+
+namespace lorakit {
+namespace {
+
+constexpr int64_t kPanel = 16;
+
+// One packed weight as the kernels read it.
+struct PackedNf4 {
+  int64_t out = 0, in = 0, blocksize = 64;
+  int shift = 6;  // log2(blocksize)
+  const uint8_t* codes = nullptr;
+  const float* scales = nullptr;
+  const float* qmap = nullptr;
+  int64_t slots() const { return in / blocksize; }
+  int64_t panels() const { return (out + kPanel - 1) / kPanel; }
+  // The codes of panel q (8·in bytes) and its scales (slots · 16).
+  const uint8_t* panel_codes(int64_t q) const { return codes + q * 8 * in; }
+  const float* panel_scales(int64_t q) const { return scales + q * slots() * kPanel; }
+};
+
+struct Problem {
+  PackedNf4 w;
+  bool backward = false;
+  int64_t rows = 0;
+  const float* a = nullptr;
+  float* c = nullptr;
+  bool accumulate = false;  // beta != 0
+};
+
+// Where the code of column jj (0..15) at k sits within its panel: byte offset and whether it
+// is the high nibble. One index vector (32 nibbles) covers k and k+1 (k even): its byte
+// position pos (0..15) of half h holds, by pos/4, 0: column 4h + pos%4 at k, 1: column
+// 8 + 4h + pos%4 at k, 2 and 3: the same at k+1 — the order the byte-plane unpacking leaves
+// them in. k..k+3 share 32 bytes: k, k+1 in the low nibbles, k+2, k+3 in the high ones.
+struct Place {
+  int64_t byte;
+  bool high;
+};
+inline Place code_place(int64_t jj, int64_t k) {
+  const int64_t h = (jj % 8) / 4;
+  const int64_t pos = (k % 2) * 8 + (jj / 8) * 4 + jj % 4;
+  return {(k / 4) * 32 + h * 16 + pos, (k % 4) >= 2};
+}
+inline int nibble(const uint8_t* b, Place pl) { return pl.high ? b[pl.byte] >> 4 : b[pl.byte] & 15; }
+inline void set_nibble(uint8_t* b, Place pl, int code) {
+  b[pl.byte] = static_cast<uint8_t>(pl.high ? (b[pl.byte] & 0x0f) | (code << 4) : (b[pl.byte] & 0xf0) | code);
+}
+// The bitsandbytes code of flat element i (the first of each byte in the high nibble).
+inline int bnb_code(const uint8_t* packed, int64_t i) { return (i & 1) ? packed[i >> 1] & 15 : packed[i >> 1] >> 4; }
+inline void set_bnb_code(uint8_t* packed, int64_t i, int code) {
+  uint8_t& b = packed[i >> 1];
+  b = static_cast<uint8_t>((i & 1) ? (b & 0xf0) | code : (b & 0x0f) | (code << 4));
+}
+
+bool packable(int64_t in, int64_t bs) {
+  return bs >= 8 && (bs & (bs - 1)) == 0 && in % 8 == 0 && in % bs == 0;
+}
+
+float* scratch(size_t count) {
+  thread_local float* buf = nullptr;
+  thread_local size_t cap = 0;
+  if (cap < count) {
+    std::free(buf);
+    buf = static_cast<float*>(std::aligned_alloc(64, ((count * sizeof(float) + 63) / 64) * 64));
+    cap = count;
+  }
+  return buf;
+}
+
+// Panels [p0, p1) of the bitsandbytes bytes into the packed layout (PACK) or back.
+template <bool PACK>
+void convert(uint8_t* bnb, const float* absmax, uint8_t* codes, float* pscales, int64_t out, int64_t in, int64_t bs,
+             int64_t p0, int64_t p1) {
+  const int64_t slots = in / bs;
+  for (int64_t p = p0; p < p1; p++) {
+    uint8_t* panel = codes + p * 8 * in;
+    if (PACK) std::memset(panel, 0, static_cast<size_t>(8 * in));
+    for (int64_t jj = 0; jj < kPanel; jj++) {
+      const int64_t j = p * kPanel + jj;
+      if (j >= out) break;
+      for (int64_t k = 0; k < in; k++) {
+        if (PACK)
+          set_nibble(panel, code_place(jj, k), bnb_code(bnb, j * in + k));
+        else
+          set_bnb_code(bnb, j * in + k, nibble(panel, code_place(jj, k)));
+      }
+    }
+    if (PACK)
+      for (int64_t b = 0; b < slots; b++)
+        for (int64_t jj = 0; jj < kPanel; jj++) {
+          const int64_t j = p * kPanel + jj;
+          pscales[(p * slots + b) * kPanel + jj] = j < out ? absmax[j * in / bs + b] : 0.f;
+        }
+  }
+}
+
+#if defined(__x86_64__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+namespace avx2 {
+#define NF4_VW 8
+#include "nf4_micro.inc.h"
+#undef NF4_VW
+static_assert(NR == kPanel, "the micro kernel's panel is the packed panel");
+
+// The map as four byte tables (byte t of every f32 value), repeated in both 128-bit halves.
+struct Tables {
+  __m256i t[4];
+  explicit Tables(const float* qmap) {
+    alignas(32) uint8_t b[4][32];
+    for (int c = 0; c < 16; c++) {
+      uint32_t u;
+      std::memcpy(&u, qmap + c, 4);
+      for (int i = 0; i < 4; i++) b[i][c] = b[i][c + 16] = static_cast<uint8_t>(u >> (8 * i));
+    }
+    for (int i = 0; i < 4; i++) t[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(b[i]));
+  }
+};
+
+// The two index vectors of k..k+3 from the 32 bytes at src: [0] for k, k+1; [1] for k+2, k+3.
+static inline void indices(const uint8_t* src, __m256i (&idx)[2]) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+  const __m256i low4 = _mm256_set1_epi8(15);
+  idx[0] = _mm256_and_si256(raw, low4);
+  idx[1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+}
+
+// qmap[code] of one index vector (k and k+1 of a panel's 16 columns): r[0] = columns 0–7 at
+// k, r[1] = columns 8–15 at k, r[2], r[3] the same at k+1.
+static inline void lookup(__m256i idx, const Tables& tb, __m256 (&r)[4]) {
+  const __m256i b0 = _mm256_shuffle_epi8(tb.t[0], idx), b1 = _mm256_shuffle_epi8(tb.t[1], idx);
+  const __m256i b2 = _mm256_shuffle_epi8(tb.t[2], idx), b3 = _mm256_shuffle_epi8(tb.t[3], idx);
+  const __m256i l01 = _mm256_unpacklo_epi8(b0, b1), h01 = _mm256_unpackhi_epi8(b0, b1);
+  const __m256i l23 = _mm256_unpacklo_epi8(b2, b3), h23 = _mm256_unpackhi_epi8(b2, b3);
+  r[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23));
+  r[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23));
+  r[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23));
+  r[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
+}
+
+// Decode: panel q for the M rows of a (forward only). Per 256-deep slice acc = fma(w, a, acc)
+// in order of k for each column, as the micro kernel. (Interleaving two panels for one row,
+// for more independent FMA chains, measured no faster: the lookups' shuffles bound it, not
+// the chains' latency.)
+template <int M>
+static void decode_panel(const Problem& p, int64_t q) {
+  const PackedNf4& w = p.w;
+  const int64_t C = w.in;
+  const int shift = w.shift;
+  const Tables tb(w.qmap);
+  const uint8_t* cp = w.panel_codes(q);
+  const float* sp = w.panel_scales(q);
+  for (int64_t k0 = 0; k0 < C; k0 += KC) {
+    const int64_t k1 = C - k0 < KC ? C : k0 + KC;
+    __m256 acc[M][2];
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t k = k0; k < k1; k += 4) {
+      const int64_t so = (k >> shift) * kPanel;
+      __m256i idx[2];
+      indices(cp + 8 * k, idx);
+      const __m256 s0 = _mm256_loadu_ps(sp + so), s1 = _mm256_loadu_ps(sp + so + 8);
+      for (int half = 0; half < 2; half++) {
+        __m256 r[4];
+        lookup(idx[half], tb, r);
+        const __m256 w0 = _mm256_mul_ps(r[0], s0), w1 = _mm256_mul_ps(r[1], s1);
+        const __m256 w2 = _mm256_mul_ps(r[2], s0), w3 = _mm256_mul_ps(r[3], s1);
+        const int64_t kk = k + 2 * half;
+        for (int i = 0; i < M; i++) {
+          const __m256 x0 = _mm256_broadcast_ss(p.a + i * C + kk), x1 = _mm256_broadcast_ss(p.a + i * C + kk + 1);
+          acc[i][0] = _mm256_fmadd_ps(w0, x0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(w1, x0, acc[i][1]);
+          acc[i][0] = _mm256_fmadd_ps(w2, x1, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(w3, x1, acc[i][1]);
+        }
+      }
+    }
+    const bool add = k0 > 0 || p.accumulate;
+    for (int h = 0; h < 2; h++) {
+      const int64_t j0 = q * kPanel + 8 * h;
+      const int nb = static_cast<int>(w.out - j0 < 8 ? w.out - j0 : 8);
+      if (nb <= 0) continue;
+      for (int i = 0; i < M; i++) {
+        float* ci = p.c + i * w.out + j0;
+        if (nb == 8) {
+          _mm256_storeu_ps(ci, add ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][h]) : acc[i][h]);
+        } else {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, acc[i][h]);
+          for (int j = 0; j < nb; j++) ci[j] = add ? ci[j] + tmp[j] : tmp[j];
+        }
+      }
+    }
+  }
+}
+
+template <int M>
+static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
+  for (int64_t q = q0; q < q1; q++) decode_panel<M>(p, q);
+}
+
+static void decode(const Problem& p, int64_t q0, int64_t q1) {
+  switch (p.rows) {
+    case 1: return decode_range<1>(p, q0, q1);
+    case 2: return decode_range<2>(p, q0, q1);
+    case 3: return decode_range<3>(p, q0, q1);
+    case 4: return decode_range<4>(p, q0, q1);
+    case 5: return decode_range<5>(p, q0, q1);
+    case 6: return decode_range<6>(p, q0, q1);
+    case 7: return decode_range<7>(p, q0, q1);
+    default: return decode_range<8>(p, q0, q1);
+  }
+}
+
+// Forward: bp[kk·16 + j] = W[16q + j, k0 + kk] for the slice [k0, k0+kc) of panel q.
+static void dequant_forward(const PackedNf4& w, const Tables& tb, int64_t q, int64_t k0, int64_t kc, float* bp) {
+  const uint8_t* cp = w.panel_codes(q);
+  const float* sp = w.panel_scales(q);
+  for (int64_t k = k0; k < k0 + kc; k += 4) {
+    const float* s = sp + (k >> w.shift) * kPanel;
+    const __m256 s0 = _mm256_loadu_ps(s), s1 = _mm256_loadu_ps(s + 8);
+    __m256i idx[2];
+    indices(cp + 8 * k, idx);
+    for (int half = 0; half < 2; half++) {
+      __m256 r[4];
+      lookup(idx[half], tb, r);
+      float* d = bp + (k + 2 * half - k0) * NR;
+      _mm256_storeu_ps(d, _mm256_mul_ps(r[0], s0));
+      _mm256_storeu_ps(d + 8, _mm256_mul_ps(r[1], s1));
+      _mm256_storeu_ps(d + NR, _mm256_mul_ps(r[2], s0));
+      _mm256_storeu_ps(d + NR + 8, _mm256_mul_ps(r[3], s1));
+    }
+  }
+}
+
+// Backward (a·W): bp[kk·16 + j] = W[k0 + kk, j0 + j] for j < nb, zero beyond (element by
+// element, as nf4Gemm's backward packing).
+static void dequant_backward(const PackedNf4& w, int64_t k0, int64_t kc, int64_t j0, int nb, float* bp) {
+  for (int64_t kk = 0; kk < kc; kk++) {
+    const int64_t o = k0 + kk;  // a row of W: column o%16 of panel o/16
+    const uint8_t* cp = w.panel_codes(o / kPanel);
+    const float* sp = w.panel_scales(o / kPanel) + o % kPanel;
+    float* dst = bp + kk * NR;
+    for (int j = 0; j < nb; j++) {
+      const int64_t i = j0 + j;
+      dst[j] = w.qmap[nibble(cp, code_place(o % kPanel, i))] * sp[(i >> w.shift) * kPanel];
+    }
+    for (int j = nb; j < NR; j++) dst[j] = 0.f;
+  }
+}
+
+// Panels [q0, q1) of output columns (16 each) through the micro kernel, as nf4_gemm_kernel's
+// run_panels: each 256-deep slice of the panel dequantised once, then every row of a through it.
+static void gemm_panels(const Problem& p, int64_t q0, int64_t q1) {
+  const PackedNf4& w = p.w;
+  const bool fwd = !p.backward;
+  const int64_t K = fwd ? w.in : w.out;
+  const int64_t Ncols = fwd ? w.out : w.in;
+  const int64_t lda = K, ldc = Ncols;
+  float* bp = scratch(static_cast<size_t>(KC) * NR);
+  const Tables tb(w.qmap);
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t j0 = q * NR;
+    const int nb = static_cast<int>(Ncols - j0 < NR ? Ncols - j0 : NR);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int kc = static_cast<int>(K - k0 < KC ? K - k0 : KC);
+      if (fwd)
+        dequant_forward(w, tb, q, k0, kc, bp);
+      else
+        dequant_backward(w, k0, kc, j0, nb, bp);
+      const bool acc = k0 > 0 || p.accumulate;
+      const float* a = p.a + k0;
+      float* c = p.c + j0;
+      int64_t n = 0;
+      for (; n + MR <= p.rows; n += MR) micro<MR>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, acc);
+      switch (p.rows - n) {
+        case 5: micro<5>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, acc); break;
+        case 4: micro<4>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, acc); break;
+        case 3: micro<3>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, acc); break;
+        case 2: micro<2>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, acc); break;
+        case 1: micro<1>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, acc); break;
+        default: break;
+      }
+    }
+  }
+}
+}  // namespace avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+bool packed_supported() {
+#if defined(__x86_64__)
+  return cpu_path() == CpuPath::Avx2 || cpu_path() == CpuPath::Avx512;
+#else
+  return false;
+#endif
+}
+
+void run(const Problem& p) {
+#if defined(__x86_64__)
+  const PackedNf4& w = p.w;
+  if (!p.backward && p.rows <= 8) {
+    parallel_for(w.panels(), 1, [&](int64_t b, int64_t e) { avx2::decode(p, b, e); });
+    return;
+  }
+  const int64_t ncols = p.backward ? w.in : w.out;
+  const int64_t panels = (ncols + kPanel - 1) / kPanel;
+  parallel_for(panels, 1, [&](int64_t b, int64_t e) { avx2::gemm_panels(p, b, e); });
+#else
+  (void)p;
+#endif
+}
+
+bool fail(Napi::Env env, const std::string& msg, bool range = false) {
+  if (range)
+    Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
+  else
+    Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return false;
+}
+
+template <typename TA>
+bool get_arr(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, const char* fn, const char* name,
+             TA*& ptr, int64_t& len) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != want)
+    return fail(info.Env(), std::string(fn) + ": " + name + " has the wrong array type");
+  auto t = info[i].As<Napi::TypedArray>();
+  ptr = reinterpret_cast<TA*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  len = static_cast<int64_t>(t.ElementLength());
+  return true;
+}
+
+bool get_int(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int64_t& out) {
+  if (!info[i].IsNumber()) return fail(info.Env(), std::string(fn) + ": " + name + " must be a number");
+  const double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 0) || v != static_cast<double>(static_cast<int64_t>(v)))
+    return fail(info.Env(), std::string(fn) + ": " + name + " must be a non-negative integer", true);
+  out = static_cast<int64_t>(v);
+  return true;
+}
+
+int64_t code_bytes(int64_t out, int64_t in) { return (out + kPanel - 1) / kPanel * kPanel * in / 2; }
+int64_t scale_count(int64_t out, int64_t in, int64_t bs) { return (out + kPanel - 1) / kPanel * kPanel * (in / bs); }
+
+// Checks the shape and the packed buffers' lengths (the codes and scales of an out×in weight).
+bool check_packed(Napi::Env env, const char* fn, int64_t out, int64_t in, int64_t bs, int64_t lcodes, int64_t lscales,
+                  bool need_scales) {
+  if (!packable(in, bs))
+    return fail(env, std::string(fn) + ": in-features must be a multiple of 8 and of the block size (a power of two ≥ 8)",
+                true);
+  if (lcodes < code_bytes(out, in) || (need_scales && lscales < scale_count(out, in, bs)))
+    return fail(env, std::string(fn) + ": a packed buffer is too short for the sizes given", true);
+  return true;
+}
+
+Napi::Value Nf4PackedLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!packed_supported()) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("panel", Napi::Number::New(env, static_cast<double>(kPanel)));
+  return o;
+}
+
+Napi::Value Nf4Pack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "nf4Pack";
+  if (info.Length() < 7) return fail(env, "nf4Pack: expected 7 arguments"), env.Undefined();
+  uint8_t *bnb, *codes;
+  float *absmax, *pscales;
+  int64_t lb, la, lc, lsc, bs, out, in;
+  if (!get_arr(info, 0, napi_uint8_array, fn, "packed", bnb, lb) ||
+      !get_arr(info, 1, napi_float32_array, fn, "scales", absmax, la) || !get_int(info, 2, fn, "blocksize", bs) ||
+      !get_int(info, 3, fn, "out", out) || !get_int(info, 4, fn, "in", in) ||
+      !get_arr(info, 5, napi_uint8_array, fn, "codes", codes, lc) ||
+      !get_arr(info, 6, napi_float32_array, fn, "pscales", pscales, lsc) ||
+      !check_packed(env, fn, out, in, bs, lc, lsc, true))
+    return env.Undefined();
+  if (lb * 2 < out * in || la < out * in / bs)
+    return fail(env, "nf4Pack: the NF4 weight is too short for the sizes given", true), env.Undefined();
+  const int64_t panels = (out + kPanel - 1) / kPanel;
+  parallel_for(panels, 4, [&](int64_t b, int64_t e) { convert<true>(bnb, absmax, codes, pscales, out, in, bs, b, e); });
+  return env.Undefined();
+}
+
+Napi::Value Nf4Unpack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "nf4Unpack";
+  if (info.Length() < 4) return fail(env, "nf4Unpack: expected 4 arguments"), env.Undefined();
+  uint8_t *codes, *bnb;
+  int64_t lc, lb, out, in;
+  if (!get_arr(info, 0, napi_uint8_array, fn, "codes", codes, lc) || !get_int(info, 1, fn, "out", out) ||
+      !get_int(info, 2, fn, "in", in) || !get_arr(info, 3, napi_uint8_array, fn, "packed", bnb, lb) ||
+      !check_packed(env, fn, out, in, 8, lc, 0, false))
+    return env.Undefined();
+  if (lb * 2 < out * in)
+    return fail(env, "nf4Unpack: the output is too short for the sizes given", true), env.Undefined();
+  const int64_t panels = (out + kPanel - 1) / kPanel;
+  parallel_for(panels, 4, [&](int64_t b, int64_t e) { convert<false>(bnb, nullptr, codes, nullptr, out, in, 8, b, e); });
+  return env.Undefined();
+}
+
+Napi::Value Nf4GemmPacked(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "nf4GemmPacked";
+  if (info.Length() < 11) return fail(env, "nf4GemmPacked: expected 11 arguments"), env.Undefined();
+  if (!packed_supported())
+    return fail(env, "nf4GemmPacked: this CPU has no packed NF4 kernels (nf4PackedLayout() is null)"), env.Undefined();
+  Problem p;
+  p.backward = info[0].ToBoolean().Value();
+  PackedNf4& w = p.w;
+  const float* a;
+  float* c;
+  const uint8_t* codes;
+  const float *pscales, *qmap;
+  int64_t la, lcodes, lsc, lq, lc;
+  if (!get_int(info, 1, fn, "rows", p.rows) || !get_int(info, 2, fn, "in", w.in) ||
+      !get_int(info, 3, fn, "out", w.out) || !get_arr(info, 4, napi_float32_array, fn, "a", a, la) ||
+      !get_arr(info, 5, napi_uint8_array, fn, "codes", codes, lcodes) ||
+      !get_arr(info, 6, napi_float32_array, fn, "pscales", pscales, lsc) ||
+      !get_int(info, 7, fn, "blocksize", w.blocksize) || !get_arr(info, 8, napi_float32_array, fn, "qmap", qmap, lq) ||
+      !get_arr(info, 9, napi_float32_array, fn, "c", c, lc) || !info[10].IsNumber() ||
+      !check_packed(env, fn, w.out, w.in, w.blocksize, lcodes, lsc, true))
+    return env.Undefined();
+  const int64_t K = p.backward ? w.out : w.in;
+  const int64_t N = p.backward ? w.in : w.out;
+  if (lq < 16 || la < p.rows * K || lc < p.rows * N)
+    return fail(env, "nf4GemmPacked: a buffer is too short for the sizes given", true), env.Undefined();
+  w.codes = codes;
+  w.scales = pscales;
+  w.qmap = qmap;
+  w.shift = __builtin_ctzll(static_cast<unsigned long long>(w.blocksize));
+  p.a = a;
+  p.c = c;
+  p.accumulate = info[10].As<Napi::Number>().DoubleValue() != 0;
+  if (p.rows == 0 || N == 0) return env.Undefined();
+  if (K == 0) {
+    if (!p.accumulate)
+      for (int64_t i = 0; i < p.rows * N; i++) c[i] = 0.f;
+    return env.Undefined();
+  }
+  run(p);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterNf4Packed(Napi::Env env, Napi::Object exports) {
+  exports.Set("nf4PackedLayout", Napi::Function::New(env, Nf4PackedLayout));
+  exports.Set("nf4Pack", Napi::Function::New(env, Nf4Pack));
+  exports.Set("nf4Unpack", Napi::Function::New(env, Nf4Unpack));
+  exports.Set("nf4GemmPacked", Napi::Function::New(env, Nf4GemmPacked));
+}
+
+}  // namespace lorakit
