@@ -297,6 +297,7 @@ describe("wasm threads", { skip }, () => {
     const h = await openWasmBackend({
       threads: 3,
       threadsUnavailable: null,
+      simd: "simd128",
       singleBytes: async () => readFileSync(wasmModulePath()),
       threadedBytes: async () => readFileSync(wasmThreadsModulePath()),
       spawn: () => nodeWorkerHandle(new Worker(`throw new Error("no worker today")`, { eval: true })),

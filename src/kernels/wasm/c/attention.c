@@ -9,6 +9,8 @@
 // checked by the host (kernels/wasm/attention.ts) before the call.
 #include <wasm_simd128.h>
 
+#include "madd.h"
+
 #define EXPORT(name) __attribute__((export_name(#name))) name
 
 static float hsum(v128_t v) {
@@ -19,7 +21,7 @@ static float hsum(v128_t v) {
 static float dot(const float* x, const float* y, int n) {
   v128_t acc = wasm_f32x4_splat(0);
   int d = 0;
-  for (; d + 4 <= n; d += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(x + d), wasm_v128_load(y + d)));
+  for (; d + 4 <= n; d += 4) acc = MADD(wasm_v128_load(x + d), wasm_v128_load(y + d), acc);
   float s = hsum(acc);
   for (; d < n; d++) s += x[d] * y[d];
   return s;
@@ -30,7 +32,7 @@ static void axpy(float a, const float* x, float* y, int n) {
   v128_t va = wasm_f32x4_splat(a);
   int d = 0;
   for (; d + 4 <= n; d += 4)
-    wasm_v128_store(y + d, wasm_f32x4_add(wasm_v128_load(y + d), wasm_f32x4_mul(va, wasm_v128_load(x + d))));
+    wasm_v128_store(y + d, MADD(va, wasm_v128_load(x + d), wasm_v128_load(y + d)));
   for (; d < n; d++) y[d] += a * x[d];
 }
 
@@ -85,10 +87,10 @@ static v128_t dot4(const float* x, const float* y0, const float* y1, const float
   int d = 0;
   for (; d + 4 <= n; d += 4) {
     v128_t xv = wasm_v128_load(x + d);
-    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(xv, wasm_v128_load(y0 + d)));
-    a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(xv, wasm_v128_load(y1 + d)));
-    a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(xv, wasm_v128_load(y2 + d)));
-    a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(xv, wasm_v128_load(y3 + d)));
+    a0 = MADD(xv, wasm_v128_load(y0 + d), a0);
+    a1 = MADD(xv, wasm_v128_load(y1 + d), a1);
+    a2 = MADD(xv, wasm_v128_load(y2 + d), a2);
+    a3 = MADD(xv, wasm_v128_load(y3 + d), a3);
   }
   // Lane i of the result is the sum of a_i's lanes: a 4×4 transpose folded into adds.
   v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
@@ -118,10 +120,10 @@ static void weighted_rows(const float* w, const float* vb, long ld, int limit, i
     for (int s = 0; s < limit; s++) {
       const float* vr = vb + s * ld + d0;
       v128_t e = wasm_f32x4_splat(w[s]);
-      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(e, wasm_v128_load(vr)));
-      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(e, wasm_v128_load(vr + 4)));
-      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(e, wasm_v128_load(vr + 8)));
-      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(e, wasm_v128_load(vr + 12)));
+      a0 = MADD(e, wasm_v128_load(vr), a0);
+      a1 = MADD(e, wasm_v128_load(vr + 4), a1);
+      a2 = MADD(e, wasm_v128_load(vr + 8), a2);
+      a3 = MADD(e, wasm_v128_load(vr + 12), a3);
     }
     wasm_v128_store(o + d0, a0);
     wasm_v128_store(o + d0 + 4, a1);
@@ -131,7 +133,7 @@ static void weighted_rows(const float* w, const float* vb, long ld, int limit, i
   for (; d0 + 4 <= D; d0 += 4) {
     v128_t a = wasm_f32x4_splat(0);
     for (int s = 0; s < limit; s++)
-      a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_splat(w[s]), wasm_v128_load(vb + s * ld + d0)));
+      a = MADD(wasm_f32x4_splat(w[s]), wasm_v128_load(vb + s * ld + d0), a);
     wasm_v128_store(o + d0, a);
   }
   for (; d0 < D; d0++) {

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <wasm_simd128.h>
 
+#include "madd.h"
+
 #define MR 4
 #define NR 8
 #define KC 256
@@ -123,17 +125,17 @@ static void micro_4x8(int kc, const float* ap, const float* bp, float* c, int ld
     v128_t b1 = wasm_v128_load(bp + 4);
     v128_t a;
     a = wasm_v128_load32_splat(ap + 0);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a, b1));
+    c00 = MADD(a, b0, c00);
+    c01 = MADD(a, b1, c01);
     a = wasm_v128_load32_splat(ap + 1);
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a, b1));
+    c10 = MADD(a, b0, c10);
+    c11 = MADD(a, b1, c11);
     a = wasm_v128_load32_splat(ap + 2);
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a, b1));
+    c20 = MADD(a, b0, c20);
+    c21 = MADD(a, b1, c21);
     a = wasm_v128_load32_splat(ap + 3);
-    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a, b0));
-    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a, b1));
+    c30 = MADD(a, b0, c30);
+    c31 = MADD(a, b1, c31);
     ap += MR;
     bp += NR;
   }
