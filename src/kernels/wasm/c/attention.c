@@ -223,12 +223,33 @@ void EXPORT(wasm_attention)(const float* q, const float* k, const float* v, int 
   }
 }
 
+/** Query rows whose dk and dv terms are added in one pass over a key's rows (see below). */
+#define QROWS 4
+
+/**
+ * y[0..n) += Σ_{i<rows} a[i]·x[i][0..n), the terms added in order i = 0, 1, …: each element
+ * gets exactly the operations of `rows` axpy calls in a row (so the same bits), but y is loaded
+ * and stored once instead of once per row.
+ */
+static void axpy_rows(const float* a, const float* const* x, int rows, float* y, int n) {
+  int d = 0;
+  for (; d + 4 <= n; d += 4) {
+    v128_t acc = wasm_v128_load(y + d);
+    for (int i = 0; i < rows; i++) acc = MADD(wasm_f32x4_splat(a[i]), wasm_v128_load(x[i] + d), acc);
+    wasm_v128_store(y + d, acc);
+  }
+  for (; d < n; d++)
+    for (int i = 0; i < rows; i++) y[d] += a[i] * x[i][d];
+}
+
 /**
  * Writes dq (when non-null) and adds into dk, dv (when non-null). scratch: nth · (D + 2·S·D +
- * 2·S) floats (per thread: the query gradient row, the kv head's key and value gradients,
- * added once per head, and one row's probabilities and score gradients). Thread `tid` of
+ * 2·QROWS·S) floats (per thread: the query gradient row, the kv head's key and value gradients,
+ * added once per head, and QROWS rows' probabilities and score gradients). Thread `tid` of
  * `nth` takes every nth (batch, kv head) pair: the only writer of that pair's dk, dv and of
- * its query heads' dq, with the arithmetic of one thread.
+ * its query heads' dq, with the arithmetic of one thread. Query rows go QROWS at a time: their
+ * probabilities and score gradients first, then each key's dk and dv rows take the rows' terms
+ * in one pass, in row order, as a row-at-a-time loop would add them.
  */
 void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float* v, int B, int T, int S, int H,
                                      int Hkv, int D, int cap, float scale, int offset, int causal, const float* out,
@@ -236,11 +257,11 @@ void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float
                                      float* scratch, int tid, int nth) {
   int group = H / Hkv;
   long ld = (long)Hkv * D;
-  float* dq_acc = scratch + (long)tid * (D + 2L * S * D + 2L * S);
+  float* dq_acc = scratch + (long)tid * (D + 2L * S * D + 2L * QROWS * S);
   float* dk_acc = dq_acc + D;
   float* dv_acc = dk_acc + (long)S * D;
-  float* prob = dv_acc + (long)S * D;
-  float* dscore = prob + S;
+  float* probs = dv_acc + (long)S * D;
+  float* dscores = probs + (long)QROWS * S;
   for (int b = 0; b < B; b++) {
     for (int hk = 0; hk < Hkv; hk++) {
       if ((b * Hkv + hk) % nth != tid) continue;
@@ -249,40 +270,67 @@ void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float
       const float* vb = v + kv_base;
       for (long i = 0; i < (long)S * D; i++) dk_acc[i] = dv_acc[i] = 0.0f;
       for (int h = hk * group; h < (hk + 1) * group; h++) {
-        for (int t = 0; t < T; t++) {
-          long qo = (((long)b * T + t) * H + h) * D;
-          int limit = key_limit(causal, S, offset, t);
-          if (limit <= 0) {
-            if (dq)
-              for (int d = 0; d < D; d++) dq[qo + d] = 0.0f;
-            continue;
+        for (int t0 = 0; t0 < T; t0 += QROWS) {
+          int nt = T - t0 < QROWS ? T - t0 : QROWS;
+          int lim[QROWS];
+          const float* qrs[QROWS];
+          const float* gs[QROWS];
+          int most = 0;
+          for (int i = 0; i < nt; i++) {
+            int t = t0 + i;
+            long qo = (((long)b * T + t) * H + h) * D;
+            int limit = key_limit(causal, S, offset, t);
+            lim[i] = limit > 0 ? limit : 0;
+            qrs[i] = q + qo;
+            gs[i] = dout + qo;
+            if (limit <= 0) {
+              if (dq)
+                for (int d = 0; d < D; d++) dq[qo + d] = 0.0f;
+              continue;
+            }
+            if (limit > most) most = limit;
+            const float* qr = qrs[i];
+            const float* g = gs[i];
+            float* prob = probs + (long)i * S;
+            float* dscore = dscores + (long)i * S;
+            float l = lse[(b * H + h) * T + t];
+            float Di = dot(g, out + qo, D);
+            // P = exp(q·k·scale − lse) and dS = P·(dout·v − Dᵢ)·scale, four keys at a time.
+            v128_t vl = wasm_f32x4_splat(l), vDi = wasm_f32x4_splat(Di), vs = wasm_f32x4_splat(scale);
+            int s = 0;
+            for (; s + 4 <= limit; s += 4) {
+              const float* k0 = kb + s * ld;
+              const float* v0 = vb + s * ld;
+              v128_t z = wasm_f32x4_mul(dot4(qr, k0, k0 + ld, k0 + 2 * ld, k0 + 3 * ld, D), vs);
+              v128_t pr = exp_f32x4(wasm_f32x4_sub(z, vl));
+              v128_t dP = dot4(g, v0, v0 + ld, v0 + 2 * ld, v0 + 3 * ld, D);
+              wasm_v128_store(prob + s, pr);
+              wasm_v128_store(dscore + s, wasm_f32x4_mul(wasm_f32x4_mul(pr, wasm_f32x4_sub(dP, vDi)), vs));
+            }
+            for (; s < limit; s++) {
+              float pr = exp_f32(dot(qr, kb + s * ld, D) * scale - l);
+              float dP = dot(g, vb + s * ld, D);
+              prob[s] = pr;
+              dscore[s] = pr * (dP - Di) * scale;
+            }
+            if (dq) weighted_rows(dscore, kb, ld, limit, D, dq + qo);
           }
-          const float* qr = q + qo;
-          const float* g = dout + qo;
-          float l = lse[(b * H + h) * T + t];
-          float Di = dot(g, out + qo, D);
-          // P = exp(q·k·scale − lse) and dS = P·(dout·v − Dᵢ)·scale, four keys at a time.
-          v128_t vl = wasm_f32x4_splat(l), vDi = wasm_f32x4_splat(Di), vs = wasm_f32x4_splat(scale);
-          int s = 0;
-          for (; s + 4 <= limit; s += 4) {
-            const float* k0 = kb + s * ld;
-            const float* v0 = vb + s * ld;
-            v128_t z = wasm_f32x4_mul(dot4(qr, k0, k0 + ld, k0 + 2 * ld, k0 + 3 * ld, D), vs);
-            v128_t pr = exp_f32x4(wasm_f32x4_sub(z, vl));
-            v128_t dP = dot4(g, v0, v0 + ld, v0 + 2 * ld, v0 + 3 * ld, D);
-            wasm_v128_store(prob + s, pr);
-            wasm_v128_store(dscore + s, wasm_f32x4_mul(wasm_f32x4_mul(pr, wasm_f32x4_sub(dP, vDi)), vs));
-          }
-          for (; s < limit; s++) {
-            float pr = exp_f32(dot(qr, kb + s * ld, D) * scale - l);
-            float dP = dot(g, vb + s * ld, D);
-            prob[s] = pr;
-            dscore[s] = pr * (dP - Di) * scale;
-          }
-          if (dq) weighted_rows(dscore, kb, ld, limit, D, dq + qo);
-          for (s = 0; s < limit; s++) {
-            if (dk) axpy(dscore[s], qr, dk_acc + (long)s * D, D);
-            if (dv) axpy(prob[s], g, dv_acc + (long)s * D, D);
+          // Key s takes the terms of the rows that see it (s < lim[i]), in row order.
+          for (int s = 0; s < most; s++) {
+            float ds[QROWS], ps[QROWS];
+            const float* qx[QROWS];
+            const float* gx[QROWS];
+            int rows = 0;
+            for (int i = 0; i < nt; i++) {
+              if (s >= lim[i]) continue;
+              ds[rows] = dscores[(long)i * S + s];
+              ps[rows] = probs[(long)i * S + s];
+              qx[rows] = qrs[i];
+              gx[rows] = gs[i];
+              rows++;
+            }
+            if (dk) axpy_rows(ds, qx, rows, dk_acc + (long)s * D, D);
+            if (dv) axpy_rows(ps, gx, rows, dv_acc + (long)s * D, D);
           }
         }
       }
