@@ -3,11 +3,14 @@
 // trains the same steps on the same text in the same page: on the WebAssembly kernels with
 // --threads threads (default: the page's default, the cores the browser reports, at most 8),
 // on the WebAssembly kernels on one thread, and on the TypeScript reference kernels, in turn,
-// --rounds times (default 2). Prints tokens/s of each (the median step time after the first
-// step, measured in the page's Worker), the ratios to the reference kernels, and how far the
-// losses of the steps all ran apart (the kernels must agree on them).
+// --rounds times (default 2). The WebAssembly kernels are the relaxed-SIMD build where
+// Chromium has relaxed SIMD (it does); --simd128 adds the plain SIMD128 build on --threads
+// threads to each round, to see what the fused multiply-add gives. Prints tokens/s of each
+// (the median step time after the first step, measured in the page's Worker), the ratios to
+// the reference kernels, and how far the losses of the steps all ran apart (the kernels must
+// agree on them).
 //
-//   npm run build && node dist/bench/browser.js [--steps 10] [--ref-steps 4] [--threads N] [--rounds 2] [--batch 8] [--seq 128] [--json]
+//   npm run build && node dist/bench/browser.js [--steps 10] [--ref-steps 4] [--threads N] [--rounds 2] [--batch 8] [--seq 128] [--simd128] [--json]
 import { type Browser, chromium, type Page } from "playwright-core";
 import { sotuText } from "../src/data/corpora.js";
 import { CHROMIUM, chromiumArgs, startExampleServer } from "../test/browser/example-server.js";
@@ -34,7 +37,9 @@ interface Run {
   losses: number[];
 }
 
-async function train(page: Page, backend: "wasm" | "ref", n: number, threads = 1): Promise<Run> {
+type Kernels = "wasm" | "wasm-simd128" | "ref";
+
+async function train(page: Page, backend: Kernels, n: number, threads = 1): Promise<Run> {
   await page.fill("#steps", String(n));
   await page.fill("#threads", String(threads));
   await page.fill("#batch", String(B));
@@ -78,13 +83,19 @@ try {
   await page.waitForSelector("html[data-ready=true]");
   const isolated = await page.evaluate(() => crossOriginIsolated);
   const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  // Whether "wasm" runs the relaxed-SIMD build here (what loadWasmBackend checks).
+  const relaxedSimd = await page.evaluate(async () => {
+    const path = "/dist/src/kernels/wasm/module.js";
+    return ((await import(path)) as { relaxedSimdSupported(): boolean }).relaxedSimdSupported();
+  });
   await page.click("#load-demo");
   await page.waitForSelector('#model-status[data-state="ready"]');
   await page.fill("#text", sotuText({ years: [2020, 2021] }));
   const threads = threadsArg || Number(await page.inputValue("#threads"));
   // The machine is shared: the kinds run in turn, `rounds` times, so a load spike hits all of
   // them, and each round's ratios compare runs minutes apart at most.
-  const kinds: ["wasm" | "ref", number, number][] = [["wasm", threads, steps]];
+  const kinds: [Kernels, number, number][] = [["wasm", threads, steps]];
+  if (argv.includes("--simd128")) kinds.push(["wasm-simd128", threads, steps]);
   if (threads > 1) kinds.push(["wasm", 1, steps]);
   kinds.push(["ref", 1, refSteps]);
   const rounds: Run[][] = [];
@@ -105,6 +116,7 @@ try {
     browser: `Chromium ${browser.version()}`,
     crossOriginIsolated: isolated,
     hardwareConcurrency: cores,
+    wasmBuild: relaxedSimd ? "relaxed" : "simd128",
     shape: { batch: B, seq: T, r: 16, targetModules: "all-linear", model: "models/demo-base" },
     rounds: rounds.map((round) =>
       round.map((r) => ({ ...r, overRef: r.tokensPerSecond / round[round.length - 1].tokensPerSecond })),
@@ -113,13 +125,15 @@ try {
   };
   if (json) console.log(JSON.stringify(result, null, 2));
   else {
-    console.log(`${result.browser}, crossOriginIsolated ${isolated}, ${cores} logical cores`);
+    console.log(
+      `${result.browser}, crossOriginIsolated ${isolated}, ${cores} logical cores, wasm = the ${result.wasmBuild} build`,
+    );
     console.log(`demo model, r=16 all-linear, ${B}×${T}, median step after the first:`);
     result.rounds.forEach((round, i) => {
       console.log(` round ${i + 1}`);
       for (const r of round)
         console.log(
-          `  ${r.backend.padEnd(4)} ${String(r.threads).padStart(2)} thread${r.threads === 1 ? " " : "s"} ${r.tokensPerSecond.toFixed(0).padStart(6)} tokens/s  ${(r.medianStepSeconds * 1000).toFixed(0).padStart(5)} ms/step  ${r.overRef.toFixed(1).padStart(5)}× ref  (${r.steps} steps)`,
+          `  ${r.backend.padEnd(12)} ${String(r.threads).padStart(2)} thread${r.threads === 1 ? " " : "s"} ${r.tokensPerSecond.toFixed(0).padStart(6)} tokens/s  ${(r.medianStepSeconds * 1000).toFixed(0).padStart(5)} ms/step  ${r.overRef.toFixed(1).padStart(5)}× ref  (${r.steps} steps)`,
         );
     });
     console.log(`  losses of the ${shared} steps all ran agree to ${maxRelDiff.toExponential(1)} (relative)`);

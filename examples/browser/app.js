@@ -258,7 +258,8 @@ function resetResults(steps) {
 /** "WebAssembly kernels (2 threads)", with the reason when threads could not run. */
 function kernelsLabel({ name, threads, notice }) {
   if (name === "ref") return "TypeScript reference kernels";
-  return `WebAssembly kernels (${threads} thread${threads === 1 ? "" : "s"}${notice ? `: ${notice}` : ""})`;
+  const plain = $("backend").value === "wasm-simd128" ? ", plain SIMD128" : "";
+  return `WebAssembly kernels (${threads} thread${threads === 1 ? "" : "s"}${plain}${notice ? `: ${notice}` : ""})`;
 }
 
 const fmtLoss = (x) => (x === null || Number.isNaN(x) ? "n/a" : x.toFixed(6));

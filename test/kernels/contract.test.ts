@@ -95,7 +95,12 @@ function openWasm(threads: number) {
     const r = await loadNodeWasmBackend({ threads, splitAbove: 0 });
     if ("error" in r) return { skip: r.error.message };
     if (r.handle.threads !== threads) throw new Error(`wasm on ${threads} threads: ${r.handle.notice}`);
-    return { backend: r.handle.backend, configs: [{ label: `SIMD128, ${threads} thread(s)`, apply() {} }] };
+    // The build the engine took: simd128, or relaxed under --experimental-wasm-relaxed-simd
+    // (test/kernels/wasm-relaxed.test.ts runs this suite so).
+    return {
+      backend: r.handle.backend,
+      configs: [{ label: `${r.handle.simd}, ${threads} thread(s)`, apply() {} }],
+    };
   };
 }
 

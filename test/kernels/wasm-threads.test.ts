@@ -244,7 +244,7 @@ describe("wasm threads", { skip }, () => {
     assert.equal(ex.wasm_gemm_scratch_bytes(8, 512, 64, 4, 4), ex.wasm_gemm_scratch_bytes(8, 512, 64, 4, 1));
   });
 
-  test("a worker whose share traps is a BackendError naming it; the next call works", async () => {
+  test("a part that traps is a BackendError naming the thread that ran it; the next call works", async () => {
     const module = await compileThreadedKernels(readFileSync(wasmThreadsModulePath()));
     const pool = await WasmThreadPool.start(module, 2, spawnNodeWorker);
     after(() => pool.dispose());
@@ -254,13 +254,14 @@ describe("wasm threads", { skip }, () => {
     const a = pool.arenaBase;
     const b = a + 64;
     const scratch = b + 1024;
-    // C is m×n; thread 0 writes columns 0–31 of each row (inside memory), thread 1 columns
-    // 32–63, whose last row runs past the end of memory: only the worker traps.
+    // C is m×n, split by columns into parts; the last row's columns from 40 on lie past the end
+    // of memory, so the parts holding them trap, on whichever thread claimed them.
     const c = end - (3 * n + 40) * 4;
     assert.throws(
       () => pool.run("wasm_gemm", [0, 0, m, n, k, 1, a, 0, b, 0, 0, c, 0, 1, 0, scratch]),
       (e: unknown) =>
-        e instanceof BackendError && /wasm worker 1 failed in wasm_gemm: RuntimeError/.test(e.message),
+        e instanceof BackendError &&
+        /(wasm worker 1|the calling thread) failed in wasm_gemm: RuntimeError/.test(e.message),
     );
     const be = createWasmBackend(pool);
     assert.deepEqual(runAll(be).map(bits), runAll(handles[0].backend).map(bits));
@@ -293,10 +294,30 @@ describe("wasm threads", { skip }, () => {
     );
   });
 
+  test("a worker that never gets to the job does not hold up the call: the caller runs every part", async () => {
+    const module = await compileThreadedKernels(readFileSync(wasmThreadsModulePath()));
+    // A worker that says ready and then never looks at the job board: the extreme of a thread
+    // the OS runs late. With shares assigned per thread the call would wait for it forever.
+    const pool = await WasmThreadPool.start(module, 2, () =>
+      nodeWorkerHandle(
+        new Worker(
+          `const { parentPort } = require("node:worker_threads");
+           parentPort.once("message", () => parentPort.postMessage({ type: "ready" }));`,
+          { eval: true },
+        ),
+      ),
+    );
+    after(() => pool.dispose());
+    pool.splitAbove = 0;
+    assert.equal(pool.threads, 2);
+    assert.deepEqual(runAll(createWasmBackend(pool)).map(bits), runAll(handles[0].backend).map(bits));
+  });
+
   test("a worker that cannot start leaves one thread and a notice saying why", async () => {
     const h = await openWasmBackend({
       threads: 3,
       threadsUnavailable: null,
+      simd: "simd128",
       singleBytes: async () => readFileSync(wasmModulePath()),
       threadedBytes: async () => readFileSync(wasmThreadsModulePath()),
       spawn: () => nodeWorkerHandle(new Worker(`throw new Error("no worker today")`, { eval: true })),

@@ -361,7 +361,12 @@ describe("the wasm module", { skip }, () => {
       encoding: "utf8",
     });
     assert.equal(r.status, 0, r.stderr);
-    for (const built of [wasmModulePath(), wasmThreadsModulePath()])
+    for (const built of [
+      wasmModulePath(),
+      wasmThreadsModulePath(),
+      wasmModulePath("relaxed"),
+      wasmThreadsModulePath("relaxed"),
+    ])
       assert.ok(
         readFileSync(join(out, basename(built))).equals(readFileSync(built)),
         `dist's ${basename(built)} is stale: npm run build:wasm`,

@@ -72,7 +72,7 @@ export function wasmAttention(
     const o = arena.alloc(rows * 4);
     const max = arena.alloc(nl * 4);
     const sum = arena.alloc(nl * 4);
-    const scratch = arena.alloc(ex.threads * S * 4);
+    const scratch = arena.alloc(ex.parts * S * 4);
     ex.wasm_attention(
       q,
       k,
@@ -134,7 +134,8 @@ export function wasmAttentionBackward(
     const dqAt = dq ? arena.alloc(rows * 4) : 0;
     const dkAt = dk ? arena.copyIn(dk as Float32Array, 0, kv) : 0;
     const dvAt = dv ? arena.copyIn(dv as Float32Array, 0, kv) : 0;
-    const scratch = arena.alloc(ex.threads * (D + 2 * S * D + 2 * S) * 4);
+    // Per part: c/attention.c's dq row, dk and dv rows of the kv head, QROWS (4) rows of P and dS.
+    const scratch = arena.alloc(ex.parts * (D + 2 * S * D + 8 * S) * 4);
     ex.wasm_attention_backward(
       q,
       k,

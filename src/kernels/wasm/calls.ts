@@ -1,6 +1,6 @@
 // The kernel functions as the host files (gemm.ts, attention.ts, ops.ts) call them: without
-// the trailing (tid, nth), which are filled in here: (0, 1) on one thread, or the whole
-// pool's split when there is one (pool.ts).
+// the trailing (tid, nth), which are filled in here: (0, 1) on one thread, or each part's
+// (part, parts) when the pool cuts the call into parts (pool.ts).
 import type { ThreadedKernel, WasmExports } from "./module.js";
 import { THREADED_KERNELS } from "./module.js";
 import type { WasmThreadPool } from "./pool.js";
@@ -11,8 +11,8 @@ export type KernelCalls = {
   [K in ThreadedKernel]: (...args: WithoutThread<Parameters<WasmExports[K]>>) => void;
 } & {
   wasm_gemm_scratch_bytes(m: number, n: number, k: number, batch: number, nth: number): number;
-  /** Threads a call may be split across: per-thread scratch areas are this many times one. */
-  readonly threads: number;
+  /** Parts a call may be cut into (WasmThreadPool.parts): per-part scratch areas are this many times one. */
+  readonly parts: number;
 };
 
 export function kernelCalls(ex: WasmExports, pool: WasmThreadPool | null): KernelCalls {
@@ -26,6 +26,6 @@ export function kernelCalls(ex: WasmExports, pool: WasmThreadPool | null): Kerne
       ? (...args: number[]) => pool.run(name, args)
       : (...args: number[]) => fn(...args, 0, 1);
   }
-  Object.defineProperty(calls, "threads", { get: () => (pool ? pool.threads : 1), enumerable: true });
+  Object.defineProperty(calls, "parts", { get: () => (pool ? pool.parts : 1), enumerable: true });
   return calls as unknown as KernelCalls;
 }

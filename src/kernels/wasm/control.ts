@@ -1,19 +1,24 @@
 // The job board the caller and the workers share, in the shared wasm memory at `ctl` (see
 // pool.ts for the caller's side, worker-loop.ts for a worker's). One job at a time: the caller
-// writes the kernel and its arguments, bumps GEN and wakes the workers; each worker runs its
-// share and adds one to DONE; the caller, after its own share, waits until DONE counts every
-// worker. Browser-safe, no imports.
+// writes the kernel, its arguments and how many parts it is cut into, bumps GEN and wakes the
+// workers; then every thread, the caller included, claims parts one at a time from TICKET
+// (claimPart) and runs them, adding one to DONE per part; the caller returns when DONE counts
+// every part. Parts are claimed, not assigned: a thread the OS deschedules (a shared machine,
+// a browser's busy tab) leaves its parts to the others instead of holding up the call. Every
+// kernel computes each element the same way whatever the part count and whoever runs the
+// part, so results stay bit-identical. Browser-safe, no imports.
 
 /** Int32 slots. */
 export const GEN = 0; // bumped once per job (and once to quit)
-export const DONE = 1; // workers finished with the current job
+export const DONE = 1; // parts of the current job finished
 export const KERNEL = 2; // index into THREADED_KERNELS
 export const NARGS = 3; // arguments in ARGS (tid and nth excluded)
-export const NTH = 4; // threads taking part (caller included)
-export const FAILED = 5; // 0, or 1 + the tid of the first worker whose share threw
+export const NTH = 4; // parts the job is cut into: the kernels' nth, each part's number its tid
+export const FAILED = 5; // 0, or 1 + the tid of the first worker whose part threw
 export const QUIT = 6; // 1: workers leave their loop
 export const ERR_LEN = 7; // characters of the failure message in ERR_TEXT
 export const STOPPED = 8; // 0, or 1 + the tid of a worker whose loop ended for good
+export const TICKET = 9; // the job's GEN (low bits) above the next unclaimed part (see claimPart)
 
 /** Byte offsets inside the board. */
 export const ARGS_AT = 64; // Float64 arguments (exact for every i32 and f32)
@@ -22,6 +27,30 @@ export const ERR_AT = ARGS_AT + MAX_ARGS * 8; // UTF-16 failure message
 export const ERR_CHARS = 256;
 /** Bytes the board occupies. */
 export const BOARD_BYTES = ERR_AT + ERR_CHARS * 2;
+
+/** Parts a job may be cut into: the part number takes the low PART_BITS bits of TICKET. */
+const PART_BITS = 11;
+export const MAX_PARTS = 1 << (PART_BITS - 1);
+
+/** TICKET's value when job `gen` is posted: its generation above part 0 (stays below 2³¹). */
+export function ticketBase(gen: number): number {
+  return (gen & 0x7ffff) << PART_BITS;
+}
+
+/**
+ * Claims the next part of job `gen` (cut into `parts`), or −1 when every part is taken or
+ * that job is no longer the current one. The generation in TICKET makes a thread that read
+ * job `gen`'s arguments and then slept through it claim nothing of the next job.
+ */
+export function claimPart(board: Int32Array, gen: number, parts: number): number {
+  const base = ticketBase(gen);
+  for (;;) {
+    const t = Atomics.load(board, TICKET);
+    const part = t - base;
+    if (part < 0 || part >= parts) return -1;
+    if (Atomics.compareExchange(board, TICKET, t, t + 1) === t) return part;
+  }
+}
 
 /** Writes `message` (cut to ERR_CHARS) as the failure of worker `tid`, unless one is already there. */
 export function reportFailure(memory: WebAssembly.Memory, ctl: number, tid: number, message: string): void {

@@ -47,9 +47,9 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
       p.beta === 0
         ? arena.alloc(span(batch, p.strideC, m * n) * 4)
         : arena.copyIn(c, 0, span(batch, p.strideC, m * n));
-    // One scratch area per thread (c/gemm.c), enough also when the call runs on one thread
+    // One scratch area per part (c/gemm.c), enough also when the call runs on one thread
     // (small calls do; a thread's share of the columns is smaller than all of them).
-    const t = ex.threads;
+    const t = ex.parts;
     const scratch = arena.alloc(
       Math.max(
         t * ex.wasm_gemm_scratch_bytes(m, n, k, batch, t),

@@ -5,7 +5,11 @@ export { createWasmBackend, WASM_KERNELS } from "./backend.js";
 export { type LoadWasmBackendOptions, loadWasmBackend, type WasmBackendHandle } from "./load.js";
 export {
   instantiateWasmKernels,
+  relaxedSimdSupported,
   WASM_FILE_NAME,
+  WASM_RELAXED_FILE_NAME,
   WASM_THREADS_FILE_NAME,
+  WASM_THREADS_RELAXED_FILE_NAME,
   type WasmExports,
+  type WasmSimd,
 } from "./module.js";

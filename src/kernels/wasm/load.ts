@@ -5,19 +5,27 @@
 import type { Backend } from "../../core/backend.js";
 import { setBackend } from "../../core/engine.js";
 import { BackendError } from "../../core/errors.js";
+import { relaxedSimdSupported, type WasmSimd } from "./module.js";
 import { openWasmBackend, type WasmBackendHandle } from "./open.js";
 import type { WorkerHandle } from "./pool.js";
 
 export type { WasmBackendHandle } from "./open.js";
 
 export interface LoadWasmBackendOptions {
+  /**
+   * Which build to load: "relaxed" (lorakit_kernels{,_threads}_relaxed.wasm, the GEMM and
+   * attention with f32x4.relaxed_madd, a fused multiply-add where the CPU has FMA) or plain
+   * "simd128". Default: relaxed where this engine validates relaxed SIMD (Chromium ≥ 114),
+   * else simd128. It also names the build of `bytes`/`url` when those are given.
+   */
+  simd?: WasmSimd;
   /** Bytes of the single-threaded module (lorakit_kernels.wasm); skips fetching it. */
   bytes?: BufferSource;
   /** Bytes of the threaded module (lorakit_kernels_threads.wasm); skips fetching it. */
   threadsBytes?: BufferSource;
-  /** Where to fetch the single-threaded module; default: next to this module. */
+  /** Where to fetch the single-threaded module; default: next to this module, of the `simd` build. */
   url?: string | URL;
-  /** Where to fetch the threaded module; default: next to this module. */
+  /** Where to fetch the threaded module; default: next to this module, of the `simd` build. */
   threadsUrl?: string | URL;
   /** Threads wanted, the caller included; default navigator.hardwareConcurrency, at most 8. 1: no workers. */
   threads?: number;
@@ -103,14 +111,28 @@ function spawnBrowserWorker(): WorkerHandle {
  */
 export async function loadWasmBackend(options: LoadWasmBackendOptions = {}): Promise<WasmBackendHandle> {
   const threads = options.threads ?? defaultThreads();
+  const simd = options.simd ?? (relaxedSimdSupported() ? "relaxed" : "simd128");
   const handle = await openWasmBackend({
     threads,
     threadsUnavailable: threads > 1 ? threadsUnavailable() : null,
+    simd,
+    // Each URL is written out whole, so bundlers see and copy every module file.
     singleBytes: async () =>
-      options.bytes ?? fetchBytes(options.url ?? new URL("lorakit_kernels.wasm", import.meta.url)),
+      options.bytes ??
+      fetchBytes(
+        options.url ??
+          (simd === "relaxed"
+            ? new URL("lorakit_kernels_relaxed.wasm", import.meta.url)
+            : new URL("lorakit_kernels.wasm", import.meta.url)),
+      ),
     threadedBytes: async () =>
       options.threadsBytes ??
-      fetchBytes(options.threadsUrl ?? new URL("lorakit_kernels_threads.wasm", import.meta.url)),
+      fetchBytes(
+        options.threadsUrl ??
+          (simd === "relaxed"
+            ? new URL("lorakit_kernels_threads_relaxed.wasm", import.meta.url)
+            : new URL("lorakit_kernels_threads.wasm", import.meta.url)),
+      ),
     spawn: spawnBrowserWorker,
   });
   if (options.install ?? true) setBackend(handle.backend as Backend);

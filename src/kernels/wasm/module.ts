@@ -250,6 +250,41 @@ const REQUIRED: readonly (keyof WasmExports)[] = [
 /** The file names the build writes next to the compiled kernels/wasm modules. */
 export const WASM_FILE_NAME = "lorakit_kernels.wasm";
 export const WASM_THREADS_FILE_NAME = "lorakit_kernels_threads.wasm";
+/** The same two built with relaxed SIMD (c/madd.h): taken where relaxedSimdSupported(). */
+export const WASM_RELAXED_FILE_NAME = "lorakit_kernels_relaxed.wasm";
+export const WASM_THREADS_RELAXED_FILE_NAME = "lorakit_kernels_threads_relaxed.wasm";
+
+/** Which build of the kernels runs: plain SIMD128, or relaxed SIMD (fused multiply-add where the CPU has it). */
+export type WasmSimd = "simd128" | "relaxed";
+
+/** The file of the single-threaded (`threaded` false) or threaded module of that build. */
+export function wasmFileName(threaded: boolean, simd: WasmSimd): string {
+  if (simd === "relaxed") return threaded ? WASM_THREADS_RELAXED_FILE_NAME : WASM_RELAXED_FILE_NAME;
+  return threaded ? WASM_THREADS_FILE_NAME : WASM_FILE_NAME;
+}
+
+/**
+ * A module of one function that returns f32x4.relaxed_madd of three zero vectors: it
+ * validates exactly where the engine has relaxed SIMD (Chromium ≥ 114, Firefox ≥ 120 behind
+ * no flag; Node 20 only with --experimental-wasm-relaxed-simd).
+ */
+const ZERO_V128 = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+const RELAXED_BODY = [0x00, ...ZERO_V128, ...ZERO_V128, ...ZERO_V128, 0xfd, 0x85, 0x02, 0x0b];
+const RELAXED_PROBE = new Uint8Array([
+  ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // "\0asm", version 1
+  ...[0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b], // types: () -> v128
+  ...[0x03, 0x02, 0x01, 0x00], // one function of type 0
+  ...[0x0a, RELAXED_BODY.length + 2, 0x01, RELAXED_BODY.length, ...RELAXED_BODY],
+]);
+
+/** Whether this engine validates relaxed SIMD (then the *_relaxed.wasm modules run here). */
+export function relaxedSimdSupported(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    return false;
+  }
+}
 
 function compileError(e: unknown): BackendError {
   const why = e instanceof Error ? e.message : String(e);

@@ -3,7 +3,7 @@
 // which differ only in where the module bytes come from and how a worker is started.
 import type { Backend } from "../../core/backend.js";
 import { createWasmBackend } from "./backend.js";
-import { compileThreadedKernels, instantiateWasmKernels } from "./module.js";
+import { compileThreadedKernels, instantiateWasmKernels, type WasmSimd } from "./module.js";
 import { type SpawnWorker, WasmThreadPool } from "./pool.js";
 
 /** The wasm backend as loaded: what it runs on and how to stop its workers. */
@@ -14,6 +14,8 @@ export interface WasmBackendHandle {
   readonly threads: number;
   /** Why it runs on fewer threads than asked (one line, "lorakit: …"), or null. */
   readonly notice: string | null;
+  /** The build that runs: "relaxed" (fused multiply-add where the CPU has it) or plain "simd128". */
+  readonly simd: WasmSimd;
   /** Stops the workers; the backend keeps working on the calling thread alone. Idempotent. */
   dispose(): void;
 }
@@ -23,6 +25,8 @@ export interface OpenWasm {
   threads: number;
   /** Why threads cannot be used here at all, or null. */
   threadsUnavailable: string | null;
+  /** The build the bytes below are (reported as the handle's `simd`). */
+  simd: WasmSimd;
   /** The single-threaded module's bytes. */
   singleBytes(): Promise<BufferSource>;
   /** The threaded module's bytes. */
@@ -57,6 +61,7 @@ export async function openWasmBackend(o: OpenWasm): Promise<WasmBackendHandle> {
           return pool.threads;
         },
         notice: null,
+        simd: o.simd,
         dispose: () => pool.dispose(),
       };
     } catch (e) {
@@ -71,6 +76,7 @@ export async function openWasmBackend(o: OpenWasm): Promise<WasmBackendHandle> {
       notice === null
         ? null
         : `lorakit: the WebAssembly kernels run on 1 thread, not ${o.threads}: ${notice}`,
+    simd: o.simd,
     dispose: () => {},
   };
 }

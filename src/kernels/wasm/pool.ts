@@ -1,6 +1,7 @@
 // The caller's side of the wasm threads: the threaded module instantiated on one shared
 // memory by the caller (thread 0) and by threads − 1 workers, each with its own stack, and a
-// job board (control.ts) through which each kernel call is split between them. Browser-safe:
+// job board (control.ts) through which each kernel call is cut into parts that every thread
+// claims as it gets to them (PARTS_PER_THREAD per thread). Browser-safe:
 // how a worker is started (Node worker_threads, a browser module Worker) is the `spawn`
 // function's business.
 //
@@ -11,11 +12,13 @@ import { BackendError } from "../../core/errors.js";
 import {
   ARGS_AT,
   BOARD_BYTES,
+  claimPart,
   DONE,
   FAILED,
   GEN,
   KERNEL,
   MAX_ARGS,
+  MAX_PARTS,
   NARGS,
   NTH,
   QUIT,
@@ -23,6 +26,8 @@ import {
   SPIN_MS,
   STOPPED,
   spinWhile,
+  TICKET,
+  ticketBase,
 } from "./control.js";
 import {
   instantiateThreadedKernels,
@@ -49,6 +54,13 @@ export type SpawnWorker = (tid: number) => WorkerHandle;
 const STACK_BYTES = 256 * 1024;
 /** Calls smaller than this (about 2·flops) run on the caller alone: waking workers costs tens of µs. */
 export const DEFAULT_SPLIT_ABOVE = 1 << 20;
+/**
+ * Parts per thread a split call is cut into. More than one, so that when the OS runs one
+ * thread late (2 threads on a 2-core machine that also runs other work, or a browser
+ * throttling a Worker) the others take its parts instead of waiting for it; few, since each
+ * part repacks its own operand panels.
+ */
+export const PARTS_PER_THREAD = 4;
 /** Memory pages (64 KiB) the shared memory may grow to, tried in order (a 32-bit browser may refuse 4 GiB). */
 const MAX_PAGES = [65536, 32768, 16384];
 /** How long a worker may take to start before the pool gives up on threads. */
@@ -129,6 +141,12 @@ export class WasmThreadPool {
     return this.workers.length + 1;
   }
 
+  /** Parts a large call is cut into now (the kernels' nth; per-part scratch is sized by it); 1 after dispose(). */
+  get parts(): number {
+    const n = this.threads;
+    return n === 1 ? 1 : Math.min(n * PARTS_PER_THREAD, MAX_PARTS);
+  }
+
   /**
    * Instantiates `module` on the caller and starts `threads` − 1 workers with `spawn`;
    * resolves when every worker is ready, rejects (after stopping them) when one fails.
@@ -204,14 +222,15 @@ export class WasmThreadPool {
   }
 
   /**
-   * Runs kernel `name` with `args` (its C arguments without tid and nth) on every thread,
-   * or on the caller alone when the call is small; returns when all shares are done. A
-   * worker's failure is rethrown here as a BackendError.
+   * Runs kernel `name` with `args` (its C arguments without tid and nth) cut into `parts`
+   * parts that the caller and the workers claim, or on the caller alone when the call is
+   * small; returns when every part is done. A part that throws (on a worker or here) is a
+   * BackendError naming the thread and the kernel; which thread ran it is the OS's choice.
    */
   run(name: ThreadedKernel, args: readonly number[]): void {
     const fn = this.ex[name] as (...a: number[]) => void;
-    const nth = this.threads;
-    if (nth === 1 || WORK[name](args) < this.splitAbove) {
+    const parts = this.parts;
+    if (parts === 1 || WORK[name](args) < this.splitAbove) {
       fn(...args, 0, 1);
       return;
     }
@@ -227,27 +246,39 @@ export class WasmThreadPool {
     new Float64Array(this.ex.memory.buffer, this.ctl + ARGS_AT, args.length).set(args);
     Atomics.store(board, KERNEL, THREADED_KERNELS.indexOf(name));
     Atomics.store(board, NARGS, args.length);
-    Atomics.store(board, NTH, nth);
+    Atomics.store(board, NTH, parts);
     Atomics.store(board, DONE, 0);
     Atomics.store(board, FAILED, 0);
-    Atomics.add(board, GEN, 1);
+    const gen = (Atomics.load(board, GEN) + 1) | 0;
+    Atomics.store(board, TICKET, ticketBase(gen));
+    Atomics.store(board, GEN, gen);
     Atomics.notify(board, GEN);
+    // The caller claims parts like any worker; after a failure it goes on claiming, so the
+    // job always ends with every part done.
     let own: unknown = null;
-    try {
-      fn(...args, 0, nth);
-    } catch (e) {
-      own = e;
+    for (;;) {
+      const part = claimPart(board, gen, parts);
+      if (part < 0) break;
+      try {
+        fn(...args, part, parts);
+      } catch (e) {
+        own ??= e;
+      }
+      Atomics.add(board, DONE, 1);
     }
-    // Always wait for every worker, even after a failure here: they are still writing memory
-    // that the next call's arena will reuse.
+    // Then it waits for the parts workers still run: they are writing memory that the next
+    // call's arena will reuse.
     for (;;) {
       let done = Atomics.load(board, DONE);
-      if (done >= nth - 1) break;
+      if (done >= parts) break;
       done = spinWhile(board, DONE, done, SPIN_MS);
-      if (done >= nth - 1) break;
+      if (done >= parts) break;
       if (Atomics.load(board, DONE) === done) Atomics.wait(board, DONE, done);
     }
-    if (own !== null) throw own;
+    if (own !== null) {
+      const why = own instanceof Error ? `${own.name}: ${own.message}` : String(own);
+      throw new BackendError(`lorakit: the calling thread failed in ${name}: ${why}`, { cause: own });
+    }
     const failed = Atomics.load(board, FAILED);
     if (failed !== 0)
       throw new BackendError(

@@ -1,9 +1,10 @@
 // A kernel worker's life (the same in a browser Worker and a Node worker thread; worker.ts
 // and node/worker.ts only connect it to their messaging): instantiate the threaded module
 // on the shared memory with a stack of its own, say "ready", then block on the job board
-// (control.ts) and run this thread's share of each job until told to quit. Browser-safe.
+// (control.ts) and run the parts of each job it claims until told to quit. Browser-safe.
 import {
   ARGS_AT,
+  claimPart,
   DONE,
   GEN,
   KERNEL,
@@ -61,23 +62,29 @@ export async function runWorker(init: WorkerInit, post: (reply: WorkerReply) => 
       }
       seen = gen;
       if (Atomics.load(board, QUIT) !== 0) return;
-      inJob = true;
-      const nth = Atomics.load(board, NTH);
-      if (tid < nth) {
-        // The arguments are re-read through a fresh view: the memory may have grown.
-        const args = Array.from(new Float64Array(memory.buffer, ctl + ARGS_AT, Atomics.load(board, NARGS)));
+      // Read once per job: when the caller has moved on to the next job meanwhile (these reads
+      // may then mix two jobs), claimPart finds the generation changed and nothing runs.
+      const parts = Atomics.load(board, NTH);
+      const fn = fns[Atomics.load(board, KERNEL)];
+      // The arguments are read through a fresh view: the memory may have grown.
+      const args = Array.from(new Float64Array(memory.buffer, ctl + ARGS_AT, Atomics.load(board, NARGS)));
+      for (;;) {
+        const part = claimPart(board, gen, parts);
+        if (part < 0) break;
+        inJob = true;
         try {
-          fns[Atomics.load(board, KERNEL)](...args, tid, nth);
+          fn?.(...args, part, parts);
         } catch (e) {
           reportFailure(memory, ctl, tid, message(e));
         }
+        inJob = false;
+        Atomics.add(board, DONE, 1);
+        Atomics.notify(board, DONE);
       }
-      inJob = false;
-      Atomics.add(board, DONE, 1);
-      Atomics.notify(board, DONE);
     }
   } catch (e) {
-    // The loop itself failed: say so on the board so no caller waits for this worker again.
+    // The loop itself failed: say so on the board so no caller waits for this worker again
+    // (a part it had claimed counts as done, failed).
     reportFailure(memory, ctl, tid, message(e));
     Atomics.store(board, STOPPED, tid + 1);
     if (inJob) {

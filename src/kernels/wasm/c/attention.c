@@ -9,6 +9,8 @@
 // checked by the host (kernels/wasm/attention.ts) before the call.
 #include <wasm_simd128.h>
 
+#include "madd.h"
+
 #define EXPORT(name) __attribute__((export_name(#name))) name
 
 static float hsum(v128_t v) {
@@ -19,7 +21,7 @@ static float hsum(v128_t v) {
 static float dot(const float* x, const float* y, int n) {
   v128_t acc = wasm_f32x4_splat(0);
   int d = 0;
-  for (; d + 4 <= n; d += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(x + d), wasm_v128_load(y + d)));
+  for (; d + 4 <= n; d += 4) acc = MADD(wasm_v128_load(x + d), wasm_v128_load(y + d), acc);
   float s = hsum(acc);
   for (; d < n; d++) s += x[d] * y[d];
   return s;
@@ -30,7 +32,7 @@ static void axpy(float a, const float* x, float* y, int n) {
   v128_t va = wasm_f32x4_splat(a);
   int d = 0;
   for (; d + 4 <= n; d += 4)
-    wasm_v128_store(y + d, wasm_f32x4_add(wasm_v128_load(y + d), wasm_f32x4_mul(va, wasm_v128_load(x + d))));
+    wasm_v128_store(y + d, MADD(va, wasm_v128_load(x + d), wasm_v128_load(y + d)));
   for (; d < n; d++) y[d] += a * x[d];
 }
 
@@ -85,10 +87,10 @@ static v128_t dot4(const float* x, const float* y0, const float* y1, const float
   int d = 0;
   for (; d + 4 <= n; d += 4) {
     v128_t xv = wasm_v128_load(x + d);
-    a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(xv, wasm_v128_load(y0 + d)));
-    a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(xv, wasm_v128_load(y1 + d)));
-    a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(xv, wasm_v128_load(y2 + d)));
-    a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(xv, wasm_v128_load(y3 + d)));
+    a0 = MADD(xv, wasm_v128_load(y0 + d), a0);
+    a1 = MADD(xv, wasm_v128_load(y1 + d), a1);
+    a2 = MADD(xv, wasm_v128_load(y2 + d), a2);
+    a3 = MADD(xv, wasm_v128_load(y3 + d), a3);
   }
   // Lane i of the result is the sum of a_i's lanes: a 4×4 transpose folded into adds.
   v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
@@ -118,10 +120,10 @@ static void weighted_rows(const float* w, const float* vb, long ld, int limit, i
     for (int s = 0; s < limit; s++) {
       const float* vr = vb + s * ld + d0;
       v128_t e = wasm_f32x4_splat(w[s]);
-      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(e, wasm_v128_load(vr)));
-      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(e, wasm_v128_load(vr + 4)));
-      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(e, wasm_v128_load(vr + 8)));
-      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(e, wasm_v128_load(vr + 12)));
+      a0 = MADD(e, wasm_v128_load(vr), a0);
+      a1 = MADD(e, wasm_v128_load(vr + 4), a1);
+      a2 = MADD(e, wasm_v128_load(vr + 8), a2);
+      a3 = MADD(e, wasm_v128_load(vr + 12), a3);
     }
     wasm_v128_store(o + d0, a0);
     wasm_v128_store(o + d0 + 4, a1);
@@ -131,7 +133,7 @@ static void weighted_rows(const float* w, const float* vb, long ld, int limit, i
   for (; d0 + 4 <= D; d0 += 4) {
     v128_t a = wasm_f32x4_splat(0);
     for (int s = 0; s < limit; s++)
-      a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_splat(w[s]), wasm_v128_load(vb + s * ld + d0)));
+      a = MADD(wasm_f32x4_splat(w[s]), wasm_v128_load(vb + s * ld + d0), a);
     wasm_v128_store(o + d0, a);
   }
   for (; d0 < D; d0++) {
@@ -221,12 +223,33 @@ void EXPORT(wasm_attention)(const float* q, const float* k, const float* v, int 
   }
 }
 
+/** Query rows whose dk and dv terms are added in one pass over a key's rows (see below). */
+#define QROWS 4
+
+/**
+ * y[0..n) += Σ_{i<rows} a[i]·x[i][0..n), the terms added in order i = 0, 1, …: each element
+ * gets exactly the operations of `rows` axpy calls in a row (so the same bits), but y is loaded
+ * and stored once instead of once per row.
+ */
+static void axpy_rows(const float* a, const float* const* x, int rows, float* y, int n) {
+  int d = 0;
+  for (; d + 4 <= n; d += 4) {
+    v128_t acc = wasm_v128_load(y + d);
+    for (int i = 0; i < rows; i++) acc = MADD(wasm_f32x4_splat(a[i]), wasm_v128_load(x[i] + d), acc);
+    wasm_v128_store(y + d, acc);
+  }
+  for (; d < n; d++)
+    for (int i = 0; i < rows; i++) y[d] += a[i] * x[i][d];
+}
+
 /**
  * Writes dq (when non-null) and adds into dk, dv (when non-null). scratch: nth · (D + 2·S·D +
- * 2·S) floats (per thread: the query gradient row, the kv head's key and value gradients,
- * added once per head, and one row's probabilities and score gradients). Thread `tid` of
+ * 2·QROWS·S) floats (per thread: the query gradient row, the kv head's key and value gradients,
+ * added once per head, and QROWS rows' probabilities and score gradients). Thread `tid` of
  * `nth` takes every nth (batch, kv head) pair: the only writer of that pair's dk, dv and of
- * its query heads' dq, with the arithmetic of one thread.
+ * its query heads' dq, with the arithmetic of one thread. Query rows go QROWS at a time: their
+ * probabilities and score gradients first, then each key's dk and dv rows take the rows' terms
+ * in one pass, in row order, as a row-at-a-time loop would add them.
  */
 void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float* v, int B, int T, int S, int H,
                                      int Hkv, int D, int cap, float scale, int offset, int causal, const float* out,
@@ -234,11 +257,11 @@ void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float
                                      float* scratch, int tid, int nth) {
   int group = H / Hkv;
   long ld = (long)Hkv * D;
-  float* dq_acc = scratch + (long)tid * (D + 2L * S * D + 2L * S);
+  float* dq_acc = scratch + (long)tid * (D + 2L * S * D + 2L * QROWS * S);
   float* dk_acc = dq_acc + D;
   float* dv_acc = dk_acc + (long)S * D;
-  float* prob = dv_acc + (long)S * D;
-  float* dscore = prob + S;
+  float* probs = dv_acc + (long)S * D;
+  float* dscores = probs + (long)QROWS * S;
   for (int b = 0; b < B; b++) {
     for (int hk = 0; hk < Hkv; hk++) {
       if ((b * Hkv + hk) % nth != tid) continue;
@@ -247,40 +270,67 @@ void EXPORT(wasm_attention_backward)(const float* q, const float* k, const float
       const float* vb = v + kv_base;
       for (long i = 0; i < (long)S * D; i++) dk_acc[i] = dv_acc[i] = 0.0f;
       for (int h = hk * group; h < (hk + 1) * group; h++) {
-        for (int t = 0; t < T; t++) {
-          long qo = (((long)b * T + t) * H + h) * D;
-          int limit = key_limit(causal, S, offset, t);
-          if (limit <= 0) {
-            if (dq)
-              for (int d = 0; d < D; d++) dq[qo + d] = 0.0f;
-            continue;
+        for (int t0 = 0; t0 < T; t0 += QROWS) {
+          int nt = T - t0 < QROWS ? T - t0 : QROWS;
+          int lim[QROWS];
+          const float* qrs[QROWS];
+          const float* gs[QROWS];
+          int most = 0;
+          for (int i = 0; i < nt; i++) {
+            int t = t0 + i;
+            long qo = (((long)b * T + t) * H + h) * D;
+            int limit = key_limit(causal, S, offset, t);
+            lim[i] = limit > 0 ? limit : 0;
+            qrs[i] = q + qo;
+            gs[i] = dout + qo;
+            if (limit <= 0) {
+              if (dq)
+                for (int d = 0; d < D; d++) dq[qo + d] = 0.0f;
+              continue;
+            }
+            if (limit > most) most = limit;
+            const float* qr = qrs[i];
+            const float* g = gs[i];
+            float* prob = probs + (long)i * S;
+            float* dscore = dscores + (long)i * S;
+            float l = lse[(b * H + h) * T + t];
+            float Di = dot(g, out + qo, D);
+            // P = exp(q·k·scale − lse) and dS = P·(dout·v − Dᵢ)·scale, four keys at a time.
+            v128_t vl = wasm_f32x4_splat(l), vDi = wasm_f32x4_splat(Di), vs = wasm_f32x4_splat(scale);
+            int s = 0;
+            for (; s + 4 <= limit; s += 4) {
+              const float* k0 = kb + s * ld;
+              const float* v0 = vb + s * ld;
+              v128_t z = wasm_f32x4_mul(dot4(qr, k0, k0 + ld, k0 + 2 * ld, k0 + 3 * ld, D), vs);
+              v128_t pr = exp_f32x4(wasm_f32x4_sub(z, vl));
+              v128_t dP = dot4(g, v0, v0 + ld, v0 + 2 * ld, v0 + 3 * ld, D);
+              wasm_v128_store(prob + s, pr);
+              wasm_v128_store(dscore + s, wasm_f32x4_mul(wasm_f32x4_mul(pr, wasm_f32x4_sub(dP, vDi)), vs));
+            }
+            for (; s < limit; s++) {
+              float pr = exp_f32(dot(qr, kb + s * ld, D) * scale - l);
+              float dP = dot(g, vb + s * ld, D);
+              prob[s] = pr;
+              dscore[s] = pr * (dP - Di) * scale;
+            }
+            if (dq) weighted_rows(dscore, kb, ld, limit, D, dq + qo);
           }
-          const float* qr = q + qo;
-          const float* g = dout + qo;
-          float l = lse[(b * H + h) * T + t];
-          float Di = dot(g, out + qo, D);
-          // P = exp(q·k·scale − lse) and dS = P·(dout·v − Dᵢ)·scale, four keys at a time.
-          v128_t vl = wasm_f32x4_splat(l), vDi = wasm_f32x4_splat(Di), vs = wasm_f32x4_splat(scale);
-          int s = 0;
-          for (; s + 4 <= limit; s += 4) {
-            const float* k0 = kb + s * ld;
-            const float* v0 = vb + s * ld;
-            v128_t z = wasm_f32x4_mul(dot4(qr, k0, k0 + ld, k0 + 2 * ld, k0 + 3 * ld, D), vs);
-            v128_t pr = exp_f32x4(wasm_f32x4_sub(z, vl));
-            v128_t dP = dot4(g, v0, v0 + ld, v0 + 2 * ld, v0 + 3 * ld, D);
-            wasm_v128_store(prob + s, pr);
-            wasm_v128_store(dscore + s, wasm_f32x4_mul(wasm_f32x4_mul(pr, wasm_f32x4_sub(dP, vDi)), vs));
-          }
-          for (; s < limit; s++) {
-            float pr = exp_f32(dot(qr, kb + s * ld, D) * scale - l);
-            float dP = dot(g, vb + s * ld, D);
-            prob[s] = pr;
-            dscore[s] = pr * (dP - Di) * scale;
-          }
-          if (dq) weighted_rows(dscore, kb, ld, limit, D, dq + qo);
-          for (s = 0; s < limit; s++) {
-            if (dk) axpy(dscore[s], qr, dk_acc + (long)s * D, D);
-            if (dv) axpy(prob[s], g, dv_acc + (long)s * D, D);
+          // Key s takes the terms of the rows that see it (s < lim[i]), in row order.
+          for (int s = 0; s < most; s++) {
+            float ds[QROWS], ps[QROWS];
+            const float* qx[QROWS];
+            const float* gx[QROWS];
+            int rows = 0;
+            for (int i = 0; i < nt; i++) {
+              if (s >= lim[i]) continue;
+              ds[rows] = dscores[(long)i * S + s];
+              ps[rows] = probs[(long)i * S + s];
+              qx[rows] = qrs[i];
+              gx[rows] = gs[i];
+              rows++;
+            }
+            if (dk) axpy_rows(ds, qx, rows, dk_acc + (long)s * D, D);
+            if (dv) axpy_rows(ps, gx, rows, dv_acc + (long)s * D, D);
           }
         }
       }

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <wasm_simd128.h>
 
+#include "madd.h"
+
 #define MR 4
 #define NR 8
 #define KC 256
@@ -45,12 +47,38 @@ int EXPORT(wasm_gemm_scratch_bytes)(int m, int n, int k, int batch, int nth) {
 /** Element (i, j) of op(X) where op(X) is rows×cols and X is stored transposed when `trans`. */
 #define AT(x, trans, ld_plain, ld_trans, i, j) ((trans) ? (x)[(j) * (ld_trans) + (i)] : (x)[(i) * (ld_plain) + (j)])
 
-/** Packs rows [0, mc) × depth [p0, p0+kc) of op(A) into MR-row strips, zero-padded. */
+/**
+ * Packs rows [0, mc) × depth [p0, p0+kc) of op(A) into MR-row strips, zero-padded. Whole
+ * strips move four floats at a time: a transposed A holds a strip's MR values of one depth
+ * side by side (one load), a plain A four depths of each row (a 4×4 transpose in registers).
+ * With k a few times MR (the LoRA products' r = 16 side) the element-by-element copy cost as
+ * much as the arithmetic.
+ */
 static void pack_a(const float* a, int trans_a, int m_total, int k_total, int i0, int mc, int p0, int kc,
                    float* dst) {
   for (int ib = 0; ib < mc; ib += MR) {
     int mr = mc - ib < MR ? mc - ib : MR;
-    for (int p = 0; p < kc; p++) {
+    int p = 0;
+    if (mr == MR && trans_a) {
+      const float* src = a + (long)p0 * m_total + i0 + ib;
+      for (; p < kc; p++) wasm_v128_store(dst + p * MR, wasm_v128_load(src + (long)p * m_total));
+    } else if (mr == MR) {
+      const float* r0 = a + (long)(i0 + ib) * k_total + p0;
+      const float* r1 = r0 + k_total;
+      const float* r2 = r1 + k_total;
+      const float* r3 = r2 + k_total;
+      for (; p + 4 <= kc; p += 4) {
+        v128_t x0 = wasm_v128_load(r0 + p), x1 = wasm_v128_load(r1 + p);
+        v128_t x2 = wasm_v128_load(r2 + p), x3 = wasm_v128_load(r3 + p);
+        v128_t t0 = wasm_i32x4_shuffle(x0, x1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(x0, x1, 2, 6, 3, 7);
+        v128_t t2 = wasm_i32x4_shuffle(x2, x3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(x2, x3, 2, 6, 3, 7);
+        wasm_v128_store(dst + p * MR, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
+        wasm_v128_store(dst + (p + 1) * MR, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
+        wasm_v128_store(dst + (p + 2) * MR, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
+        wasm_v128_store(dst + (p + 3) * MR, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
+      }
+    }
+    for (; p < kc; p++) {
       for (int r = 0; r < MR; r++) {
         dst[p * MR + r] = r < mr ? AT(a, trans_a, k_total, m_total, i0 + ib + r, p0 + p) : 0.0f;
       }
@@ -68,6 +96,23 @@ static void pack_b_f32(const float* b, int trans_b, int n, int k_total, int p0, 
         const float* src = b + (p0 + p) * n + jb;
         wasm_v128_store(dst + p * NR, wasm_v128_load(src));
         wasm_v128_store(dst + p * NR + 4, wasm_v128_load(src + 4));
+      }
+    } else if (trans_b && nr == NR && kc % 4 == 0) {
+      // B stored n×k (a linear layer's W for x·Wᵀ): each 4 depths of 8 rows become 4 packed
+      // rows of 8 through two 4×4 transposes in registers.
+      for (int p = 0; p < kc; p += 4) {
+        for (int h = 0; h < 2; h++) {
+          const float* r0 = b + (long)(jb + 4 * h) * k_total + p0 + p;
+          v128_t x0 = wasm_v128_load(r0), x1 = wasm_v128_load(r0 + k_total);
+          v128_t x2 = wasm_v128_load(r0 + 2L * k_total), x3 = wasm_v128_load(r0 + 3L * k_total);
+          v128_t t0 = wasm_i32x4_shuffle(x0, x1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(x0, x1, 2, 6, 3, 7);
+          v128_t t2 = wasm_i32x4_shuffle(x2, x3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(x2, x3, 2, 6, 3, 7);
+          float* d = dst + p * NR + 4 * h;
+          wasm_v128_store(d, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
+          wasm_v128_store(d + NR, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
+          wasm_v128_store(d + 2 * NR, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
+          wasm_v128_store(d + 3 * NR, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
+        }
       }
     } else {
       for (int p = 0; p < kc; p++) {
@@ -123,17 +168,17 @@ static void micro_4x8(int kc, const float* ap, const float* bp, float* c, int ld
     v128_t b1 = wasm_v128_load(bp + 4);
     v128_t a;
     a = wasm_v128_load32_splat(ap + 0);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a, b1));
+    c00 = MADD(a, b0, c00);
+    c01 = MADD(a, b1, c01);
     a = wasm_v128_load32_splat(ap + 1);
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a, b1));
+    c10 = MADD(a, b0, c10);
+    c11 = MADD(a, b1, c11);
     a = wasm_v128_load32_splat(ap + 2);
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a, b1));
+    c20 = MADD(a, b0, c20);
+    c21 = MADD(a, b1, c21);
     a = wasm_v128_load32_splat(ap + 3);
-    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a, b0));
-    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a, b1));
+    c30 = MADD(a, b0, c30);
+    c31 = MADD(a, b1, c31);
     ap += MR;
     bp += NR;
   }
@@ -147,6 +192,24 @@ static void micro_4x8(int kc, const float* ap, const float* bp, float* c, int ld
   wasm_v128_store(tile + 20, wasm_f32x4_mul(va, c21));
   wasm_v128_store(tile + 24, wasm_f32x4_mul(va, c30));
   wasm_v128_store(tile + 28, wasm_f32x4_mul(va, c31));
+  if (mr == MR && nr == NR) {
+    // A whole tile: the same additions as below (a + b, beta·c + t), four lanes at a time.
+    v128_t vb = wasm_f32x4_splat(beta);
+    for (int r = 0; r < MR; r++) {
+      float* crow = c + r * ldc;
+      v128_t t0 = wasm_v128_load(tile + r * NR), t1 = wasm_v128_load(tile + r * NR + 4);
+      if (!first) {
+        t0 = wasm_f32x4_add(wasm_v128_load(crow), t0);
+        t1 = wasm_f32x4_add(wasm_v128_load(crow + 4), t1);
+      } else if (beta != 0.0f) {
+        t0 = wasm_f32x4_add(wasm_f32x4_mul(vb, wasm_v128_load(crow)), t0);
+        t1 = wasm_f32x4_add(wasm_f32x4_mul(vb, wasm_v128_load(crow + 4)), t1);
+      }
+      wasm_v128_store(crow, t0);
+      wasm_v128_store(crow + 4, t1);
+    }
+    return;
+  }
   for (int r = 0; r < mr; r++) {
     float* crow = c + r * ldc;
     const float* t = tile + r * NR;

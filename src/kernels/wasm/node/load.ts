@@ -2,23 +2,36 @@
 // (dist/src/kernels/wasm/lorakit_kernels{,_threads}.wasm, written by scripts/build-wasm.mjs)
 // and opens the backend, with worker_threads for its threads. Never throws: a missing or
 // broken file comes back as an error that says which command builds it.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { BackendError } from "../../../core/errors.js";
-import { WASM_FILE_NAME, WASM_THREADS_FILE_NAME } from "../module.js";
+import { relaxedSimdSupported, type WasmSimd, wasmFileName } from "../module.js";
 import { openWasmBackend, type WasmBackendHandle } from "../open.js";
 import type { WorkerHandle } from "../pool.js";
 
-/** Where the built single-threaded module sits: beside this package's kernels/wasm/*.js. */
-export function wasmModulePath(): string {
-  return fileURLToPath(new URL(`../${WASM_FILE_NAME}`, import.meta.url));
+/** Where the built single-threaded module (of the `simd` build) sits: beside this package's kernels/wasm/*.js. */
+export function wasmModulePath(simd: WasmSimd = "simd128"): string {
+  return fileURLToPath(new URL(`../${wasmFileName(false, simd)}`, import.meta.url));
 }
 
-/** Where the built threaded module sits. */
-export function wasmThreadsModulePath(): string {
-  return fileURLToPath(new URL(`../${WASM_THREADS_FILE_NAME}`, import.meta.url));
+/** Where the built threaded module (of the `simd` build) sits. */
+export function wasmThreadsModulePath(simd: WasmSimd = "simd128"): string {
+  return fileURLToPath(new URL(`../${wasmFileName(true, simd)}`, import.meta.url));
+}
+
+/**
+ * The relaxed-SIMD build where this engine validates it (Node 20 only under
+ * --experimental-wasm-relaxed-simd) and it was built (clang ≥ 16), else plain SIMD128.
+ */
+function defaultSimd(): WasmSimd {
+  return relaxedSimdSupported() &&
+    existsSync(wasmModulePath("relaxed")) &&
+    existsSync(wasmThreadsModulePath("relaxed"))
+    ? "relaxed"
+    : "simd128";
 }
 
 /** The threads the native backend would use: LORAKIT_THREADS, else the cores Node reports. */
@@ -64,9 +77,14 @@ export function spawnNodeWorker(): WorkerHandle {
 export interface NodeWasmOptions {
   /** Threads, the caller included; default defaultWasmThreads(). */
   threads?: number;
-  /** The single-threaded module's file; default wasmModulePath(). */
+  /**
+   * The build: "relaxed" or "simd128"; default relaxed where the engine has relaxed SIMD and
+   * the relaxed modules were built, else simd128. It also names the build of `path`/`threadsPath`.
+   */
+  simd?: WasmSimd;
+  /** The single-threaded module's file; default wasmModulePath(simd). */
   path?: string;
-  /** The threaded module's file; default wasmThreadsModulePath(). */
+  /** The threaded module's file; default wasmThreadsModulePath(simd). */
   threadsPath?: string;
   /** Calls with less work than this run on the caller alone (0: split every call, for tests). */
   splitAbove?: number;
@@ -94,12 +112,14 @@ export async function loadNodeWasmBackend(options: NodeWasmOptions = {}): Promis
   try {
     // The single-threaded module is read first, whatever the threads: it is the fallback, and
     // an install without it is an unbuilt one.
-    const single = await read(options.path ?? wasmModulePath());
+    const simd = options.simd ?? defaultSimd();
+    const single = await read(options.path ?? wasmModulePath(simd));
     const handle = await openWasmBackend({
       threads: options.threads ?? defaultWasmThreads(),
       threadsUnavailable: null,
+      simd,
       singleBytes: async () => single,
-      threadedBytes: () => read(options.threadsPath ?? wasmThreadsModulePath()),
+      threadedBytes: () => read(options.threadsPath ?? wasmThreadsModulePath(simd)),
       spawn: spawnNodeWorker,
       splitAbove: options.splitAbove,
     });
