@@ -20,7 +20,10 @@ import { nf4AddonOf } from "./nf4.js";
 import type { OpsAddon } from "./ops.js";
 import { prepackAddonOf, prepackKernels } from "./prepack.js";
 
-type KernelName = Exclude<keyof Backend, "name" | "attentionRows" | "packWeight" | "gemmPacked">;
+type KernelName = Exclude<
+  keyof Backend,
+  "name" | "attentionRows" | "packWeight" | "gemmPacked" | "gemmPackedShared"
+>;
 type Args<K extends KernelName> = Parameters<Backend[K]>;
 type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];
 
