@@ -65,9 +65,10 @@ inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t ld
   for (int i = 0; i < M; i++) ar[i] = a + i * lda;
   // One panel row at a time, used by every row of A at once: only its two widened vectors are
   // live, so the accumulators, A's broadcasts (hoisted when they fit too) and the panel fit the
-  // 16 registers. Widening all G panel rows first kept 2·G vectors live and spilled two of them
-  // to the stack every p (bf16, one row: 47–57 → 60–63 GB/s from L2). Each accumulator still
-  // takes its FMAs in order of p, so the bits do not change.
+  // 16 registers. Widening all G panel rows first kept 2·G vectors live: the bf16 one-row tile
+  // spilled two of them to the stack every p (a stand-alone copy of that loop streamed 47–57
+  // GB/s from L2 on this host, 60–63 without the spills). Each accumulator still takes its FMAs
+  // in order of p, so the bits do not change.
   constexpr bool kHoist = NV * M + M + 3 <= 16;
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; p++) {
