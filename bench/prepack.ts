@@ -78,9 +78,16 @@ const rand = () => {
 const bw0 = addon.readBandwidth(THREADS, 1024);
 const rows: string[] = [];
 for (const bf16 of [false, true]) {
+  // Filled in place: TypedArray.from lists its source first, which runs out of heap on an
+  // output layer of 136M values (Qwen2.5-0.5B).
   const made = (n: number, k: number) => {
-    const f = Float32Array.from({ length: n * k }, rand);
-    return bf16 ? Uint16Array.from(new Uint32Array(f.buffer), (u) => u >>> 16) : f;
+    const f = new Float32Array(n * k);
+    for (let i = 0; i < f.length; i++) f[i] = rand();
+    if (!bf16) return f;
+    const u = new Uint32Array(f.buffer);
+    const h = new Uint16Array(f.length);
+    for (let i = 0; i < h.length; i++) h[i] = u[i] >>> 16;
+    return h;
   };
   const one = RESIDENT ? made(128, 512) : null;
   const ws = shapes.map(([n, k]) => one ?? made(n, k));
