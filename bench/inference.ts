@@ -15,9 +15,12 @@
 //     [--no-prepack]  (frozen weights stay row-major: the path before prepacking, for comparison)
 //     [--interleave-prepack R]  (each native engine R times row-major, R times prepacked, in
 //                               turns in this process: medians of each, under the same load)
+//     [--decode-split R]  (f32 and bf16, prepacked: one decode step's weight products recorded,
+//                          then R rounds of decoding and of replaying those products alone, in
+//                          turns: what a token costs beyond streaming its weights)
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
-import type { Backend } from "../src/core/backend.js";
+import type { Backend, PackedGemmParams } from "../src/core/backend.js";
 import { setWeightPacking } from "../src/core/engine.js";
 import { noGrad, Rng, setBackend, tensor, tidy } from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
@@ -52,6 +55,7 @@ const KV_DTYPE = kvDType(
 const DECODE_CONTEXT = opt("decode-context", 8);
 const PREPACK = !argv.includes("--no-prepack");
 const INTERLEAVE = opt("interleave-prepack", 0);
+const DECODE_SPLIT = opt("decode-split", 0);
 setWeightPacking(PREPACK);
 
 const SHAPE_125M = {
@@ -234,6 +238,109 @@ function toRow(be: Backend, label: string, r: Rates): Row {
   return row;
 }
 
+interface DecodeSplit {
+  engine: string;
+  /** Wall ms of one decode step (generate's own timing), median of the rounds. */
+  decode_ms_per_token: number;
+  /** Wall ms of the same step's weight products replayed alone, back to back, median. */
+  products_ms_per_token: number;
+  /** The same two in CPU ms of this process (all threads; with --threads 1, steady on a loaded host). */
+  decode_cpu_ms_per_token: number;
+  products_cpu_ms_per_token: number;
+  /** Backend product calls in one decode step. */
+  product_calls: number;
+  /** The weight products alone as GB/s (every weight byte once per replayed step). */
+  products_gb_per_second: number;
+}
+
+/**
+ * --decode-split: where a decode step's time goes. One step's prepacked products (their
+ * inputs copied) are recorded through a wrapping backend; then, in turns, NEW decode steps
+ * and NEW replays of those products alone. decode − products is the fixed cost per token:
+ * attention over the cache, norms, RoPE, SiLU·mul, residual adds, sampling, the JS of each op.
+ */
+function decodeSplit(be: Backend, label: string): DecodeSplit {
+  const replays: (() => void)[] = [];
+  let recording = false;
+  // The inputs copied (a shared call's products keep one input), fresh outputs.
+  const copy = (p: PackedGemmParams, a = p.a.slice()): PackedGemmParams => ({
+    ...p,
+    a,
+    c: new Float32Array(p.c.length),
+  });
+  const packed = be.gemmPacked?.bind(be);
+  const shared = be.gemmPackedShared?.bind(be);
+  const recorder: Backend = {
+    ...be,
+    gemmPacked:
+      packed &&
+      ((p) => {
+        if (recording) {
+          const q = copy(p);
+          replays.push(() => packed(q));
+        }
+        packed(p);
+      }),
+    gemmPackedShared:
+      shared &&
+      ((ps) => {
+        if (recording) {
+          const a = ps[0].a.slice();
+          const qs = ps.map((p) => copy(p, a));
+          replays.push(() => shared(qs));
+        }
+        shared(ps);
+      }),
+  };
+  setBackend(recorder);
+  let steps = 0;
+  // Step 0 is the prefill; step 1, the first decode step, is the one recorded.
+  generate(model, prompt.slice(0, DECODE_CONTEXT), {
+    maxNewTokens: 2,
+    kvDtype: KV_DTYPE,
+    onToken: () => {
+      recording = ++steps === 1;
+    },
+  });
+  setBackend(be);
+  const decode: number[] = [];
+  const products: number[] = [];
+  const decodeCpu: number[] = [];
+  const productsCpu: number[] = [];
+  const cpuMs = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
+  for (let r = 0; r < DECODE_SPLIT; r++) {
+    const stats = {} as GenerationStats;
+    // CPU time from the first token (the prefill's) to the last: the NEW decode steps.
+    let c0 = process.cpuUsage();
+    let tokens = 0;
+    generate(model, prompt.slice(0, DECODE_CONTEXT), {
+      maxNewTokens: NEW + 1,
+      stats,
+      kvDtype: KV_DTYPE,
+      onToken: () => {
+        if (++tokens === 1) c0 = process.cpuUsage();
+      },
+    });
+    decodeCpu.push(cpuMs(process.cpuUsage(c0)) / NEW);
+    decode.push((stats.decodeSeconds * 1000) / stats.decodeSteps);
+    const c1 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < NEW; i++) for (const f of replays) f();
+    products.push((performance.now() - t0) / NEW);
+    productsCpu.push(cpuMs(process.cpuUsage(c1)) / NEW);
+  }
+  const productsMs = median(products);
+  return {
+    engine: label,
+    decode_ms_per_token: median(decode),
+    products_ms_per_token: productsMs,
+    decode_cpu_ms_per_token: median(decodeCpu),
+    products_cpu_ms_per_token: median(productsCpu),
+    product_calls: replays.length,
+    products_gb_per_second: bytesPerToken(model) / productsMs / 1e6,
+  };
+}
+
 // The machine's limits, measured now (the best of two probes around the runs counts).
 let bandwidth = addon ? addon.readBandwidth(THREADS, 1024) : 0;
 const peak = addon ? addon.fmaPeak(THREADS, 300) : 0;
@@ -253,8 +360,10 @@ const peakPerCpuSecond = (() => {
 })();
 
 const rows: Row[] = [];
+const splits: DecodeSplit[] = [];
 const native = (await availableBackends()).find((b) => b.name === "native");
 if (native) rows.push(...measure(native, "native f32"));
+if (native && DECODE_SPLIT > 0 && PREPACK) splits.push(decodeSplit(native, "native f32, prepacked"));
 if (argv.includes("--ref")) rows.push(...measure(refBackend, "ref (TypeScript) f32"));
 if (!argv.includes("--no-llama-cpp")) {
   // The demo model's tokenizer, padded to this vocabulary: the prompt is token ids anyway.
@@ -273,6 +382,7 @@ if (native) {
   for (const [, m] of model.namedModules())
     if (m instanceof Linear && m.weight.dtype === "f32") m.setParam("weight", m.weight.to("bf16"));
   rows.push(...measure(native, "native bf16 weights"));
+  if (DECODE_SPLIT > 0 && PREPACK) splits.push(decodeSplit(native, "native bf16, prepacked"));
   // QLoRA's base: the decoder linears in NF4 (the output layer stays bf16).
   quantizeModel(model);
   rows.push(...measure(native, "native NF4 + bf16 head"));
@@ -302,6 +412,11 @@ if (argv.includes("--json"))
         fma_peak_gflops_per_cpu_second: peakPerCpuSecond,
       }),
     );
+if (argv.includes("--json"))
+  for (const d of splits)
+    console.log(
+      JSON.stringify({ decode_split: d, shape: shapeArg, threads: THREADS, read_gb_per_second: bandwidth }),
+    );
 else {
   console.log(where);
   console.log(
@@ -315,4 +430,19 @@ else {
     console.log(
       `${String(r.engine).padEnd(22)} | ${r.weights_mb.toFixed(0).padStart(13)} | ${r.prefill_tokens_per_second.toFixed(1).padStart(13)} | ${pct(r.prefill_fraction_of_fma_peak).padStart(10)} | ${pct(r.prefill_fraction_of_fma_peak_cpu_time).padStart(10)} | ${(r.forward_tokens_per_second?.toFixed(1) ?? "").padStart(24)} | ${pct(r.forward_fraction_of_fma_peak).padStart(10)} | ${r.decode_tokens_per_second.toFixed(1).padStart(12)} | ${(r.decode_gb_per_second?.toFixed(1) ?? "").padStart(11)} | ${pct(r.decode_fraction_of_bandwidth).padStart(16)}`,
     );
+  if (splits.length > 0) {
+    console.log(
+      `\ndecode split (--decode-split ${DECODE_SPLIT}: one decode step's weight products replayed alone vs the whole step, medians)`,
+    );
+    console.log(
+      "engine                 | product calls/token | decode ms/token | products alone ms/token (GB/s, % read bandwidth) | rest ms/token (% of the step) | CPU ms/token: decode, products, rest",
+    );
+    for (const d of splits) {
+      const rest = d.decode_ms_per_token - d.products_ms_per_token;
+      const cpuRest = d.decode_cpu_ms_per_token - d.products_cpu_ms_per_token;
+      console.log(
+        `${d.engine.padEnd(22)} | ${String(d.product_calls).padStart(19)} | ${d.decode_ms_per_token.toFixed(2).padStart(15)} | ${`${d.products_ms_per_token.toFixed(2)} (${d.products_gb_per_second.toFixed(1)}, ${((100 * d.products_gb_per_second) / bandwidth).toFixed(0)} %)`.padStart(48)} | ${`${rest.toFixed(2)} (${((100 * rest) / d.decode_ms_per_token).toFixed(0)} %)`.padStart(29)} | ${d.decode_cpu_ms_per_token.toFixed(2)}, ${d.products_cpu_ms_per_token.toFixed(2)}, ${cpuRest.toFixed(2)}`,
+      );
+    }
+  }
 }

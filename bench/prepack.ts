@@ -9,6 +9,9 @@
 //   npm run build && node dist/bench/prepack.js [--shape 125m|qwen2.5-0.5b|smollm2-135m] [--threads N] [--rounds 7]
 //     [--cpu-time]  (with --threads 1: time the process's CPU time instead of the wall clock, so
 //                    a loaded host's run queue does not count; memory contention still does)
+//     [--resident]  (one 128×512 weight multiplied 85 times per step instead of the shape's
+//                    weights: it stays in L2, so GB/s is what the kernel itself can process,
+//                    the ceiling it would reach if memory were never the bound)
 import { cpus } from "node:os";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { prepackAddonOf } from "../src/kernels/native/prepack.js";
@@ -24,6 +27,7 @@ const shape = opt("shape", "125m");
 const THREADS = Number(opt("threads", String(cpus().length)));
 const ROUNDS = Number(opt("rounds", "7"));
 const CPU_TIME = argv.includes("--cpu-time");
+const RESIDENT = argv.includes("--resident");
 if (CPU_TIME && THREADS !== 1)
   throw new Error("--cpu-time needs --threads 1 (CPU time adds up over threads)");
 /** Milliseconds now, of the wall clock or of this process's CPU time. */
@@ -62,6 +66,8 @@ const shapes: [number, number][] = [];
 for (let l = 0; l < cfg.numHiddenLayers; l++)
   shapes.push([q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]);
 shapes.push([cfg.vocabSize, H]);
+// --resident: as many products, all of one small weight (128 KiB bf16, 256 KiB f32).
+if (RESIDENT) shapes.splice(0, shapes.length, ...shapes.map((): [number, number] => [128, 512]));
 
 let seed = 1;
 const rand = () => {
@@ -72,16 +78,26 @@ const rand = () => {
 const bw0 = addon.readBandwidth(THREADS, 1024);
 const rows: string[] = [];
 for (const bf16 of [false, true]) {
-  const ws = shapes.map(([n, k]) => {
-    const f = Float32Array.from({ length: n * k }, rand);
-    return bf16 ? Uint16Array.from(new Uint32Array(f.buffer), (u) => u >>> 16) : f;
-  });
-  const ps = ws.map((w, i) => {
-    const [n, k] = shapes[i];
+  // Filled in place: TypedArray.from lists its source first, which runs out of heap on an
+  // output layer of 136M values (Qwen2.5-0.5B).
+  const made = (n: number, k: number) => {
+    const f = new Float32Array(n * k);
+    for (let i = 0; i < f.length; i++) f[i] = rand();
+    if (!bf16) return f;
+    const u = new Uint32Array(f.buffer);
+    const h = new Uint16Array(f.length);
+    for (let i = 0; i < h.length; i++) h[i] = u[i] >>> 16;
+    return h;
+  };
+  const one = RESIDENT ? made(128, 512) : null;
+  const ws = shapes.map(([n, k]) => one ?? made(n, k));
+  const packOf = (w: Float32Array | Uint16Array, n: number, k: number) => {
     const p = bf16 ? new Uint16Array(pack.packedElements(n, k)) : new Float32Array(pack.packedElements(n, k));
     pack.prepackWeight(w, n, k, p);
     return p;
-  });
+  };
+  const onePacked = one ? packOf(one, 128, 512) : null;
+  const ps = ws.map((w, i) => onePacked ?? packOf(w, shapes[i][0], shapes[i][1]));
   const bytes = ws.reduce((s, w) => s + w.byteLength, 0);
   const maxIn = Math.max(...shapes.map(([, k]) => k));
   const maxOut = Math.max(...shapes.map(([n]) => n));
@@ -114,7 +130,7 @@ for (const bf16 of [false, true]) {
 }
 const bw1 = addon.readBandwidth(THREADS, 1024);
 console.log(
-  `${shape} shape, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds${CPU_TIME ? " (CPU time)" : ""}`,
+  `${RESIDENT ? "one L2-resident 128×512 weight" : `${shape} shape`}, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds${CPU_TIME ? " (CPU time)" : ""}`,
 );
 console.log(`streaming read bandwidth: ${bw0.toFixed(1)} GB/s before, ${bw1.toFixed(1)} GB/s after`);
 console.log("W    | rows | MiB/step | row-major GB/s | packed GB/s | speed-up");

@@ -9,12 +9,18 @@
 //     (beta 0 never reads c). ≤ 8 rows stream the panels split by output columns over the
 //     thread pool; more rows go through the 6×16 packed GEMM, split like gemm_run. Every
 //     element equals the row-major GEMM's (the same FMA order), bit for bit.
+//   gemmPackedShared(m, k, a, ws, ns, cs, alphas, betas)   several products of one input a
+//     (a layer's q/k/v or gate/up projections): cs[i] (m×ns[i]) = alphas[i]·a·Wᵢᵀ + betas[i]·cs[i],
+//     each exactly as gemmPacked computes it. ≤ 8 rows: one pool dispatch over all their
+//     columns together (a small product such as k_proj no longer runs on one thread while
+//     the others wait for the next call); more rows: one gemmPacked after another.
 #include <napi.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "cpu.h"
 #include "prepack_internal.h"
@@ -143,6 +149,42 @@ void run_packed(const PackedProduct& g) {
       const int64_t e = std::min(g.m, rows * (p + 1) / parts * kRowUnit);
       if (s < e) gemm_fn(g, s, e, 0, g.n);
     }
+  });
+#endif
+}
+
+// Several one-input products (decode: m ≤ 8) with their columns split over the pool together,
+// in the same 64-column units run_packed uses within each product: every element is computed
+// by packed_decode_avx2 as when the product runs alone.
+void run_packed_shared(const std::vector<PackedProduct>& gs) {
+  std::vector<PackedProduct> live;
+  for (const auto& g : gs) {
+    if (g.m <= 0 || g.n <= 0) continue;
+    if (g.k <= 0 || g.alpha == 0.f || g.m > kGemvMaxRows)
+      run_packed(g);
+    else
+      live.push_back(g);
+  }
+  if (live.empty()) return;
+#if defined(__x86_64__)
+  std::vector<int64_t> first(live.size() + 1, 0);  // each product's first unit in the shared range
+  double bytes = 0;
+  for (size_t i = 0; i < live.size(); i++) {
+    first[i + 1] = first[i] + (live[i].n + kColUnit - 1) / kColUnit;
+    bytes += static_cast<double>(live[i].n) * live[i].k * (live[i].bf16 ? 2 : 4);
+  }
+  const int64_t units = first.back();
+  const int64_t parts = std::min<int64_t>(
+      {static_cast<int64_t>(num_threads()), units, std::max<int64_t>(1, static_cast<int64_t>(bytes / kMinBytesPerThread))});
+  auto run_units = [&](int64_t u0, int64_t u1) {
+    for (size_t i = 0; i < live.size(); i++) {
+      const int64_t s = std::max(u0, first[i]) - first[i], e = std::min(u1, first[i + 1]) - first[i];
+      if (s < e) packed_decode_avx2(live[i], s * kColUnit, std::min(live[i].n, e * kColUnit));
+    }
+  };
+  if (parts <= 1) return run_units(0, units);
+  parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) run_units(units * p / parts, units * (p + 1) / parts);
   });
 #endif
 }
@@ -309,6 +351,87 @@ Napi::Value GemmPacked(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// gemmPackedShared(m, k, a, ws, ns, cs, alphas, betas): ws, ns, cs, alphas, betas arrays of
+// one length, ws[i] the panels of an ns[i]×k weight.
+Napi::Value GemmPackedShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "gemmPackedShared";
+  if (info.Length() < 8) {
+    fail(env, "gemmPackedShared(m, k, a, ws, ns, cs, alphas, betas): expected 8 arguments", true);
+    return env.Undefined();
+  }
+  if (!prepack_supported()) {
+    fail(env, "gemmPackedShared: this CPU has no prepacked kernels (prepackLayout() is null)");
+    return env.Undefined();
+  }
+  int64_t m = 0, k = 0;
+  if (!get_int(info, 0, fn, "m", m) || !get_int(info, 1, fn, "k", k)) return env.Undefined();
+  float* a = nullptr;
+  if (!get_f32(info, 2, fn, "a", static_cast<double>(m) * k, a)) return env.Undefined();
+  for (size_t i = 3; i < 8; i++)
+    if (!info[i].IsArray()) {
+      fail(env, "gemmPackedShared: ws, ns, cs, alphas and betas must be arrays", true);
+      return env.Undefined();
+    }
+  const Napi::Array ws = info[3].As<Napi::Array>(), ns = info[4].As<Napi::Array>(), cs = info[5].As<Napi::Array>(),
+                    alphas = info[6].As<Napi::Array>(), betas = info[7].As<Napi::Array>();
+  const uint32_t count = ws.Length();
+  if (ns.Length() != count || cs.Length() != count || alphas.Length() != count || betas.Length() != count) {
+    fail(env, "gemmPackedShared: ws, ns, cs, alphas and betas must have one length");
+    return env.Undefined();
+  }
+  std::vector<PackedProduct> gs(count);
+  for (uint32_t i = 0; i < count; i++) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    Napi::Value w = ws[i], n = ns[i], c = cs[i], al = alphas[i], be = betas[i];
+    if (!n.IsNumber() || !al.IsNumber() || !be.IsNumber()) {
+      fail(env, "gemmPackedShared: ns" + at + ", alphas" + at + " and betas" + at + " must be numbers", true);
+      return env.Undefined();
+    }
+    const double nv = n.As<Napi::Number>().DoubleValue();
+    if (!(nv >= 0) || nv != std::floor(nv) || nv > 4294967296.0 * 65536.0) {
+      fail(env, "gemmPackedShared: ns" + at + " must be a non-negative integer");
+      return env.Undefined();
+    }
+    PackedProduct& g = gs[i];
+    g.m = m;
+    g.k = k;
+    g.n = static_cast<int64_t>(nv);
+    g.a = a;
+    g.alpha = static_cast<float>(al.As<Napi::Number>().DoubleValue());
+    g.beta = static_cast<float>(be.As<Napi::Number>().DoubleValue());
+    if (!w.IsTypedArray()) {
+      fail(env, "gemmPackedShared: ws" + at + " must be a typed array", true);
+      return env.Undefined();
+    }
+    auto wt = w.As<Napi::TypedArray>();
+    if (wt.TypedArrayType() != napi_float32_array && wt.TypedArrayType() != napi_uint16_array) {
+      fail(env, "gemmPackedShared: ws" + at + " must be a Float32Array or a Uint16Array of bf16 values", true);
+      return env.Undefined();
+    }
+    if (static_cast<double>(wt.ElementLength()) < static_cast<double>(packed_elements(g.n, k))) {
+      fail(env, "gemmPackedShared: ws" + at + " has " + std::to_string(wt.ElementLength()) + " elements, needs " +
+                    std::to_string(static_cast<long long>(packed_elements(g.n, k))));
+      return env.Undefined();
+    }
+    g.bf16 = wt.TypedArrayType() == napi_uint16_array;
+    g.w = static_cast<char*>(wt.ArrayBuffer().Data()) + wt.ByteOffset();
+    if (!c.IsTypedArray() || c.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      fail(env, "gemmPackedShared: cs" + at + " must be a Float32Array", true);
+      return env.Undefined();
+    }
+    auto ct = c.As<Napi::Float32Array>();
+    if (static_cast<double>(ct.ElementLength()) < static_cast<double>(m) * g.n) {
+      fail(env, "gemmPackedShared: cs" + at + " has " + std::to_string(ct.ElementLength()) + " elements, needs " +
+                    std::to_string(static_cast<long long>(m * g.n)));
+      return env.Undefined();
+    }
+    g.c = ct.Data();
+  }
+  run_packed_shared(gs);
+  return env.Undefined();
+}
+
 Napi::Value PackedElements(const Napi::CallbackInfo& info) {
   int64_t n = 0, k = 0;
   if (!get_int(info, 0, "packedElements", "n", n) || !get_int(info, 1, "packedElements", "k", k))
@@ -325,6 +448,7 @@ void RegisterPrepack(Napi::Env env, Napi::Object exports) {
   exports.Set("unpackWeight", Napi::Function::New(env, Convert<false>, "unpackWeight"));
   exports.Set("gatherPackedRows", Napi::Function::New(env, GatherPackedRows, "gatherPackedRows"));
   exports.Set("gemmPacked", Napi::Function::New(env, GemmPacked, "gemmPacked"));
+  exports.Set("gemmPackedShared", Napi::Function::New(env, GemmPackedShared, "gemmPackedShared"));
 }
 
 }  // namespace lorakit

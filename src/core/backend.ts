@@ -245,6 +245,12 @@ export interface Backend {
   packWeight?(w: Float32Array | Uint16Array, rows: number, cols: number): PackedWeight | null;
   /** Optional, with packWeight: the linear-layer product on a weight this backend packed. */
   gemmPacked?(p: PackedGemmParams): void;
+  /**
+   * Optional, with gemmPacked: several products of one input (every `a` and `m` the same; a
+   * layer's q/k/v or gate/up projections) in one call, so a decode step hands them to the
+   * threads together. Each `c` must be what `gemmPacked` gives for its params alone, bit for bit.
+   */
+  gemmPackedShared?(ps: readonly PackedGemmParams[]): void;
 
   /** Batched GEMM in every transpose form (see GemmParams). */
   gemm(p: GemmParams): void;

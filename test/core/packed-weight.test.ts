@@ -9,7 +9,7 @@ import { backward } from "../../src/core/autograd.js";
 import type { Backend, PackedWeight } from "../../src/core/backend.js";
 import { noGrad, setBackend, setWeightPacking } from "../../src/core/engine.js";
 import { tensorBytes, tidy } from "../../src/core/memory.js";
-import { embedding, linear, sum } from "../../src/core/ops/index.js";
+import { embedding, linear, linearShared, sum } from "../../src/core/ops/index.js";
 import { Rng, randNormal } from "../../src/core/rng.js";
 import { type Tensor, tensor } from "../../src/core/tensor.js";
 import { serializeSafetensors } from "../../src/io/safetensors.js";
@@ -176,6 +176,86 @@ describe("packed frozen weights", { skip }, () => {
             "the tied head stays packed through embedding lookups",
           );
       });
+
+  test("linearShared: one backend call for a layer's q/k/v and gate/up in decode, the bits of one linear each", () => {
+    setBackend(native!);
+    const rng = new Rng(21);
+    // q/k/v of a GQA layer in bf16 with biases (Qwen2), and f32 gate/up without.
+    for (const [dtype, outs, withBias] of [
+      ["bf16", [64, 16, 16], true],
+      ["f32", [96, 96], false],
+    ] as const) {
+      const ws = outs.map((o) => {
+        const w = randNormal(rng, [o, 64], 0, 1);
+        return dtype === "bf16" ? w.to("bf16") : w;
+      });
+      const bs = outs.map((o) => (withBias ? randNormal(rng, [o], 0, 1) : null));
+      for (const rows of [1, 3, 8, 12]) {
+        const x = randNormal(rng, [rows, 1, 64], 0, 1);
+        const want = ws.map((w, i) => bitsOf(linear(x, w, bs[i]).data as Float32Array));
+        const calls = { shared: 0, single: 0 };
+        const counting: Backend = {
+          ...native!,
+          gemmPacked: (p) => {
+            calls.single++;
+            native!.gemmPacked!(p);
+          },
+          gemmPackedShared: (ps) => {
+            calls.shared++;
+            native!.gemmPackedShared!(ps);
+          },
+        };
+        setBackend(counting);
+        try {
+          const got = noGrad(() => linearShared(x, ws, bs)).map((t) => bitsOf(t.data as Float32Array));
+          assert.deepEqual(got, want, `${dtype} rows=${rows}`);
+          assert.deepEqual(calls, { shared: 1, single: 0 }, "all products in one call");
+          // Under autograd, and on a backend without the shared call, one linear each.
+          const graded = linearShared(x, ws, bs).map((t) => bitsOf(t.data as Float32Array));
+          assert.deepEqual(graded, want);
+          assert.deepEqual(calls, { shared: 1, single: outs.length }, "grad on: one product each");
+        } finally {
+          setBackend(native!);
+        }
+        setBackend(refBackend);
+        const ref = noGrad(() => linearShared(x, ws, bs)).map((t) => t.shape);
+        assert.deepEqual(
+          ref,
+          outs.map((o) => [rows, 1, o]),
+        );
+        setBackend(native!);
+      }
+    }
+    assert.throws(
+      () => linearShared(randNormal(rng, [1, 8], 0, 1), [randNormal(rng, [4, 8], 0, 1)], []),
+      /biases/,
+    );
+  });
+
+  test("a decode step hands each layer's q/k/v and gate/up to the backend in one call each", () => {
+    const model = tinyModel(12, { hidden_size: 64, intermediate_size: 96 });
+    model.eval();
+    const calls = { shared: 0, single: 0 };
+    const counting: Backend = {
+      ...native!,
+      gemmPacked: (p) => {
+        calls.single++;
+        native!.gemmPacked!(p);
+      },
+      gemmPackedShared: (ps) => {
+        calls.shared++;
+        native!.gemmPackedShared!(ps);
+      },
+    };
+    setBackend(counting);
+    try {
+      generate(model, [1, 2, 3], { maxNewTokens: 3 });
+    } finally {
+      setBackend(native!);
+    }
+    // 3 forwards × 2 layers: q/k/v and gate/up shared; o_proj, down_proj and lm_head alone.
+    assert.deepEqual(calls, { shared: 3 * 2 * 2, single: 3 * (2 * 2 + 1) });
+  });
 
   test("DoRA's weight norm in inference reads the packed base weight without unpacking it", () => {
     setBackend(native!);

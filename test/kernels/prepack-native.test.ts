@@ -153,6 +153,98 @@ describe("prepacked weights (native)", { skip }, () => {
     assert.ok(e.every((x) => x === 0));
   });
 
+  test("gemmPackedShared gives each product gemmPacked's bits alone, for every m, thread count, alpha and beta", () => {
+    const ad = addon!;
+    const g = gemm!;
+    const threads = g.getThreads();
+    try {
+      // A decoder layer's q/k/v (one small product among larger ones) and gate/up; ragged n.
+      for (const [k, ns] of [
+        [300, [100, 33, 33]],
+        [768, [768, 256, 256]],
+        [513, [1000, 1000]],
+        [1, [17, 64]],
+      ] as [number, number[]][])
+        for (const bf16 of [false, true]) {
+          const ps = ns.map((n) => pack(ad, bf16 ? randomBf16(n * k) : randomF32(n * k), n, k));
+          for (const m of [1, 2, 3, 5, 8, 9, 20])
+            for (const [alpha, beta] of [
+              [1, 0],
+              [1, 1],
+              [0.75, 0.5],
+            ]) {
+              const a = randomF32(m * k);
+              const c0 = ns.map((n) => randomF32(m * n));
+              const want = c0.map((c) => c.slice());
+              for (const [i, n] of ns.entries()) ad.gemmPacked(m, n, k, a, ps[i], want[i], alpha, beta);
+              for (const t of [1, 2, 3]) {
+                g.setThreads(t);
+                const got = c0.map((c) => c.slice());
+                ad.gemmPackedShared(
+                  m,
+                  k,
+                  a,
+                  ps,
+                  ns,
+                  got,
+                  ns.map(() => alpha),
+                  ns.map(() => beta),
+                );
+                for (const i of ns.keys()) {
+                  const at = firstDiff(got[i], want[i]);
+                  assert.equal(
+                    at,
+                    -1,
+                    `k=${k} ns=${ns} product ${i} bf16=${bf16} m=${m} alpha=${alpha} beta=${beta} threads=${t}: element ${at}`,
+                  );
+                }
+              }
+              g.setThreads(threads);
+            }
+        }
+    } finally {
+      g.setThreads(threads);
+    }
+  });
+
+  test("gemmPackedShared checks every product's arrays and throws instead of reading out of bounds", () => {
+    const ad = addon!;
+    const k = 10;
+    const [p1, p2] = [pack(ad, randomF32(20 * k), 20, k), pack(ad, randomBf16(40 * k), 40, k)];
+    const a = randomF32(k);
+    const ok = () => [new Float32Array(20), new Float32Array(40)];
+    ad.gemmPackedShared(1, k, a, [p1, p2], [20, 40], ok(), [1, 1], [0, 0]);
+    assert.throws(() => ad.gemmPackedShared(1, k, a, [p1, p2], [20, 40], ok(), [1], [0, 0]), /one length/);
+    assert.throws(
+      () => ad.gemmPackedShared(1, k, a, [p1, p2.subarray(16)], [20, 40], ok(), [1, 1], [0, 0]),
+      /ws\[1\] has/,
+    );
+    assert.throws(
+      () =>
+        ad.gemmPackedShared(
+          1,
+          k,
+          a,
+          [p1, p2],
+          [20, 40],
+          [new Float32Array(20), new Float32Array(39)],
+          [1, 1],
+          [0, 0],
+        ),
+      /cs\[1\] has/,
+    );
+    assert.throws(() => ad.gemmPackedShared(2, k, a, [p1, p2], [20, 40], ok(), [1, 1], [0, 0]), RangeError);
+    assert.throws(
+      () =>
+        ad.gemmPackedShared(1, k, a, [p1, new Float64Array(40 * k) as never], [20, 40], ok(), [1, 1], [0, 0]),
+      TypeError,
+    );
+    assert.throws(
+      () => ad.gemmPackedShared(1, k, a, [p1, p2], [20, "40" as never], ok(), [1, 1], [0, 0]),
+      TypeError,
+    );
+  });
+
   test("wrong types and short buffers throw instead of reading out of bounds", () => {
     const ad = addon!;
     const [n, k] = [20, 10];

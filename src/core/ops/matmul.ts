@@ -6,7 +6,7 @@ import type { Tensor } from "../tensor.js";
 import { empty, numel } from "../tensor.js";
 import type { T } from "./util.js";
 import { commonFloat, floatData, maybeRecord, sameShape } from "./util.js";
-import { weightData, weightProduct } from "./weight.js";
+import { weightData, weightProduct, weightProductsShared } from "./weight.js";
 
 export interface MatmulOptions {
   /** Use aᵀ (a's last two dims swapped). */
@@ -177,17 +177,10 @@ function matmulGradB(sh: MatmulShape, A: FloatArray, dC: FloatArray, dB: FloatAr
 }
 
 /**
- * A linear layer, y = x·wᵀ + bias, as PyTorch's F.linear. x: (..., C), w: (O, C), bias: (O).
- * When w is frozen its gradient GEMM is never run: backward costs one GEMM (dx) instead of two.
+ * linear's checks and its output, seeded with the bias rows when there is one (the product
+ * then accumulates on top, beta 1).
  */
-export function linear(
-  x: Tensor,
-  w: Tensor,
-  bias?: Tensor | null,
-  opts: {
-    /** See LoraLinearOptions.valueUnread: skip the product, keep the gradient. */ valueUnread?: boolean;
-  } = {},
-): T {
+function linearOutput(x: Tensor, w: Tensor, bias: Tensor | null | undefined) {
   // A frozen weight may be stored in bf16 (half the memory); the GEMM converts it on the fly.
   const wBf16 = w.dtype === "bf16";
   const dtype = commonFloat("linear", x, ...(wBf16 ? [] : [w]), ...(bias ? [bias] : []));
@@ -205,13 +198,54 @@ export function linear(
   const out = empty([...x.shape.slice(0, -1), O], dtype);
   const Y = floatData(out);
   const X = floatData(x as T);
+  if (bias) {
+    const bd = floatData(bias as T);
+    for (let i = 0; i < N; i++) Y.set(bd, i * O);
+  }
+  return { out, Y, X, N, O, C, dtype };
+}
+
+/**
+ * Several linear layers of one input x (a decoder layer's q/k/v or gate/up projections):
+ * `ws.map((w, i) => linear(x, w, biases[i]))`, bit for bit. Outside autograd the products go
+ * to the backend together (`weightProductsShared`), so a decode step hands them to the threads
+ * in one dispatch instead of one each; under autograd it is one linear per weight.
+ *
+ * @example
+ * const [q, k, v] = noGrad(() => linearShared(h, [wq, wk, wv], [null, null, null]));
+ */
+export function linearShared(x: Tensor, ws: readonly Tensor[], biases: readonly (Tensor | null)[]): T[] {
+  if (biases.length !== ws.length)
+    throw new ShapeError(
+      `linearShared: ${ws.length} weights but ${biases.length} biases (one each, null for none)`,
+    );
+  if (isGradEnabled()) return ws.map((w, i) => linear(x, w, biases[i]));
+  const outs = ws.map((w, i) => linearOutput(x, w, biases[i]));
+  weightProductsShared(
+    ws,
+    outs[0].X,
+    outs.map((o) => o.Y),
+    outs[0].N,
+    biases.map((b) => (b ? 1 : 0)),
+  );
+  return outs.map((o) => o.out);
+}
+
+/**
+ * A linear layer, y = x·wᵀ + bias, as PyTorch's F.linear. x: (..., C), w: (O, C), bias: (O).
+ * When w is frozen its gradient GEMM is never run: backward costs one GEMM (dx) instead of two.
+ */
+export function linear(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: {
+    /** See LoraLinearOptions.valueUnread: skip the product, keep the gradient. */ valueUnread?: boolean;
+  } = {},
+): T {
+  const { out, Y, X, N, O, C, dtype } = linearOutput(x, w, bias);
   if (opts.valueUnread && isGradEnabled()) Y.fill(Number.NaN);
   else {
-    if (bias) {
-      // Seed every row with the bias, then accumulate the product on top (beta = 1).
-      const bd = floatData(bias as T);
-      for (let i = 0; i < N; i++) Y.set(bd, i * O);
-    }
     // A frozen weight is read from its packed form in inference (see ops/weight.ts).
     weightProduct(w, X, Y, N, bias ? 1 : 0);
   }

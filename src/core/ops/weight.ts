@@ -66,3 +66,35 @@ export function weightProduct(w: Tensor, X: FloatArray, Y: FloatArray, N: number
     beta,
   });
 }
+
+/**
+ * Y_i (N×O_i) = X·W_iᵀ + betas[i]·Y_i for several weights of one input: in one backend call
+ * (`gemmPackedShared`) when every weight is packed on a backend that has it, else
+ * `weightProduct` for each. The same bits either way.
+ */
+export function weightProductsShared(
+  ws: readonly Tensor[],
+  X: FloatArray,
+  Ys: readonly FloatArray[],
+  N: number,
+  betas: readonly (0 | 1)[],
+): void {
+  const be = backend();
+  if (be.gemmPackedShared && ws.length > 1) {
+    const packed = ws.map((w) => packedWeightFor(w, X));
+    if (packed.every((p) => p !== null)) {
+      be.gemmPackedShared(
+        packed.map((p, i) => ({
+          m: N,
+          a: X as Float32Array,
+          w: p as PackedWeight,
+          c: Ys[i] as Float32Array,
+          alpha: 1,
+          beta: betas[i],
+        })),
+      );
+      return;
+    }
+  }
+  for (const [i, w] of ws.entries()) weightProduct(w, X, Ys[i], N, betas[i]);
+}

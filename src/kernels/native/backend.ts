@@ -22,7 +22,7 @@ import { prepackAddonOf, prepackKernels } from "./prepack.js";
 
 type KernelName = Exclude<
   keyof Backend,
-  "name" | "attentionRows" | "packWeight" | "gemmPacked" | "nf4Pack" | "nf4GemmPacked"
+  "name" | "attentionRows" | "packWeight" | "gemmPacked" | "gemmPackedShared" | "nf4Pack" | "nf4GemmPacked"
 >;
 type Args<K extends KernelName> = Parameters<Backend[K]>;
 type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];

@@ -39,12 +39,28 @@ export interface PrepackAddon {
     alpha: number,
     beta: number,
   ): void;
+  /** Products of one input a (m × k) by several packed weights (ws[i]: ns[i] × k), in one call. */
+  gemmPackedShared(
+    m: number,
+    k: number,
+    a: Float32Array,
+    ws: (Float32Array | Uint16Array)[],
+    ns: number[],
+    cs: Float32Array[],
+    alphas: number[],
+    betas: number[],
+  ): void;
 }
 
 /** The addon's prepack functions when it has them and this CPU has the kernels, else null. */
 export function prepackAddonOf(addon: object): PrepackAddon | null {
   const a = addon as Partial<PrepackAddon>;
-  if (typeof a.prepackLayout !== "function" || typeof a.gemmPacked !== "function") return null;
+  if (
+    typeof a.prepackLayout !== "function" ||
+    typeof a.gemmPacked !== "function" ||
+    typeof a.gemmPackedShared !== "function"
+  )
+    return null;
   return a.prepackLayout() ? (a as PrepackAddon) : null;
 }
 
@@ -68,8 +84,16 @@ class NativePackedWeight implements PackedWeight {
   }
 }
 
-/** Backend.packWeight and Backend.gemmPacked on the addon, or nothing where it has none. */
-export function prepackKernels(addon: PrepackAddon | null): Pick<Backend, "packWeight" | "gemmPacked"> {
+function nativePanels(w: PackedWeight): NativePackedWeight {
+  if (!(w instanceof NativePackedWeight))
+    throw new BackendError(`native gemmPacked: the weight was packed by the ${w.backend} backend`);
+  return w;
+}
+
+/** Backend.packWeight, gemmPacked and gemmPackedShared on the addon, or nothing where it has none. */
+export function prepackKernels(
+  addon: PrepackAddon | null,
+): Pick<Backend, "packWeight" | "gemmPacked" | "gemmPackedShared"> {
   if (!addon) return {};
   return {
     packWeight(w, rows, cols) {
@@ -79,10 +103,27 @@ export function prepackKernels(addon: PrepackAddon | null): Pick<Backend, "packW
       return new NativePackedWeight(addon, panels, w instanceof Uint16Array ? "bf16" : "f32", rows, cols);
     },
     gemmPacked(p: PackedGemmParams) {
-      const w = p.w;
-      if (!(w instanceof NativePackedWeight))
-        throw new BackendError(`native gemmPacked: the weight was packed by the ${w.backend} backend`);
+      const w = nativePanels(p.w);
       addon.gemmPacked(p.m, w.rows, w.cols, p.a, w.panels, p.c, p.alpha, p.beta);
+    },
+    gemmPackedShared(ps: readonly PackedGemmParams[]) {
+      if (ps.length === 0) return;
+      const { m, a } = ps[0];
+      const ws = ps.map((p) => nativePanels(p.w));
+      const k = ws[0].cols;
+      for (const [i, p] of ps.entries())
+        if (p.a !== a || p.m !== m || ws[i].cols !== k)
+          throw new BackendError("native gemmPackedShared: every product must have the same input (a, m, k)");
+      addon.gemmPackedShared(
+        m,
+        k,
+        a,
+        ws.map((w) => w.panels),
+        ws.map((w) => w.rows),
+        ps.map((p) => p.c),
+        ps.map((p) => p.alpha),
+        ps.map((p) => p.beta),
+      );
     },
   };
 }

@@ -12,6 +12,7 @@ import {
   crossEntropy,
   embedding,
   linearCrossEntropy,
+  linearShared,
   reshape,
   rope,
   ropeTables,
@@ -60,6 +61,23 @@ function hfLinear(inF: number, outF: number, bias: boolean, init: WeightInit): L
 
 function hfNorm(dim: number, eps: number, init: WeightInit): RMSNorm {
   return new RMSNorm(dim, eps, { weight: init.meta ? meta([dim], "f32") : undefined });
+}
+
+/**
+ * The projections of one input (q/k/v, gate/up): plain Linear layers go through
+ * `linearShared` (outside autograd, one backend call for all of them: a decode step's small
+ * k/v products then share the threads with q instead of each running alone), anything else
+ * (LoRA, NF4, subclasses) through its own forward. The same bits either way.
+ */
+function projectShared(x: Tensor, layers: readonly LinearLike[]): Tensor[] {
+  const plain = layers.every((m) => Object.getPrototypeOf(m) === Linear.prototype);
+  if (!plain) return layers.map((m) => m.forward(x));
+  const ls = layers as readonly Linear[];
+  return linearShared(
+    x,
+    ls.map((m) => m.weight),
+    ls.map((m) => m.bias),
+  );
 }
 
 /** Per-forward context shared by the layers: rotary tables and the optional KV cache. */
@@ -112,9 +130,10 @@ export class LlamaAttention extends Module {
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     if (ctx.rows) return this.forwardRows(x, ctx, ctx.rows);
     const [B, Tn] = x.shape;
-    const q = rope(reshape(this.q_proj.forward(x), [B, Tn, this.H, this.D]), ctx.cos, ctx.sin);
-    const k = rope(reshape(this.k_proj.forward(x), [B, Tn, this.Hkv, this.D]), ctx.cos, ctx.sin);
-    const v = reshape(this.v_proj.forward(x), [B, Tn, this.Hkv, this.D]);
+    const [qx, kx, vx] = projectShared(x, [this.q_proj, this.k_proj, this.v_proj]);
+    const q = rope(reshape(qx, [B, Tn, this.H, this.D]), ctx.cos, ctx.sin);
+    const k = rope(reshape(kx, [B, Tn, this.Hkv, this.D]), ctx.cos, ctx.sin);
+    const v = reshape(vx, [B, Tn, this.Hkv, this.D]);
     const o = ctx.cache ? cachedAttention(ctx.cache, this.layerIdx, q, k, v) : attention(q, k, v);
     return this.o_proj.forward(reshape(o, [B, Tn, this.H * this.D]));
   }
@@ -132,9 +151,10 @@ export class LlamaAttention extends Module {
   ): Tensor {
     const N = x.shape[0];
     const { H, Hkv, D } = this;
-    const q = rope(reshape(this.q_proj.forward(x), [1, N, H, D]), ctx.cos, ctx.sin);
-    const k = rope(reshape(this.k_proj.forward(x), [1, N, Hkv, D]), ctx.cos, ctx.sin);
-    const v = reshape(this.v_proj.forward(x), [1, N, Hkv, D]);
+    const [qx, kx, vx] = projectShared(x, [this.q_proj, this.k_proj, this.v_proj]);
+    const q = rope(reshape(qx, [1, N, H, D]), ctx.cos, ctx.sin);
+    const k = rope(reshape(kx, [1, N, Hkv, D]), ctx.cos, ctx.sin);
+    const v = reshape(vx, [1, N, Hkv, D]);
     const o = cachedAttentionRows(rows, this.layerIdx, q, k, v);
     return this.o_proj.forward(reshape(o, [N, 1, H * D]));
   }
@@ -160,7 +180,8 @@ export class LlamaMLP extends Module {
    * product.
    */
   forward(x: Tensor, opts: { outputUnread?: boolean } = {}): Tensor {
-    const z = siluMul(this.gate_proj.forward(x), this.up_proj.forward(x));
+    const [gate, up] = projectShared(x, [this.gate_proj, this.up_proj]);
+    const z = siluMul(gate, up);
     const down = this.down_proj;
     return opts.outputUnread && hasGradOnlyForward(down) ? down.forwardGradOnly(z) : down.forward(z);
   }
