@@ -20,6 +20,7 @@
 #endif
 
 #include "cpu.h"
+#include "napi_args.h"
 #include "nf4_packed.h"
 #include "register.h"
 #include "threadpool.h"
@@ -117,34 +118,6 @@ void nf4_gemm_run(const Nf4Problem& p) {
 #endif
   const int64_t panels = (ncols + nr - 1) / nr;
   parallel_for(panels, 1, [&](int64_t b, int64_t e) { fn(p, b, e); });
-}
-
-bool fail(Napi::Env env, const std::string& msg, bool range = false) {
-  if (range)
-    Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
-  else
-    Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
-  return false;
-}
-
-template <typename TA>
-bool get_arr(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, const char* fn, const char* name,
-             TA*& ptr, size_t& len) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != want)
-    return fail(info.Env(), std::string(fn) + ": " + name + " has the wrong array type");
-  auto t = info[i].As<Napi::TypedArray>();
-  ptr = reinterpret_cast<TA*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
-  len = t.ElementLength();
-  return true;
-}
-
-bool get_int(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int64_t& out) {
-  if (!info[i].IsNumber()) return fail(info.Env(), std::string(fn) + ": " + name + " must be a number");
-  const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0) || v != static_cast<double>(static_cast<int64_t>(v)))
-    return fail(info.Env(), std::string(fn) + ": " + name + " must be a non-negative integer", true);
-  out = static_cast<int64_t>(v);
-  return true;
 }
 
 Napi::Value Nf4Dequant(const Napi::CallbackInfo& info) {

@@ -39,6 +39,7 @@
 #endif
 
 #include "cpu.h"
+#include "napi_args.h"
 #include "threadpool.h"
 
 namespace lorakit {
@@ -358,34 +359,6 @@ void run(const Problem& p) {
 #else
   (void)p;
 #endif
-}
-
-bool fail(Napi::Env env, const std::string& msg, bool range = false) {
-  if (range)
-    Napi::RangeError::New(env, msg).ThrowAsJavaScriptException();
-  else
-    Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
-  return false;
-}
-
-template <typename TA>
-bool get_arr(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type want, const char* fn, const char* name,
-             TA*& ptr, int64_t& len) {
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != want)
-    return fail(info.Env(), std::string(fn) + ": " + name + " has the wrong array type");
-  auto t = info[i].As<Napi::TypedArray>();
-  ptr = reinterpret_cast<TA*>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
-  len = static_cast<int64_t>(t.ElementLength());
-  return true;
-}
-
-bool get_int(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, int64_t& out) {
-  if (!info[i].IsNumber()) return fail(info.Env(), std::string(fn) + ": " + name + " must be a number");
-  const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!(v >= 0) || v != static_cast<double>(static_cast<int64_t>(v)))
-    return fail(info.Env(), std::string(fn) + ": " + name + " must be a non-negative integer", true);
-  out = static_cast<int64_t>(v);
-  return true;
 }
 
 int64_t code_bytes(int64_t out, int64_t in) { return (out + kPanel - 1) / kPanel * kPanel * in / 2; }
