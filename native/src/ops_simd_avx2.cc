@@ -65,12 +65,14 @@ struct V {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
-  // exp as in the AVX-512 version; 2^n is built in the exponent field as 2·2^(n−1) so
-  // n = 128 stays representable; below −87.3 the result flushes to 0, above 88.72 it is
-  // +inf, NaN stays NaN.
-  LK_INL R exp(R x0) {
-    const R hi = _mm256_set1_ps(88.7228317f), lo = _mm256_set1_ps(-87.3365479f);
-    R x = _mm256_min_ps(hi, _mm256_max_ps(lo, x0));
+  // exp as in the AVX-512 version: the same clamp, Cody–Waite reduction and polynomial,
+  // then 2^n applied as 2^⌊n/2⌋ · 2^(n−⌊n/2⌋). Both factors are normal for every n the clamp
+  // allows (−150…128), the first product is exact and the second rounds once, so this is
+  // vscalefps's result bit for bit: gradual underflow to 0 (a single 2^n factor cannot go
+  // below 2^−126 and used to flush exp(x) to 0 for x < −87.0, normal results included),
+  // +inf past 88.72, NaN kept (max/min return their second operand when one is NaN).
+  LK_INL R exp(R x) {
+    x = _mm256_min_ps(_mm256_set1_ps(89.f), _mm256_max_ps(_mm256_set1_ps(-104.f), x));
     R n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     R r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -82,11 +84,12 @@ struct V {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
     p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(126)), 23);
-    R res = _mm256_mul_ps(_mm256_add_ps(p, p), _mm256_castsi256_ps(e));
-    res = _mm256_blendv_ps(res, _mm256_set1_ps(__builtin_inff()), _mm256_cmp_ps(x0, hi, _CMP_GT_OQ));
-    res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x0, lo, _CMP_LT_OQ));
-    return _mm256_blendv_ps(res, x0, _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q));
+    const __m256i ni = _mm256_cvtps_epi32(n);  // NaN gives INT_MIN; p is NaN then anyway
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const R s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const R s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   }
 };
 

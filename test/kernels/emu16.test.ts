@@ -72,8 +72,7 @@ test("emu16: partial stores write only the tail's lanes", { skip }, () => {
 test("emu16: exp has AVX-512's range (vscalefps: gradual underflow, inf, NaN)", { skip }, () => {
   const x = Float32Array.from([-100, -95, -88, 0, 1, 88.5, 89.5, Number.NaN, -Infinity, Infinity, -200]);
   const y = onTable("emu16", () => expOf(x));
-  // Subnormal results within one subnormal step (2^-149) of the true value, where the
-  // AVX2 path flushes below −87.34 to 0.
+  // Subnormal results within one subnormal step (2^-149) of the true value.
   for (const i of [0, 1, 2])
     assert.ok(y[i] > 0 && Math.abs(y[i] - Math.exp(x[i])) <= 2 ** -149, `exp(${x[i]}) = ${y[i]}`);
   assert.equal(y[3], 1);
@@ -87,18 +86,31 @@ test("emu16: exp has AVX-512's range (vscalefps: gradual underflow, inf, NaN)", 
 });
 
 // The AVX2 and AVX-512 exps are the same arithmetic (fused multiply-adds, round to nearest
-// even, then an exact scaling by 2^n) where 2^n and the result are normal, so the
-// emulation's per-lane fma, rounding and scaling must give the hardware's bits there.
-// (Below x ≈ −87 the AVX2 exp builds 2^(n−1) = 2^−127, a zero exponent field, and gives 0.)
-test("emu16: exp equals the hardware path's bit for bit over the normal range", { skip }, () => {
+// even, then a scaling by 2^n rounded once: vscalefps on AVX-512, two normal power-of-two
+// factors on AVX2), so the emulation's per-lane fma, rounding and scaling must give the
+// hardware's bits everywhere: the normal range, the band just above −87.34 where the
+// result is still normal (AVX2 once built 2^n as one factor there and gave 0), gradual
+// underflow, overflow to +inf, and the specials.
+test("emu16: exp equals the hardware path's bit for bit over the whole range", { skip }, () => {
   const best = addon!.cpuFeatures().best;
   if (best === "portable") return; // no SIMD exp on this CPU to compare with
-  const n = 20011;
-  const x = Float32Array.from({ length: n }, (_, i) => -86.5 + (175 * i) / n);
+  const n = 30011;
+  const x = Float32Array.from({ length: n }, (_, i) => -110 + (200 * i) / n);
+  x.set([Number.NaN, -Infinity, Infinity, -0, 0, -87.2, -87.0, -86.99, 88.72, 88.73], n - 10);
   const want = onTable(best, () => expOf(x));
   const got = onTable("emu16", () => expOf(x));
   for (let i = 0; i < n; i++)
-    if (got[i] !== want[i]) assert.fail(`exp(${x[i]}): emu16 ${got[i]}, ${best} ${want[i]}`);
+    if (!Object.is(got[i], want[i])) assert.fail(`exp(${x[i]}): emu16 ${got[i]}, ${best} ${want[i]}`);
+});
+
+test("exp near the bottom of the normal range is not flushed to 0", { skip }, () => {
+  // exp(x) for x in (−87.34, −86.99) is 1.2e−38…1.7e−38, a normal float: 1 ulp from Math.exp.
+  const x = Float32Array.from({ length: 64 }, (_, i) => -87.33 + (0.34 * i) / 63);
+  const y = expOf(x);
+  for (let i = 0; i < x.length; i++) {
+    const want = Math.exp(x[i]);
+    assert.ok(Math.abs(y[i] - want) / want < 3e-7, `exp(${x[i]}) = ${y[i]}, want ${want}`);
+  }
 });
 
 // On an AVX-512 host the emulation must be the real table: the same outputs, bit for bit,
