@@ -99,6 +99,7 @@ bool packable(int64_t in, int64_t bs) {
   return bs >= 8 && (bs & (bs - 1)) == 0 && in % 8 == 0 && in % bs == 0;
 }
 
+#if defined(__x86_64__)  // only the x86 kernels below widen a panel into it
 float* scratch(size_t count) {
   thread_local float* buf = nullptr;
   thread_local size_t cap = 0;
@@ -109,6 +110,7 @@ float* scratch(size_t count) {
   }
   return buf;
 }
+#endif
 
 // Panels [p0, p1) of the bitsandbytes bytes into the packed layout (PACK) or back.
 template <bool PACK>
