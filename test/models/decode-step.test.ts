@@ -96,6 +96,25 @@ const VARIANTS: Variant[] = [
       return pm.baseModel;
     },
   ],
+  [
+    "LoRA on q, v with dropout (off in eval), qwen2 base",
+    () => {
+      const pm = getPeftModel(tinyModel(7, { model_type: "qwen2" }), {
+        r: 2,
+        loraAlpha: 3,
+        loraDropout: 0.1,
+        targetModules: ["q_proj", "v_proj"],
+      });
+      const rng = new Rng(11);
+      for (const [, l] of pm.baseModel.namedModules())
+        if (l instanceof LoraLinear) {
+          const B = l.lora_B.get("default")!.weight;
+          B.data.set(randNormal(rng, B.shape as number[], 0, 0.1).data);
+        }
+      pm.eval();
+      return pm.baseModel;
+    },
+  ],
 ];
 
 for (const be of await availableBackends()) {
@@ -116,6 +135,41 @@ for (const be of await availableBackends()) {
             setWeightPacking(prev);
           }
         });
+
+    test("LoRA layers' base products share the q/k/v and gate/up product calls", (t) => {
+      if (!be.gemmPacked || !be.gemmPackedShared) return t.skip("no packed products on this backend");
+      let calls = 0;
+      const counting: Backend = {
+        ...(be as Backend),
+        gemmPacked: (p) => {
+          calls++;
+          be.gemmPacked!(p);
+        },
+        gemmPackedShared: (ps) => {
+          calls++;
+          be.gemmPackedShared!(ps);
+        },
+      };
+      setBackend(counting);
+      const prev = setWeightPacking(true);
+      try {
+        const m = VARIANTS[4][1]();
+        m.eval();
+        const cache = cacheOf(m);
+        noGrad(() =>
+          tidy(() => {
+            m.forward(tensor(PROMPT, [1, PROMPT.length], "i32"), { cache, lastOnly: true });
+            calls = 0;
+            m.forward(tensor([4], [1, 1], "i32"), { cache });
+          }),
+        );
+        // Per layer: q/k/v, o, gate/up, down; then the output layer.
+        assert.equal(calls, 4 * m.config.numHiddenLayers + 1);
+      } finally {
+        setWeightPacking(prev);
+        setBackend(be as Backend);
+      }
+    });
 
     test("a decode step does not go through the general forward; a prompt and a step without a cache do", () => {
       setBackend(be as Backend);

@@ -4,9 +4,11 @@
 // and at decode sizes that bookkeeping costs as much as the small kernels it wraps: on the
 // 125M shape about a fifth of a step that streams 400 MB of weights. Here every kernel gets
 // the same arguments, in the same order, as in LlamaForCausalLM.hidden + forward, so the
-// logits are bit for bit the general path's (test/models/decode-step.test.ts); layers the
-// step does not know (LoRA, NF4, any Linear subclass) run through their own forward on a
-// tensor view of the buffer, as projectShared does.
+// logits are bit for bit the general path's (test/models/decode-step.test.ts). A LoRA layer
+// with one plain adapter (nn/layers.ts BaseAndDelta) has its base product run in the shared
+// q/k/v or gate/up call and its adapter added after, as loraLinear does; layers the step does
+// not know (NF4, any other Linear subclass) run through their own forward on a tensor view of
+// the buffer, as projectShared does.
 import type { Backend } from "../../core/backend.js";
 import { backend, isGradEnabled } from "../../core/engine.js";
 import { ropeTables } from "../../core/ops/index.js";
@@ -14,7 +16,7 @@ import { weightProduct, weightProductsShared } from "../../core/ops/weight.js";
 import type { Tensor } from "../../core/tensor.js";
 import { empty, fromArray } from "../../core/tensor.js";
 import type { LinearLike } from "../../nn/layers.js";
-import { Linear, RMSNorm } from "../../nn/layers.js";
+import { hasBaseAndDelta, Linear, RMSNorm } from "../../nn/layers.js";
 import type { KVCache } from "./kv-cache.js";
 import { attendCached } from "./kv-cache.js";
 import type { LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMLP } from "./model.js";
@@ -107,12 +109,16 @@ function norm(be: Backend, n: RMSNorm, x: Float32Array, b: Buffers): Float32Arra
 }
 
 /**
- * outs[i] = layers[i](x) for one row: plain Linear layers as `linearShared` runs them (the
- * bias rows first, then one shared product call), anything else through its own forward (the
- * result copied into outs[i]), as `projectShared` does.
+ * outs[i] = layers[i](x) for one row, as `projectShared` computes it: plain Linear layers as
+ * `linearShared` runs them (the bias rows first, then one shared product call); LoRA layers
+ * (BaseAndDelta) with their base products in that same call and their adapters added after,
+ * as loraLinear does; anything else through its own forward, the result copied into outs[i].
  */
 function project(x: Float32Array, layers: readonly LinearLike[], outs: readonly Float32Array[]): void {
-  if (!layers.every(isPlain)) {
+  const parts = layers.map((m) =>
+    isPlain(m) ? { base: m, addDelta: null } : hasBaseAndDelta(m) ? m.baseAndDelta() : null,
+  );
+  if (parts.some((p) => p === null)) {
     const xt = fromArray(x, [1, 1, x.length], "f32");
     for (const [i, m] of layers.entries()) {
       const y = m.forward(xt);
@@ -121,20 +127,22 @@ function project(x: Float32Array, layers: readonly LinearLike[], outs: readonly 
     }
     return;
   }
-  const betas = layers.map((m, i) => {
+  const bases = parts.map((p) => p!.base);
+  const betas = bases.map((m, i) => {
     if (!m.bias) return 0;
     outs[i].set(m.bias.data as Float32Array);
     return 1;
   });
-  if (layers.length === 1) weightProduct(layers[0].weight, x, outs[0], 1, betas[0]);
+  if (bases.length === 1) weightProduct(bases[0].weight, x, outs[0], 1, betas[0]);
   else
     weightProductsShared(
-      layers.map((m) => m.weight),
+      bases.map((m) => m.weight),
       x,
       outs,
       1,
       betas,
     );
+  for (const [i, p] of parts.entries()) p!.addDelta?.(x, outs[i]);
 }
 
 /** x = x + y for one row of C: ops.add's kernel call, into `out`. */
