@@ -115,6 +115,21 @@ const VARIANTS: Variant[] = [
       return pm.baseModel;
     },
   ],
+  [
+    "LoRA on the output layer (the head through its own forward)",
+    () => {
+      const pm = getPeftModel(tinyModel(8), { r: 2, loraAlpha: 4, targetModules: ["lm_head", "o_proj"] });
+      const rng = new Rng(12);
+      for (const [, l] of pm.baseModel.namedModules())
+        if (l instanceof LoraLinear) {
+          const B = l.lora_B.get("default")!.weight;
+          B.data.set(randNormal(rng, B.shape as number[], 0, 0.1).data);
+        }
+      pm.eval();
+      assert.ok(pm.baseModel.lm_head instanceof LoraLinear);
+      return pm.baseModel;
+    },
+  ],
 ];
 
 for (const be of await availableBackends()) {
