@@ -247,6 +247,12 @@ interface DecodeSplit {
   /** The same two in CPU ms of this process (all threads; with --threads 1, steady on a loaded host). */
   decode_cpu_ms_per_token: number;
   products_cpu_ms_per_token: number;
+  /**
+   * CPU ms per token of decode steps whose weight products are skipped (outputs zeroed): the
+   * rest of a step measured alone, not as a difference of two larger numbers. With --threads 1
+   * it holds still on a loaded host, where the wall-clock columns do not.
+   */
+  skipped_cpu_ms_per_token: number;
   /** Backend product calls in one decode step. */
   product_calls: number;
   /** The weight products alone as GB/s (every weight byte once per replayed step). */
@@ -303,10 +309,21 @@ function decodeSplit(be: Backend, label: string): DecodeSplit {
     },
   });
   setBackend(be);
+  // The same backend with every weight product skipped: its output zeroed where it is not
+  // accumulated into (so the logits stay finite), nothing streamed.
+  const zeroed = (p: PackedGemmParams) => {
+    if (p.beta === 0) p.c.fill(0, 0, p.m * p.w.rows);
+  };
+  const skipping: Backend = {
+    ...be,
+    gemmPacked: packed && zeroed,
+    gemmPackedShared: shared && ((ps) => ps.forEach(zeroed)),
+  };
   const decode: number[] = [];
   const products: number[] = [];
   const decodeCpu: number[] = [];
   const productsCpu: number[] = [];
+  const skippedCpu: number[] = [];
   const cpuMs = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
   for (let r = 0; r < DECODE_SPLIT; r++) {
     const stats = {} as GenerationStats;
@@ -328,6 +345,18 @@ function decodeSplit(be: Backend, label: string): DecodeSplit {
     for (let i = 0; i < NEW; i++) for (const f of replays) f();
     products.push((performance.now() - t0) / NEW);
     productsCpu.push(cpuMs(process.cpuUsage(c1)) / NEW);
+    setBackend(skipping);
+    let c2 = process.cpuUsage();
+    let skippedTokens = 0;
+    generate(model, prompt.slice(0, DECODE_CONTEXT), {
+      maxNewTokens: NEW + 1,
+      kvDtype: KV_DTYPE,
+      onToken: () => {
+        if (++skippedTokens === 1) c2 = process.cpuUsage();
+      },
+    });
+    skippedCpu.push(cpuMs(process.cpuUsage(c2)) / NEW);
+    setBackend(be);
   }
   const productsMs = median(products);
   return {
@@ -336,6 +365,7 @@ function decodeSplit(be: Backend, label: string): DecodeSplit {
     products_ms_per_token: productsMs,
     decode_cpu_ms_per_token: median(decodeCpu),
     products_cpu_ms_per_token: median(productsCpu),
+    skipped_cpu_ms_per_token: median(skippedCpu),
     product_calls: replays.length,
     products_gb_per_second: bytesPerToken(model) / productsMs / 1e6,
   };
@@ -435,13 +465,13 @@ else {
       `\ndecode split (--decode-split ${DECODE_SPLIT}: one decode step's weight products replayed alone vs the whole step, medians)`,
     );
     console.log(
-      "engine                 | product calls/token | decode ms/token | products alone ms/token (GB/s, % read bandwidth) | rest ms/token (% of the step) | CPU ms/token: decode, products, rest",
+      "engine                 | product calls/token | decode ms/token | products alone ms/token (GB/s, % read bandwidth) | rest ms/token (% of the step) | CPU ms/token: decode, products, rest | rest alone (products skipped), CPU ms/token",
     );
     for (const d of splits) {
       const rest = d.decode_ms_per_token - d.products_ms_per_token;
       const cpuRest = d.decode_cpu_ms_per_token - d.products_cpu_ms_per_token;
       console.log(
-        `${d.engine.padEnd(22)} | ${String(d.product_calls).padStart(19)} | ${d.decode_ms_per_token.toFixed(2).padStart(15)} | ${`${d.products_ms_per_token.toFixed(2)} (${d.products_gb_per_second.toFixed(1)}, ${((100 * d.products_gb_per_second) / bandwidth).toFixed(0)} %)`.padStart(48)} | ${`${rest.toFixed(2)} (${((100 * rest) / d.decode_ms_per_token).toFixed(0)} %)`.padStart(29)} | ${d.decode_cpu_ms_per_token.toFixed(2)}, ${d.products_cpu_ms_per_token.toFixed(2)}, ${cpuRest.toFixed(2)}`,
+        `${d.engine.padEnd(22)} | ${String(d.product_calls).padStart(19)} | ${d.decode_ms_per_token.toFixed(2).padStart(15)} | ${`${d.products_ms_per_token.toFixed(2)} (${d.products_gb_per_second.toFixed(1)}, ${((100 * d.products_gb_per_second) / bandwidth).toFixed(0)} %)`.padStart(48)} | ${`${rest.toFixed(2)} (${((100 * rest) / d.decode_ms_per_token).toFixed(0)} %)`.padStart(29)} | ${`${d.decode_cpu_ms_per_token.toFixed(2)}, ${d.products_cpu_ms_per_token.toFixed(2)}, ${cpuRest.toFixed(2)}`.padEnd(36)} | ${d.skipped_cpu_ms_per_token.toFixed(2)}`,
       );
     }
   }

@@ -4,7 +4,7 @@ export type { LoadedModel, LoadModelOptions, WeightDType } from "./assemble.js";
 export type { NllResult } from "./evaluate.js";
 export { evaluateNll } from "./evaluate.js";
 export type { GenerateOptions, GenerationStats } from "./generate.js";
-export { generate, generationRates, sampleToken } from "./generate.js";
+export { generate, generationRates, greedyToken, nextToken, sampleToken } from "./generate.js";
 export type { LayerType, LlamaConfig, LlamaModelType, RopeScaling } from "./llama/config.js";
 export {
   ConfigError,

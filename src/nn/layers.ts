@@ -14,6 +14,24 @@ export interface LinearLike extends Module {
   forward(x: Tensor): Tensor;
 }
 
+/**
+ * A layer whose inference forward is a plain Linear's product plus a part added on top (a
+ * LoRA layer with one plain adapter): a decode step can then run the base product in one
+ * backend call with its siblings' (q/k/v, gate/up) and add the rest after, the same bits.
+ */
+export interface BaseAndDelta {
+  /**
+   * The base Linear and `addDelta(x, y)`, which adds the rest to one row y (out) = base(x) for
+   * x (in); null when forward() is not of that form right now (merged, several adapters,
+   * dropout, a variant, grad recording...).
+   */
+  baseAndDelta(): { base: Linear; addDelta(x: Float32Array, y: Float32Array): void } | null;
+}
+
+export function hasBaseAndDelta(m: object): m is BaseAndDelta {
+  return typeof (m as Partial<BaseAndDelta>).baseAndDelta === "function";
+}
+
 /** A layer that can skip computing an output nobody reads (see Linear.forwardGradOnly). */
 export interface GradOnlyForward {
   forwardGradOnly(x: Tensor): Tensor;

@@ -8,10 +8,9 @@
 // and lets messages (new requests, cancellations) in between steps.
 import { ShapeError } from "../core/errors.js";
 import { Rng } from "../core/rng.js";
-import { sampleToken } from "../models/generate.js";
+import { nextToken } from "../models/generate.js";
 import { KVCache, type KVDType } from "../models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../models/llama/model.js";
-import { assertFiniteOutput } from "../models/non-finite.js";
 import { BASE_ROW, type LoraLinear } from "../peft/lora/layer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { batchStep, type StepRow } from "./batch-step.js";
@@ -357,18 +356,20 @@ export class Engine {
 
   /** Samples the next token of `s` from its logits, streams it, and ends the sequence when done. */
   private accept(s: Seq, logits: Float32Array): void {
+    const r = s.req;
+    let token: number;
     try {
-      assertFiniteOutput(this.o.model, "the logits", logits);
+      token = nextToken(
+        this.o.model,
+        "the logits",
+        logits,
+        { maxNewTokens: 0, temperature: r.temperature, topK: r.topK, topP: r.topP },
+        s.rng,
+      );
     } catch (e) {
       this.fail(s, e);
       return;
     }
-    const r = s.req;
-    const token = sampleToken(
-      logits,
-      { maxNewTokens: 0, temperature: r.temperature, topK: r.topK, topP: r.topP },
-      s.rng,
-    );
     s.tokens.push(token);
     this.metrics.generationTokens.inc();
     let finish: FinishReason | null = null;

@@ -90,6 +90,26 @@ function adapterForward(
 }
 
 /**
+ * Y (N×O) += (s·Xin·Aᵀ)·Bᵀ on plain arrays, h (N×r) receiving s·Xin·Aᵀ: loraLinear's adapter
+ * arithmetic after its base product, call for call, so the same bits. For a caller that ran
+ * the base product itself (a decode step sharing one call among q/k/v's base weights).
+ */
+export function loraAdapterInto(
+  Xin: Float32Array,
+  A: Tensor,
+  B: Tensor,
+  s: number,
+  h: Float32Array,
+  Y: Float32Array,
+  N: number,
+): void {
+  const [r, C] = A.shape;
+  const O = B.shape[0];
+  scaledGemm({ transA: false, transB: true, m: N, n: r, k: C, a: Xin, b: weightData(A), c: h }, s);
+  gemm({ transA: false, transB: true, m: N, n: O, k: r, a: h, b: weightData(B), c: Y, beta: 1 });
+}
+
+/**
  * The adapter's part of backward, given dy (N×O): g = s·dy·B (N×r) when dA or dxin is
  * needed; dB = dyᵀ·h; dA = gᵀ·xin; dxin = g·A, written into `dxinInto` with beta = 1 when
  * it already holds the base part of the same input's gradient (xin is x). Returns

@@ -84,34 +84,62 @@ export function cachedAttention(cache: KVCache, layer: number, q: Tensor, k: Ten
     throw new ShapeError("cachedAttention: the KV cache is for inference; run generation under noGrad()");
   if (q.dtype !== "f32") throw new ShapeError(`cachedAttention: f32 only, got ${q.dtype}`);
   const [B, T, H, D] = q.shape;
-  const { Hkv, capacity } = cache;
+  if (B !== cache.B || k.shape[2] !== cache.Hkv || D !== cache.D)
+    throw new ShapeError(
+      `cachedAttention: q [${q.shape.join(", ")}] does not fit a cache of B=${cache.B}, Hkv=${cache.Hkv}, D=${cache.D}`,
+    );
+  const out = empty([B, T, H, D], "f32");
+  const lse = empty([B, H, T], "f32");
+  attendCached(
+    cache,
+    layer,
+    q.data as Float32Array,
+    k.data as Float32Array,
+    v.data as Float32Array,
+    T,
+    H,
+    out.data,
+    lse.data,
+  );
+  lse.dispose();
+  return out;
+}
+
+/**
+ * `cachedAttention` on plain arrays (the decode step's preallocated buffers): q (B, T, H, D),
+ * k, v (B, T, Hkv, D) of the cache's B, Hkv, D; out (B, T, H, D) and lse (B, H, T) are written.
+ * The same backend call, so the same bits.
+ */
+export function attendCached(
+  cache: KVCache,
+  layer: number,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  T: number,
+  H: number,
+  out: Float32Array,
+  lse: Float32Array,
+): void {
+  const { B, Hkv, D, capacity } = cache;
   const start = cache.length;
   if (start + T > capacity)
     throw new ShapeError(`KV cache full: ${start} + ${T} tokens exceed its capacity of ${capacity}`);
-  if (B !== cache.B || k.shape[2] !== Hkv || D !== cache.D)
-    throw new ShapeError(
-      `cachedAttention: q [${q.shape.join(", ")}] does not fit a cache of B=${cache.B}, Hkv=${Hkv}, D=${cache.D}`,
-    );
   const kc = cache.k[layer];
   const vc = cache.v[layer];
-  const kd = k.data as Float32Array;
-  const vd = v.data as Float32Array;
   const row = Hkv * D;
   for (let b = 0; b < B; b++) {
-    store(kc, kd.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
-    store(vc, vd.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
+    store(kc, k.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
+    store(vc, v.subarray(b * T * row, (b + 1) * T * row), (b * capacity + start) * row);
   }
-  const S = start + T;
-  const out = empty([B, T, H, D], "f32");
-  const lse = empty([B, H, T], "f32");
   backend().attention(
     {
-      q: q.data as FloatArray,
+      q,
       k: kc,
       v: vc,
       B,
       T,
-      S,
+      S: start + T,
       H,
       Hkv,
       D,
@@ -120,11 +148,9 @@ export function cachedAttention(cache: KVCache, layer: number, q: Tensor, k: Ten
       offset: start,
       causal: true,
     },
-    out.data,
-    lse.data,
+    out,
+    lse,
   );
-  lse.dispose();
-  return out;
 }
 
 /**

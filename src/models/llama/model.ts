@@ -30,6 +30,7 @@ import { Embedding, hasGradOnlyForward, Linear, RMSNorm } from "../../nn/layers.
 import { Module, ModuleList } from "../../nn/module.js";
 import type { LlamaConfig } from "./config.js";
 import { computeRopeInvFreq } from "./config.js";
+import { canDecodeStep, decodeStep } from "./decode-step.js";
 import type { KVCache } from "./kv-cache.js";
 import { cachedAttention, cachedAttentionRows } from "./kv-cache.js";
 
@@ -237,6 +238,13 @@ export class LlamaModel extends Module {
   }
 }
 
+/** The classes whose forward `decodeStep` mirrors: a subclass takes the general path. */
+const DECODE_STEP_CLASSES = {
+  layer: LlamaDecoderLayer.prototype,
+  attention: LlamaAttention.prototype,
+  mlp: LlamaMLP.prototype,
+};
+
 export interface CausalLMForwardOptions {
   /** A KV cache to read past keys/values from and append this forward's to (inference only). */
   cache?: KVCache | null;
@@ -311,6 +319,17 @@ export class LlamaForCausalLM extends Module {
     this.gradientCheckpointing = false;
   }
 
+  /** The window of sliding-window attention layers, null when there are none. */
+  private slidingWindow(): number | null {
+    return this.config.layerTypes.includes("sliding_attention") ? this.config.slidingWindow : null;
+  }
+
+  /** Whether `positions` positions fit the sliding window (always without one). */
+  private withinWindow(positions: number): boolean {
+    const sw = this.slidingWindow();
+    return sw === null || positions <= sw;
+  }
+
   /** The hidden states after the final norm: ids (B, T) i32 → (B, T, C). */
   hidden(ids: Tensor, opts: CausalLMForwardOptions = {}): Tensor {
     if (ids.rank !== 2)
@@ -318,7 +337,7 @@ export class LlamaForCausalLM extends Module {
     const Tn = ids.shape[1];
     const cache = opts.cache ?? null;
     const offset = cache ? cache.length : 0;
-    const sw = this.config.layerTypes.includes("sliding_attention") ? this.config.slidingWindow : null;
+    const sw = this.slidingWindow();
     if (sw !== null && offset + Tn > sw)
       throw new ShapeError(
         `LlamaForCausalLM: ${offset + Tn} positions exceed the sliding window of ${sw}; sliding-window attention is not implemented, so sequences are limited to the window`,
@@ -385,7 +404,7 @@ export class LlamaForCausalLM extends Module {
       );
     if (new Set(caches).size !== N)
       throw new ShapeError("LlamaForCausalLM.step: a cache appears twice; each row is its own sequence");
-    const sw = this.config.layerTypes.includes("sliding_attention") ? this.config.slidingWindow : null;
+    const sw = this.slidingWindow();
     const positions: number[] = [];
     const flat: number[] = [];
     const last: number[] = [];
@@ -413,6 +432,11 @@ export class LlamaForCausalLM extends Module {
 
   /** Logits: ids (B, T) i32 → (B, T, V) (or (B, 1, V) with lastOnly). */
   forward(ids: Tensor, opts: CausalLMForwardOptions = {}): T {
+    const cache = opts.cache ?? null;
+    // A decode step (one token, one sequence, a cache, no graph) runs on preallocated
+    // buffers: the same kernels with the same arguments, so the same bits (decode-step.ts).
+    if (canDecodeStep(this, ids, cache, DECODE_STEP_CLASSES) && this.withinWindow(cache.length + 1))
+      return decodeStep(this, ids, cache, this.invFreq) as T;
     let h = this.hidden(ids, opts);
     if (opts.lastOnly && h.shape[1] > 1) h = slice(h, 1, h.shape[1] - 1);
     return this.lm_head.forward(h) as T;

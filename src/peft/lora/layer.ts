@@ -15,6 +15,7 @@ import {
   embedding,
   gemmInto,
   linear,
+  loraAdapterInto,
   loraDelta,
   loraLinear,
   reshape,
@@ -24,7 +25,7 @@ import { scatterRows } from "../../core/ops/indexing.js";
 import type { Rng } from "../../core/rng.js";
 import type { Tensor } from "../../core/tensor.js";
 import { empty, tensor } from "../../core/tensor.js";
-import type { LinearLike } from "../../nn/layers.js";
+import type { BaseAndDelta, LinearLike } from "../../nn/layers.js";
 import { Linear } from "../../nn/layers.js";
 import { Module, ModuleDict, type ParamHolder } from "../../nn/module.js";
 import { Linear4bit, REQUANTIZE_WARNING } from "../../quant/linear4bit.js";
@@ -69,7 +70,7 @@ export function setLoraFusion(on: boolean): boolean {
 /** Row owner of a mixed batch that uses no adapter. */
 export const BASE_ROW = "__base__";
 
-export class LoraLinear extends Module implements LinearLike {
+export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
   base_layer: LinearLike;
   readonly lora_A = new ModuleDict<Linear>();
   readonly lora_B = new ModuleDict<Linear>();
@@ -243,6 +244,29 @@ export class LoraLinear extends Module implements LinearLike {
       own = true;
     }
     return y ?? this.base_layer.forward(x);
+  }
+
+  /**
+   * For a decode step that runs q/k/v's (gate/up's) base products in one call: forward() is
+   * the plain base Linear's product plus `addDelta` when no graph is recorded and at most one
+   * unmerged plain adapter is live without dropout (then forward() is loraLinear, whose
+   * adapter arithmetic addDelta repeats call for call: the same bits). Null otherwise.
+   */
+  baseAndDelta(): { base: Linear; addDelta(x: Float32Array, y: Float32Array): void } | null {
+    const base = this.base_layer;
+    if (this.disabled || this.rowAdapters || !fusedLora || isGradEnabled() || !isPlain(base, Linear))
+      return null;
+    const live = this.activeAdapters.filter((n) => !this.merged.includes(n) && this.lora_A.has(n));
+    if (live.length === 0) return { base, addDelta: () => {} };
+    if (live.length > 1) return null;
+    const name = live[0];
+    const B = this.lora_B.get(name)!;
+    if (this.variants.has(name) || B.bias || ((this.dropoutP.get(name) ?? 0) > 0 && this.training))
+      return null;
+    const A = this.lora_A.get(name)!.weight;
+    const s = this.scaling.get(name)!;
+    const h = new Float32Array(A.shape[0]);
+    return { base, addDelta: (x, y) => loraAdapterInto(x, A, B.weight, s, h, y, 1) };
   }
 
   /**
