@@ -270,13 +270,17 @@ inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // s[0..K·W) = Σ_d q[d]·panel[d·Bk + j]: the first K vectors of a score row (K ≤ NU).
 template <int K>
 LK_TGT static inline void scores_row_k(const float* q, const float* panel, int64_t D, float* s) {
+  // The unroll pragmas keep acc[] in registers (GCC left it on the stack otherwise).
   R acc[K];
+#pragma GCC unroll 16
   for (int u = 0; u < K; u++) acc[u] = V::zero();
   for (int64_t d = 0; d < D; d++) {
     const R qd = V::set1(q[d]);
     const float* pr = panel + d * Bk;
+#pragma GCC unroll 16
     for (int u = 0; u < K; u++) acc[u] = V::fmadd(qd, V::load(pr + u * W), acc[u]);
   }
+#pragma GCC unroll 16
   for (int u = 0; u < K; u++) V::store(s + u * W, acc[u]);
 }
 
@@ -343,13 +347,17 @@ LK_TGT static void widen_rows(const uint16_t* rows, int64_t stride, int64_t n, i
 template <int NB>
 LK_TGT static inline void pv_block(float* ar, R cv, const float* s, const float* vt, int64_t vstride, int64_t vis,
                                    int64_t c) {
+  // The unroll pragmas keep r[] in registers (GCC spilled it to the stack every j otherwise).
   R r[NB];
+#pragma GCC unroll 16
   for (int u = 0; u < NB; u++) r[u] = V::mul(V::load(ar + c + u * W), cv);
   const float* vr = vt + c;
   for (int64_t j = 0; j < vis; j++) {
     const R sj = V::set1(s[j]);
+#pragma GCC unroll 16
     for (int u = 0; u < NB; u++) r[u] = V::fmadd(sj, V::load(vr + j * vstride + u * W), r[u]);
   }
+#pragma GCC unroll 16
   for (int u = 0; u < NB; u++) V::store(ar + c + u * W, r[u]);
 }
 
@@ -382,6 +390,14 @@ struct FwdScratch {
   float s[Bk];
 };
 
+// The thread's scratch, through a call that is never inlined: a thread_local named inside the
+// hot loops let GCC re-derive its address there (a __tls_get_addr call per key in the P·V
+// loop, with every accumulator spilled to the stack around it: ~40 % of a prompt's forward).
+__attribute__((noinline)) static FwdScratch& fwd_scratch() {
+  thread_local FwdScratch sc;
+  return sc;
+}
+
 // Queries [t0, t1) of every query head that shares KV head g (H/Hkv of them, GQA) against
 // that head's keys: each tile of K is packed once for all of them (a decode step's one query
 // per head used to repack the shared keys H/Hkv times). Each (head, query) row keeps its own
@@ -392,7 +408,7 @@ struct FwdScratch {
 template <typename E>
 LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64_t b, int64_t g, int64_t t0,
                               int64_t t1) {
-  thread_local FwdScratch sc;
+  FwdScratch& sc = fwd_scratch();
   const int64_t D = a.D, Dp = round_up(D, W), nt = t1 - t0;
   const int64_t G = a.H / a.Hkv, h0 = g * G, nq = G * nt;  // row i: head h0 + i / nt, query t0 + i % nt
   const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
@@ -479,9 +495,15 @@ struct BwdScratch {
   std::vector<float> kpanel, vpanel, kr, dK, dV, qs, dO, P, dS;
 };
 
+// See fwd_scratch.
+__attribute__((noinline)) static BwdScratch& bwd_scratch() {
+  thread_local BwdScratch sc;
+  return sc;
+}
+
 LK_TGT static void attn_bwd(const AttnArgs& a, int64_t b, int64_t g, int64_t s0, int64_t s1, float* dq, float* dk,
                             float* dv) {
-  thread_local BwdScratch sc;
+  BwdScratch& sc = bwd_scratch();
   const int64_t D = a.D, Dp = round_up(D, W);
   const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
   sc.kpanel.resize(D * Bk);
