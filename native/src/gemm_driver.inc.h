@@ -101,6 +101,38 @@ void pack_a_panels_generic(const float* a, int64_t lda, bool transA, int64_t i0,
     pack_a_generic<MR>(a, lda, transA, i0 + r, imin(MR, rows - r), k0, kc, ap + (r / MR) * kc * MR);
 }
 
+// A ragged tile (fewer than MR rows or NR columns; acc[i·NV + v]): the valid part of C goes
+// through a buffer and the same vector operations as a full tile, so an element's value does
+// not depend on whether its row or column lies in a full or a ragged tile (scalar code might
+// be contracted differently). Never inlined: with this path in the micro-kernel, GCC stored
+// every accumulator to the stack after each k loop, full tiles too.
+template <class V, int MR, int NV>
+__attribute__((noinline)) void store_ragged(const typename V::reg* acc, float* c, int64_t ldc, float alpha,
+                                            float beta, int mr, int nr) {
+  constexpr int W = V::W, NR = NV * V::W;
+  alignas(64) float tc[MR * NR];
+  const typename V::reg va = V::set1(alpha), vb = V::set1(beta);
+  for (int i = 0; i < mr; i++) {
+    float* cr = c + i * ldc;
+    float* tr = tc + i * NR;
+    if (beta != 0.f) {
+      for (int j = 0; j < nr; j++) tr[j] = cr[j];
+      for (int j = nr; j < NR; j++) tr[j] = 0.f;
+    }
+    for (int v = 0; v < NV; v++) {
+      typename V::reg r;
+      if (beta == 0.f)
+        r = V::mul(acc[i * NV + v], va);
+      else if (beta == 1.f)
+        r = V::fmadd(acc[i * NV + v], va, V::loadu(tr + v * W));
+      else
+        r = V::fmadd(acc[i * NV + v], va, V::mul(vb, V::loadu(tr + v * W)));
+      V::storeu(tr + v * W, r);
+    }
+    for (int j = 0; j < nr; j++) cr[j] = tr[j];
+  }
+}
+
 // C tile (mr×nr of an MR×NR register tile) = alpha·acc + beta·C; beta == 0 never reads C.
 template <class V, int MR, int NV>
 inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, float alpha, float beta, int mr,
@@ -135,30 +167,7 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
     }
     return;
   }
-  // A ragged tile: the valid part of C goes through a buffer and the same vector
-  // operations as a full tile, so an element's value does not depend on whether its row
-  // or column lies in a full or a ragged tile (scalar code might be contracted differently).
-  alignas(64) float tc[MR * NR];
-  const typename V::reg va = V::set1(alpha), vb = V::set1(beta);
-  for (int i = 0; i < mr; i++) {
-    float* cr = c + i * ldc;
-    float* tr = tc + i * NR;
-    if (beta != 0.f) {
-      for (int j = 0; j < nr; j++) tr[j] = cr[j];
-      for (int j = nr; j < NR; j++) tr[j] = 0.f;
-    }
-    for (int v = 0; v < NV; v++) {
-      typename V::reg r;
-      if (beta == 0.f)
-        r = V::mul(acc[i][v], va);
-      else if (beta == 1.f)
-        r = V::fmadd(acc[i][v], va, V::loadu(tr + v * W));
-      else
-        r = V::fmadd(acc[i][v], va, V::mul(vb, V::loadu(tr + v * W)));
-      V::storeu(tr + v * W, r);
-    }
-    for (int j = 0; j < nr; j++) cr[j] = tr[j];
-  }
+  store_ragged<V, MR, NV>(&acc[0][0], c, ldc, alpha, beta, mr, nr);
 }
 
 // The register-blocked micro-kernel: an MR×(NV·W) tile over kc steps. With DIRECT the A
@@ -174,10 +183,14 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++) acc[i][v] = V::zero();
-  // The C tile is touched only after the k loop: start fetching it now.
+  // The C tile is touched only after the k loop: start fetching it now, every line of it (a
+  // row of NR floats spans one more line when C is not 64-byte aligned, as a JavaScript
+  // array's data need not be; fetching only the first left that one a miss per row).
   if (mr == MR)
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
       for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
+      if ((reinterpret_cast<uintptr_t>(c + i * ldc) & 63) != 0) __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    }
   if (DIRECT) {
     const float* ar[MR];
 #pragma GCC unroll 32
