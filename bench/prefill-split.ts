@@ -2,7 +2,9 @@
 // f32 or bf16), a 128-token prompt through generate, every backend call timed by op. Then, in
 // turns with the prefills, the same prefill's weight products replayed alone: the products'
 // share of the FMA peak next to the whole prefill's, and what the rest (attention, norms,
-// RoPE, SiLU·mul, residual adds, copies, the JavaScript of each op) costs.
+// RoPE, SiLU·mul, residual adds, copies, the JavaScript of each op) costs, and the same
+// products into newly allocated output arrays (what the prefill does: the first write to each
+// fresh page faults it in inside the product).
 //
 //   npm run build && node dist/bench/prefill-split.js [--rounds 5] [--prompt 128]
 //     [--threads N] [--bf16] [--shape 125m|qwen2.5-0.5b] [--json]
@@ -70,7 +72,8 @@ const opMs = new Map<string, { ms: number; calls: number }>();
 let timing = false;
 let recording = false;
 let productFma = 0;
-const replays: (() => void)[] = [];
+/** Each recorded product call; `fresh`: into newly allocated outputs, as the prefill writes them. */
+const replays: ((fresh: boolean) => void)[] = [];
 const copy = (p: PackedGemmParams, a = p.a.slice()): PackedGemmParams => ({
   ...p,
   a,
@@ -88,13 +91,15 @@ for (const [name, value] of Object.entries(native) as [string, unknown][]) {
       const p = args[0] as PackedGemmParams;
       const q = copy(p);
       productFma += p.m * p.w.rows * p.w.cols;
-      replays.push(() => native.gemmPacked?.(q));
+      replays.push((fresh) => native.gemmPacked?.(fresh ? { ...q, c: new Float32Array(q.c.length) } : q));
     } else if (recording && name === "gemmPackedShared") {
       const ps = args[0] as PackedGemmParams[];
       const a = ps[0].a.slice();
       const qs = ps.map((p) => copy(p, a));
       for (const p of ps) productFma += p.m * p.w.rows * p.w.cols;
-      replays.push(() => native.gemmPackedShared?.(qs));
+      replays.push((fresh) =>
+        native.gemmPackedShared?.(fresh ? qs.map((q) => ({ ...q, c: new Float32Array(q.c.length) })) : qs),
+      );
     }
     if (!timing) return fn(...args);
     const t0 = performance.now();
@@ -137,6 +142,7 @@ const prefillWall: number[] = [];
 const prefillCpu: number[] = [];
 const productsWall: number[] = [];
 const productsCpu: number[] = [];
+const freshCpu: number[] = [];
 const opWall: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   // An untimed prefill (the op timers cost a little), the products alone, a timed prefill.
@@ -145,10 +151,14 @@ for (let r = 0; r < ROUNDS; r++) {
   prefillCpu.push(plain.cpu);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  for (const f of replays) f();
+  for (const f of replays) f(false);
   productsWall.push(performance.now() - t0);
   const c = process.cpuUsage(c0);
   productsCpu.push((c.user + c.system) / 1000);
+  const c1 = process.cpuUsage();
+  for (const f of replays) f(true);
+  const cf = process.cpuUsage(c1);
+  freshCpu.push((cf.user + cf.system) / 1000);
   opMs.clear();
   const t = prefill((on) => {
     timing = on;
@@ -193,6 +203,9 @@ const summary = {
   prefill_pct_peak_cpu: pctOf(median(prefillCpu), true),
   products_pct_peak: pctOf(median(productsWall), false),
   products_pct_peak_cpu: pctOf(median(productsCpu), true),
+  /** The same products into newly allocated outputs (the prefill's case: first touch of each page). */
+  products_fresh_outputs_cpu_ms: median(freshCpu),
+  products_fresh_outputs_pct_peak_cpu: pctOf(median(freshCpu), true),
   ops_ms: Object.fromEntries(
     [...new Set(opRounds.flatMap((m) => [...m.keys()]))]
       .map((k) => [k, median(opRounds.map((m) => m.get(k) ?? 0))] as const)
@@ -213,6 +226,9 @@ else {
   );
   console.log(
     `its ${productCalls} weight-product calls alone (${f1(summary.product_gflop)} GFLOP): ${f1(summary.products_ms)} ms (${f1(summary.products_pct_peak)} %), ${f1(summary.products_cpu_ms)} CPU ms (${f1(summary.products_pct_peak_cpu)} %)`,
+  );
+  console.log(
+    `the same into newly allocated outputs (as in the prefill): ${f1(summary.products_fresh_outputs_cpu_ms)} CPU ms (${f1(summary.products_fresh_outputs_pct_peak_cpu)} %)`,
   );
   console.log(
     `\nbackend calls in a timed prefill (${f1(summary.timed_prefill_ms)} ms): calls, wall ms, share`,
