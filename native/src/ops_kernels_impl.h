@@ -506,6 +506,53 @@ struct BwdScratch {
   std::vector<float> kpanel, vpanel, kr, dK, dV, qs, dO, P, dS;
 };
 
+// dV[j][c..c+NB·W) += Σ_i P[i,j]·dO[i][c..], dK[j][c..] += Σ_i dS[i,j]·qs[i][c..], i in order.
+// NB vectors side by side: 2·NB independent FMA chains where one vector at a time made two
+// (each step waiting ~4 cycles on the last); every element takes the same FMAs in the same order.
+template <int NB>
+LK_TGT static inline void dvdk_block(const float* P, const float* dS, const float* dO, const float* qs, float* dV,
+                                     float* dK, int64_t Dp, int64_t nq, int64_t j, int64_t c) {
+  R rv[NB], rk[NB];
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) {
+    rv[u] = V::load(dV + j * Dp + c + u * W);
+    rk[u] = V::load(dK + j * Dp + c + u * W);
+  }
+  for (int64_t i = 0; i < nq; i++) {
+    const R p = V::set1(P[i * Bk + j]), ds = V::set1(dS[i * Bk + j]);
+#pragma GCC unroll 8
+    for (int u = 0; u < NB; u++) {
+      rv[u] = V::fmadd(p, V::load(dO + i * Dp + c + u * W), rv[u]);
+      rk[u] = V::fmadd(ds, V::load(qs + i * Dp + c + u * W), rk[u]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) {
+    V::store(dV + j * Dp + c + u * W, rv[u]);
+    V::store(dK + j * Dp + c + u * W, rk[u]);
+  }
+}
+
+// dq[c..c+NB·W) += scale·Σ_j ds[j]·kr[j][c..] (the sum from zero in order of j, then one fma
+// into dq), NB vectors side by side (one vector at a time was a single latency-bound chain).
+template <int NB>
+LK_TGT static inline void dq_block(const float* ds, const float* kr, int64_t Dp, int64_t nk, R scv, float* dqr,
+                                   int64_t D, int64_t c) {
+  R r[NB];
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) r[u] = V::zero();
+  for (int64_t j = 0; j < nk; j++) {
+    const R s = V::set1(ds[j]);
+#pragma GCC unroll 8
+    for (int u = 0; u < NB; u++) r[u] = V::fmadd(s, V::load(kr + j * Dp + c + u * W), r[u]);
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) {
+    const int64_t k = std::min<int64_t>(W, D - (c + u * W));
+    V::store_part(dqr + c + u * W, V::fmadd(r[u], scv, V::load_part(dqr + c + u * W, k, 0.f)), k);
+  }
+}
+
 // See fwd_scratch.
 __attribute__((noinline)) static BwdScratch& bwd_scratch() {
   thread_local BwdScratch sc;
@@ -581,28 +628,20 @@ LK_TGT static void attn_bwd(const AttnArgs& a, int64_t b, int64_t g, int64_t s0,
         }
         // dV[j] += Σ_i P[i,j]·dO[i];  dK[j] += Σ_i dS[i,j]·qs[i]  (qs already carries the scale)
         for (int64_t j = 0; j < nk; j++) {
-          for (int64_t c = 0; c < Dp; c += W) {
-            R rv = V::load(dV + j * Dp + c), rk = V::load(dK + j * Dp + c);
-            for (int64_t i = 0; i < nq; i++) {
-              rv = V::fmadd(V::set1(P[i * Bk + j]), V::load(dO + i * Dp + c), rv);
-              rk = V::fmadd(V::set1(dS[i * Bk + j]), V::load(qs + i * Dp + c), rk);
-            }
-            V::store(dV + j * Dp + c, rv);
-            V::store(dK + j * Dp + c, rk);
-          }
+          int64_t c = 0;
+          for (; c + 4 * W <= Dp; c += 4 * W) dvdk_block<4>(P, dS, dO, qs, dV, dK, Dp, nq, j, c);
+          for (; c + 2 * W <= Dp; c += 2 * W) dvdk_block<2>(P, dS, dO, qs, dV, dK, Dp, nq, j, c);
+          for (; c < Dp; c += W) dvdk_block<1>(P, dS, dO, qs, dV, dK, Dp, nq, j, c);
         }
         // dq[t] += scale·Σ_j dS[i,j]·K[j]
         if (dq) {
           for (int64_t i = 0; i < nq; i++) {
             float* dqr = dq + (b * a.T + tb + i) * qstride + h * D;
             const float* dsr = dS + i * Bk;
-            for (int64_t c = 0; c < Dp; c += W) {
-              const int64_t k = std::min<int64_t>(W, D - c);
-              R r = V::zero();
-              for (int64_t j = 0; j < nk; j++) r = V::fmadd(V::set1(dsr[j]), V::load(kr + j * Dp + c), r);
-              r = V::fmadd(r, scv, V::load_part(dqr + c, k, 0.f));
-              V::store_part(dqr + c, r, k);
-            }
+            int64_t c = 0;
+            for (; c + 8 * W <= Dp; c += 8 * W) dq_block<8>(dsr, kr, Dp, nk, scv, dqr, D, c);
+            for (; c + 4 * W <= Dp; c += 4 * W) dq_block<4>(dsr, kr, Dp, nk, scv, dqr, D, c);
+            for (; c < Dp; c += W) dq_block<1>(dsr, kr, Dp, nk, scv, dqr, D, c);
           }
         }
       }
