@@ -171,10 +171,11 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 }
 
 // The register-blocked micro-kernel: an MR×(NV·W) tile over kc steps. With DIRECT the A
-// operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid);
+// operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid); with
+// ACOLS a transposed A is read in place (step p's MR values at a + p*lda; all MR rows valid);
 // otherwise from a packed panel. The B panel need not be aligned (prepacked weights are
 // used in place, and a JavaScript array is only 16-byte aligned).
-template <class V, int MR, int NV, bool DIRECT>
+template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false>
 void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
   constexpr int W = V::W, NR = NV * V::W;
@@ -208,6 +209,9 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
       }
     }
   } else {
+    // A packed panel (MR floats per k step) or, with ACOLS, a transposed A read in place
+    // (column-major: the tile's MR values of step p at a + p·lda).
+    const int64_t astep = ACOLS ? lda : MR;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
       typename V::reg bv[NV];
@@ -215,7 +219,7 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(bp + p * NR + v * W);
 #pragma GCC unroll 32
       for (int i = 0; i < MR; i++) {
-        const typename V::reg av = V::set1(a[p * MR + i]);
+        const typename V::reg av = V::set1(a[p * astep + i]);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
       }
@@ -269,6 +273,9 @@ void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t n
 // A block whose rows are not a multiple of MR ends in MR4-row panels rather than one
 // zero-padded MR-row panel: 8 rows as 4 + 4 instead of 6 + 6 (of which 4 are padding).
 // Every tile shape runs the same per-element FMA chain, so the split never changes a bit.
+// Widest block (columns) for which packed_gemm_b_stationary reads a transposed A in place.
+constexpr int64_t kTransAInPlaceCols = 32;
+
 template <class V, int MR, int MR4, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB>
 void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
   constexpr int NR = NV * V::W;
@@ -285,6 +292,10 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
     // use it (nc/16 cycles' worth per element): below 256 columns a row-major A is read in
     // place (only partial panels are packed).
     const bool direct = ALLOW_DIRECT && !t.transA && nc < 256;
+    // A transposed A (Gᵀ·H: a LoRA B gradient) feeding one or two B panels: each A element
+    // takes nc/8 multiply-adds, about what packing it costs (~40 % of the product at
+    // n = 16), so full row tiles read it in place, MR contiguous values per k step.
+    const bool cols = ALLOW_DIRECT && t.transA && nc <= kTransAInPlaceCols;
     for (int64_t pc = 0; pc < t.k; pc += KC) {
       const int64_t kc = imin(KC, t.k - pc);
       const float beta = pc == 0 ? t.beta : 1.f;
@@ -300,10 +311,10 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
         else if (rest > 0 && rest + MR <= 2 * MR4 && m_big >= MR)
           m_big -= MR;
         for (int64_t r = 0; r < m_big; r += MR)
-          if (!direct || m_big - r < MR)
+          if (!(direct || cols) || m_big - r < MR)
             pack_a_generic<MR>(t.a, t.lda, t.transA, ic + r, imin(MR, m_big - r), pc, kc, ap + r * kc);
         for (int64_t r = m_big; r < mc; r += MR4)
-          if (!direct || mc - r < MR4)
+          if (!(direct || cols) || mc - r < MR4)
             pack_a_generic<MR4>(t.a, t.lda, t.transA, ic + r, imin(MR4, mc - r), pc, kc, ap + r * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = static_cast<int>(imin(NR, nc - jr));
@@ -322,6 +333,9 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
             if (direct && mr == MR)
               micro_kernel<V, MR, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
                                             t.alpha, beta, MR, nr, stream);
+            else if (cols && mr == MR)
+              micro_kernel<V, MR, NV, false, true>(kc, t.a + pc * t.lda + ic + ir, t.lda, bpan, ccol + ir * t.ldc,
+                                                   t.ldc, t.alpha, beta, MR, nr, stream);
             else
               micro_kernel<V, MR, NV, false>(kc, ap + ir * kc, MR, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
                                              nr, stream);
@@ -331,6 +345,9 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
             if (direct && mr == MR4)
               micro_kernel<V, MR4, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
                                              t.alpha, beta, MR4, nr, stream);
+            else if (cols && mr == MR4)
+              micro_kernel<V, MR4, NV, false, true>(kc, t.a + pc * t.lda + ic + ir, t.lda, bpan, ccol + ir * t.ldc,
+                                                    t.ldc, t.alpha, beta, MR4, nr, stream);
             else
               micro_kernel<V, MR4, NV, false>(kc, ap + ir * kc, MR4, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
                                               nr, stream);
