@@ -40,6 +40,11 @@ const cases: Case[] = [
   { name: "X·Aᵀ r=32", m: 2048, n: 32, k: 2048, transA: false, transB: true, bf16: false },
   { name: "X·Aᵀ r=40", m: 2048, n: 40, k: 2048, transA: false, transB: true, bf16: false },
   { name: "(XAᵀ)·Bᵀ r=16", m: 2048, n: 2048, k: 16, transA: false, transB: true, bf16: false },
+  // A 128-token prefill's products on the 125M shape (row-major W; the prefill itself reads
+  // prepacked panels: bench/prefill-split.ts): q/o, gate/up, down.
+  { name: "prefill 128·768·768", m: 128, n: 768, k: 768, transA: false, transB: true, bf16: false },
+  { name: "prefill 128·2048·768", m: 128, n: 2048, k: 768, transA: false, transB: true, bf16: false },
+  { name: "prefill 128·768·2048", m: 128, n: 768, k: 2048, transA: false, transB: true, bf16: false },
   // LoRA backward shapes (G = dY 2048×2048, H = X·Aᵀ 2048×16).
   { name: "G·B r=16 (dH)", m: 2048, n: 16, k: 2048, transA: false, transB: false, bf16: false },
   { name: "Gᵀ·H r=16 (dB)", m: 2048, n: 16, k: 2048, transA: true, transB: false, bf16: false },

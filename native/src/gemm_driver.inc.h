@@ -101,6 +101,38 @@ void pack_a_panels_generic(const float* a, int64_t lda, bool transA, int64_t i0,
     pack_a_generic<MR>(a, lda, transA, i0 + r, imin(MR, rows - r), k0, kc, ap + (r / MR) * kc * MR);
 }
 
+// A ragged tile (fewer than MR rows or NR columns; acc[i·NV + v]): the valid part of C goes
+// through a buffer and the same vector operations as a full tile, so an element's value does
+// not depend on whether its row or column lies in a full or a ragged tile (scalar code might
+// be contracted differently). Never inlined: with this path in the micro-kernel, GCC stored
+// every accumulator to the stack after each k loop, full tiles too.
+template <class V, int MR, int NV>
+__attribute__((noinline)) void store_ragged(const typename V::reg* acc, float* c, int64_t ldc, float alpha,
+                                            float beta, int mr, int nr) {
+  constexpr int W = V::W, NR = NV * V::W;
+  alignas(64) float tc[MR * NR];
+  const typename V::reg va = V::set1(alpha), vb = V::set1(beta);
+  for (int i = 0; i < mr; i++) {
+    float* cr = c + i * ldc;
+    float* tr = tc + i * NR;
+    if (beta != 0.f) {
+      for (int j = 0; j < nr; j++) tr[j] = cr[j];
+      for (int j = nr; j < NR; j++) tr[j] = 0.f;
+    }
+    for (int v = 0; v < NV; v++) {
+      typename V::reg r;
+      if (beta == 0.f)
+        r = V::mul(acc[i * NV + v], va);
+      else if (beta == 1.f)
+        r = V::fmadd(acc[i * NV + v], va, V::loadu(tr + v * W));
+      else
+        r = V::fmadd(acc[i * NV + v], va, V::mul(vb, V::loadu(tr + v * W)));
+      V::storeu(tr + v * W, r);
+    }
+    for (int j = 0; j < nr; j++) cr[j] = tr[j];
+  }
+}
+
 // C tile (mr×nr of an MR×NR register tile) = alpha·acc + beta·C; beta == 0 never reads C.
 template <class V, int MR, int NV>
 inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, float alpha, float beta, int mr,
@@ -135,37 +167,15 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
     }
     return;
   }
-  // A ragged tile: the valid part of C goes through a buffer and the same vector
-  // operations as a full tile, so an element's value does not depend on whether its row
-  // or column lies in a full or a ragged tile (scalar code might be contracted differently).
-  alignas(64) float tc[MR * NR];
-  const typename V::reg va = V::set1(alpha), vb = V::set1(beta);
-  for (int i = 0; i < mr; i++) {
-    float* cr = c + i * ldc;
-    float* tr = tc + i * NR;
-    if (beta != 0.f) {
-      for (int j = 0; j < nr; j++) tr[j] = cr[j];
-      for (int j = nr; j < NR; j++) tr[j] = 0.f;
-    }
-    for (int v = 0; v < NV; v++) {
-      typename V::reg r;
-      if (beta == 0.f)
-        r = V::mul(acc[i][v], va);
-      else if (beta == 1.f)
-        r = V::fmadd(acc[i][v], va, V::loadu(tr + v * W));
-      else
-        r = V::fmadd(acc[i][v], va, V::mul(vb, V::loadu(tr + v * W)));
-      V::storeu(tr + v * W, r);
-    }
-    for (int j = 0; j < nr; j++) cr[j] = tr[j];
-  }
+  store_ragged<V, MR, NV>(&acc[0][0], c, ldc, alpha, beta, mr, nr);
 }
 
 // The register-blocked micro-kernel: an MR×(NV·W) tile over kc steps. With DIRECT the A
-// operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid);
+// operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid); with
+// ACOLS a transposed A is read in place (step p's MR values at a + p*lda; all MR rows valid);
 // otherwise from a packed panel. The B panel need not be aligned (prepacked weights are
 // used in place, and a JavaScript array is only 16-byte aligned).
-template <class V, int MR, int NV, bool DIRECT>
+template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false>
 void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
   constexpr int W = V::W, NR = NV * V::W;
@@ -174,10 +184,14 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
   for (int i = 0; i < MR; i++)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++) acc[i][v] = V::zero();
-  // The C tile is touched only after the k loop: start fetching it now.
+  // The C tile is touched only after the k loop: start fetching it now, every line of it (a
+  // row of NR floats spans one more line when C is not 64-byte aligned, as a JavaScript
+  // array's data need not be; fetching only the first left that one a miss per row).
   if (mr == MR)
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
       for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
+      if ((reinterpret_cast<uintptr_t>(c + i * ldc) & 63) != 0) __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    }
   if (DIRECT) {
     const float* ar[MR];
 #pragma GCC unroll 32
@@ -195,6 +209,9 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
       }
     }
   } else {
+    // A packed panel (MR floats per k step) or, with ACOLS, a transposed A read in place
+    // (column-major: the tile's MR values of step p at a + p·lda).
+    const int64_t astep = ACOLS ? lda : MR;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
       typename V::reg bv[NV];
@@ -202,7 +219,7 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(bp + p * NR + v * W);
 #pragma GCC unroll 32
       for (int i = 0; i < MR; i++) {
-        const typename V::reg av = V::set1(a[p * MR + i]);
+        const typename V::reg av = V::set1(a[p * astep + i]);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
       }
@@ -256,6 +273,9 @@ void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t n
 // A block whose rows are not a multiple of MR ends in MR4-row panels rather than one
 // zero-padded MR-row panel: 8 rows as 4 + 4 instead of 6 + 6 (of which 4 are padding).
 // Every tile shape runs the same per-element FMA chain, so the split never changes a bit.
+// Widest block (columns) for which packed_gemm_b_stationary reads a transposed A in place.
+constexpr int64_t kTransAInPlaceCols = 32;
+
 template <class V, int MR, int MR4, int NV, int KC, int NC, int MC, bool ALLOW_DIRECT, class PackB>
 void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
   constexpr int NR = NV * V::W;
@@ -272,6 +292,10 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
     // use it (nc/16 cycles' worth per element): below 256 columns a row-major A is read in
     // place (only partial panels are packed).
     const bool direct = ALLOW_DIRECT && !t.transA && nc < 256;
+    // A transposed A (Gᵀ·H: a LoRA B gradient) feeding one or two B panels: each A element
+    // takes nc/8 multiply-adds, about what packing it costs (~40 % of the product at
+    // n = 16), so full row tiles read it in place, MR contiguous values per k step.
+    const bool cols = ALLOW_DIRECT && t.transA && nc <= kTransAInPlaceCols;
     for (int64_t pc = 0; pc < t.k; pc += KC) {
       const int64_t kc = imin(KC, t.k - pc);
       const float beta = pc == 0 ? t.beta : 1.f;
@@ -287,10 +311,10 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
         else if (rest > 0 && rest + MR <= 2 * MR4 && m_big >= MR)
           m_big -= MR;
         for (int64_t r = 0; r < m_big; r += MR)
-          if (!direct || m_big - r < MR)
+          if (!(direct || cols) || m_big - r < MR)
             pack_a_generic<MR>(t.a, t.lda, t.transA, ic + r, imin(MR, m_big - r), pc, kc, ap + r * kc);
         for (int64_t r = m_big; r < mc; r += MR4)
-          if (!direct || mc - r < MR4)
+          if (!(direct || cols) || mc - r < MR4)
             pack_a_generic<MR4>(t.a, t.lda, t.transA, ic + r, imin(MR4, mc - r), pc, kc, ap + r * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int nr = static_cast<int>(imin(NR, nc - jr));
@@ -309,6 +333,9 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
             if (direct && mr == MR)
               micro_kernel<V, MR, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
                                             t.alpha, beta, MR, nr, stream);
+            else if (cols && mr == MR)
+              micro_kernel<V, MR, NV, false, true>(kc, t.a + pc * t.lda + ic + ir, t.lda, bpan, ccol + ir * t.ldc,
+                                                   t.ldc, t.alpha, beta, MR, nr, stream);
             else
               micro_kernel<V, MR, NV, false>(kc, ap + ir * kc, MR, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
                                              nr, stream);
@@ -318,6 +345,9 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
             if (direct && mr == MR4)
               micro_kernel<V, MR4, NV, true>(kc, t.a + (ic + ir) * t.lda + pc, t.lda, bpan, ccol + ir * t.ldc, t.ldc,
                                              t.alpha, beta, MR4, nr, stream);
+            else if (cols && mr == MR4)
+              micro_kernel<V, MR4, NV, false, true>(kc, t.a + pc * t.lda + ic + ir, t.lda, bpan, ccol + ir * t.ldc,
+                                                    t.ldc, t.alpha, beta, MR4, nr, stream);
             else
               micro_kernel<V, MR4, NV, false>(kc, ap + ir * kc, MR4, bpan, ccol + ir * t.ldc, t.ldc, t.alpha, beta, mr,
                                               nr, stream);

@@ -11,6 +11,7 @@
 // The forward also takes k and v as bf16 (a KV cache kept in bf16): each key tile is widened
 // exactly to f32 as it is packed, so the result is bit for bit that of the f32 forward over
 // the widened values. The backward is f32 only.
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -83,6 +84,21 @@ bool worth_threads(const Dims& d) {
   return work > 5e5;
 }
 
+// Query positions per forward work item. An item packs every key tile its queries see, so
+// a long prompt (T queries over T keys) packs each tile about T/tq times: kAttnBq query rows
+// per item (a decode step's tiles) made a 128-token prompt on the 125M shape (tq = 10) spend
+// ~20 % of its forward repacking keys. Prompts take kPromptRows rows per item instead, as
+// long as every thread still gets 4 items to balance with. The tile size changes no bits: each
+// row's running max, sum and accumulator go over the same key tiles in the same order.
+constexpr int64_t kPromptRows = 96;
+int64_t forward_query_tile(const Dims& d, int64_t G) {
+  const int64_t small = std::max<int64_t>(1, kAttnBq / G);
+  const int64_t want_items = 4 * static_cast<int64_t>(num_threads());
+  const int64_t per_pair = (want_items + d.B * d.Hkv - 1) / (d.B * d.Hkv);  // tiles per (batch, KV head)
+  const int64_t fit = (d.T + per_pair - 1) / per_pair;
+  return std::max(small, std::min(std::max<int64_t>(1, kPromptRows / G), fit));
+}
+
 // attention(q, k, v, B, T, S, H, Hkv, D, kvCapacity, scale, offset, causal, out, lse);
 // k and v both Float32Arrays, or both Uint16Arrays of bf16 bits.
 void Attention(const Args& A) {
@@ -98,14 +114,32 @@ void Attention(const Args& A) {
   a.lse_w = lse.p;
   if (d.B * d.H * d.T == 0) return;
   // One work item per (batch, KV head, query tile): the query heads sharing a KV head are
-  // processed together so each tile of its keys is packed once (kAttnBq rows in all).
+  // processed together so each tile of its keys is packed once per item.
   const int64_t G = d.H / d.Hkv;
-  const int64_t tq = std::max<int64_t>(1, kAttnBq / G);
+  const int64_t tq = forward_query_tile(d, G);
   const int64_t qt = (d.T + tq - 1) / tq;
+  const int64_t pairs = d.B * d.Hkv, items = pairs * qt;
   const auto fn = kernels().attn_fwd;
-  parallel_items(d.B * d.Hkv * qt, worth_threads(d), [&](int64_t item, int64_t) {
-    const int64_t t0 = (item % qt) * tq, bg = item / qt;
+  auto run = [&](int64_t c) {
+    // Claim c runs query tile qt-1 - c/pairs: a causal forward's last tiles see the most keys,
+    // so the costly items go first and the cheap ones fill in at the end.
+    const int64_t tile = qt - 1 - c / pairs, bg = c % pairs;
+    const int64_t t0 = tile * tq;
     fn(a, bg / d.Hkv, bg % d.Hkv, t0, std::min(d.T, t0 + tq));
+  };
+  const int64_t nw = worth_threads(d) ? std::min<int64_t>(items, num_threads()) : 1;
+  if (nw <= 1) {
+    for (int64_t c = 0; c < items; c++) run(c);
+    return;
+  }
+  // Items are claimed one at a time rather than dealt round-robin: a thread the OS runs late
+  // (or one dealt the costlier tiles) no longer leaves the others waiting. Every row is
+  // computed the same way whichever thread runs it, so the bits do not depend on the split.
+  std::atomic<int64_t> next{0};
+  parallel_for(nw, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < items;
+         c = next.fetch_add(1, std::memory_order_relaxed))
+      run(c);
   });
 }
 

@@ -270,13 +270,17 @@ inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // s[0..K·W) = Σ_d q[d]·panel[d·Bk + j]: the first K vectors of a score row (K ≤ NU).
 template <int K>
 LK_TGT static inline void scores_row_k(const float* q, const float* panel, int64_t D, float* s) {
+  // The unroll pragmas keep acc[] in registers (GCC left it on the stack otherwise).
   R acc[K];
+#pragma GCC unroll 16
   for (int u = 0; u < K; u++) acc[u] = V::zero();
   for (int64_t d = 0; d < D; d++) {
     const R qd = V::set1(q[d]);
     const float* pr = panel + d * Bk;
+#pragma GCC unroll 16
     for (int u = 0; u < K; u++) acc[u] = V::fmadd(qd, V::load(pr + u * W), acc[u]);
   }
+#pragma GCC unroll 16
   for (int u = 0; u < K; u++) V::store(s + u * W, acc[u]);
 }
 
@@ -343,13 +347,17 @@ LK_TGT static void widen_rows(const uint16_t* rows, int64_t stride, int64_t n, i
 template <int NB>
 LK_TGT static inline void pv_block(float* ar, R cv, const float* s, const float* vt, int64_t vstride, int64_t vis,
                                    int64_t c) {
+  // The unroll pragmas keep r[] in registers (GCC spilled it to the stack every j otherwise).
   R r[NB];
+#pragma GCC unroll 16
   for (int u = 0; u < NB; u++) r[u] = V::mul(V::load(ar + c + u * W), cv);
   const float* vr = vt + c;
   for (int64_t j = 0; j < vis; j++) {
     const R sj = V::set1(s[j]);
+#pragma GCC unroll 16
     for (int u = 0; u < NB; u++) r[u] = V::fmadd(sj, V::load(vr + j * vstride + u * W), r[u]);
   }
+#pragma GCC unroll 16
   for (int u = 0; u < NB; u++) V::store(ar + c + u * W, r[u]);
 }
 
@@ -382,6 +390,14 @@ struct FwdScratch {
   float s[Bk];
 };
 
+// The thread's scratch, through a call that is never inlined: a thread_local named inside the
+// hot loops let GCC re-derive its address there (a __tls_get_addr call per key in the P·V
+// loop, with every accumulator spilled to the stack around it: ~40 % of a prompt's forward).
+__attribute__((noinline)) static FwdScratch& fwd_scratch() {
+  thread_local FwdScratch sc;
+  return sc;
+}
+
 // Queries [t0, t1) of every query head that shares KV head g (H/Hkv of them, GQA) against
 // that head's keys: each tile of K is packed once for all of them (a decode step's one query
 // per head used to repack the shared keys H/Hkv times). Each (head, query) row keeps its own
@@ -392,7 +408,7 @@ struct FwdScratch {
 template <typename E>
 LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64_t b, int64_t g, int64_t t0,
                               int64_t t1) {
-  thread_local FwdScratch sc;
+  FwdScratch& sc = fwd_scratch();
   const int64_t D = a.D, Dp = round_up(D, W), nt = t1 - t0;
   const int64_t G = a.H / a.Hkv, h0 = g * G, nq = G * nt;  // row i: head h0 + i / nt, query t0 + i % nt
   const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
@@ -412,7 +428,9 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
   const int64_t kmax = a.causal ? std::min(a.S, a.offset + t1) : a.S;
   const E* kbase = kp + b * a.kvCap * kvstride + g * D;
   const E* vbase = vp + b * a.kvCap * kvstride + g * D;
-  if constexpr (!std::is_same_v<E, float>) sc.vtile.resize(Bk * D);
+  // f32 V is copied tile by tile too when enough query rows use each tile (see below).
+  constexpr int64_t kCopyVRows = 16;
+  if (!std::is_same_v<E, float> || nq >= kCopyVRows) sc.vtile.resize(Bk * D);
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t j0 = 0; j0 < kmax; j0 += Bk) {
     const int64_t nk = std::min(Bk, kmax - j0);
@@ -424,8 +442,17 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
     const float* vt;
     int64_t vstride;
     if constexpr (std::is_same_v<E, float>) {
-      vt = vbase + j0 * kvstride;
-      vstride = kvstride;
+      if (nq >= kCopyVRows) {
+        // Rows kvstride apart (1 KiB on the 125M shape) fall into a few L1 sets: a tile's
+        // 64 rows missed L1 on every pass of the P·V loop (~3× slower on a 128-token prompt).
+        // A contiguous copy, reused by every query row of the item, holds the same values.
+        for (int64_t j = 0; j < nk; j++) std::memcpy(sc.vtile.data() + j * D, vbase + (j0 + j) * kvstride, sizeof(float) * D);
+        vt = sc.vtile.data();
+        vstride = D;
+      } else {
+        vt = vbase + j0 * kvstride;
+        vstride = kvstride;
+      }
     } else {
       widen_rows(vbase + j0 * kvstride, kvstride, nk, D, sc.vtile.data());
       vt = sc.vtile.data();
@@ -479,9 +506,62 @@ struct BwdScratch {
   std::vector<float> kpanel, vpanel, kr, dK, dV, qs, dO, P, dS;
 };
 
+// dV[j][c..c+NB·W) += Σ_i P[i,j]·dO[i][c..], dK[j][c..] += Σ_i dS[i,j]·qs[i][c..], i in order.
+// NB vectors side by side: 2·NB independent FMA chains where one vector at a time made two
+// (each step waiting ~4 cycles on the last); every element takes the same FMAs in the same order.
+template <int NB>
+LK_TGT static inline void dvdk_block(const float* P, const float* dS, const float* dO, const float* qs, float* dV,
+                                     float* dK, int64_t Dp, int64_t nq, int64_t j, int64_t c) {
+  R rv[NB], rk[NB];
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) {
+    rv[u] = V::load(dV + j * Dp + c + u * W);
+    rk[u] = V::load(dK + j * Dp + c + u * W);
+  }
+  for (int64_t i = 0; i < nq; i++) {
+    const R p = V::set1(P[i * Bk + j]), ds = V::set1(dS[i * Bk + j]);
+#pragma GCC unroll 8
+    for (int u = 0; u < NB; u++) {
+      rv[u] = V::fmadd(p, V::load(dO + i * Dp + c + u * W), rv[u]);
+      rk[u] = V::fmadd(ds, V::load(qs + i * Dp + c + u * W), rk[u]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) {
+    V::store(dV + j * Dp + c + u * W, rv[u]);
+    V::store(dK + j * Dp + c + u * W, rk[u]);
+  }
+}
+
+// dq[c..c+NB·W) += scale·Σ_j ds[j]·kr[j][c..] (the sum from zero in order of j, then one fma
+// into dq), NB vectors side by side (one vector at a time was a single latency-bound chain).
+template <int NB>
+LK_TGT static inline void dq_block(const float* ds, const float* kr, int64_t Dp, int64_t nk, R scv, float* dqr,
+                                   int64_t D, int64_t c) {
+  R r[NB];
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) r[u] = V::zero();
+  for (int64_t j = 0; j < nk; j++) {
+    const R s = V::set1(ds[j]);
+#pragma GCC unroll 8
+    for (int u = 0; u < NB; u++) r[u] = V::fmadd(s, V::load(kr + j * Dp + c + u * W), r[u]);
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < NB; u++) {
+    const int64_t k = std::min<int64_t>(W, D - (c + u * W));
+    V::store_part(dqr + c + u * W, V::fmadd(r[u], scv, V::load_part(dqr + c + u * W, k, 0.f)), k);
+  }
+}
+
+// See fwd_scratch.
+__attribute__((noinline)) static BwdScratch& bwd_scratch() {
+  thread_local BwdScratch sc;
+  return sc;
+}
+
 LK_TGT static void attn_bwd(const AttnArgs& a, int64_t b, int64_t g, int64_t s0, int64_t s1, float* dq, float* dk,
                             float* dv) {
-  thread_local BwdScratch sc;
+  BwdScratch& sc = bwd_scratch();
   const int64_t D = a.D, Dp = round_up(D, W);
   const int64_t qstride = a.H * D, kvstride = a.Hkv * D;
   sc.kpanel.resize(D * Bk);
@@ -548,28 +628,20 @@ LK_TGT static void attn_bwd(const AttnArgs& a, int64_t b, int64_t g, int64_t s0,
         }
         // dV[j] += Σ_i P[i,j]·dO[i];  dK[j] += Σ_i dS[i,j]·qs[i]  (qs already carries the scale)
         for (int64_t j = 0; j < nk; j++) {
-          for (int64_t c = 0; c < Dp; c += W) {
-            R rv = V::load(dV + j * Dp + c), rk = V::load(dK + j * Dp + c);
-            for (int64_t i = 0; i < nq; i++) {
-              rv = V::fmadd(V::set1(P[i * Bk + j]), V::load(dO + i * Dp + c), rv);
-              rk = V::fmadd(V::set1(dS[i * Bk + j]), V::load(qs + i * Dp + c), rk);
-            }
-            V::store(dV + j * Dp + c, rv);
-            V::store(dK + j * Dp + c, rk);
-          }
+          int64_t c = 0;
+          for (; c + 4 * W <= Dp; c += 4 * W) dvdk_block<4>(P, dS, dO, qs, dV, dK, Dp, nq, j, c);
+          for (; c + 2 * W <= Dp; c += 2 * W) dvdk_block<2>(P, dS, dO, qs, dV, dK, Dp, nq, j, c);
+          for (; c < Dp; c += W) dvdk_block<1>(P, dS, dO, qs, dV, dK, Dp, nq, j, c);
         }
         // dq[t] += scale·Σ_j dS[i,j]·K[j]
         if (dq) {
           for (int64_t i = 0; i < nq; i++) {
             float* dqr = dq + (b * a.T + tb + i) * qstride + h * D;
             const float* dsr = dS + i * Bk;
-            for (int64_t c = 0; c < Dp; c += W) {
-              const int64_t k = std::min<int64_t>(W, D - c);
-              R r = V::zero();
-              for (int64_t j = 0; j < nk; j++) r = V::fmadd(V::set1(dsr[j]), V::load(kr + j * Dp + c), r);
-              r = V::fmadd(r, scv, V::load_part(dqr + c, k, 0.f));
-              V::store_part(dqr + c, r, k);
-            }
+            int64_t c = 0;
+            for (; c + 8 * W <= Dp; c += 8 * W) dq_block<8>(dsr, kr, Dp, nk, scv, dqr, D, c);
+            for (; c + 4 * W <= Dp; c += 4 * W) dq_block<4>(dsr, kr, Dp, nk, scv, dqr, D, c);
+            for (; c < Dp; c += W) dq_block<1>(dsr, kr, Dp, nk, scv, dqr, D, c);
           }
         }
       }
