@@ -1,0 +1,232 @@
+// The unary ops that need eˣ, ln x, tanh, erf or a power (forward), and every unary op's
+// backward, in SIMD128 (kernels/ref/elementwise.ts's formulas). Op codes are the indices in
+// core/backend.ts's UNARY_OPS. Threads take ranges of whole f32x4 groups, and every lane
+// runs the same instructions, so results are bit-identical for any thread count.
+//
+// Forward: f32 lanes with vmath.h's functions (a few ulp from the reference's f64 result).
+// Backward: where the reference's formula is only +, −, ·, / of its f32 inputs (neg, exp,
+// log, sqrt, rsqrt, tanh, sigmoid, abs, square, scale, relu) it is evaluated in f64 lanes in
+// the reference's order, so dx is bit for bit the reference's; silu, gelu_tanh, gelu_erf and
+// pow take their σ, tanh, Φ, eˣ or power from vmath.h in f32 and the rest in f64.
+#include "simd.h"
+#include "vmath.h"
+
+enum {
+  OP_NEG,
+  OP_EXP,
+  OP_LOG,
+  OP_SQRT,
+  OP_RSQRT,
+  OP_TANH,
+  OP_SIGMOID,
+  OP_SILU,
+  OP_GELU_TANH,
+  OP_GELU_ERF,
+  OP_POW,
+  OP_ABS,
+  OP_SQUARE,
+  OP_SCALE,
+  OP_RELU
+};
+
+/** √(2/π)·2 and 0.044715: gelu_tanh's 1 + tanh(u) = 2σ(2u), u = √(2/π)·(x + 0.044715·x³). */
+#define GELU_K2 1.5957691216057308f
+#define GELU_KAPPA 0.044715f
+/** 1/√(2π): the standard normal density's factor. */
+#define INV_SQRT_2PI 0.3989422804014327f
+
+/**
+ * |x|^p with JavaScript's x ** p rules for a lane-wide p: p = 0 gives 1 (also for NaN x);
+ * a finite negative x with a finite non-integer p gives NaN; an odd integer p keeps the sign
+ * of x (−0 and −inf included); 1 ** ±inf is NaN. `odd`: p is an odd integer; `frac`: p is
+ * finite and not an integer.
+ */
+static inline v128_t vpow(v128_t x, float p, int odd, int frac) {
+  if (p == 0.0f) return vsplat(1.0f);
+  if (p == 2.0f) return wasm_f32x4_mul(x, x);
+  if (p == 1.0f) return x;
+  v128_t r = vexp(wasm_f32x4_mul(vsplat(p), vlog(wasm_f32x4_abs(x))));
+  v128_t signbit = wasm_v128_and(x, wasm_i32x4_splat((int)0x80000000u));
+  if (odd) r = wasm_v128_or(r, signbit);
+  if (frac) {
+    v128_t finite_neg = wasm_v128_and(wasm_f32x4_lt(x, vsplat(0.0f)), wasm_f32x4_ne(x, vsplat(-__builtin_inff())));
+    r = wasm_v128_bitselect(vsplat(__builtin_nanf("")), r, finite_neg);
+  }
+  return r;
+}
+
+/** gelu_tanh(x) = x·σ(2u): the same as ½x(1 + tanh u), without the cancellation for x ≪ 0. */
+static inline v128_t vgelu_tanh(v128_t x) {
+  v128_t x3 = wasm_f32x4_mul(wasm_f32x4_mul(x, x), x);
+  v128_t u2 = wasm_f32x4_mul(vsplat(GELU_K2), vfma(vsplat(GELU_KAPPA), x3, x));
+  return wasm_f32x4_mul(x, vsigmoid(u2));
+}
+
+/**
+ * out = f(x) for the ops needing a transcendental function (exp, log, tanh, sigmoid, silu,
+ * gelu_tanh, gelu_erf, pow with exponent `param`; `odd`, `frac` describe param as vpow
+ * wants). Thread `tid`'s f32x4 groups.
+ */
+void EXPORT(wasm_unary_math)(int op, const float* x, float* out, int n, float param, int odd, int frac, int tid,
+                             int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  for (int i = lo; i < hi; i += 4) {
+    int left = hi - i;
+    v128_t v = load_part(x + i, left);
+    switch (op) {
+      case OP_EXP:
+        v = vexp(v);
+        break;
+      case OP_LOG:
+        v = vlog(v);
+        break;
+      case OP_TANH:
+        v = vtanh(v);
+        break;
+      case OP_SIGMOID:
+        v = vsigmoid(v);
+        break;
+      case OP_SILU:
+        v = wasm_f32x4_mul(v, vsigmoid(v));
+        break;
+      case OP_GELU_TANH:
+        v = vgelu_tanh(v);
+        break;
+      case OP_GELU_ERF:
+        v = wasm_f32x4_mul(v, vnormcdf(v));
+        break;
+      default:
+        v = vpow(v, param, odd, frac);
+        break;
+    }
+    store_part(out + i, v, left);
+  }
+}
+
+/** Lanes 0, 1 (half 0) or 2, 3 (half 1) of f32 v as f64. */
+static inline v128_t lo64(v128_t v) { return wasm_f64x2_promote_low_f32x4(v); }
+static inline v128_t hi64(v128_t v) { return wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1)); }
+/** Two f64x2 halves rounded to f32, back in lanes 0..3. */
+static inline v128_t join32(v128_t a, v128_t b) {
+  return wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(a), wasm_f32x4_demote_f64x2_zero(b), 0, 1, 4, 5);
+}
+
+#define D(v) wasm_f64x2_splat(v)
+#define ADD wasm_f64x2_add
+#define SUB wasm_f64x2_sub
+#define MUL wasm_f64x2_mul
+#define DIV wasm_f64x2_div
+
+/**
+ * The gradient g of one f64x2 half: x, y, dy are that half of the inputs (as f64), fx the
+ * f32 → f64 value of the op's f32 helper (σ, tanh's σ(2u), Φ or the power) where it has one.
+ */
+static inline v128_t grad_half(int op, v128_t x, v128_t y, v128_t dy, v128_t fx, v128_t fx2, double param) {
+  switch (op) {
+    case OP_EXP:
+      return MUL(dy, y);
+    case OP_LOG:
+      return DIV(dy, x);
+    case OP_SQRT:
+      return DIV(dy, MUL(D(2), y));
+    case OP_RSQRT:
+      return MUL(MUL(MUL(MUL(D(-0.5), dy), y), y), y);
+    case OP_TANH:
+      return MUL(dy, SUB(D(1), MUL(y, y)));
+    case OP_SIGMOID:
+      return MUL(MUL(dy, SUB(D(1), y)), y);
+    case OP_SILU:
+      // σ(x)·(1 + x·(1 − σ(x))), σ from f32.
+      return MUL(MUL(dy, fx), ADD(D(1), MUL(x, SUB(D(1), fx))));
+    case OP_GELU_TANH: {
+      // ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3κx²) with 1 + t = 2σ(2u) (fx) and 1 − t = 2σ(−2u) (fx2).
+      v128_t x2 = MUL(x, x);
+      v128_t k = MUL(D(0.7978845608028654), ADD(D(1), MUL(D(3 * 0.044715), x2)));
+      v128_t d = ADD(fx, MUL(MUL(MUL(MUL(D(2), x), fx), fx2), k));
+      return MUL(dy, d);
+    }
+    case OP_GELU_ERF:
+      // Φ(x) + x·φ(x): fx = Φ(x), fx2 = e^(−x²/2) (f32).
+      return MUL(dy, ADD(fx, MUL(x, MUL(fx2, D(0.3989422804014327)))));
+    case OP_POW:
+      // p·x^(p−1) (fx), exactly 0 for p = 0.
+      return param == 0 ? D(0) : MUL(MUL(dy, D(param)), fx);
+    case OP_SQUARE:
+      return MUL(MUL(dy, D(2)), x);
+    case OP_SCALE:
+      return MUL(dy, D(param));
+    default:
+      return D(0);
+  }
+}
+
+/**
+ * dx (+)= dy·f'(x) for every unary op (`y` the forward output; `param` the exponent of pow or
+ * the factor of scale, `odd`/`frac` describing param − 1 for pow's power). neg, abs and relu
+ * are exact in f32; the rest as grad_half. Thread `tid`'s f32x4 groups.
+ */
+void EXPORT(wasm_unary_backward)(int op, const float* x, const float* y, const float* dy, float* dx, int n,
+                                 double param, int odd, int frac, int acc, int tid, int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  for (int i = lo; i < hi; i += 4) {
+    int left = hi - i;
+    v128_t g = load_part(dy + i, left);
+    v128_t xv = wasm_f32x4_splat(0), yv = xv, fx = xv, fx2 = xv;
+    if (op != OP_NEG && op != OP_SCALE) xv = load_part(x + i, left);
+    if (op == OP_EXP || op == OP_SQRT || op == OP_RSQRT || op == OP_TANH || op == OP_SIGMOID)
+      yv = load_part(y + i, left);
+    switch (op) {
+      case OP_NEG:
+        // −dy, or dx − dy: one f32 operation each, as the f64 one rounded.
+        if (acc) {
+          store_part(dx + i, wasm_f32x4_sub(load_part(dx + i, left), g), left);
+        } else {
+          store_part(dx + i, wasm_f32x4_neg(g), left);
+        }
+        continue;
+      case OP_ABS: {
+        // dy·sign(x): sign keeps ±0 and NaN, else ±1; the product is exact in f32.
+        v128_t one = wasm_v128_or(vsplat(1.0f), wasm_v128_and(xv, wasm_i32x4_splat((int)0x80000000u)));
+        v128_t keep = wasm_v128_or(wasm_f32x4_eq(xv, vsplat(0.0f)), visnan(xv));
+        g = wasm_f32x4_mul(g, wasm_v128_bitselect(xv, one, keep));
+        if (acc) g = wasm_f32x4_add(load_part(dx + i, left), g);
+        store_part(dx + i, g, left);
+        continue;
+      }
+      case OP_RELU:
+        g = wasm_v128_and(g, wasm_f32x4_gt(xv, vsplat(0.0f)));
+        if (acc) g = wasm_f32x4_add(load_part(dx + i, left), g);
+        store_part(dx + i, g, left);
+        continue;
+      case OP_SILU:
+        fx = vsigmoid(xv);
+        break;
+      case OP_GELU_TANH: {
+        v128_t x3 = wasm_f32x4_mul(wasm_f32x4_mul(xv, xv), xv);
+        v128_t u2 = wasm_f32x4_mul(vsplat(GELU_K2), vfma(vsplat(GELU_KAPPA), x3, xv));
+        fx = vsigmoid(u2);
+        fx2 = vsigmoid(wasm_f32x4_neg(u2));
+        break;
+      }
+      case OP_GELU_ERF:
+        fx = vnormcdf(xv);
+        fx2 = vexp(wasm_f32x4_mul(vsplat(-0.5f), wasm_f32x4_mul(xv, xv)));
+        break;
+      case OP_POW:
+        if (param != 0) fx = vpow(xv, (float)(param - 1), odd, frac);
+        break;
+      default:
+        break;
+    }
+    v128_t g0 = grad_half(op, lo64(xv), lo64(yv), lo64(g), lo64(fx), lo64(fx2), param);
+    v128_t g1 = grad_half(op, hi64(xv), hi64(yv), hi64(g), hi64(fx), hi64(fx2), param);
+    if (acc) {
+      v128_t d = load_part(dx + i, left);
+      g0 = ADD(lo64(d), g0);
+      g1 = ADD(hi64(d), g1);
+    }
+    store_part(dx + i, join32(g0, g1), left);
+  }
+}
