@@ -12,7 +12,7 @@ import { wasmAttention, wasmAttentionBackward } from "./attention.js";
 import { kernelCalls } from "./calls.js";
 import { wasmAxpy, wasmBinary, wasmDropout, wasmUnary } from "./elementwise.js";
 import { wasmGemm } from "./gemm.js";
-import { wasmBroadcastTo, wasmCopyAxis, wasmPermute, wasmReduce } from "./layout.js";
+import { wasmBroadcastTo, wasmCopyAxis, wasmPermute, wasmReduce, wasmWhere } from "./layout.js";
 import type { WasmExports } from "./module.js";
 import { wasmNf4Dequant, wasmNf4Scales } from "./nf4.js";
 import {
@@ -29,12 +29,13 @@ import { wasmLogSoftmax, wasmRope, wasmSoftmax, wasmSoftmaxBackward } from "./ro
 import { wasmUnaryBackward } from "./unary.js";
 
 /**
- * The kernels this backend runs in WebAssembly (the rest, gather, scatterAdd, where and fill,
- * are the reference's: single passes of TypedArray copies or one add, see README); loraGrouped
- * and nf4Gemm are the reference's steps with their products on the wasm GEMM (and nf4Gemm's
- * panels dequantised by the wasm nf4Dequant). permute and broadcastTo send whole-row copies,
- * and copyAxis plain copies and short runs, to the reference, which does them with
- * TypedArray.set (layout.ts).
+ * The kernels this backend runs in WebAssembly; the rest (gather, scatterAdd, fill) are the
+ * reference's, whose row copies, adds into a large table and memset cost less than copying
+ * their operands in and out would (bench/wasm-ops.ts). loraGrouped and nf4Gemm are the
+ * reference's steps with their products on the wasm GEMM (nf4Gemm's panels dequantised by
+ * the wasm nf4Dequant). Within the listed kernels some calls still go to the reference, where
+ * it was measured faster: the unary backwards that are plain arithmetic (unary.ts), and
+ * permute, broadcastTo and copyAxis calls that are long row copies or fills (layout.ts).
  */
 export const WASM_KERNELS = [
   "gemm",
@@ -63,6 +64,7 @@ export const WASM_KERNELS = [
   "broadcastTo",
   "permute",
   "copyAxis",
+  "where",
   "nf4Dequant",
   "nf4Scales",
 ] as const;
@@ -129,6 +131,7 @@ export function createWasmBackend(source: WasmExports | WasmThreadPool): Backend
     permute: (x, shape, perm, out) => wasmPermute(ex, arena, x, shape, perm, out),
     copyAxis: (x, outer, srcAxis, inner, srcStart, out, dstAxis, dstStart, len, acc) =>
       wasmCopyAxis(ex, arena, x, outer, srcAxis, inner, srcStart, out, dstAxis, dstStart, len, acc),
+    where: (cond, a, b, out) => wasmWhere(ex, arena, cond, a, b, out),
     nf4Dequant,
     nf4Scales: (q, code, nested, nestedBlocksize, offset, out) =>
       wasmNf4Scales(ex, arena, q, code, nested, nestedBlocksize, offset, out),

@@ -4,13 +4,13 @@
 // the reference. The reference's row iterator (dims of size 1 dropped, contiguous
 // neighbours merged) turns a broadcast into runs of one inner length; the host passes each
 // run's operand offsets. Operands shorter than their shapes are a RangeError.
-import { type BinaryOp, type FloatArray, UNARY_OPS, type UnaryOp } from "../../core/backend.js";
+import type { BinaryOp, FloatArray, UnaryOp } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import { broadcastStrides, contiguousStrides, numel, RowIter } from "../ref/strided.js";
 import type { WasmArena } from "./arena.js";
 import type { KernelCalls } from "./calls.js";
 import { allF32, needLength } from "./ops.js";
-import { WASM_UNARY_MATH, wasmUnaryMath } from "./unary.js";
+import { WASM_UNARY_BACKWARD, WASM_UNARY_MATH, wasmUnaryMath } from "./unary.js";
 
 /** The binary ops in c/elementwise.c's order (its OP_* codes). */
 const WASM_BINARY: readonly BinaryOp[] = ["add", "sub", "mul", "div", "eq", "maximum"];
@@ -132,8 +132,8 @@ const WASM_UNARY: readonly UnaryOp[] = ["neg", "abs", "square", "sqrt", "rsqrt",
 
 /** The unary ops whose forward runs in WebAssembly: the exact ones here, the rest in unary.ts. */
 export const WASM_UNARY_OPS: readonly UnaryOp[] = [...WASM_UNARY, ...WASM_UNARY_MATH];
-/** The unary ops whose backward runs in WebAssembly (unary.ts): all of them. */
-export const WASM_UNARY_BACKWARD_OPS: readonly UnaryOp[] = UNARY_OPS;
+/** The unary ops whose backward runs in WebAssembly (unary.ts; the rest are the reference's). */
+export const WASM_UNARY_BACKWARD_OPS: readonly UnaryOp[] = WASM_UNARY_BACKWARD;
 
 export function wasmUnary(
   ex: KernelCalls,

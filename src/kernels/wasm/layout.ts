@@ -1,4 +1,4 @@
-// permute, broadcastTo, copyAxis (accumulating) and reduce on the wasm module (c/layout.c) for
+// permute, broadcastTo, copyAxis (accumulating), where and reduce on the wasm module (c/layout.c) for
 // Float32Array operands; Float64Array calls, and the calls measured faster in the reference
 // (see ROUTING in README's wasm section), go to the reference. The shapes are collapsed here
 // (size-1 dims dropped, neighbours merged where every operand allows) so the module walks
@@ -13,7 +13,10 @@ import { allF32, needLength } from "./ops.js";
 
 /** c/layout.c's MAX_RANK: collapsed dims beyond it go to the reference. */
 const MAX_RANK = 16;
-/** Contiguous runs at least this long are copied by the reference's TypedArray.set (permute, copyAxis). */
+/**
+ * Runs at least this long are TypedArray.set (permute, copyAxis) or TypedArray.fill
+ * (broadcastTo of one value) in the reference, faster than copying in and out here.
+ */
 const ROW_COPY_MIN = 64;
 
 /** dims with strides (one list per operand), size-1 dims dropped and d−1, d merged where each operand's stride allows. */
@@ -118,7 +121,9 @@ export function wasmBroadcastTo(
   const nx = numel(xShape);
   needLength("broadcastTo", { x, out }, { x: nx, out: n });
   const c = collapse(outShape, [xstr]);
-  if (c.dims.length > MAX_RANK) {
+  // One value repeated along a long innermost run is TypedArray.fill in the reference.
+  const last = c.dims.length - 1;
+  if (c.dims.length > MAX_RANK || (c.strides[0][last] === 0 && c.dims[last] >= ROW_COPY_MIN)) {
     refBackend.broadcastTo(x, xShape, out, outShape);
     return;
   }
@@ -244,6 +249,33 @@ export function wasmReduce(
       nx,
     );
     out.set(arena.view(out as Float32Array, oa, nout));
+  } finally {
+    arena.reset();
+  }
+}
+
+export function wasmWhere(
+  ex: KernelCalls,
+  arena: WasmArena,
+  cond: Uint8Array,
+  a: FloatArray,
+  b: FloatArray,
+  out: FloatArray,
+): void {
+  const n = out.length;
+  if (!allF32([a, b, out]) || n === 0) {
+    refBackend.where(cond, a, b, out);
+    return;
+  }
+  needLength("where", { cond, a, b }, { cond: n, a: n, b: n });
+  arena.reset();
+  try {
+    const ca = arena.copyIn(cond, 0, n);
+    const aa = arena.copyIn(a as Float32Array, 0, n);
+    const ba = arena.copyIn(b as Float32Array, 0, n);
+    const oa = arena.alloc(n * 4);
+    ex.wasm_where(ca, aa, ba, oa, n);
+    out.set(arena.view(out as Float32Array, oa, n));
   } finally {
     arena.reset();
   }

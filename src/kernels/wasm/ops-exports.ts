@@ -16,11 +16,10 @@ export interface WasmOpsExports {
     tid: number,
     nth: number,
   ): void;
-  /** op: the index in UNARY_OPS; param: an f64 (pow's exponent, scale's factor); odd, frac describe pow's param − 1. */
+  /** op: the index in UNARY_OPS (silu, gelu_tanh, gelu_erf, pow); param: pow's exponent (f64); odd, frac describe param − 1. */
   wasm_unary_backward(
     op: number,
     x: number,
-    y: number,
     dy: number,
     dx: number,
     n: number,
@@ -43,6 +42,8 @@ export interface WasmOpsExports {
     nth: number,
   ): void;
   wasm_add_into(x: number, out: number, n: number, tid: number, nth: number): void;
+  /** cond: n bytes. */
+  wasm_where(cond: number, a: number, b: number, out: number, n: number, tid: number, nth: number): void;
   /** op 0 sum, 1 max; ksz/kstr, rsz/rstr: int32 arrays of the kept and reduced collapsed dims; nx: x's elements (the work estimate). */
   wasm_reduce(
     op: number,
@@ -90,6 +91,7 @@ export const OPS_THREADED_KERNELS = [
   "wasm_unary_backward",
   "wasm_strided_copy",
   "wasm_add_into",
+  "wasm_where",
   "wasm_reduce",
   "wasm_nf4_dequant",
   "wasm_nf4_scales",
@@ -98,9 +100,10 @@ export const OPS_THREADED_KERNELS = [
 /** Rough work of a call from its arguments (see pool.ts's WORK): element counts times a cost. */
 export const OPS_WORK: Record<(typeof OPS_THREADED_KERNELS)[number], (a: readonly number[]) => number> = {
   wasm_unary_math: (a) => 32 * a[3],
-  wasm_unary_backward: (a) => 16 * a[5],
+  wasm_unary_backward: (a) => 32 * a[4],
   wasm_strided_copy: (a) => a[5],
   wasm_add_into: (a) => a[2],
+  wasm_where: (a) => a[4],
   wasm_reduce: (a) => 2 * a[11],
   wasm_nf4_dequant: (a) => 4 * a[5],
   wasm_nf4_scales: (a) => 2 * a[6],

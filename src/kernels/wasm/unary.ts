@@ -1,7 +1,6 @@
-// The unary ops needing eˣ, ln x, tanh, erf or a power, and every unary op's backward, on the
-// wasm module (c/unary.c) for Float32Array operands; Float64Array calls go to the reference.
-// The forward results are within a few f32 ulp of the reference's (vmath.h); the backward is
-// bit for bit the reference's where its formula is plain arithmetic (see c/unary.c).
+// The unary ops needing eˣ, ln x, tanh, erf or a power, forward and backward, on the wasm
+// module (c/unary.c) for Float32Array operands; Float64Array calls go to the reference. The
+// results are within a few f32 ulp of the reference's (vmath.h), the same on any thread count.
 import { type FloatArray, UNARY_OPS, type UnaryOp } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import type { WasmArena } from "./arena.js";
@@ -52,10 +51,11 @@ export function wasmUnaryMath(
   }
 }
 
-/** The ops whose backward reads y, the forward output (the rest need only x and dy). */
-const READS_Y: readonly UnaryOp[] = ["exp", "sqrt", "rsqrt", "tanh", "sigmoid"];
-/** The ops whose backward needs x. */
-const NO_X: readonly UnaryOp[] = ["neg", "scale"];
+/**
+ * The ops whose backward runs here; the others' are plain arithmetic on x, y and dy, which the
+ * reference does in one pass faster than the copies in and out cost (bench/wasm-ops.ts).
+ */
+export const WASM_UNARY_BACKWARD: readonly UnaryOp[] = ["silu", "gelu_tanh", "gelu_erf", "pow"];
 
 export function wasmUnaryBackward(
   ex: KernelCalls,
@@ -68,24 +68,20 @@ export function wasmUnaryBackward(
   param: number,
   accumulate: boolean,
 ): void {
-  const code = UNARY_OPS.indexOf(op);
-  if (!allF32([x, y, dy, dx]) || code < 0) {
+  if (!allF32([x, y, dy, dx]) || !WASM_UNARY_BACKWARD.includes(op)) {
     refBackend.unaryBackward(op, x, y, dy, dx, param, accumulate);
     return;
   }
   const n = dy.length;
-  const readsY = READS_Y.includes(op);
-  const readsX = !NO_X.includes(op);
-  needLength("unaryBackward", { x: readsX ? x : null, y: readsY ? y : null, dx }, { x: n, y: n, dx: n });
+  needLength("unaryBackward", { x, dx }, { x: n, dx: n });
   // pow's x^(p − 1) is taken with p − 1 rounded to f32 (c/unary.c's vpow).
   const [odd, frac] = powKind(Math.fround(param - 1));
   arena.reset();
   try {
-    const xa = readsX ? arena.copyIn(x as Float32Array, 0, n) : 0;
-    const ya = readsY ? arena.copyIn(y as Float32Array, 0, n) : 0;
+    const xa = arena.copyIn(x as Float32Array, 0, n);
     const ga = arena.copyIn(dy as Float32Array, 0, n);
     const da = accumulate ? arena.copyIn(dx as Float32Array, 0, n) : arena.alloc(n * 4);
-    ex.wasm_unary_backward(code, xa, ya, ga, da, n, param, odd, frac, accumulate ? 1 : 0);
+    ex.wasm_unary_backward(UNARY_OPS.indexOf(op), xa, ga, da, n, param, odd, frac, accumulate ? 1 : 0);
     dx.set(arena.view(dx as Float32Array, da, n));
   } finally {
     arena.reset();

@@ -1,5 +1,5 @@
 // Data movement and reductions in SIMD128: the strided gather behind permute and broadcastTo,
-// copyAxis's accumulate, reduce (sum, max) and NF4 dequantisation (kernels/ref/layout.ts,
+// copyAxis's accumulate, where, reduce (sum, max) and NF4 dequantisation (kernels/ref/layout.ts,
 // reduce.ts, nf4.ts). The host collapses shapes first (size-1 dims dropped, neighbours
 // merged where every operand allows), so `rank` is small. Threads take ranges of whole
 // output elements; each output element is computed by the same operations in the same
@@ -66,6 +66,22 @@ void EXPORT(wasm_add_into)(const float* x, float* out, int n, int tid, int nth) 
   for (int i = lo; i < hi; i += 4) {
     int left = hi - i;
     store_part(out + i, wasm_f32x4_add(load_part(out + i, left), load_part(x + i, left)), left);
+  }
+}
+
+/** out[i] = cond[i] ? a[i] : b[i] (cond bytes, any non-zero value true); thread `tid`'s f32x4 groups. */
+void EXPORT(wasm_where)(const unsigned char* cond, const float* a, const float* b, float* out, int n, int tid,
+                        int nth) {
+  int lo, hi;
+  split(n, 4, tid, nth, &lo, &hi);
+  for (int i = lo; i < hi; i += 4) {
+    int left = hi - i;
+    int c4 = 0;
+    for (int j = 0; j < 4 && j < left; j++) c4 |= (cond[i + j] != 0) << j;
+    // Lane j's mask: all ones where bit j of c4 is set.
+    v128_t bits = wasm_v128_and(wasm_i32x4_splat(c4), wasm_i32x4_make(1, 2, 4, 8));
+    v128_t m = wasm_i32x4_ne(bits, wasm_i32x4_splat(0));
+    store_part(out + i, wasm_v128_bitselect(load_part(a + i, left), load_part(b + i, left), m), left);
   }
 }
 

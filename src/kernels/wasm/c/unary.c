@@ -1,13 +1,13 @@
-// The unary ops that need eˣ, ln x, tanh, erf or a power (forward), and every unary op's
-// backward, in SIMD128 (kernels/ref/elementwise.ts's formulas). Op codes are the indices in
-// core/backend.ts's UNARY_OPS. Threads take ranges of whole f32x4 groups, and every lane
-// runs the same instructions, so results are bit-identical for any thread count.
+// The unary ops that need eˣ, ln x, tanh, erf or a power, forward and backward, in SIMD128
+// (kernels/ref/elementwise.ts's formulas). Op codes are the indices in core/backend.ts's
+// UNARY_OPS. Threads take ranges of whole f32x4 groups, and every lane runs the same
+// instructions, so results are bit-identical for any thread count.
 //
 // Forward: f32 lanes with vmath.h's functions (a few ulp from the reference's f64 result).
-// Backward: where the reference's formula is only +, −, ·, / of its f32 inputs (neg, exp,
-// log, sqrt, rsqrt, tanh, sigmoid, abs, square, scale, relu) it is evaluated in f64 lanes in
-// the reference's order, so dx is bit for bit the reference's; silu, gelu_tanh, gelu_erf and
-// pow take their σ, tanh, Φ, eˣ or power from vmath.h in f32 and the rest in f64.
+// Backward (silu, gelu_tanh, gelu_erf, pow): σ, Φ, e^(−x²/2) or the power from vmath.h in
+// f32, the rest of the reference's formula in f64. The other backwards are plain arithmetic
+// on their inputs, which the reference does in one pass faster than copying them in and out
+// (bench/wasm-ops.ts), so they stay there.
 #include "simd.h"
 #include "vmath.h"
 
@@ -32,8 +32,6 @@ enum {
 /** √(2/π)·2 and 0.044715: gelu_tanh's 1 + tanh(u) = 2σ(2u), u = √(2/π)·(x + 0.044715·x³). */
 #define GELU_K2 1.5957691216057308f
 #define GELU_KAPPA 0.044715f
-/** 1/√(2π): the standard normal density's factor. */
-#define INV_SQRT_2PI 0.3989422804014327f
 
 /**
  * |x|^p with JavaScript's x ** p rules for a lane-wide p: p = 0 gives 1 (also for NaN x);
@@ -116,28 +114,15 @@ static inline v128_t join32(v128_t a, v128_t b) {
 #define ADD wasm_f64x2_add
 #define SUB wasm_f64x2_sub
 #define MUL wasm_f64x2_mul
-#define DIV wasm_f64x2_div
 
 /**
- * The gradient g of one f64x2 half: x, y, dy are that half of the inputs (as f64), fx the
- * f32 → f64 value of the op's f32 helper (σ, tanh's σ(2u), Φ or the power) where it has one.
+ * The gradient of one f64x2 half: x, dy that half of the inputs (as f64), fx and fx2 the
+ * f32 → f64 values of the op's f32 helpers (σ, σ(±2u), Φ and e^(−x²/2), or the power).
  */
-static inline v128_t grad_half(int op, v128_t x, v128_t y, v128_t dy, v128_t fx, v128_t fx2, double param) {
+static inline v128_t grad_half(int op, v128_t x, v128_t dy, v128_t fx, v128_t fx2, double param) {
   switch (op) {
-    case OP_EXP:
-      return MUL(dy, y);
-    case OP_LOG:
-      return DIV(dy, x);
-    case OP_SQRT:
-      return DIV(dy, MUL(D(2), y));
-    case OP_RSQRT:
-      return MUL(MUL(MUL(MUL(D(-0.5), dy), y), y), y);
-    case OP_TANH:
-      return MUL(dy, SUB(D(1), MUL(y, y)));
-    case OP_SIGMOID:
-      return MUL(MUL(dy, SUB(D(1), y)), y);
     case OP_SILU:
-      // σ(x)·(1 + x·(1 − σ(x))), σ from f32.
+      // σ(x)·(1 + x·(1 − σ(x))).
       return MUL(MUL(dy, fx), ADD(D(1), MUL(x, SUB(D(1), fx))));
     case OP_GELU_TANH: {
       // ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3κx²) with 1 + t = 2σ(2u) (fx) and 1 − t = 2σ(−2u) (fx2).
@@ -147,59 +132,29 @@ static inline v128_t grad_half(int op, v128_t x, v128_t y, v128_t dy, v128_t fx,
       return MUL(dy, d);
     }
     case OP_GELU_ERF:
-      // Φ(x) + x·φ(x): fx = Φ(x), fx2 = e^(−x²/2) (f32).
+      // Φ(x) + x·φ(x): fx = Φ(x), fx2 = e^(−x²/2).
       return MUL(dy, ADD(fx, MUL(x, MUL(fx2, D(0.3989422804014327)))));
-    case OP_POW:
-      // p·x^(p−1) (fx), exactly 0 for p = 0.
-      return param == 0 ? D(0) : MUL(MUL(dy, D(param)), fx);
-    case OP_SQUARE:
-      return MUL(MUL(dy, D(2)), x);
-    case OP_SCALE:
-      return MUL(dy, D(param));
     default:
-      return D(0);
+      // pow: p·x^(p−1) (fx), exactly 0 for p = 0.
+      return param == 0 ? D(0) : MUL(MUL(dy, D(param)), fx);
   }
 }
 
 /**
- * dx (+)= dy·f'(x) for every unary op (`y` the forward output; `param` the exponent of pow or
- * the factor of scale, `odd`/`frac` describing param − 1 for pow's power). neg, abs and relu
- * are exact in f32; the rest as grad_half. Thread `tid`'s f32x4 groups.
+ * dx (+)= dy·f'(x) for silu, gelu_tanh, gelu_erf and pow (`param` its exponent, `odd`/`frac`
+ * describing param − 1 for vpow), the product and the sum in f64 as the reference's. Thread
+ * `tid`'s f32x4 groups.
  */
-void EXPORT(wasm_unary_backward)(int op, const float* x, const float* y, const float* dy, float* dx, int n,
-                                 double param, int odd, int frac, int acc, int tid, int nth) {
+void EXPORT(wasm_unary_backward)(int op, const float* x, const float* dy, float* dx, int n, double param, int odd,
+                                 int frac, int acc, int tid, int nth) {
   int lo, hi;
   split(n, 4, tid, nth, &lo, &hi);
   for (int i = lo; i < hi; i += 4) {
     int left = hi - i;
     v128_t g = load_part(dy + i, left);
-    v128_t xv = wasm_f32x4_splat(0), yv = xv, fx = xv, fx2 = xv;
-    if (op != OP_NEG && op != OP_SCALE) xv = load_part(x + i, left);
-    if (op == OP_EXP || op == OP_SQRT || op == OP_RSQRT || op == OP_TANH || op == OP_SIGMOID)
-      yv = load_part(y + i, left);
+    v128_t xv = load_part(x + i, left);
+    v128_t fx = wasm_f32x4_splat(0), fx2 = fx;
     switch (op) {
-      case OP_NEG:
-        // −dy, or dx − dy: one f32 operation each, as the f64 one rounded.
-        if (acc) {
-          store_part(dx + i, wasm_f32x4_sub(load_part(dx + i, left), g), left);
-        } else {
-          store_part(dx + i, wasm_f32x4_neg(g), left);
-        }
-        continue;
-      case OP_ABS: {
-        // dy·sign(x): sign keeps ±0 and NaN, else ±1; the product is exact in f32.
-        v128_t one = wasm_v128_or(vsplat(1.0f), wasm_v128_and(xv, wasm_i32x4_splat((int)0x80000000u)));
-        v128_t keep = wasm_v128_or(wasm_f32x4_eq(xv, vsplat(0.0f)), visnan(xv));
-        g = wasm_f32x4_mul(g, wasm_v128_bitselect(xv, one, keep));
-        if (acc) g = wasm_f32x4_add(load_part(dx + i, left), g);
-        store_part(dx + i, g, left);
-        continue;
-      }
-      case OP_RELU:
-        g = wasm_v128_and(g, wasm_f32x4_gt(xv, vsplat(0.0f)));
-        if (acc) g = wasm_f32x4_add(load_part(dx + i, left), g);
-        store_part(dx + i, g, left);
-        continue;
       case OP_SILU:
         fx = vsigmoid(xv);
         break;
@@ -214,14 +169,12 @@ void EXPORT(wasm_unary_backward)(int op, const float* x, const float* y, const f
         fx = vnormcdf(xv);
         fx2 = vexp(wasm_f32x4_mul(vsplat(-0.5f), wasm_f32x4_mul(xv, xv)));
         break;
-      case OP_POW:
+      default:
         if (param != 0) fx = vpow(xv, (float)(param - 1), odd, frac);
         break;
-      default:
-        break;
     }
-    v128_t g0 = grad_half(op, lo64(xv), lo64(yv), lo64(g), lo64(fx), lo64(fx2), param);
-    v128_t g1 = grad_half(op, hi64(xv), hi64(yv), hi64(g), hi64(fx), hi64(fx2), param);
+    v128_t g0 = grad_half(op, lo64(xv), lo64(g), lo64(fx), lo64(fx2), param);
+    v128_t g1 = grad_half(op, hi64(xv), hi64(g), hi64(fx), hi64(fx2), param);
     if (acc) {
       v128_t d = load_part(dx + i, left);
       g0 = ADD(lo64(d), g0);
