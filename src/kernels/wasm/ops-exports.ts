@@ -4,7 +4,7 @@
 // WORK. Every kernel takes (tid, nth) last, as the rest.
 
 export interface WasmOpsExports {
-  /** op: the index in UNARY_OPS; param: pow's exponent (f32); odd, frac: it is an odd integer / finite non-integer. */
+  /** op: the index in UNARY_OPS; param: pow's exponent (f64); odd, frac: it is an odd integer / finite non-integer. */
   wasm_unary_math(
     op: number,
     x: number,

@@ -37,14 +37,12 @@ export function wasmUnaryMath(
 ): void {
   const n = x.length;
   needLength("unary", { out }, { out: n });
-  // The power is taken with the exponent rounded to f32; odd/frac describe that exponent.
-  const p = Math.fround(param);
-  const [odd, frac] = powKind(p);
+  const [odd, frac] = powKind(param);
   arena.reset();
   try {
     const xa = arena.copyIn(x, 0, n);
     const oa = arena.alloc(n * 4);
-    ex.wasm_unary_math(UNARY_OPS.indexOf(op), xa, oa, n, p, odd, frac);
+    ex.wasm_unary_math(UNARY_OPS.indexOf(op), xa, oa, n, param, odd, frac);
     out.set(arena.view(out, oa, n));
   } finally {
     arena.reset();
@@ -74,8 +72,7 @@ export function wasmUnaryBackward(
   }
   const n = dy.length;
   needLength("unaryBackward", { x, dx }, { x: n, dx: n });
-  // pow's x^(p − 1) is taken with p − 1 rounded to f32 (c/unary.c's vpow).
-  const [odd, frac] = powKind(Math.fround(param - 1));
+  const [odd, frac] = powKind(param - 1);
   arena.reset();
   try {
     const xa = arena.copyIn(x as Float32Array, 0, n);

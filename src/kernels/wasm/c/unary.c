@@ -39,11 +39,11 @@ enum {
  * of x (−0 and −inf included); 1 ** ±inf is NaN. `odd`: p is an odd integer; `frac`: p is
  * finite and not an integer.
  */
-static inline v128_t vpow(v128_t x, float p, int odd, int frac) {
-  if (p == 0.0f) return vsplat(1.0f);
-  if (p == 2.0f) return wasm_f32x4_mul(x, x);
-  if (p == 1.0f) return x;
-  v128_t r = vexp(wasm_f32x4_mul(vsplat(p), vlog(wasm_f32x4_abs(x))));
+static inline v128_t vpow(v128_t x, double p, int odd, int frac) {
+  if (p == 0) return vsplat(1.0f);
+  if (p == 2) return wasm_f32x4_mul(x, x);
+  if (p == 1) return x;
+  v128_t r = vpow_abs(x, p);
   v128_t signbit = wasm_v128_and(x, wasm_i32x4_splat((int)0x80000000u));
   if (odd) r = wasm_v128_or(r, signbit);
   if (frac) {
@@ -65,7 +65,7 @@ static inline v128_t vgelu_tanh(v128_t x) {
  * gelu_tanh, gelu_erf, pow with exponent `param`; `odd`, `frac` describe param as vpow
  * wants). Thread `tid`'s f32x4 groups.
  */
-void EXPORT(wasm_unary_math)(int op, const float* x, float* out, int n, float param, int odd, int frac, int tid,
+void EXPORT(wasm_unary_math)(int op, const float* x, float* out, int n, double param, int odd, int frac, int tid,
                              int nth) {
   int lo, hi;
   split(n, 4, tid, nth, &lo, &hi);
@@ -170,7 +170,7 @@ void EXPORT(wasm_unary_backward)(int op, const float* x, const float* dy, float*
         fx2 = vexp(wasm_f32x4_mul(vsplat(-0.5f), wasm_f32x4_mul(xv, xv)));
         break;
       default:
-        if (param != 0) fx = vpow(xv, (float)(param - 1), odd, frac);
+        if (param != 0) fx = vpow(xv, param - 1, odd, frac);
         break;
     }
     v128_t g0 = grad_half(op, lo64(xv), lo64(g), lo64(fx), lo64(fx2), param);

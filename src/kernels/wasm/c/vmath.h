@@ -47,11 +47,11 @@ static inline v128_t vexp(v128_t x) {
 }
 
 /**
- * ln x: x = m·2ᵉ with m in [√½, √2), ln m = t − t²/2 + t³·P(t) for t = m − 1 (Cephes' logf
- * polynomial), plus e·ln 2 in two parts. Subnormal x is scaled by 2²³ first; ln 0 = −inf,
- * ln(x < 0) = NaN, ln inf = inf, NaN stays NaN.
+ * The parts of ln x for finite x > 0: x = m·2ᵉ with m in [√½, √2), *fe = e (an integer, as
+ * f32) and *lnm = ln m = t − t²/2 + t³·P(t) for t = m − 1 (Cephes' logf polynomial), so
+ * ln x = lnm + e·ln 2. Subnormal x is scaled by 2²³ first. Other lanes hold garbage.
  */
-static inline v128_t vlog(v128_t x) {
+static inline void vlog_parts(v128_t x, v128_t* fe, v128_t* lnm) {
   v128_t sub = wasm_f32x4_lt(x, vsplat(1.17549435e-38f));
   v128_t xs = wasm_v128_bitselect(wasm_f32x4_mul(x, vsplat(8388608.0f)), x, sub);
   v128_t e = wasm_i32x4_sub(wasm_u32x4_shr(xs, 23), wasm_i32x4_splat(126));
@@ -61,7 +61,6 @@ static inline v128_t vlog(v128_t x) {
   v128_t low = wasm_f32x4_lt(m, vsplat(0.707106781186547524f));
   e = wasm_i32x4_add(e, low);
   v128_t t = wasm_f32x4_sub(wasm_f32x4_add(m, wasm_v128_and(m, low)), vsplat(1.0f));
-  v128_t fe = wasm_f32x4_convert_i32x4(e);
   v128_t z = wasm_f32x4_mul(t, t);
   v128_t y = vsplat(7.0376836292e-2f);
   y = vfma(y, t, vsplat(-1.1514610310e-1f));
@@ -73,14 +72,60 @@ static inline v128_t vlog(v128_t x) {
   y = vfma(y, t, vsplat(-2.4999993993e-1f));
   y = vfma(y, t, vsplat(3.3333331174e-1f));
   y = wasm_f32x4_mul(wasm_f32x4_mul(y, t), z);
-  y = vfma(fe, vsplat(-2.12194440e-4f), y);
-  y = vfma(z, vsplat(-0.5f), y);
-  v128_t r = wasm_f32x4_add(t, y);
+  *fe = wasm_f32x4_convert_i32x4(e);
+  *lnm = wasm_f32x4_add(t, vfma(z, vsplat(-0.5f), y));
+}
+
+/**
+ * ln x: lnm + e·ln 2 from vlog_parts, ln 2 in two parts (the small one added first). ln 0 =
+ * −inf, ln(x < 0) = NaN, ln inf = inf, NaN stays NaN.
+ */
+static inline v128_t vlog(v128_t x) {
+  v128_t fe, lnm;
+  vlog_parts(x, &fe, &lnm);
+  // The same sums as Cephes' logf: t + (t³P − t²/2 − e·2.12e−4), then + e·0.693359375.
+  v128_t r = vfma(fe, vsplat(-2.12194440e-4f), lnm);
   r = vfma(fe, vsplat(0.693359375f), r);
   r = wasm_v128_bitselect(vsplat(__builtin_inff()), r, wasm_f32x4_eq(x, vsplat(__builtin_inff())));
   r = wasm_v128_bitselect(vsplat(-__builtin_inff()), r, wasm_f32x4_eq(x, vsplat(0.0f)));
   v128_t bad = wasm_v128_or(wasm_f32x4_lt(x, vsplat(0.0f)), visnan(x));
   return wasm_v128_bitselect(vsplat(__builtin_nanf("")), r, bad);
+}
+
+/**
+ * |x|^p for a lane-wide p (an f64, as the reference's) as 2^w, w = p·log₂|x| formed in f64 (e + ln m·log₂e: the f32 error
+ * of ln m is not multiplied by p·e), split into an integer n and f in [−½, ½]: 2^f from vexp,
+ * times 2ⁿ as two factors. About 2 ulp whatever the size of w; 0, inf and NaN |x| and p = ±inf
+ * come out as JavaScript's ** gives them (1 ** ±inf is NaN).
+ */
+static inline v128_t vpow_abs(v128_t x, double p) {
+  v128_t a = wasm_f32x4_abs(x);
+  v128_t fe, lnm;
+  vlog_parts(a, &fe, &lnm);
+  v128_t l2m = wasm_f32x4_mul(lnm, vsplat(1.44269504088896341f));
+  // log₂|x| of the special lanes: −inf at 0, inf at inf, NaN at NaN.
+  v128_t zero = wasm_f32x4_eq(a, vsplat(0.0f));
+  v128_t inf = wasm_f32x4_eq(a, vsplat(__builtin_inff()));
+  v128_t special = wasm_v128_or(wasm_v128_or(zero, inf), visnan(a));
+  v128_t sv = wasm_v128_bitselect(vsplat(-__builtin_inff()), wasm_v128_bitselect(a, a, inf), zero);
+  v128_t fe_s = wasm_v128_bitselect(sv, fe, special);
+  v128_t l2m_s = wasm_v128_andnot(l2m, special);
+  v128_t pd = wasm_f64x2_splat(p);
+  v128_t w0 = wasm_f64x2_mul(pd, wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(fe_s), wasm_f64x2_promote_low_f32x4(l2m_s)));
+  v128_t w1 = wasm_f64x2_mul(pd, wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(fe_s, fe_s, 2, 3, 0, 1)),
+                                                wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(l2m_s, l2m_s, 2, 3, 0, 1))));
+  v128_t nan = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(w0), wasm_f32x4_demote_f64x2_zero(w1), 0, 1, 4, 5);
+  // Clamped so 2ⁿ's factors stay normal; beyond, the result is 0 or inf anyway.
+  w0 = wasm_f64x2_pmax(wasm_f64x2_splat(-170), wasm_f64x2_pmin(wasm_f64x2_splat(140), w0));
+  w1 = wasm_f64x2_pmax(wasm_f64x2_splat(-170), wasm_f64x2_pmin(wasm_f64x2_splat(140), w1));
+  v128_t n0 = wasm_f64x2_nearest(w0), n1 = wasm_f64x2_nearest(w1);
+  v128_t f0 = wasm_f64x2_mul(wasm_f64x2_sub(w0, n0), wasm_f64x2_splat(0.6931471805599453));
+  v128_t f1 = wasm_f64x2_mul(wasm_f64x2_sub(w1, n1), wasm_f64x2_splat(0.6931471805599453));
+  v128_t f = wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(f0), wasm_f32x4_demote_f64x2_zero(f1), 0, 1, 4, 5);
+  v128_t n = wasm_i32x4_shuffle(wasm_i32x4_trunc_sat_f64x2_zero(n0), wasm_i32x4_trunc_sat_f64x2_zero(n1), 0, 1, 4, 5);
+  v128_t h = wasm_i32x4_shr(n, 1);
+  v128_t r = wasm_f32x4_mul(wasm_f32x4_mul(vexp(f), vpow2i(h)), vpow2i(wasm_i32x4_sub(n, h)));
+  return wasm_v128_bitselect(nan, r, visnan(nan));
 }
 
 /** σ(x) = 1/(1 + e⁻ˣ) for x ≥ 0, eˣ/(1 + eˣ) below: e^−|x| never overflows. NaN stays NaN. */
@@ -107,8 +152,10 @@ static inline v128_t vtanh(v128_t x) {
   v128_t small = vfma(wasm_f32x4_mul(p, z), x, x);
   v128_t e = vexp(wasm_f32x4_add(a, a));
   v128_t big = wasm_f32x4_sub(vsplat(1.0f), wasm_f32x4_div(vsplat(2.0f), wasm_f32x4_add(e, vsplat(1.0f))));
-  big = wasm_v128_or(big, wasm_v128_and(x, wasm_i32x4_splat((int)0x80000000u)));
-  return wasm_v128_bitselect(small, big, wasm_f32x4_lt(a, vsplat(0.625f)));
+  // tanh is odd: the sign is x's (which also keeps tanh(−0) = −0).
+  v128_t r = wasm_v128_bitselect(small, big, wasm_f32x4_lt(a, vsplat(0.625f)));
+  v128_t sign = wasm_i32x4_splat((int)0x80000000u);
+  return wasm_v128_or(wasm_v128_andnot(r, sign), wasm_v128_and(x, sign));
 }
 
 /** P(t)/Q(t) for rational approximations with numerator p[0..np) and denominator 1 + t·q[0..nq), Horner. */
