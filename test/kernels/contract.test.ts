@@ -1163,6 +1163,7 @@ function shortBufferChecks(be: Backend): void {
  */
 function wasmBoundsChecks(be: Backend): void {
   shortGemmChecks(be);
+  shortLayoutChecks(be);
   shortRowChecks(be);
   shortElementwiseChecks(be);
   const p: AttentionParams = {
@@ -1209,6 +1210,51 @@ function shortElementwiseChecks(be: Backend): void {
   assert.throws(() => be.unary("scale", f(7), f(6), 2), RangeError);
   be.dropout(f(7), f(7), 0.5, 1, 0);
   assert.throws(() => be.dropout(f(7), f(6), 0.5, 1, 0), RangeError);
+}
+
+/**
+ * The transcendental unary ops and their backwards, reduce, permute, broadcastTo, copyAxis
+ * (accumulating long runs), where and the NF4 kernels: an operand one element short is a
+ * RangeError (the exact sizes pass).
+ */
+function shortLayoutChecks(be: Backend): void {
+  const f = (n: number) => new Float32Array(n);
+  be.unary("gelu_erf", f(7), f(7), 0);
+  assert.throws(() => be.unary("gelu_erf", f(7), f(6), 0), RangeError);
+  be.unaryBackward("silu", f(7), f(7), f(7), f(7), 0, true);
+  assert.throws(() => be.unaryBackward("silu", f(6), f(7), f(7), f(7), 0, true), RangeError);
+  assert.throws(() => be.unaryBackward("pow", f(7), f(7), f(7), f(6), 2.5, false), RangeError);
+  be.reduce("sum", f(12), [3, 4], [1], f(3));
+  assert.throws(() => be.reduce("sum", f(11), [3, 4], [1], f(3)), RangeError);
+  assert.throws(() => be.reduce("max", f(12), [3, 4], [0], f(3)), RangeError);
+  be.permute(f(12), [3, 4], [1, 0], f(12));
+  assert.throws(() => be.permute(f(11), [3, 4], [1, 0], f(12)), RangeError);
+  assert.throws(() => be.permute(f(12), [3, 4], [1, 0], f(11)), RangeError);
+  be.broadcastTo(f(4), [1, 4], f(12), [3, 4]);
+  assert.throws(() => be.broadcastTo(f(3), [1, 4], f(12), [3, 4]), RangeError);
+  assert.throws(() => be.broadcastTo(f(4), [1, 4], f(11), [3, 4]), RangeError);
+  be.copyAxis(f(2 * 70), 2, 70, 1, 0, f(2 * 80), 80, 5, 70, true);
+  assert.throws(() => be.copyAxis(f(2 * 70 - 1), 2, 70, 1, 0, f(2 * 80), 80, 5, 70, true), RangeError);
+  assert.throws(() => be.copyAxis(f(2 * 70), 2, 70, 1, 0, f(2 * 80 - 1), 80, 5, 70, true), RangeError);
+  const cond = new Uint8Array(7);
+  be.where(cond, f(7), f(7), f(7));
+  assert.throws(() => be.where(cond, f(6), f(7), f(7)), RangeError);
+  assert.throws(() => be.where(cond.subarray(1), f(7), f(7), f(7)), RangeError);
+  const w: Nf4Weight = {
+    packed: new Uint8Array(64),
+    scales: f(2),
+    blocksize: 64,
+    quantMap: f(16),
+    outFeatures: 2,
+    inFeatures: 64,
+  };
+  be.nf4Dequant(w, 0, 128, f(128));
+  assert.throws(() => be.nf4Dequant(w, 1, 128, f(128)), RangeError);
+  assert.throws(() => be.nf4Dequant(w, 0, 128, f(127)), RangeError);
+  assert.throws(() => be.nf4Dequant({ ...w, scales: f(1) }, 0, 128, f(128)), RangeError);
+  be.nf4Scales(new Uint8Array(10), f(256), f(3), 4, 0.5, f(10));
+  assert.throws(() => be.nf4Scales(new Uint8Array(10), f(256), f(2), 4, 0.5, f(10)), RangeError);
+  assert.throws(() => be.nf4Scales(new Uint8Array(10), f(256), f(3), 4, 0.5, f(9)), RangeError);
 }
 
 /** AdamW, RoPE and the softmax family: each operand one element short is a RangeError. */
