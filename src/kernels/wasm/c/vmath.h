@@ -212,29 +212,37 @@ static inline v128_t vnormcdf(v128_t x) {
   v128_t a = wasm_f32x4_mul(wasm_f32x4_abs(x), vsplat(0.70710678118654752440f));
   v128_t neg = wasm_f32x4_lt(x, vsplat(0.0f));
   v128_t half = vsplat(0.5f);
-  // a < 0.84375: erf(a) = a + a·P(a²)/Q(a²).
-  v128_t erf0 = vfma(a, vrational(wasm_f32x4_mul(a, a), ERF_PP, 5, ERF_QQ, 5), a);
-  // a < 1.25: erf(a) = erx + P(a − 1)/Q(a − 1), erfc(a) = (1 − erx) − P/Q.
-  v128_t pq1 = vrational(wasm_f32x4_sub(a, vsplat(1.0f)), ERF_PA, 7, ERF_QA, 6);
-  v128_t erf1 = wasm_f32x4_add(vsplat(ERF_ERX), pq1);
-  v128_t erfc1 = wasm_f32x4_sub(vsplat(1.0f - ERF_ERX), pq1);
-  // a ≥ 1.25: erfc(a) = e^(−a² − 0.5625 + R(1/a²)/S(1/a²))/a, with −a² formed from a split
-  // a = hi + (a − hi) (hi: the top 12 significant bits, so hi² is exact).
-  v128_t s = wasm_f32x4_div(vsplat(1.0f), wasm_f32x4_mul(a, a));
-  v128_t rs = wasm_v128_bitselect(vrational(s, ERF_RA, 8, ERF_SA, 8), vrational(s, ERF_RB, 7, ERF_SB, 7),
-                                  wasm_f32x4_lt(a, vsplat(1.0f / 0.35f)));
-  v128_t hi = wasm_v128_and(a, wasm_i32x4_splat((int)0xfffff000u));
-  v128_t e1 = vexp(wasm_f32x4_sub(wasm_f32x4_neg(wasm_f32x4_mul(hi, hi)), vsplat(0.5625f)));
-  v128_t e2 = vexp(vfma(wasm_f32x4_sub(hi, a), wasm_f32x4_add(hi, a), rs));
-  v128_t erfc2 = wasm_f32x4_div(wasm_f32x4_mul(e1, e2), a);
-  // Upper half: ½ + ½·erf(a) (or 1 − ½·erfc(a)); lower half: ½ − ½·erf(a) (or ½·erfc(a)).
-  v128_t r0 = wasm_f32x4_add(half, wasm_f32x4_mul(half, wasm_v128_xor(erf0, wasm_v128_and(neg, vsplat(-0.0f)))));
-  v128_t r1 = wasm_v128_bitselect(wasm_f32x4_mul(half, erfc1), wasm_f32x4_add(half, wasm_f32x4_mul(half, erf1)), neg);
-  // Beyond a = 10 erfc is below the smallest subnormal: the lower tail is 0, the upper 1.
-  v128_t huge = wasm_f32x4_ge(a, vsplat(10.0f));
-  v128_t lo2 = wasm_v128_andnot(wasm_f32x4_mul(half, erfc2), huge);
-  v128_t r2 = wasm_v128_bitselect(lo2, wasm_f32x4_sub(vsplat(1.0f), lo2), neg);
-  v128_t r = wasm_v128_bitselect(r0, wasm_v128_bitselect(r1, r2, wasm_f32x4_lt(a, vsplat(1.25f))),
-                                 wasm_f32x4_lt(a, vsplat(0.84375f)));
+  v128_t in0 = wasm_f32x4_lt(a, vsplat(0.84375f));
+  v128_t in1 = wasm_v128_andnot(wasm_f32x4_lt(a, vsplat(1.25f)), in0);
+  // Each lane takes one of three formulas; one that no lane takes is skipped (a lane's
+  // result does not depend on which others were computed).
+  v128_t r0 = half, r1 = half, r2 = half;
+  if (wasm_v128_any_true(in0)) {
+    // a < 0.84375: erf(a) = a + a·P(a²)/Q(a²); ½ ± ½·erf(a).
+    v128_t erf0 = vfma(a, vrational(wasm_f32x4_mul(a, a), ERF_PP, 5, ERF_QQ, 5), a);
+    r0 = wasm_f32x4_add(half, wasm_f32x4_mul(half, wasm_v128_xor(erf0, wasm_v128_and(neg, vsplat(-0.0f)))));
+  }
+  if (wasm_v128_any_true(in1)) {
+    // a < 1.25: erf(a) = erx + P(a − 1)/Q(a − 1), erfc(a) = (1 − erx) − P/Q.
+    v128_t pq1 = vrational(wasm_f32x4_sub(a, vsplat(1.0f)), ERF_PA, 7, ERF_QA, 6);
+    v128_t erf1 = wasm_f32x4_add(vsplat(ERF_ERX), pq1);
+    v128_t erfc1 = wasm_f32x4_sub(vsplat(1.0f - ERF_ERX), pq1);
+    r1 = wasm_v128_bitselect(wasm_f32x4_mul(half, erfc1), wasm_f32x4_add(half, wasm_f32x4_mul(half, erf1)), neg);
+  }
+  if (!wasm_i32x4_all_true(wasm_v128_or(in0, in1))) {
+    // a ≥ 1.25 (or NaN): erfc(a) = e^(−a² − 0.5625 + R(1/a²)/S(1/a²))/a, with −a² formed from
+    // a split a = hi + (a − hi) (hi: the top 12 significant bits, so hi² is exact).
+    v128_t s = wasm_f32x4_div(vsplat(1.0f), wasm_f32x4_mul(a, a));
+    v128_t rs = wasm_v128_bitselect(vrational(s, ERF_RA, 8, ERF_SA, 8), vrational(s, ERF_RB, 7, ERF_SB, 7),
+                                    wasm_f32x4_lt(a, vsplat(1.0f / 0.35f)));
+    v128_t hi = wasm_v128_and(a, wasm_i32x4_splat((int)0xfffff000u));
+    v128_t e1 = vexp(wasm_f32x4_sub(wasm_f32x4_neg(wasm_f32x4_mul(hi, hi)), vsplat(0.5625f)));
+    v128_t e2 = vexp(vfma(wasm_f32x4_sub(hi, a), wasm_f32x4_add(hi, a), rs));
+    v128_t erfc2 = wasm_f32x4_div(wasm_f32x4_mul(e1, e2), a);
+    // Beyond a = 10 erfc is below the smallest subnormal: the lower tail is 0, the upper 1.
+    v128_t lo2 = wasm_v128_andnot(wasm_f32x4_mul(half, erfc2), wasm_f32x4_ge(a, vsplat(10.0f)));
+    r2 = wasm_v128_bitselect(lo2, wasm_f32x4_sub(vsplat(1.0f), lo2), neg);
+  }
+  v128_t r = wasm_v128_bitselect(r0, wasm_v128_bitselect(r1, r2, in1), in0);
   return wasm_v128_bitselect(x, r, visnan(x));
 }
