@@ -106,7 +106,8 @@ function openWasm(threads: number) {
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
-  // The wasm backend runs gemm, attention, siluMul, crossEntropy, rmsNorm, adamw, rope, the softmax family, binary, unary (exact ops), axpy and dropout in WebAssembly; the rest are the reference's.
+  // The wasm backend runs every kernel in WebAssembly but gather, scatterAdd and fill (and the calls
+  // src/kernels/wasm/{unary,layout}.ts measured faster on the reference); those are the reference's.
   { name: "wasm", open: openWasm(1), boundsChecks: wasmBoundsChecks },
   { name: "wasm-threads", open: openWasm(3), boundsChecks: wasmBoundsChecks },
 ];
@@ -295,8 +296,8 @@ for (const op of ["silu", "gelu_tanh", "gelu_erf", "pow"] as const) {
   add({
     name: `unaryBackward ${op} over its whole range, accumulating`,
     run(be, r) {
-      // |x| ≤ 10⁶ for gelu_tanh: native's backward forms x³ in f32 and gives NaN beyond about
-      // 10¹², where the reference's derivative is 1 (wasm-math.test.ts checks wasm's there).
+      // |x| ≤ 10⁶ for gelu_tanh: native's backward gives NaN beyond about 2·10¹⁹ (x² overflows
+      // f32 there), where the reference's derivative is 1 (wasm-math.test.ts checks wasm's there).
       const x = extremes(r, op).map((v) =>
         op === "pow" ? v / 8 : op === "gelu_tanh" && Math.abs(v) > 1e6 ? Math.sign(v) * 1e6 : v,
       );
@@ -1159,7 +1160,8 @@ function shortBufferChecks(be: Backend): void {
 
 /**
  * The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy,
- * RMSNorm, AdamW, RoPE, the softmax family, binary and unary ops, axpy, dropout): short operands, bad targets.
+ * RMSNorm, AdamW, RoPE, the softmax family, binary and unary ops, axpy, dropout, reduce, the layout
+ * ops, where, NF4 dequantisation): short operands, bad targets.
  */
 function wasmBoundsChecks(be: Backend): void {
   shortGemmChecks(be);
