@@ -106,7 +106,8 @@ function openWasm(threads: number) {
 
 const TARGETS: Target[] = [
   { name: "native", open: openNative, boundsChecks: shortBufferChecks },
-  // The wasm backend runs gemm, attention, siluMul, crossEntropy, rmsNorm, adamw, rope, the softmax family, binary, unary (exact ops), axpy and dropout in WebAssembly; the rest are the reference's.
+  // The wasm backend runs every kernel in WebAssembly but gather, scatterAdd and fill (and the calls
+  // src/kernels/wasm/{unary,layout}.ts measured faster on the reference); those are the reference's.
   { name: "wasm", open: openWasm(1), boundsChecks: wasmBoundsChecks },
   { name: "wasm-threads", open: openWasm(3), boundsChecks: wasmBoundsChecks },
 ];
@@ -229,6 +230,87 @@ add({
   },
 });
 
+// The transcendental ops over their whole range: ±0, ±inf, NaN, subnormals, overflow and
+// underflow of eˣ (including (−87.34, −86.99), where a flushing eˣ goes wrong), the far tails
+// of tanh, σ and both GELUs, and pow's JavaScript rules for negative bases and odd exponents.
+const SPECIALS = [
+  Number.NaN,
+  Number.POSITIVE_INFINITY,
+  Number.NEGATIVE_INFINITY,
+  0,
+  -0,
+  1e-45,
+  -1e-45,
+  1e-40,
+  1,
+  -1,
+  3.4e38,
+  -3.4e38,
+  88.72,
+  88.73,
+  -87.2,
+  -87.1,
+  -103.9,
+  -104.1,
+  0.625,
+  -0.625,
+  0.84375,
+  1.25 * Math.SQRT2,
+  -1.25 * Math.SQRT2,
+  -4,
+  -9.5,
+  -14.5,
+];
+function extremes(r: Rng, op: UnaryOp): Float32Array {
+  const wide = r.f32(3001, -120, 120);
+  const x = new Float32Array(SPECIALS.length + wide.length);
+  x.set(SPECIALS);
+  x.set(wide, SPECIALS.length);
+  // log over every scale, subnormals to FLT_MAX (and the negatives above give NaN).
+  if (op === "log") for (let i = SPECIALS.length; i < x.length; i += 2) x[i] = 2 ** (r.next() * 276 - 149);
+  return x;
+}
+for (const op of ["exp", "log", "tanh", "sigmoid", "silu", "gelu_tanh", "gelu_erf"] as const) {
+  add({
+    name: `unary ${op} over its whole range (specials, tails, overflow, subnormals)`,
+    run(be, r) {
+      const x = extremes(r, op);
+      const y = out(x.length);
+      be.unary(op, x, y, 0);
+      return { y };
+    },
+  });
+}
+for (const p of [2.5, 3, -2, 0.5, -0.5, 1, 2, 0, Number.POSITIVE_INFINITY, Number.NaN]) {
+  add({
+    name: `unary pow ${p}: negative bases, ±0, ±inf, NaN, large and small x`,
+    run(be, r) {
+      const x = extremes(r, "pow").map((v) => (Math.abs(v) > 1e6 ? v : v / 8));
+      const y = out(x.length);
+      be.unary("pow", x, y, p);
+      return { y };
+    },
+  });
+}
+for (const op of ["silu", "gelu_tanh", "gelu_erf", "pow"] as const) {
+  add({
+    name: `unaryBackward ${op} over its whole range, accumulating`,
+    run(be, r) {
+      // |x| ≤ 10⁶ for gelu_tanh: native's backward gives NaN beyond about 2·10¹⁹ (x² overflows
+      // f32 there), where the reference's derivative is 1 (wasm-math.test.ts checks wasm's there).
+      const x = extremes(r, op).map((v) =>
+        op === "pow" ? v / 8 : op === "gelu_tanh" && Math.abs(v) > 1e6 ? Math.sign(v) * 1e6 : v,
+      );
+      const y = new Float32Array(x.length);
+      refBackend.unary(op, x, y, 1.5);
+      const dy = r.f32(x.length);
+      const dx = r.f32(x.length);
+      be.unaryBackward(op, x, y, dy, dx, 1.5, true);
+      return { dx };
+    },
+  });
+}
+
 const binaryShapes: [number[], number[], number[]][] = [
   [
     [3, 5, 7],
@@ -328,6 +410,44 @@ for (const op of ["sum", "max"] as const) {
   }
 }
 
+add({
+  name: "reduce sum and max with NaN and ±inf, rank 5 with odd sizes",
+  tol: 1e-5,
+  run(be, r) {
+    const shape = [3, 1, 5, 7, 67];
+    const x = r.f32(prod(shape));
+    x[17] = Number.NaN;
+    x[400] = Number.POSITIVE_INFINITY;
+    x[401] = Number.NEGATIVE_INFINITY;
+    x[2000] = Number.POSITIVE_INFINITY;
+    const res: Outputs = {};
+    for (const axes of [[4], [0, 3], [2, 4], [0, 2, 3, 4], [1]]) {
+      const os = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+      for (const op of ["sum", "max"] as const) {
+        const o = out(prod(os));
+        be.reduce(op, x, shape, axes, o);
+        res[`${op} [${axes}]`] = o;
+      }
+    }
+    return res;
+  },
+});
+add({
+  name: "reduce over a negative or out-of-range axis is a RangeError",
+  tol: 0,
+  run(be) {
+    const threw = [-1, 2].map((ax) => {
+      try {
+        be.reduce("sum", new Float32Array(6), [2, 3], [ax], new Float32Array(6));
+        return 0;
+      } catch (e) {
+        return e instanceof RangeError ? 1 : 2;
+      }
+    });
+    return { threw };
+  },
+});
+
 for (const [xs, os] of [
   [
     [3, 1, 5],
@@ -344,6 +464,18 @@ for (const [xs, os] of [
   [
     [1, 1],
     [130, 1001],
+  ],
+  [
+    [130, 1],
+    [130, 70],
+  ],
+  [
+    [1, 1, 5],
+    [7, 3, 5],
+  ],
+  [
+    [2, 1, 3, 1, 5],
+    [2, 4, 3, 6, 5],
   ],
 ]) {
   add({
@@ -387,6 +519,14 @@ for (const [shape, perm] of [
     [37, 291],
     [1, 0],
   ],
+  [
+    [3, 1, 4, 5, 2],
+    [4, 2, 0, 3, 1],
+  ],
+  [
+    [2, 70, 3],
+    [0, 2, 1],
+  ],
 ]) {
   add({
     name: `permute [${shape}] by [${perm}]`,
@@ -412,6 +552,31 @@ for (const acc of [false, true]) {
     },
   });
 }
+
+for (const acc of [false, true]) {
+  add({
+    name: `copyAxis of runs longer than 64${acc ? " accumulate" : ""}`,
+    tol: 0,
+    run(be, r) {
+      const x = r.f32(3 * 10 * 13);
+      const o = acc ? r.f32(3 * 8 * 13) : out(3 * 8 * 13);
+      be.copyAxis(x, 3, 10, 13, 2, o, 8, 1, 6, acc);
+      return { o };
+    },
+  });
+}
+
+add({
+  name: "where with condition bytes other than 0 and 1",
+  tol: 0,
+  run(be, r) {
+    const n = 203;
+    const cond = Uint8Array.from(r.f32(n), (v) => (v > 0.3 ? 255 : v > 0 ? 2 : 0));
+    const o = out(n);
+    be.where(cond, r.f32(n), r.f32(n), o);
+    return { o };
+  },
+});
 
 add({
   name: "gather and scatterAdd (repeated indices)",
@@ -995,10 +1160,12 @@ function shortBufferChecks(be: Backend): void {
 
 /**
  * The kernels the wasm backend runs in WebAssembly (GEMM, attention, SiLU·mul, cross-entropy,
- * RMSNorm, AdamW, RoPE, the softmax family, binary and unary ops, axpy, dropout): short operands, bad targets.
+ * RMSNorm, AdamW, RoPE, the softmax family, binary and unary ops, axpy, dropout, reduce, the layout
+ * ops, where, NF4 dequantisation): short operands, bad targets.
  */
 function wasmBoundsChecks(be: Backend): void {
   shortGemmChecks(be);
+  shortLayoutChecks(be);
   shortRowChecks(be);
   shortElementwiseChecks(be);
   const p: AttentionParams = {
@@ -1045,6 +1212,51 @@ function shortElementwiseChecks(be: Backend): void {
   assert.throws(() => be.unary("scale", f(7), f(6), 2), RangeError);
   be.dropout(f(7), f(7), 0.5, 1, 0);
   assert.throws(() => be.dropout(f(7), f(6), 0.5, 1, 0), RangeError);
+}
+
+/**
+ * The transcendental unary ops and their backwards, reduce, permute, broadcastTo, copyAxis
+ * (accumulating long runs), where and the NF4 kernels: an operand one element short is a
+ * RangeError (the exact sizes pass).
+ */
+function shortLayoutChecks(be: Backend): void {
+  const f = (n: number) => new Float32Array(n);
+  be.unary("gelu_erf", f(7), f(7), 0);
+  assert.throws(() => be.unary("gelu_erf", f(7), f(6), 0), RangeError);
+  be.unaryBackward("silu", f(7), f(7), f(7), f(7), 0, true);
+  assert.throws(() => be.unaryBackward("silu", f(6), f(7), f(7), f(7), 0, true), RangeError);
+  assert.throws(() => be.unaryBackward("pow", f(7), f(7), f(7), f(6), 2.5, false), RangeError);
+  be.reduce("sum", f(12), [3, 4], [1], f(3));
+  assert.throws(() => be.reduce("sum", f(11), [3, 4], [1], f(3)), RangeError);
+  assert.throws(() => be.reduce("max", f(12), [3, 4], [0], f(3)), RangeError);
+  be.permute(f(12), [3, 4], [1, 0], f(12));
+  assert.throws(() => be.permute(f(11), [3, 4], [1, 0], f(12)), RangeError);
+  assert.throws(() => be.permute(f(12), [3, 4], [1, 0], f(11)), RangeError);
+  be.broadcastTo(f(4), [1, 4], f(12), [3, 4]);
+  assert.throws(() => be.broadcastTo(f(3), [1, 4], f(12), [3, 4]), RangeError);
+  assert.throws(() => be.broadcastTo(f(4), [1, 4], f(11), [3, 4]), RangeError);
+  be.copyAxis(f(2 * 70), 2, 70, 1, 0, f(2 * 80), 80, 5, 70, true);
+  assert.throws(() => be.copyAxis(f(2 * 70 - 1), 2, 70, 1, 0, f(2 * 80), 80, 5, 70, true), RangeError);
+  assert.throws(() => be.copyAxis(f(2 * 70), 2, 70, 1, 0, f(2 * 80 - 1), 80, 5, 70, true), RangeError);
+  const cond = new Uint8Array(7);
+  be.where(cond, f(7), f(7), f(7));
+  assert.throws(() => be.where(cond, f(6), f(7), f(7)), RangeError);
+  assert.throws(() => be.where(cond.subarray(1), f(7), f(7), f(7)), RangeError);
+  const w: Nf4Weight = {
+    packed: new Uint8Array(64),
+    scales: f(2),
+    blocksize: 64,
+    quantMap: f(16),
+    outFeatures: 2,
+    inFeatures: 64,
+  };
+  be.nf4Dequant(w, 0, 128, f(128));
+  assert.throws(() => be.nf4Dequant(w, 1, 128, f(128)), RangeError);
+  assert.throws(() => be.nf4Dequant(w, 0, 128, f(127)), RangeError);
+  assert.throws(() => be.nf4Dequant({ ...w, scales: f(1) }, 0, 128, f(128)), RangeError);
+  be.nf4Scales(new Uint8Array(10), f(256), f(3), 4, 0.5, f(10));
+  assert.throws(() => be.nf4Scales(new Uint8Array(10), f(256), f(2), 4, 0.5, f(10)), RangeError);
+  assert.throws(() => be.nf4Scales(new Uint8Array(10), f(256), f(3), 4, 0.5, f(9)), RangeError);
 }
 
 /** AdamW, RoPE and the softmax family: each operand one element short is a RangeError. */

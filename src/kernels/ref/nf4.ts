@@ -61,8 +61,15 @@ export function nf4Gemm(p: Nf4GemmParams): void {
   nf4GemmWith(refGemm, p);
 }
 
-/** nf4Gemm with `gemm` multiplying the dequantised panels (the same calls, arguments and order). */
-export function nf4GemmWith(gemm: (p: GemmParams) => void, p: Nf4GemmParams): void {
+/**
+ * nf4Gemm with `gemm` multiplying the dequantised panels (the same calls, arguments and order)
+ * and `dequant` filling them (it must give nf4Dequant's bits).
+ */
+export function nf4GemmWith(
+  gemm: (p: GemmParams) => void,
+  p: Nf4GemmParams,
+  dequant: (w: Nf4Weight, start: number, count: number, out: Float32Array) => void = nf4Dequant,
+): void {
   const { w, rows: N, a, c } = p;
   const C = w.inFeatures;
   const O = w.outFeatures;
@@ -73,7 +80,7 @@ export function nf4GemmWith(gemm: (p: GemmParams) => void, p: Nf4GemmParams): vo
     for (let o0 = 0; o0 < O; o0 += ob) {
       const o1 = Math.min(O, o0 + ob);
       const wp = panel((o1 - o0) * C);
-      nf4Dequant(w, o0 * C, (o1 - o0) * C, wp);
+      dequant(w, o0 * C, (o1 - o0) * C, wp);
       gemm({
         transA: false,
         transB: true,
@@ -101,7 +108,7 @@ export function nf4GemmWith(gemm: (p: GemmParams) => void, p: Nf4GemmParams): vo
   for (let o0 = 0; o0 < O; o0 += ob) {
     const o1 = Math.min(O, o0 + ob);
     const wp = panel((o1 - o0) * C);
-    nf4Dequant(w, o0 * C, (o1 - o0) * C, wp);
+    dequant(w, o0 * C, (o1 - o0) * C, wp);
     gemm({
       transA: true,
       transB: false,

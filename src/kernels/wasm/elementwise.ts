@@ -1,4 +1,5 @@
-// Broadcast binary ops, axpy, dropout and the exact unary ops on the wasm module (c/elementwise.c) for Float32Array
+// Broadcast binary ops, axpy, dropout and the exact unary ops on the wasm module (c/elementwise.c;
+// the other unary ops are unary.ts's) for Float32Array
 // operands, bit for bit the reference's results; a Float64Array operand sends the call to
 // the reference. The reference's row iterator (dims of size 1 dropped, contiguous
 // neighbours merged) turns a broadcast into runs of one inner length; the host passes each
@@ -9,6 +10,7 @@ import { broadcastStrides, contiguousStrides, numel, RowIter } from "../ref/stri
 import type { WasmArena } from "./arena.js";
 import type { KernelCalls } from "./calls.js";
 import { allF32, needLength } from "./ops.js";
+import { WASM_UNARY_BACKWARD, WASM_UNARY_MATH, wasmUnaryMath } from "./unary.js";
 
 /** The binary ops in c/elementwise.c's order (its OP_* codes). */
 const WASM_BINARY: readonly BinaryOp[] = ["add", "sub", "mul", "div", "eq", "maximum"];
@@ -125,8 +127,13 @@ export function wasmDropout(
   }
 }
 
-/** The unary ops the module computes (c/elementwise.c's order); the rest stay with the reference (they need exp, log, tanh, erf or pow). */
+/** The unary ops c/elementwise.c computes, in its order (the ones needing exp, log, tanh, erf or pow are c/unary.c's). */
 const WASM_UNARY: readonly UnaryOp[] = ["neg", "abs", "square", "sqrt", "rsqrt", "scale", "relu"];
+
+/** The unary ops whose forward runs in WebAssembly: the exact ones here, the rest in unary.ts. */
+export const WASM_UNARY_OPS: readonly UnaryOp[] = [...WASM_UNARY, ...WASM_UNARY_MATH];
+/** The unary ops whose backward runs in WebAssembly (unary.ts; the rest are the reference's). */
+export const WASM_UNARY_BACKWARD_OPS: readonly UnaryOp[] = WASM_UNARY_BACKWARD;
 
 export function wasmUnary(
   ex: KernelCalls,
@@ -137,8 +144,12 @@ export function wasmUnary(
   param: number,
 ): void {
   const code = WASM_UNARY.indexOf(op);
-  if (!allF32([x, out]) || code < 0) {
+  if (!allF32([x, out]) || (code < 0 && !WASM_UNARY_MATH.includes(op))) {
     refBackend.unary(op, x, out, param);
+    return;
+  }
+  if (code < 0) {
+    wasmUnaryMath(ex, arena, op, x as Float32Array, out as Float32Array, param);
     return;
   }
   const n = x.length;

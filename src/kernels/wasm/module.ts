@@ -2,13 +2,14 @@
 // its bytes. Browser-safe: where the bytes come from (a file in Node, fetch in a page) is
 // the caller's business; this file only compiles them and checks the exports.
 import { BackendError } from "../../core/errors.js";
+import { OPS_THREADED_KERNELS, type WasmOpsExports } from "./ops-exports.js";
 
 /**
  * The functions the C sources export (see c/gemm.c), plus the memory they work in. Every
  * kernel but wasm_gemm_scratch_bytes takes (tid, nth) last: the share of the work of thread
  * `tid` of `nth` (0 of 1 alone; pool.ts runs the other shares on workers).
  */
-export interface WasmExports {
+export interface WasmExports extends WasmOpsExports {
   memory: WebAssembly.Memory;
   /** First free byte after the module's static data and stack: the host's arena starts here. */
   __heap_base: WebAssembly.Global;
@@ -238,6 +239,7 @@ export const THREADED_KERNELS = [
   "wasm_axpy",
   "wasm_dropout",
   "wasm_unary",
+  ...OPS_THREADED_KERNELS,
 ] as const satisfies readonly (keyof WasmExports)[];
 export type ThreadedKernel = (typeof THREADED_KERNELS)[number];
 

@@ -8,6 +8,7 @@
 // The caller blocks in Atomics.wait until the workers finish, so a call stays synchronous,
 // as the Backend contract wants; Atomics.wait is allowed in Node (main thread included) and
 // in browser Workers, not on a page's main thread (load.ts runs one thread there).
+
 import { BackendError } from "../../core/errors.js";
 import {
   ARGS_AT,
@@ -35,6 +36,7 @@ import {
   type ThreadedKernel,
   type WasmExports,
 } from "./module.js";
+import { OPS_WORK } from "./ops-exports.js";
 import type { WorkerInit, WorkerReply } from "./worker-loop.js";
 
 /** A started worker, whatever runs it. */
@@ -86,6 +88,7 @@ const WORK: Record<ThreadedKernel, (a: readonly number[]) => number> = {
   wasm_axpy: (a) => 2 * a[3],
   wasm_dropout: (a) => 16 * a[2],
   wasm_unary: (a) => 2 * a[3],
+  ...OPS_WORK,
 };
 
 function align(x: number, to: number): number {
