@@ -11,6 +11,9 @@ export type KernelCalls = {
   [K in ThreadedKernel]: (...args: WithoutThread<Parameters<WasmExports[K]>>) => void;
 } & {
   wasm_gemm_scratch_bytes(m: number, n: number, k: number, batch: number, nth: number): number;
+  wasm_gemm_packed_b_bytes(m: number, n: number, k: number, batch: number): number;
+  /** On the calling thread alone (it is a small fraction of the product it serves). */
+  wasm_gemm_pack_b(transB: number, n: number, k: number, b: number, bBf16: number, dst: number): void;
   /** Parts a call may be cut into (WasmThreadPool.parts): per-part scratch areas are this many times one. */
   readonly parts: number;
 };
@@ -19,6 +22,10 @@ export function kernelCalls(ex: WasmExports, pool: WasmThreadPool | null): Kerne
   const calls: Record<string, unknown> = {
     wasm_gemm_scratch_bytes: (m: number, n: number, k: number, batch: number, nth: number) =>
       ex.wasm_gemm_scratch_bytes(m, n, k, batch, nth),
+    wasm_gemm_packed_b_bytes: (m: number, n: number, k: number, batch: number) =>
+      ex.wasm_gemm_packed_b_bytes(m, n, k, batch),
+    wasm_gemm_pack_b: (transB: number, n: number, k: number, b: number, bBf16: number, dst: number) =>
+      ex.wasm_gemm_pack_b(transB, n, k, b, bBf16, dst),
   };
   for (const name of THREADED_KERNELS) {
     const fn = ex[name] as (...a: number[]) => void;

@@ -40,7 +40,16 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
   arena.reset();
   try {
     const aAt = arena.copyIn(a, 0, spanA);
-    const bAt = arena.copyIn(b, 0, spanB);
+    let bAt = arena.copyIn(b, 0, spanB);
+    let bKind = b instanceof Uint16Array ? 1 : 0;
+    // A product split by rows: B packed once here, read by every part (c/gemm.c).
+    const packedBytes = ex.wasm_gemm_packed_b_bytes(m, n, k, batch);
+    if (packedBytes > 0) {
+      const packed = arena.alloc(packedBytes);
+      ex.wasm_gemm_pack_b(p.transB ? 1 : 0, n, k, bAt, bKind, packed);
+      bAt = packed;
+      bKind = 2;
+    }
     // With beta 0 the old C is never read, so it is not copied in; each product's m×n block
     // is copied out on its own, which leaves any gap between strided blocks untouched.
     const cAt =
@@ -66,7 +75,7 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
       aAt,
       p.strideA,
       bAt,
-      b instanceof Uint16Array ? 1 : 0,
+      bKind,
       p.strideB,
       cAt,
       p.strideC,
