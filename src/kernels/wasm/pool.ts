@@ -21,6 +21,7 @@ import {
   MAX_PARTS,
   NARGS,
   NTH,
+  partDoneMarks,
   QUIT,
   readFailure,
   SPIN_MS,
@@ -120,6 +121,8 @@ export class WasmThreadPool {
   /** First byte the arena may use (after the board and the workers' stacks). */
   readonly arenaBase: number;
   private readonly board: Int32Array;
+  /** The board's per-part done marks (control.ts). */
+  private readonly partDone: Int32Array;
   private readonly ctl: number;
   private workers: WorkerHandle[];
   private broken: BackendError | null = null;
@@ -133,6 +136,7 @@ export class WasmThreadPool {
     this.ctl = ctl;
     this.arenaBase = arenaBase;
     this.board = new Int32Array(ex.memory.buffer, ctl, 16);
+    this.partDone = partDoneMarks(ex.memory, ctl);
     this.workers = [];
   }
 
@@ -226,12 +230,20 @@ export class WasmThreadPool {
    * parts that the caller and the workers claim, or on the caller alone when the call is
    * small; returns when every part is done. A part that throws (on a worker or here) is a
    * BackendError naming the thread and the kernel; which thread ran it is the OS's choice.
+   *
+   * `onPart(part, parts)`, when given, is called on the calling thread once for every part
+   * (part 0 of 1 when the call was not split), as soon as that part's output is written:
+   * right after the caller ran it, or when the caller sees a worker's part finished while it
+   * waits for the rest. The host copies that part's output out there, while the workers still
+   * compute theirs, instead of after the whole call. Not called for any part once a part
+   * has failed (the call then throws).
    */
-  run(name: ThreadedKernel, args: readonly number[]): void {
+  run(name: ThreadedKernel, args: readonly number[], onPart?: (part: number, parts: number) => void): void {
     const fn = this.ex[name] as (...a: number[]) => void;
     const parts = this.parts;
     if (parts === 1 || WORK[name](args) < this.splitAbove) {
       fn(...args, 0, 1);
+      onPart?.(0, 1);
       return;
     }
     if (this.broken) throw this.broken;
@@ -256,6 +268,9 @@ export class WasmThreadPool {
     // The caller claims parts like any worker; after a failure it goes on claiming, so the
     // job always ends with every part done.
     let own: unknown = null;
+    // Parts whose output onPart has had (only tracked when there is an onPart).
+    const reported = onPart ? new Uint8Array(parts) : null;
+    const usable = () => own === null && Atomics.load(board, FAILED) === 0;
     for (;;) {
       const part = claimPart(board, gen, parts);
       if (part < 0) break;
@@ -265,16 +280,39 @@ export class WasmThreadPool {
         own ??= e;
       }
       Atomics.add(board, DONE, 1);
+      if (reported && usable()) {
+        reported[part] = 1;
+        try {
+          onPart?.(part, parts);
+        } catch (e) {
+          own ??= e;
+        }
+      }
     }
     // Then it waits for the parts workers still run: they are writing memory that the next
-    // call's arena will reuse.
+    // call's arena will reuse. Meanwhile it hands each one that finishes to onPart.
+    const partDone = this.partDone;
+    const reportFinished = () => {
+      if (!reported || !usable()) return;
+      for (let p = 0; p < parts; p++)
+        if (reported[p] === 0 && Atomics.load(partDone, p) === gen) {
+          reported[p] = 1;
+          try {
+            onPart?.(p, parts);
+          } catch (e) {
+            own ??= e;
+          }
+        }
+    };
     for (;;) {
+      reportFinished();
       let done = Atomics.load(board, DONE);
       if (done >= parts) break;
       done = spinWhile(board, DONE, done, SPIN_MS);
       if (done >= parts) break;
       if (Atomics.load(board, DONE) === done) Atomics.wait(board, DONE, done);
     }
+    reportFinished();
     if (own !== null) {
       const why = own instanceof Error ? `${own.name}: ${own.message}` : String(own);
       throw new BackendError(`lorakit: the calling thread failed in ${name}: ${why}`, { cause: own });
