@@ -1,13 +1,19 @@
 // The wasm thread pool's per-part callback (pool.ts run's onPart), through which the GEMM
 // copies each part's rows of C out while the other threads still compute: every part is
 // handed over exactly once, only after its output is written, also when the call runs on the
-// caller alone (part 0 of 1), and never after a part failed.
+// caller alone (part 0 of 1), and never after a part failed. And the pool's backing off: when
+// the workers do not help (a busy host), large calls run on the caller alone for a while.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, describe, test } from "node:test";
+import { Worker } from "node:worker_threads";
 import { BackendError } from "../../src/core/errors.js";
 import { compileThreadedKernels } from "../../src/kernels/wasm/module.js";
-import { spawnNodeWorker, wasmThreadsModulePath } from "../../src/kernels/wasm/node/load.js";
+import {
+  nodeWorkerHandle,
+  spawnNodeWorker,
+  wasmThreadsModulePath,
+} from "../../src/kernels/wasm/node/load.js";
 import { WasmThreadPool } from "../../src/kernels/wasm/pool.js";
 
 let module: WebAssembly.Module | null = null;
@@ -74,5 +80,38 @@ describe("wasm pool: onPart", { skip }, () => {
       (e: unknown) => e instanceof BackendError && /failed in wasm_axpy/.test(e.message),
     );
     assert.ok(!seen.includes(pool.parts - 1), `the failing last part was handed over: ${seen}`);
+  });
+
+  test("when the workers never help, large calls go to the caller alone; splitAbove 0 never backs off", async () => {
+    // A worker that says ready and never looks at the job board: every part falls to the caller.
+    const idle = () =>
+      nodeWorkerHandle(
+        new Worker(
+          `const { parentPort } = require("node:worker_threads");
+           parentPort.once("message", () => parentPort.postMessage({ type: "ready" }));`,
+          { eval: true },
+        ),
+      );
+    const pool = await WasmThreadPool.start(module as WebAssembly.Module, 2, idle);
+    after(() => pool.dispose());
+    const n = 1 << 14;
+    const at = pool.arenaBase;
+    const need = at + 8 * n;
+    if (pool.ex.memory.buffer.byteLength < need)
+      pool.ex.memory.grow(Math.ceil((need - pool.ex.memory.buffer.byteLength) / 65536));
+    const y = new Float32Array(pool.ex.memory.buffer, at + 4 * n, n);
+    new Float32Array(pool.ex.memory.buffer, at, n).fill(1);
+    y.fill(0);
+    const calls = 100;
+    for (const splitAbove of [0, 1]) {
+      pool.splitAbove = splitAbove;
+      const before = pool.backedOffCalls;
+      for (let i = 0; i < calls; i++) pool.run("wasm_axpy", axpyArgs(at, n));
+      const alone = pool.backedOffCalls - before;
+      if (splitAbove === 0) assert.equal(alone, 0);
+      // The first judging window (32 split calls) shows no saving; the rest run alone.
+      else assert.ok(alone >= calls - 40, `${alone} of ${calls} calls ran alone`);
+    }
+    assert.ok(y.every((v) => v === 200));
   });
 });

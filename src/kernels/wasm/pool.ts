@@ -62,6 +62,17 @@ export const DEFAULT_SPLIT_ABOVE = 1 << 20;
  * part repacks its own operand panels.
  */
 export const PARTS_PER_THREAD = 4;
+/**
+ * Split calls over which the caller judges whether splitting paid: the time the workers'
+ * parts saved it (their parts × the caller's own time per part) against the time it waited
+ * for them at the end of each call. On a host whose other core is busy (a shared machine, a
+ * browser's other tabs) a worker claims parts late or is descheduled while it holds one, and
+ * the caller waits longer than the worker saved: two threads ran slower than one.
+ */
+const JUDGE_EVERY = 32;
+/** Large calls run on the caller alone after a window in which splitting did not pay; then it tries again. */
+const BACKOFF_CALLS = 256;
+
 /** Memory pages (64 KiB) the shared memory may grow to, tried in order (a 32-bit browser may refuse 4 GiB). */
 const MAX_PAGES = [65536, 32768, 16384];
 /** How long a worker may take to start before the pool gives up on threads. */
@@ -127,8 +138,17 @@ export class WasmThreadPool {
   private workers: WorkerHandle[];
   private broken: BackendError | null = null;
   private disposed = false;
-  /** Calls whose work estimate (WORK) is below this run on the caller alone. */
+  /**
+   * Calls whose work estimate (WORK) is below this run on the caller alone. 0 splits every
+   * call, always (tests): no backing off either.
+   */
   splitAbove = DEFAULT_SPLIT_ABOVE;
+  /** The current judging window (JUDGE_EVERY split calls): ms saved by the workers, ms waited for them. */
+  private window = { calls: 0, savedMs: 0, waitedMs: 0 };
+  /** Large calls still to run on the caller alone (BACKOFF_CALLS after a window that did not pay). */
+  private backoff = 0;
+  /** Large calls run on the caller alone because splitting did not pay (a statistic; tests, benches). */
+  backedOffCalls = 0;
 
   private constructor(ex: WasmExports, maxBytes: number, ctl: number, arenaBase: number) {
     this.ex = ex;
@@ -241,7 +261,13 @@ export class WasmThreadPool {
   run(name: ThreadedKernel, args: readonly number[], onPart?: (part: number, parts: number) => void): void {
     const fn = this.ex[name] as (...a: number[]) => void;
     const parts = this.parts;
-    if (parts === 1 || WORK[name](args) < this.splitAbove) {
+    let alone = parts === 1 || WORK[name](args) < this.splitAbove;
+    if (!alone && this.backoff > 0 && this.splitAbove > 0) {
+      this.backoff--;
+      this.backedOffCalls++;
+      alone = true;
+    }
+    if (alone) {
       fn(...args, 0, 1);
       onPart?.(0, 1);
       return;
@@ -271,6 +297,8 @@ export class WasmThreadPool {
     // Parts whose output onPart has had (only tracked when there is an onPart).
     const reported = onPart ? new Uint8Array(parts) : null;
     const usable = () => own === null && Atomics.load(board, FAILED) === 0;
+    let ownParts = 0;
+    const started = performance.now();
     for (;;) {
       const part = claimPart(board, gen, parts);
       if (part < 0) break;
@@ -279,6 +307,7 @@ export class WasmThreadPool {
       } catch (e) {
         own ??= e;
       }
+      ownParts++;
       Atomics.add(board, DONE, 1);
       if (reported && usable()) {
         reported[part] = 1;
@@ -292,18 +321,23 @@ export class WasmThreadPool {
     // Then it waits for the parts workers still run: they are writing memory that the next
     // call's arena will reuse. Meanwhile it hands each one that finishes to onPart.
     const partDone = this.partDone;
+    // Time spent in onPart while waiting: work the caller does whoever computed the part.
+    let handingMs = 0;
     const reportFinished = () => {
       if (!reported || !usable()) return;
       for (let p = 0; p < parts; p++)
         if (reported[p] === 0 && Atomics.load(partDone, p) === gen) {
           reported[p] = 1;
+          const t = performance.now();
           try {
             onPart?.(p, parts);
           } catch (e) {
             own ??= e;
           }
+          handingMs += performance.now() - t;
         }
     };
+    const waitFrom = performance.now();
     for (;;) {
       reportFinished();
       let done = Atomics.load(board, DONE);
@@ -313,6 +347,7 @@ export class WasmThreadPool {
       if (Atomics.load(board, DONE) === done) Atomics.wait(board, DONE, done);
     }
     reportFinished();
+    this.judge(parts, ownParts, waitFrom - started, performance.now() - waitFrom - handingMs);
     if (own !== null) {
       const why = own instanceof Error ? `${own.name}: ${own.message}` : String(own);
       throw new BackendError(`lorakit: the calling thread failed in ${name}: ${why}`, { cause: own });
@@ -322,6 +357,24 @@ export class WasmThreadPool {
       throw new BackendError(
         `lorakit: wasm worker ${failed - 1} failed in ${name}: ${readFailure(this.ex.memory, this.ctl)}`,
       );
+  }
+
+  /**
+   * Adds one split call to the judging window: the caller ran `ownParts` of `parts` in
+   * `ownMs` (so the workers' parts saved it about their count × its time per part) and then
+   * waited `waitedMs` for the workers. After JUDGE_EVERY calls, a window whose waits outweigh
+   * the savings sends the next BACKOFF_CALLS large calls to the caller alone. Which thread
+   * computes a part never changes its bits, so neither does this.
+   */
+  private judge(parts: number, ownParts: number, ownMs: number, waitedMs: number): void {
+    if (this.splitAbove <= 0) return;
+    const w = this.window;
+    w.calls++;
+    w.savedMs += ownParts > 0 ? ((parts - ownParts) * ownMs) / ownParts : 0;
+    w.waitedMs += waitedMs;
+    if (w.calls < JUDGE_EVERY) return;
+    if (w.savedMs <= w.waitedMs) this.backoff = BACKOFF_CALLS;
+    this.window = { calls: 0, savedMs: 0, waitedMs: 0 };
   }
 
   /** Stops the workers; later calls run on the caller alone. Idempotent. */
