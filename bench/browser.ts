@@ -8,9 +8,11 @@
 // threads to each round, to see what the fused multiply-add gives. Prints tokens/s of each
 // (the median step time after the first step, measured in the page's Worker), the ratios to
 // the reference kernels, and how far the losses of the steps all ran apart (the kernels must
-// agree on them).
+// agree on them). Each round also prints the host's 1-minute load average when it began (the
+// host may be shared: a busy second core is what two threads need).
 //
 //   npm run build && node dist/bench/browser.js [--steps 10] [--ref-steps 4] [--threads N] [--rounds 2] [--batch 8] [--seq 128] [--simd128] [--json]
+import { loadavg } from "node:os";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { sotuText } from "../src/data/corpora.js";
 import { CHROMIUM, chromiumArgs, startExampleServer } from "../test/browser/example-server.js";
@@ -99,7 +101,9 @@ try {
   if (threads > 1) kinds.push(["wasm", 1, steps]);
   kinds.push(["ref", 1, refSteps]);
   const rounds: Run[][] = [];
+  const loads: number[] = [];
   for (let i = 0; i < roundsArg; i++) {
+    loads.push(loadavg()[0]);
     const round: Run[] = [];
     for (const [backend, n, k] of kinds) round.push(await train(page, backend, k, n));
     rounds.push(round);
@@ -121,6 +125,8 @@ try {
     rounds: rounds.map((round) =>
       round.map((r) => ({ ...r, overRef: r.tokensPerSecond / round[round.length - 1].tokensPerSecond })),
     ),
+    loadAverageAtRoundStart: loads,
+    loadAverageAtEnd: loadavg()[0],
     lossMaxRelDiff: maxRelDiff,
   };
   if (json) console.log(JSON.stringify(result, null, 2));
@@ -130,13 +136,14 @@ try {
     );
     console.log(`demo model, r=16 all-linear, ${B}×${T}, median step after the first:`);
     result.rounds.forEach((round, i) => {
-      console.log(` round ${i + 1}`);
+      console.log(` round ${i + 1} (load average ${result.loadAverageAtRoundStart[i].toFixed(2)})`);
       for (const r of round)
         console.log(
           `  ${r.backend.padEnd(12)} ${String(r.threads).padStart(2)} thread${r.threads === 1 ? " " : "s"} ${r.tokensPerSecond.toFixed(0).padStart(6)} tokens/s  ${(r.medianStepSeconds * 1000).toFixed(0).padStart(5)} ms/step  ${r.overRef.toFixed(1).padStart(5)}× ref  (${r.steps} steps)`,
         );
     });
     console.log(`  losses of the ${shared} steps all ran agree to ${maxRelDiff.toExponential(1)} (relative)`);
+    console.log(`  load average at the end ${result.loadAverageAtEnd.toFixed(2)}`);
   }
 } finally {
   await browser?.close();

@@ -20,6 +20,9 @@ if (dirs.length === 0) dirs.push(join(dirname(fileURLToPath(import.meta.url)), "
 /** [transA, transB, m, n, k, what]: the demo model's products in a LoRA step (r = 16). */
 const SHAPES: [number, number, number, number, number, string][] = [
   [0, 1, 1024, 352, 128, "X·Wᵀ"],
+  [0, 0, 1024, 128, 352, "dY·W (gate, up)"],
+  [0, 1, 1024, 1024, 128, "X·Eᵀ (logits)"],
+  [0, 0, 1024, 128, 1024, "dLogits·E"],
   [1, 0, 352, 128, 1024, "Xᵀ·dY"],
   [0, 0, 1024, 16, 128, "X·Aᵀ (A packed plain)"],
   [0, 1, 1024, 128, 16, "(X·Aᵀ)·Bᵀ"],

@@ -39,6 +39,12 @@ function allF32(arrays: readonly (FloatArray | Uint16Array | null)[]): boolean {
   return arrays.every((a) => a === null || a instanceof Float32Array);
 }
 
+/** c/attention.c's query rows per tile (QB) and its key row length, S rounded up to whole 8-key tiles. */
+const QB = 4;
+function keysPadded(S: number): number {
+  return Math.ceil(S / 8) * 8;
+}
+
 export function wasmAttention(
   ex: KernelCalls,
   arena: WasmArena,
@@ -72,7 +78,8 @@ export function wasmAttention(
     const o = arena.alloc(rows * 4);
     const max = arena.alloc(nl * 4);
     const sum = arena.alloc(nl * 4);
-    const scratch = arena.alloc(ex.parts * S * 4);
+    // Per part: c/attention.c's packed keys of one kv head and one query block's scores.
+    const scratch = arena.alloc(ex.parts * (D + QB) * keysPadded(S) * 4);
     ex.wasm_attention(
       q,
       k,
@@ -134,8 +141,9 @@ export function wasmAttentionBackward(
     const dqAt = dq ? arena.alloc(rows * 4) : 0;
     const dkAt = dk ? arena.copyIn(dk as Float32Array, 0, kv) : 0;
     const dvAt = dv ? arena.copyIn(dv as Float32Array, 0, kv) : 0;
-    // Per part: c/attention.c's dq row, dk and dv rows of the kv head, QROWS (4) rows of P and dS.
-    const scratch = arena.alloc(ex.parts * (D + 2 * S * D + 8 * S) * 4);
+    // Per part: c/attention.c's dk and dv rows of the kv head, its packed keys and values, and
+    // one query block's P and dS.
+    const scratch = arena.alloc(ex.parts * (2 * S * D + (2 * D + 2 * QB) * keysPadded(S)) * 4);
     ex.wasm_attention_backward(
       q,
       k,

@@ -25,12 +25,23 @@ export const ARGS_AT = 64; // Float64 arguments (exact for every i32 and f32)
 export const MAX_ARGS = 32;
 export const ERR_AT = ARGS_AT + MAX_ARGS * 8; // UTF-16 failure message
 export const ERR_CHARS = 256;
-/** Bytes the board occupies. */
-export const BOARD_BYTES = ERR_AT + ERR_CHARS * 2;
 
 /** Parts a job may be cut into: the part number takes the low PART_BITS bits of TICKET. */
 const PART_BITS = 11;
 export const MAX_PARTS = 1 << (PART_BITS - 1);
+
+/**
+ * Int32 per part: the GEN of the last job whose part of that number finished (stored before
+ * DONE counts it), so the caller can use a part's output while others still run (pool.ts).
+ */
+export const PART_DONE_AT = ERR_AT + ERR_CHARS * 2;
+/** Bytes the board occupies. */
+export const BOARD_BYTES = PART_DONE_AT + MAX_PARTS * 4;
+
+/** The board's per-part done marks (PART_DONE_AT). */
+export function partDoneMarks(memory: WebAssembly.Memory, ctl: number): Int32Array {
+  return new Int32Array(memory.buffer, ctl + PART_DONE_AT, MAX_PARTS);
+}
 
 /** TICKET's value when job `gen` is posted: its generation above part 0 (stays below 2³¹). */
 export function ticketBase(gen: number): number {

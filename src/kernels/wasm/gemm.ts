@@ -17,6 +17,15 @@ function checkSize(name: string, arr: { length: number }, need: number, batch: n
     );
 }
 
+/** c/gemm.c's MR: rows are split between parts in units of this many. */
+const MR = 4;
+
+/** The first row of part `part` of `parts` (c/gemm.c's split(m, MR, …)); part = parts gives m. */
+function rowSplit(m: number, part: number, parts: number): number {
+  const units = Math.ceil(m / MR);
+  return Math.min(Math.floor((units * part) / parts) * MR, m);
+}
+
 export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void {
   const { a, b, c, m, n, k, batch } = p;
   if (!(a instanceof Float32Array && c instanceof Float32Array && !(b instanceof Float64Array))) {
@@ -40,7 +49,16 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
   arena.reset();
   try {
     const aAt = arena.copyIn(a, 0, spanA);
-    const bAt = arena.copyIn(b, 0, spanB);
+    let bAt = arena.copyIn(b, 0, spanB);
+    let bKind = b instanceof Uint16Array ? 1 : 0;
+    // A product split by rows: B packed once here, read by every part (c/gemm.c).
+    const packedBytes = ex.wasm_gemm_packed_b_bytes(m, n, k, batch);
+    if (packedBytes > 0) {
+      const packed = arena.alloc(packedBytes);
+      ex.wasm_gemm_pack_b(p.transB ? 1 : 0, n, k, bAt, bKind, packed);
+      bAt = packed;
+      bKind = 2;
+    }
     // With beta 0 the old C is never read, so it is not copied in; each product's m×n block
     // is copied out on its own, which leaves any gap between strided blocks untouched.
     const cAt =
@@ -56,7 +74,7 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
         ex.wasm_gemm_scratch_bytes(m, n, k, batch, 1),
       ),
     );
-    ex.wasm_gemm(
+    const args = [
       p.transA ? 1 : 0,
       p.transB ? 1 : 0,
       m,
@@ -66,14 +84,24 @@ export function wasmGemm(ex: KernelCalls, arena: WasmArena, p: GemmParams): void
       aAt,
       p.strideA,
       bAt,
-      b instanceof Uint16Array ? 1 : 0,
+      bKind,
       p.strideB,
       cAt,
       p.strideC,
       p.alpha,
       p.beta,
       scratch,
-    );
+    ];
+    if (packedBytes > 0) {
+      // Split by rows (c/gemm.c's split of m in MR-row units): each part's rows of C are
+      // copied out as soon as that part is done, while the other threads still compute.
+      ex.runParts("wasm_gemm", args, (part, parts) => {
+        const [lo, hi] = [rowSplit(m, part, parts), rowSplit(m, part + 1, parts)];
+        if (hi > lo) c.set(arena.view(c, cAt + lo * n * 4, (hi - lo) * n), lo * n);
+      });
+      return;
+    }
+    ex.runParts("wasm_gemm", args, () => {});
     for (let i = 0; i < batch; i++) {
       const off = i * p.strideC;
       c.set(arena.view(c, cAt + off * 4, m * n), off);

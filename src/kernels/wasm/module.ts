@@ -15,6 +15,10 @@ export interface WasmExports extends WasmOpsExports {
   __heap_base: WebAssembly.Global;
   /** Bytes of scratch one thread of `nth` needs for this product (c/gemm.c). */
   wasm_gemm_scratch_bytes(m: number, n: number, k: number, batch: number, nth: number): number;
+  /** Bytes of B packed whole for this product where wasm_gemm reads it so, else 0 (c/gemm.c). */
+  wasm_gemm_packed_b_bytes(m: number, n: number, k: number, batch: number): number;
+  /** Packs op(B) whole into `dst` (wasm_gemm_packed_b_bytes of them); wasm_gemm then takes bBf16 = 2 and `dst` as b. */
+  wasm_gemm_pack_b(transB: number, n: number, k: number, b: number, bBf16: number, dst: number): void;
   wasm_gemm(
     transA: number,
     transB: number,
@@ -247,6 +251,8 @@ const REQUIRED: readonly (keyof WasmExports)[] = [
   "__heap_base",
   "wasm_gemm_scratch_bytes",
   ...THREADED_KERNELS,
+  "wasm_gemm_packed_b_bytes",
+  "wasm_gemm_pack_b",
 ];
 
 /** The file names the build writes next to the compiled kernels/wasm modules. */

@@ -22,6 +22,7 @@ import {
   MAX_PARTS,
   NARGS,
   NTH,
+  partDoneMarks,
   QUIT,
   readFailure,
   SPIN_MS,
@@ -63,6 +64,17 @@ export const DEFAULT_SPLIT_ABOVE = 1 << 20;
  * part repacks its own operand panels.
  */
 export const PARTS_PER_THREAD = 4;
+/**
+ * Split calls over which the caller judges whether splitting paid: the time the workers'
+ * parts saved it (their parts × the caller's own time per part) against the time it waited
+ * for them at the end of each call. On a host whose other core is busy (a shared machine, a
+ * browser's other tabs) a worker claims parts late or is descheduled while it holds one, and
+ * the caller waits longer than the worker saved: two threads ran slower than one.
+ */
+const JUDGE_EVERY = 32;
+/** Large calls run on the caller alone after a window in which splitting did not pay; then it tries again. */
+const BACKOFF_CALLS = 256;
+
 /** Memory pages (64 KiB) the shared memory may grow to, tried in order (a 32-bit browser may refuse 4 GiB). */
 const MAX_PAGES = [65536, 32768, 16384];
 /** How long a worker may take to start before the pool gives up on threads. */
@@ -123,12 +135,23 @@ export class WasmThreadPool {
   /** First byte the arena may use (after the board and the workers' stacks). */
   readonly arenaBase: number;
   private readonly board: Int32Array;
+  /** The board's per-part done marks (control.ts). */
+  private readonly partDone: Int32Array;
   private readonly ctl: number;
   private workers: WorkerHandle[];
   private broken: BackendError | null = null;
   private disposed = false;
-  /** Calls whose work estimate (WORK) is below this run on the caller alone. */
+  /**
+   * Calls whose work estimate (WORK) is below this run on the caller alone. 0 splits every
+   * call, always (tests): no backing off either.
+   */
   splitAbove = DEFAULT_SPLIT_ABOVE;
+  /** The current judging window (JUDGE_EVERY split calls): ms saved by the workers, ms waited for them. */
+  private window = { calls: 0, savedMs: 0, waitedMs: 0 };
+  /** Large calls still to run on the caller alone (BACKOFF_CALLS after a window that did not pay). */
+  private backoff = 0;
+  /** Large calls run on the caller alone because splitting did not pay (a statistic; tests, benches). */
+  backedOffCalls = 0;
 
   private constructor(ex: WasmExports, maxBytes: number, ctl: number, arenaBase: number) {
     this.ex = ex;
@@ -136,6 +159,7 @@ export class WasmThreadPool {
     this.ctl = ctl;
     this.arenaBase = arenaBase;
     this.board = new Int32Array(ex.memory.buffer, ctl, 16);
+    this.partDone = partDoneMarks(ex.memory, ctl);
     this.workers = [];
   }
 
@@ -229,12 +253,26 @@ export class WasmThreadPool {
    * parts that the caller and the workers claim, or on the caller alone when the call is
    * small; returns when every part is done. A part that throws (on a worker or here) is a
    * BackendError naming the thread and the kernel; which thread ran it is the OS's choice.
+   *
+   * `onPart(part, parts)`, when given, is called on the calling thread once for every part
+   * (part 0 of 1 when the call was not split), as soon as that part's output is written:
+   * right after the caller ran it, or when the caller sees a worker's part finished while it
+   * waits for the rest. The host copies that part's output out there, while the workers still
+   * compute theirs, instead of after the whole call. Not called for any part once a part
+   * has failed (the call then throws).
    */
-  run(name: ThreadedKernel, args: readonly number[]): void {
+  run(name: ThreadedKernel, args: readonly number[], onPart?: (part: number, parts: number) => void): void {
     const fn = this.ex[name] as (...a: number[]) => void;
     const parts = this.parts;
-    if (parts === 1 || WORK[name](args) < this.splitAbove) {
+    let alone = parts === 1 || WORK[name](args) < this.splitAbove;
+    if (!alone && this.backoff > 0 && this.splitAbove > 0) {
+      this.backoff--;
+      this.backedOffCalls++;
+      alone = true;
+    }
+    if (alone) {
       fn(...args, 0, 1);
+      onPart?.(0, 1);
       return;
     }
     if (this.broken) throw this.broken;
@@ -259,6 +297,11 @@ export class WasmThreadPool {
     // The caller claims parts like any worker; after a failure it goes on claiming, so the
     // job always ends with every part done.
     let own: unknown = null;
+    // Parts whose output onPart has had (only tracked when there is an onPart).
+    const reported = onPart ? new Uint8Array(parts) : null;
+    const usable = () => own === null && Atomics.load(board, FAILED) === 0;
+    let ownParts = 0;
+    const started = performance.now();
     for (;;) {
       const part = claimPart(board, gen, parts);
       if (part < 0) break;
@@ -267,17 +310,47 @@ export class WasmThreadPool {
       } catch (e) {
         own ??= e;
       }
+      ownParts++;
       Atomics.add(board, DONE, 1);
+      if (reported && usable()) {
+        reported[part] = 1;
+        try {
+          onPart?.(part, parts);
+        } catch (e) {
+          own ??= e;
+        }
+      }
     }
     // Then it waits for the parts workers still run: they are writing memory that the next
-    // call's arena will reuse.
+    // call's arena will reuse. Meanwhile it hands each one that finishes to onPart.
+    const partDone = this.partDone;
+    // Time spent in onPart while waiting: work the caller does whoever computed the part.
+    let handingMs = 0;
+    const reportFinished = () => {
+      if (!reported || !usable()) return;
+      for (let p = 0; p < parts; p++)
+        if (reported[p] === 0 && Atomics.load(partDone, p) === gen) {
+          reported[p] = 1;
+          const t = performance.now();
+          try {
+            onPart?.(p, parts);
+          } catch (e) {
+            own ??= e;
+          }
+          handingMs += performance.now() - t;
+        }
+    };
+    const waitFrom = performance.now();
     for (;;) {
+      reportFinished();
       let done = Atomics.load(board, DONE);
       if (done >= parts) break;
       done = spinWhile(board, DONE, done, SPIN_MS);
       if (done >= parts) break;
       if (Atomics.load(board, DONE) === done) Atomics.wait(board, DONE, done);
     }
+    reportFinished();
+    this.judge(parts, ownParts, waitFrom - started, performance.now() - waitFrom - handingMs);
     if (own !== null) {
       const why = own instanceof Error ? `${own.name}: ${own.message}` : String(own);
       throw new BackendError(`lorakit: the calling thread failed in ${name}: ${why}`, { cause: own });
@@ -287,6 +360,24 @@ export class WasmThreadPool {
       throw new BackendError(
         `lorakit: wasm worker ${failed - 1} failed in ${name}: ${readFailure(this.ex.memory, this.ctl)}`,
       );
+  }
+
+  /**
+   * Adds one split call to the judging window: the caller ran `ownParts` of `parts` in
+   * `ownMs` (so the workers' parts saved it about their count × its time per part) and then
+   * waited `waitedMs` for the workers. After JUDGE_EVERY calls, a window whose waits outweigh
+   * the savings sends the next BACKOFF_CALLS large calls to the caller alone. Which thread
+   * computes a part never changes its bits, so neither does this.
+   */
+  private judge(parts: number, ownParts: number, ownMs: number, waitedMs: number): void {
+    if (this.splitAbove <= 0) return;
+    const w = this.window;
+    w.calls++;
+    w.savedMs += ownParts > 0 ? ((parts - ownParts) * ownMs) / ownParts : 0;
+    w.waitedMs += waitedMs;
+    if (w.calls < JUDGE_EVERY) return;
+    if (w.savedMs <= w.waitedMs) this.backoff = BACKOFF_CALLS;
+    this.window = { calls: 0, savedMs: 0, waitedMs: 0 };
   }
 
   /** Stops the workers; later calls run on the caller alone. Idempotent. */

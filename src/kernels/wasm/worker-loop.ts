@@ -10,6 +10,7 @@ import {
   KERNEL,
   NARGS,
   NTH,
+  partDoneMarks,
   QUIT,
   reportFailure,
   SPIN_MS,
@@ -49,6 +50,7 @@ export async function runWorker(init: WorkerInit, post: (reply: WorkerReply) => 
   }
   const { memory, ctl, tid } = init;
   const board = new Int32Array(memory.buffer, ctl, 16);
+  const partDone = partDoneMarks(memory, ctl);
   let seen = Atomics.load(board, GEN);
   post({ type: "ready" });
   const fns = THREADED_KERNELS.map((name) => ex[name] as (...args: number[]) => void);
@@ -78,6 +80,7 @@ export async function runWorker(init: WorkerInit, post: (reply: WorkerReply) => 
           reportFailure(memory, ctl, tid, message(e));
         }
         inJob = false;
+        Atomics.store(partDone, part, gen);
         Atomics.add(board, DONE, 1);
         Atomics.notify(board, DONE);
       }

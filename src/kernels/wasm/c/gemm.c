@@ -29,8 +29,10 @@ static int round_up(int x, int to) { return (x + to - 1) / to * to; }
  * Columns of C one thread of `nth` handles at most (see wasm_gemm's split): all n when the
  * batch divides evenly or the rows are split, else its share of the NR-column strips.
  */
+static int split_rows(int m, int n) { return (n + NR - 1) / NR < (m + MR - 1) / MR; }
+
 static int cols_per_thread(int m, int n, int batch, int nth) {
-  if (nth <= 1 || batch % nth == 0 || (n + NR - 1) / NR < (m + MR - 1) / MR) return n;
+  if (nth <= 1 || batch % nth == 0 || split_rows(m, n)) return n;
   int strips = (n + NR - 1) / NR;
   return (strips + nth - 1) / nth * NR;
 }
@@ -229,7 +231,8 @@ static void micro_4x8(int kc, const float* ap, const float* bp, float* c, int ld
  * C (m×n, ld n) = alpha·op(A)·op(B) + beta·C. j_lo is a multiple of NR.
  */
 static void gemm_part(int trans_a, int trans_b, int m, int n, int k, const float* a, const void* b, int b_bf16,
-                      float* c, float alpha, float beta, float* scratch, int i_lo, int i_hi, int j_lo, int j_hi) {
+                      const float* b_packed, float* c, float alpha, float beta, float* scratch, int i_lo, int i_hi,
+                      int j_lo, int j_hi) {
   if (i_lo >= i_hi || j_lo >= j_hi) return;
   if (k == 0) {
     // An empty sum: C = beta·C (beta 0 writes zeros without reading).
@@ -242,14 +245,16 @@ static void gemm_part(int trans_a, int trans_b, int m, int n, int k, const float
   float* apack = scratch + kc_max * round_up(j_hi - j_lo, NR);
   for (int p0 = 0; p0 < k; p0 += KC) {
     int kc = k - p0 < KC ? k - p0 : KC;
-    if (b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
-    else pack_b_f32((const float*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
+    // B packed whole by wasm_gemm_pack_b: this slab's strips, from strip j_lo / NR on.
+    const float* bslab = b_packed ? b_packed + (long)p0 * round_up(n, NR) + (long)(j_lo / NR) * kc * NR : bpack;
+    if (!b_packed && b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
+    else if (!b_packed) pack_b_f32((const float*)b, trans_b, n, k, p0, kc, j_lo, j_hi, bpack);
     for (int i0 = i_lo; i0 < i_hi; i0 += MC) {
       int mc = i_hi - i0 < MC ? i_hi - i0 : MC;
       pack_a(a, trans_a, m, k, i0, mc, p0, kc, apack);
       for (int jb = j_lo; jb < j_hi; jb += NR) {
         int nr = j_hi - jb < NR ? j_hi - jb : NR;
-        const float* bp = bpack + ((jb - j_lo) / NR) * kc * NR;
+        const float* bp = bslab + ((jb - j_lo) / NR) * kc * NR;
         for (int ib = 0; ib < mc; ib += MR) {
           int mr = mc - ib < MR ? mc - ib : MR;
           micro_4x8(kc, apack + (ib / MR) * kc * MR, bp, c + (i0 + ib) * n + jb, n, mr, nr, alpha, p0 == 0,
@@ -257,6 +262,31 @@ static void gemm_part(int trans_a, int trans_b, int m, int n, int k, const float
         }
       }
     }
+  }
+}
+
+/** wasm_gemm's b_bf16 when `b` is B already packed whole by wasm_gemm_pack_b. */
+#define B_PACKED 2
+
+/**
+ * Bytes of B packed whole (every KC slab, all n columns in NR strips) where wasm_gemm reads it
+ * so (b_bf16 = B_PACKED), else 0: single products split by rows (many rows, few columns; the
+ * activations × weight products of a training step). Split so, every part used to pack all of
+ * B itself (8 parts: 8 packings, ~5 % of the products' work); packed once before the call,
+ * the parts share it. The packed values and the arithmetic are the same, so are the bits.
+ */
+int EXPORT(wasm_gemm_packed_b_bytes)(int m, int n, int k, int batch) {
+  if (batch != 1 || k <= 0 || n <= 0 || !split_rows(m, n)) return 0;
+  return k * round_up(n, NR) * 4;
+}
+
+/** Packs op(B) (k × n, f32 or bf16 widened) whole into dst: slab p0 at p0·round_up(n, NR) floats. */
+void EXPORT(wasm_gemm_pack_b)(int trans_b, int n, int k, const void* b, int b_bf16, float* dst) {
+  int rn = round_up(n, NR);
+  for (int p0 = 0; p0 < k; p0 += KC) {
+    int kc = k - p0 < KC ? k - p0 : KC;
+    if (b_bf16) pack_b_bf16((const uint16_t*)b, trans_b, n, k, p0, kc, 0, n, dst + (long)p0 * rn);
+    else pack_b_f32((const float*)b, trans_b, n, k, p0, kc, 0, n, dst + (long)p0 * rn);
   }
 }
 
@@ -273,21 +303,23 @@ static void split(int n, int unit, int part, int parts, int* lo, int* hi) {
  * The whole batched call, thread `tid` of `nth` (0 of 1 alone). Offsets are byte addresses
  * in this module's memory; strides are in elements (0 = the operand is shared by every batch
  * element). A batch that divides evenly is split by elements; otherwise each product is
- * split along its longer side (columns in NR strips, rows in MR strips).
+ * split along its longer side (columns in NR strips, rows in MR strips). b_bf16: 0 f32, 1
+ * bf16, B_PACKED: `b` is what wasm_gemm_pack_b wrote (one product, batch 1).
  */
 void EXPORT(wasm_gemm)(int trans_a, int trans_b, int m, int n, int k, int batch, const float* a, int stride_a,
                        const void* b, int b_bf16, int stride_b, float* c, int stride_c, float alpha, float beta,
                        float* scratch, int tid, int nth) {
   float* mine = (float*)((char*)scratch + (long)tid * wasm_gemm_scratch_bytes(m, n, k, batch, nth));
+  const float* b_packed = b_bf16 == B_PACKED ? (const float*)b : 0;
   int by_batch = batch % nth == 0;
   for (int i = by_batch ? tid : 0; i < batch; i += by_batch ? nth : 1) {
     const void* bi = b_bf16 ? (const void*)((const uint16_t*)b + i * stride_b) : (const void*)((const float*)b + i * stride_b);
     int i_lo = 0, i_hi = m, j_lo = 0, j_hi = n;
     if (!by_batch) {
-      if ((n + NR - 1) / NR >= (m + MR - 1) / MR) split(n, NR, tid, nth, &j_lo, &j_hi);
+      if (!split_rows(m, n)) split(n, NR, tid, nth, &j_lo, &j_hi);
       else split(m, MR, tid, nth, &i_lo, &i_hi);
     }
-    gemm_part(trans_a, trans_b, m, n, k, a + i * stride_a, bi, b_bf16, c + i * stride_c, alpha, beta, mine, i_lo,
-              i_hi, j_lo, j_hi);
+    gemm_part(trans_a, trans_b, m, n, k, a + i * stride_a, bi, b_bf16 == 1, b_packed, c + i * stride_c, alpha, beta,
+              mine, i_lo, i_hi, j_lo, j_hi);
   }
 }
