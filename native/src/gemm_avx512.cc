@@ -152,9 +152,12 @@ void pack_b_any_simd(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int6
 
 // ---- narrow outputs (n ≤ 40: X·Aᵀ, G·B) with a row-major A: op(B) is packed k×NR once (NR = 16·NV,
 // zero-padded) and each row of op(A) is broadcast one element at a time into NV
-// accumulators per row: C[i][j0..j0+16] = Σ_p A[i,p]·Bp[p, j0..j0+16], one FMA chain over
-// the full k per (row, 16 columns). R rows share each packed B row load; every row keeps
-// its own accumulators, so a row's result never depends on the other rows of its tile.
+// accumulators per row: C[i][j0..j0+16] = Σ_p A[i,p]·Bp[p, j0..j0+16]. R rows share each
+// packed B row load; every row keeps its own accumulators, so a row's result never depends
+// on the other rows of its tile. k is summed in the packed kernels' KC slices (an FMA chain
+// from zero over each, then store_tile's alpha/beta formula with beta 1 after the first), so
+// every element gets the bits every other path gives it (the decode GEMV, the prepacked
+// panels, a transposed A read in place, the AVX2 kernels), whichever path its batch takes.
 template <int NV, int R>
 void bcast_gemm(const GemmTask& t) {
   constexpr int NR = NV * 16;
@@ -162,60 +165,65 @@ void bcast_gemm(const GemmTask& t) {
   pack_b_any_simd<NR>(t, 0, t.k, 0, t.n, bp);
   __mmask16 cm[NV];
   for (int v = 0; v < NV; v++) cm[v] = mask_n(t.n - v * 16);
-  const __m512 va = _mm512_set1_ps(t.alpha), vb = _mm512_set1_ps(t.beta);
+  const __m512 va = _mm512_set1_ps(t.alpha);
   const int64_t k = t.k;
   for (int64_t i0 = 0; i0 < t.m; i0 += R) {
     const int ri = static_cast<int>(imin(R, t.m - i0));
     const float* ar[R];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++) ar[i] = t.a + (i0 + (i < ri ? i : 0)) * t.lda;
-    __m512 acc[R][NV];
-#pragma GCC unroll 8
-    for (int i = 0; i < R; i++)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p + 16 <= k; p += 16) {
+    for (int64_t pc = 0; pc < k; pc += LORAKIT_GEMM_KC) {
+      const int64_t pend = imin(pc + LORAKIT_GEMM_KC, k);
+      const float beta = pc == 0 ? t.beta : 1.f;
+      const __m512 vb = _mm512_set1_ps(beta);
+      __m512 acc[R][NV];
 #pragma GCC unroll 8
       for (int i = 0; i < R; i++)
-        _mm_prefetch(reinterpret_cast<const char*>(ar[i] + p + LORAKIT_BCAST_PF), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+      int64_t p = pc;
+      for (; p + 16 <= pend; p += 16) {
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++)
+          _mm_prefetch(reinterpret_cast<const char*>(ar[i] + p + LORAKIT_BCAST_PF), _MM_HINT_T0);
 #pragma GCC unroll 16
-      for (int q = 0; q < 16; q++) {
-        const float* brow = bp + (p + q) * NR;
+        for (int q = 0; q < 16; q++) {
+          const float* brow = bp + (p + q) * NR;
+          __m512 bv[NV];
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(brow + v * 16);
+#pragma GCC unroll 8
+          for (int i = 0; i < R; i++) {
+            const __m512 x = _mm512_set1_ps(ar[i][p + q]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
+          }
+        }
+      }
+      for (; p < pend; p++) {
+        const float* brow = bp + p * NR;
         __m512 bv[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(brow + v * 16);
 #pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
-          const __m512 x = _mm512_set1_ps(ar[i][p + q]);
+          const __m512 x = _mm512_set1_ps(ar[i][p]);
 #pragma GCC unroll 4
           for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
         }
       }
-    }
-    for (; p < k; p++) {
-      const float* brow = bp + p * NR;
-      __m512 bv[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(brow + v * 16);
-#pragma GCC unroll 8
-      for (int i = 0; i < R; i++) {
-        const __m512 x = _mm512_set1_ps(ar[i][p]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(x, bv[v], acc[i][v]);
-      }
-    }
-    for (int i = 0; i < ri; i++) {
-      float* cr = t.c + (i0 + i) * t.ldc;
-      for (int v = 0; v < NV; v++) {
-        __m512 y;
-        if (t.beta == 0.f)
-          y = _mm512_mul_ps(acc[i][v], va);
-        else if (t.beta == 1.f)
-          y = _mm512_fmadd_ps(acc[i][v], va, _mm512_maskz_loadu_ps(cm[v], cr + v * 16));
-        else
-          y = _mm512_fmadd_ps(acc[i][v], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(cm[v], cr + v * 16)));
-        _mm512_mask_storeu_ps(cr + v * 16, cm[v], y);
+      for (int i = 0; i < ri; i++) {
+        float* cr = t.c + (i0 + i) * t.ldc;
+        for (int v = 0; v < NV; v++) {
+          __m512 y;
+          if (beta == 0.f)
+            y = _mm512_mul_ps(acc[i][v], va);
+          else if (beta == 1.f)
+            y = _mm512_fmadd_ps(acc[i][v], va, _mm512_maskz_loadu_ps(cm[v], cr + v * 16));
+          else
+            y = _mm512_fmadd_ps(acc[i][v], va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(cm[v], cr + v * 16)));
+          _mm512_mask_storeu_ps(cr + v * 16, cm[v], y);
+        }
       }
     }
   }
@@ -314,7 +322,7 @@ void gemm_serial_avx512(const GemmTask& t) {
     return;
   }
   // The path depends on the whole product's n, transA and k only (never on m or on a
-  // thread's share of the columns): the broadcast kernels sum in another order than the rest.
+  // thread's share of the columns), and every path sums each element in the same KC slices.
   const int64_t nsel = t.n_full > 0 ? t.n_full : t.n;
   if (!t.transA && nsel <= 16 && t.k >= 32) {
     bcast_gemm<1, LORAKIT_BCAST_R>(t);

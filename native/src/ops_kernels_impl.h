@@ -196,11 +196,13 @@ LK_TGT static void log_softmax_bwd_rows(const float* y, const float* dy, float* 
     float* xr = dx + r * C;
     R s = V::zero();
     for (int64_t i = 0; i < C; i += W) s = V::add(s, V::load_part(dr + i, std::min<int64_t>(W, C - i), 0.f));
-    const R sum = V::set1(V::hsum(s));
+    // dy − eʸ·Σdy as one explicit multiply-add (the FMA tables round once, the portable one
+    // twice), never left to the compiler's contraction, which the emu16 table cannot follow.
+    const R negsum = V::set1(-V::hsum(s));
     for (int64_t i = 0; i < C; i += W) {
       const int64_t k = std::min<int64_t>(W, C - i);
-      R g = V::sub(V::load_part(dr + i, k, 0.f),
-                   V::mul(V::exp(V::load_part(yr + i, k, -std::numeric_limits<float>::infinity())), sum));
+      R g = V::fmadd(V::exp(V::load_part(yr + i, k, -std::numeric_limits<float>::infinity())), negsum,
+                     V::load_part(dr + i, k, 0.f));
       if (acc) g = V::add(g, V::load_part(xr + i, k, 0.f));
       V::store_part(xr + i, g, k);
     }

@@ -1,5 +1,9 @@
 // AVX2+FMA instance of the hot kernels (ops_kernels_impl.h); see ops_simd_avx512.cc.
 #if defined(__x86_64__)
+// Only the multiply-adds the kernels write (V::fmadd) are fused: the compiler's own
+// contraction of a V::mul into a V::add would make this table's bits depend on its choices,
+// and the emu16 table (ops_simd_emu16.cc) could no longer reproduce them.
+#pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
 
 #include <cstdint>

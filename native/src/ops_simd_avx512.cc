@@ -2,6 +2,10 @@
 // target attributes only, so the rest of the addon stays runnable on any x86-64; the
 // dispatcher picks this table only when the CPU reports AVX-512F/BW/VL/DQ.
 #if defined(__x86_64__)
+// Only the multiply-adds the kernels write (V::fmadd) are fused: the compiler's own
+// contraction of a V::mul into a V::add would make this table's bits depend on its choices,
+// and the emu16 table (ops_simd_emu16.cc) could no longer reproduce them.
+#pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
 
 #include <cstdint>
