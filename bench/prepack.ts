@@ -9,10 +9,14 @@
 //   npm run build && node dist/bench/prepack.js [--shape 125m|qwen2.5-0.5b|smollm2-135m] [--threads N] [--rounds 7]
 //     [--cpu-time]  (with --threads 1: time the process's CPU time instead of the wall clock, so
 //                    a loaded host's run queue does not count; memory contention still does)
+//     [--against FILE]  (another build's lorakit_native.node, e.g. a copy of main's: its packed
+//                    kernels run in the same interleaved rounds, a third column and its ratio)
 //     [--resident]  (one 128×512 weight multiplied 85 times per step instead of the shape's
 //                    weights: it stays in L2, so GB/s is what the kernel itself can process,
 //                    the ceiling it would reach if memory were never the bound)
+import { createRequire } from "node:module";
 import { cpus } from "node:os";
+import { resolve } from "node:path";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { prepackAddonOf } from "../src/kernels/native/prepack.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
@@ -28,6 +32,7 @@ const THREADS = Number(opt("threads", String(cpus().length)));
 const ROUNDS = Number(opt("rounds", "7"));
 const CPU_TIME = argv.includes("--cpu-time");
 const RESIDENT = argv.includes("--resident");
+const AGAINST = argv.includes("--against") ? opt("against", "") : null;
 if (CPU_TIME && THREADS !== 1)
   throw new Error("--cpu-time needs --threads 1 (CPU time adds up over threads)");
 /** Milliseconds now, of the wall clock or of this process's CPU time. */
@@ -43,6 +48,10 @@ const addon = loaded.addon as typeof loaded.addon & { readBandwidth(threads: num
 const pack = prepackAddonOf(addon);
 if (!pack) throw new Error("this CPU has no prepacked kernels (AVX2+FMA or AVX-512 needed)");
 addon.setThreads(THREADS);
+const otherRaw = AGAINST ? (createRequire(import.meta.url)(resolve(AGAINST)) as typeof addon) : null;
+const other = otherRaw ? prepackAddonOf(otherRaw) : null;
+if (AGAINST && !other) throw new Error(`--against ${AGAINST}: that addon has no prepacked kernels here`);
+otherRaw?.setThreads(THREADS);
 
 const cfg = parseLlamaConfig(
   shape === "125m"
@@ -91,40 +100,42 @@ for (const bf16 of [false, true]) {
   };
   const one = RESIDENT ? made(128, 512) : null;
   const ws = shapes.map(([n, k]) => one ?? made(n, k));
-  const packOf = (w: Float32Array | Uint16Array, n: number, k: number) => {
-    const p = bf16 ? new Uint16Array(pack.packedElements(n, k)) : new Float32Array(pack.packedElements(n, k));
-    pack.prepackWeight(w, n, k, p);
+  const packOf = (w: Float32Array | Uint16Array, n: number, k: number, by = pack) => {
+    const p = bf16 ? new Uint16Array(by.packedElements(n, k)) : new Float32Array(by.packedElements(n, k));
+    by.prepackWeight(w, n, k, p);
     return p;
   };
   const onePacked = one ? packOf(one, 128, 512) : null;
   const ps = ws.map((w, i) => onePacked ?? packOf(w, shapes[i][0], shapes[i][1]));
+  const po = other ? ws.map((w, i) => packOf(w, shapes[i][0], shapes[i][1], other)) : [];
   const bytes = ws.reduce((s, w) => s + w.byteLength, 0);
   const maxIn = Math.max(...shapes.map(([, k]) => k));
   const maxOut = Math.max(...shapes.map(([n]) => n));
   const a = Float32Array.from({ length: 8 * maxIn }, rand);
   const c = new Float32Array(8 * maxOut);
   for (const m of [1, 4, 8]) {
-    const step = (packed: boolean) => {
+    const step = (path: "row" | "packed" | "against") => {
       const t0 = now();
       for (let i = 0; i < shapes.length; i++) {
         const [n, k] = shapes[i];
-        if (packed) pack.gemmPacked(m, n, k, a, ps[i], c, 1, 0);
+        if (path === "packed") pack.gemmPacked(m, n, k, a, ps[i], c, 1, 0);
+        else if (path === "against") other?.gemmPacked(m, n, k, a, po[i], c, 1, 0);
         else addon.gemm(false, true, m, n, k, 1, a, 0, ws[i], 0, c, 0, 1, 0);
       }
       return now() - t0;
     };
-    step(false);
-    step(true);
-    const t: Record<"row" | "packed", number[]> = { row: [], packed: [] };
-    for (let r = 0; r < ROUNDS; r++) {
-      t.row.push(step(false));
-      t.packed.push(step(true));
-    }
+    const paths = other ? (["row", "packed", "against"] as const) : (["row", "packed"] as const);
+    for (const p of paths) step(p);
+    const t: Record<"row" | "packed" | "against", number[]> = { row: [], packed: [], against: [] };
+    for (let r = 0; r < ROUNDS; r++) for (const p of paths) t[p].push(step(p));
     const med = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1];
     const gbs = (ms: number) => bytes / ms / 1e6;
     const [tr, tp] = [med(t.row), med(t.packed)];
+    const vs = other
+      ? ` | ${gbs(med(t.against)).toFixed(1).padStart(19)} | ${(med(t.against) / tp).toFixed(2)}×`
+      : "";
     rows.push(
-      `${bf16 ? "bf16" : "f32 "} | ${String(m).padStart(4)} | ${(bytes / 2 ** 20).toFixed(0).padStart(6)} | ${gbs(tr).toFixed(1).padStart(14)} | ${gbs(tp).toFixed(1).padStart(11)} | ${(tr / tp).toFixed(2)}×`,
+      `${bf16 ? "bf16" : "f32 "} | ${String(m).padStart(4)} | ${(bytes / 2 ** 20).toFixed(0).padStart(6)} | ${gbs(tr).toFixed(1).padStart(14)} | ${gbs(tp).toFixed(1).padStart(11)} | ${(tr / tp).toFixed(2)}×${vs}`,
     );
   }
 }
@@ -133,5 +144,7 @@ console.log(
   `${RESIDENT ? "one L2-resident 128×512 weight" : `${shape} shape`}, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds${CPU_TIME ? " (CPU time)" : ""}`,
 );
 console.log(`streaming read bandwidth: ${bw0.toFixed(1)} GB/s before, ${bw1.toFixed(1)} GB/s after`);
-console.log("W    | rows | MiB/step | row-major GB/s | packed GB/s | speed-up");
+console.log(
+  `W    | rows | MiB/step | row-major GB/s | packed GB/s | speed-up${other ? " | --against packed GB/s | this build ×" : ""}`,
+);
 for (const r of rows) console.log(r);
