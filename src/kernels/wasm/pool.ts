@@ -74,6 +74,15 @@ export const PARTS_PER_THREAD = 4;
 const JUDGE_EVERY = 32;
 /** Large calls run on the caller alone after a window in which splitting did not pay; then it tries again. */
 const BACKOFF_CALLS = 256;
+/**
+ * Split calls the pool makes before it first judges: while they run, each worker's instance
+ * is still compiling its hot functions up from the baseline tier (every Worker tiers up its
+ * own code) and touching its stack and the arena for the first time, so the caller waits
+ * for it whatever the host's load. Judged, that warm-up sent the first 256 calls of a
+ * browser page's training (its first ~3 steps) to one thread on an idle host: round 1 of
+ * bench/browser ran at 104 ms per step against 86 in later rounds (89 / 89 / 92 without it).
+ */
+export const WARMUP_SPLIT_CALLS = 64;
 
 /** Memory pages (64 KiB) the shared memory may grow to, tried in order (a 32-bit browser may refuse 4 GiB). */
 const MAX_PAGES = [65536, 32768, 16384];
@@ -148,6 +157,8 @@ export class WasmThreadPool {
   splitAbove = DEFAULT_SPLIT_ABOVE;
   /** The current judging window (JUDGE_EVERY split calls): ms saved by the workers, ms waited for them. */
   private window = { calls: 0, savedMs: 0, waitedMs: 0 };
+  /** Split calls still to make before the first judgement (WARMUP_SPLIT_CALLS). */
+  private warmup = WARMUP_SPLIT_CALLS;
   /** Large calls still to run on the caller alone (BACKOFF_CALLS after a window that did not pay). */
   private backoff = 0;
   /** Large calls run on the caller alone because splitting did not pay (a statistic; tests, benches). */
@@ -365,12 +376,17 @@ export class WasmThreadPool {
   /**
    * Adds one split call to the judging window: the caller ran `ownParts` of `parts` in
    * `ownMs` (so the workers' parts saved it about their count × its time per part) and then
-   * waited `waitedMs` for the workers. After JUDGE_EVERY calls, a window whose waits outweigh
+   * waited `waitedMs` for the workers (not counted during the warm-up). After JUDGE_EVERY
+   * calls, a window whose waits outweigh
    * the savings sends the next BACKOFF_CALLS large calls to the caller alone. Which thread
    * computes a part never changes its bits, so neither does this.
    */
   private judge(parts: number, ownParts: number, ownMs: number, waitedMs: number): void {
     if (this.splitAbove <= 0) return;
+    if (this.warmup > 0) {
+      this.warmup--;
+      return;
+    }
     const w = this.window;
     w.calls++;
     w.savedMs += ownParts > 0 ? ((parts - ownParts) * ownMs) / ownParts : 0;
