@@ -32,8 +32,11 @@
 namespace lorakit {
 namespace {
 
-// Below this many multiply-adds per thread a product stays on fewer threads (~20 µs).
-constexpr double kMinFmaPerThread = 4.0e6;
+// Below this many multiply-adds per thread a product stays on fewer threads: 5–10 µs of one
+// core's work, a few times what handing a part to a pool thread costs. (4e6 kept a serving
+// step's products, 35–51 rows × 256–683 on a hidden-256 model, on one thread: m = 35 times
+// 256×256 took 22.9 µs on 2 threads, 12.7 with 1e6 on this Zen 5 host.)
+constexpr double kMinFmaPerThread = 1.0e6;
 // Row splits are multiples of this (a multiple of every kernel's MR), column splits of 64.
 constexpr int64_t kRowUnit = 24, kColUnit = 64;
 

@@ -97,9 +97,10 @@ void gather_rows(const T* packed, int64_t n, int64_t k, const int32_t* ids, int6
 }
 
 // Below this many weight bytes a decode product stays on one thread (a pool task costs a few
-// µs; 256 KiB stream in ~10 µs). Column splits are whole groups of 4 panels.
+// µs; 256 KiB stream in ~10 µs), and below kMinFmaPerThread multiply-adds per thread a larger
+// product does (gemm_core.cc says why 1e6). Column splits are whole groups of 4 panels.
 constexpr double kMinBytesPerThread = 256 * 1024;
-constexpr double kMinFmaPerThread = 4.0e6;
+constexpr double kMinFmaPerThread = 1.0e6;
 constexpr int64_t kColUnit = 64, kRowUnit = 24;
 
 void scale_only(const PackedProduct& g) {
