@@ -107,7 +107,8 @@ for (const bf16 of [false, true]) {
   };
   const onePacked = one ? packOf(one, 128, 512) : null;
   const ps = ws.map((w, i) => onePacked ?? packOf(w, shapes[i][0], shapes[i][1]));
-  const po = other ? ws.map((w, i) => packOf(w, shapes[i][0], shapes[i][1], other)) : [];
+  const oneOther = one && other ? packOf(one, 128, 512, other) : null;
+  const po = other ? ws.map((w, i) => oneOther ?? packOf(w, shapes[i][0], shapes[i][1], other)) : [];
   const bytes = ws.reduce((s, w) => s + w.byteLength, 0);
   const maxIn = Math.max(...shapes.map(([, k]) => k));
   const maxOut = Math.max(...shapes.map(([n]) => n));

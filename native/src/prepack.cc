@@ -107,6 +107,16 @@ void scale_only(const PackedProduct& g) {
   for (int64_t i = 0; i < g.m * g.n; i++) g.c[i] = g.beta == 0.f ? 0.f : g.c[i] * g.beta;
 }
 
+#if defined(__x86_64__)
+// The decode kernel for g: AVX-512's for 2–8 rows where the CPU has it, else AVX2's.
+void decode_cols(const PackedProduct& g, int64_t j0, int64_t j1) {
+  if (g.m >= 2 && cpu_path() == CpuPath::Avx512)
+    packed_decode_avx512(g, j0, j1);
+  else
+    packed_decode_avx2(g, j0, j1);
+}
+#endif
+
 void run_packed(const PackedProduct& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0 || g.alpha == 0.f) {
@@ -130,7 +140,7 @@ void run_packed(const PackedProduct& g) {
     const double bytes = static_cast<double>(g.n) * g.k * (g.bf16 ? 2 : 4);
     const int64_t parts = std::min<int64_t>(
         {static_cast<int64_t>(nt), units, std::max<int64_t>(1, static_cast<int64_t>(bytes / kMinBytesPerThread))});
-    split_cols(parts, [&](int64_t j0, int64_t j1) { packed_decode_avx2(g, j0, j1); });
+    split_cols(parts, [&](int64_t j0, int64_t j1) { decode_cols(g, j0, j1); });
     return;
   }
   // Prefill: the widest packed kernel this CPU has (column splits are multiples of 64).
@@ -156,7 +166,7 @@ void run_packed(const PackedProduct& g) {
 
 // Several one-input products (decode: m ≤ 8) with their columns split over the pool together,
 // in the same 64-column units run_packed uses within each product: every element is computed
-// by packed_decode_avx2 as when the product runs alone.
+// by decode_cols as when the product runs alone.
 void run_packed_shared(const std::vector<PackedProduct>& gs) {
   std::vector<PackedProduct> live;
   for (const auto& g : gs) {
@@ -180,7 +190,7 @@ void run_packed_shared(const std::vector<PackedProduct>& gs) {
   auto run_units = [&](int64_t u0, int64_t u1) {
     for (size_t i = 0; i < live.size(); i++) {
       const int64_t s = std::max(u0, first[i]) - first[i], e = std::min(u1, first[i + 1]) - first[i];
-      if (s < e) packed_decode_avx2(live[i], s * kColUnit, std::min(live[i].n, e * kColUnit));
+      if (s < e) decode_cols(live[i], s * kColUnit, std::min(live[i].n, e * kColUnit));
     }
   };
   if (parts <= 1) return run_units(0, units);

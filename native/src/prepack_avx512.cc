@@ -1,7 +1,10 @@
-// AVX-512 prefill over prepacked weights: the panels feed the same 6×64 packed GEMM as
-// gemm_avx512.cc's general path (its B "packing" becomes a copy of four 16-column panel
+// AVX-512 kernels over prepacked weights. Prefill: the panels feed the same 6×64 packed GEMM
+// as gemm_avx512.cc's general path (its B "packing" becomes a copy of four 16-column panel
 // slices per 64-column panel, widened for bf16), so AVX-512 hosts keep their wide kernel on
-// prepacked weights. Decode (≤ 8 rows) runs prepack_avx2.cc's kernel on every x86 host.
+// prepacked weights. Decode of 2–8 rows: one 16-column panel row is one register, and the 32
+// registers hold 16 accumulators (8 rows × 2 panels, 4 × 4, ...), so a batch of a few
+// sequences is not held to the 16-register AVX2 tile's rate (bf16 × 8 rows ran slower than
+// the row-major path). One row stays on prepack_avx2.cc's kernel: it is bound by memory.
 // Every element is computed as the row-major GEMM computes it (FMA chains from zero per
 // 256-deep k slice, store_tile's alpha/beta formula), so the results are bit-identical;
 // test/kernels/prepack-native.test.ts checks it on the host it runs on.
@@ -9,6 +12,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include "avx512_defined.h"
 
 #include <cstdint>
 #include <cstring>
@@ -83,8 +88,130 @@ void gemm_any(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_
   packed_gemm<V, 6, 4, kPackSlice, 512, 96, true>(t, pack_b, pack_a6);
 }
 
+// One panel row (16 values) as 16 f32 lanes. A bf16 row is zero-extended in its stored
+// order, columns 4..7 and 8..11 swapped (prepack_internal.h): its lanes are put back in
+// column order once per tile, when the accumulators are stored (in_order).
+inline __m512 wrow(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 wrow(const uint16_t* p) {
+  const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(avx512_defined::slli_epi32<16>(avx512_defined::cvtepu16_epi32(r)));
+}
+template <class TB>
+inline __m512 in_order(__m512 v) {
+  if constexpr (sizeof(TB) == 4) {
+    return v;
+  } else {
+    const __m512i swap = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
+    return _mm512_maskz_permutexvar_ps(avx512_defined::kAll16, swap, v);  // GCC 12: avx512_defined.h
+  }
+}
+
+// One k slice (depth kc) of G adjacent panels at bp for M rows of A (row i at a + i·lda, at
+// the slice's first k): C's 16·G columns at c (row i at c + i·ldc; the first `valid` exist)
+// get the slice's contribution. Each element is one FMA chain from zero in order of p, then
+// the packed GEMM's alpha/beta formula: the bits of every other path.
+// `ahead` (bf16): the W this thread reads next, prefetched into L2 G·16 values per step, as
+// prepack_avx2.cc's tile does (without it, G bf16 panel streams read slower than one).
+template <int M, int G, class TB>
+inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t lda, float* c, int64_t ldc,
+                        float alpha, float beta, int64_t valid, const TB* ahead) {
+  constexpr int kLines = static_cast<int>(G * 16 * sizeof(TB) / 64);
+  __m512 acc[M][G];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; i++)
+#pragma GCC unroll 4
+    for (int q = 0; q < G; q++) acc[i][q] = _mm512_setzero_ps();
+  const float* ar[M];
+  for (int i = 0; i < M; i++) ar[i] = a + i * lda;
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; p++) {
+    if (ahead != nullptr) {
+      const char* line = reinterpret_cast<const char*>(ahead + p * 16 * G);
+#pragma GCC unroll 4
+      for (int l = 0; l < kLines; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T1);
+    }
+    __m512 w[G];
+#pragma GCC unroll 4
+    for (int q = 0; q < G; q++) w[q] = wrow(bp + q * kc * 16 + p * 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++) {
+      const __m512 x = _mm512_set1_ps(ar[i][p]);
+#pragma GCC unroll 4
+      for (int q = 0; q < G; q++) acc[i][q] = _mm512_fmadd_ps(x, w[q], acc[i][q]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int q = 0; q < G; q++) {
+    const int64_t j = 16 * q;
+    if (j >= valid) break;
+    const int64_t nr = valid - j < 16 ? valid - j : 16;
+    const __mmask16 mk = static_cast<__mmask16>(nr == 16 ? 0xFFFF : (1u << nr) - 1u);
+    for (int i = 0; i < M; i++) {
+      float* d = c + i * ldc + j;
+      const __m512 v = in_order<TB>(acc[i][q]);
+      __m512 y;
+      if (beta == 0.f)
+        y = _mm512_mul_ps(v, va);
+      else if (beta == 1.f)
+        y = _mm512_fmadd_ps(v, va, _mm512_maskz_loadu_ps(mk, d));
+      else
+        y = _mm512_fmadd_ps(v, va, _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(mk, d)));
+      _mm512_mask_storeu_ps(d, mk, y);
+    }
+  }
+}
+
+// Rows [0, M) over panels [j0/16, ⌈j1/16⌉), slice by slice, G panels at a time.
+template <int M, int G, class TB>
+void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
+  const TB* w = static_cast<const TB*>(g.w);
+  const int64_t npad = packed_npad(g.n), k = g.k, n = g.n;
+  const int64_t q0 = j0 / 16, q1 = (j1 + 15) / 16;
+  for (int64_t pc = 0; pc < k; pc += kPackSlice) {
+    const int64_t kc = imin(kPackSlice, k - pc);
+    const float beta = pc == 0 ? g.beta : 1.f;
+    const TB* slice = w + pc * npad;
+    int64_t q = q0;
+    for (; q + G <= q1; q += G) {
+      const TB* bp = slice + q * kc * 16;
+      const TB* ahead = nullptr;
+      if (sizeof(TB) == 2) {
+        if (q + 2 * G <= q1)
+          ahead = bp + G * kc * 16;
+        else if (pc + kPackSlice < k)
+          ahead = w + (pc + kPackSlice) * npad + q0 * imin(kPackSlice, k - pc - kPackSlice) * 16;
+      }
+      decode_tile<M, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16 * G, n - 16 * q), ahead);
+    }
+    for (; q < q1; q++)
+      decode_tile<M, 1>(slice + q * kc * 16, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16, n - 16 * q),
+                        static_cast<const TB*>(nullptr));
+  }
+}
+
+// 8–16 accumulators per tile (M·G), within the 32 registers with the G panel rows.
+template <class TB>
+void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
+  switch (g.m) {
+    case 2: return decode_rows<2, 4, TB>(g, j0, j1);
+    case 3: return decode_rows<3, 4, TB>(g, j0, j1);
+    case 4: return decode_rows<4, 4, TB>(g, j0, j1);
+    case 5: return decode_rows<5, 2, TB>(g, j0, j1);
+    case 6: return decode_rows<6, 2, TB>(g, j0, j1);
+    case 7: return decode_rows<7, 2, TB>(g, j0, j1);
+    default: return decode_rows<8, 2, TB>(g, j0, j1);
+  }
+}
+
 }  // namespace
 }  // namespace prepack_avx512
+
+void packed_decode_avx512(const PackedProduct& g, int64_t j0, int64_t j1) {
+  if (g.bf16)
+    prepack_avx512::decode_any<uint16_t>(g, j0, j1);
+  else
+    prepack_avx512::decode_any<float>(g, j0, j1);
+}
 
 void packed_gemm_avx512(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   if (i1 <= i0 || j1 <= j0) return;
