@@ -108,9 +108,9 @@ void scale_only(const PackedProduct& g) {
 }
 
 #if defined(__x86_64__)
-// The decode kernel for g: AVX-512's for 2–8 rows where the CPU has it, else AVX2's.
+// The decode kernel for g: AVX-512's where the CPU has it (2–8 rows, or one bf16 row), else AVX2's.
 void decode_cols(const PackedProduct& g, int64_t j0, int64_t j1) {
-  if (g.m >= 2 && cpu_path() == CpuPath::Avx512)
+  if ((g.m >= 2 || g.bf16) && cpu_path() == CpuPath::Avx512)
     packed_decode_avx512(g, j0, j1);
   else
     packed_decode_avx2(g, j0, j1);

@@ -4,7 +4,9 @@
 // prepacked weights. Decode of 2–8 rows: one 16-column panel row is one register, and the 32
 // registers hold 16 accumulators (8 rows × 2 panels, 4 × 4, ...), so a batch of a few
 // sequences is not held to the 16-register AVX2 tile's rate (bf16 × 8 rows ran slower than
-// the row-major path). One row stays on prepack_avx2.cc's kernel: it is bound by memory.
+// the row-major path). One bf16 row runs here too (1.06–1.09× the AVX2 kernel from memory;
+// G = 8 panels per tile was slower than 4); one f32 row stays on prepack_avx2.cc's kernel,
+// which already streams at the bandwidth.
 // Every element is computed as the row-major GEMM computes it (FMA chains from zero per
 // 256-deep k slice, store_tile's alpha/beta formula), so the results are bit-identical;
 // test/kernels/prepack-native.test.ts checks it on the host it runs on.
@@ -193,6 +195,7 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
 template <class TB>
 void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
   switch (g.m) {
+    case 1: return decode_rows<1, 4, TB>(g, j0, j1);
     case 2: return decode_rows<2, 4, TB>(g, j0, j1);
     case 3: return decode_rows<3, 4, TB>(g, j0, j1);
     case 4: return decode_rows<4, 4, TB>(g, j0, j1);

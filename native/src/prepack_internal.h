@@ -51,7 +51,7 @@ bool prepack_supported();
 // Rows [0, m) of C for output columns [j0, j1) (multiples of 16, j1 may be npad), m ≤ 8:
 // streams the panels once. Every element is computed as the packed GEMM computes it.
 void packed_decode_avx2(const PackedProduct& g, int64_t j0, int64_t j1);
-// The same for 2 ≤ m ≤ 8 on AVX-512 hosts (16-lane panel rows, 32 registers).
+// The same on AVX-512 hosts (16-lane panel rows, 32 registers): 2 ≤ m ≤ 8, or one bf16 row.
 void packed_decode_avx512(const PackedProduct& g, int64_t j0, int64_t j1);
 // Rows [i0, i1), columns [j0, j1) (j0 a multiple of 16) with the 6×16 packed kernel, or (j0 a
 // multiple of 64, AVX-512 hosts only) the 6×64 one.
