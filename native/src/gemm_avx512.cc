@@ -321,8 +321,9 @@ void gemm_serial_avx512(const GemmTask& t) {
     scale_c(t);
     return;
   }
-  // The path depends on the whole product's n, transA and k only (never on m or on a
-  // thread's share of the columns), and every path sums each element in the same KC slices.
+  // The path may depend on this block's shape (a thread's share of the rows or columns), but
+  // every path sums each element in the same KC slices from zero, then the same alpha/beta
+  // formula, so the choice never changes a bit.
   const int64_t nsel = t.n_full > 0 ? t.n_full : t.n;
   if (!t.transA && nsel <= 16 && t.k >= 32) {
     bcast_gemm<1, LORAKIT_BCAST_R>(t);

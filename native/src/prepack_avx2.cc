@@ -53,15 +53,17 @@ inline void row16(const uint16_t* p, __m256& lo, __m256& hi) {
 // M rows of A (row i at a + i·lda, already at the slice's first k): C's 16·G columns at c
 // (row i at c + i·ldc, the first `valid` columns exist) get the slice's contribution.
 // `ahead` (bf16 only): where the W this thread reads next begins (the next G panels' slice,
-// contiguous after these): each step prefetches the next G·16 of its values into L2, so the
-// whole next tile is on its way while this one computes. A bf16 row feeds as many FMAs as an
+// contiguous after these, ahead_kc deep): each step prefetches the next G·16 of its values
+// into L2, so the whole next tile is on its way while this one computes. A bf16 row feeds as many FMAs as an
 // f32 row in half the bytes, and the hardware prefetcher alone kept one thread at 15–21 GB/s
 // from memory where it streams f32 at ~30 (bench/prepack.ts); with it, 21–27. For f32 the
 // same prefetch cost 8–10 %, so f32 tiles get none.
 template <int M, int G, class TB>
 inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t lda, float* c, int64_t ldc,
-                 float alpha, float beta, int64_t valid, const TB* ahead) {
-  constexpr int kLines = static_cast<int>(G * 16 * sizeof(TB) / 64);
+                 float alpha, float beta, int64_t valid, const TB* ahead, int64_t ahead_kc) {
+  // W bytes one step reads; a step of 32 bytes (one bf16 panel) prefetches a line every other step.
+  constexpr int kStepBytes = static_cast<int>(G * 16 * sizeof(TB));
+  constexpr int kLines = kStepBytes >= 64 ? kStepBytes / 64 : 1;
   constexpr int NV = 2 * G;
   __m256 acc[M][NV];
 #pragma GCC unroll 8
@@ -79,7 +81,7 @@ inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t ld
   constexpr bool kHoist = NV * M + M + 3 <= 16;
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; p++) {
-    if (ahead != nullptr) {
+    if (ahead != nullptr && p < ahead_kc && (p * kStepBytes) % 64 == 0) {
       const char* line = reinterpret_cast<const char*>(ahead + p * 16 * G);
 #pragma GCC unroll 4
       for (int l = 0; l < kLines; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T1);
@@ -143,29 +145,35 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
         // Two row groups: widen the bf16 panel slice once into L1 and run both on it.
         float* wide = gemm_scratch(3, static_cast<size_t>(kPackSlice) * 16 * G);
         for (int64_t e = 0; e < kc * 16 * G; e += 16) row16(bp + e, *reinterpret_cast<__m256*>(wide + e), *reinterpret_cast<__m256*>(wide + e + 8));
-        tile<MA, G, float>(static_cast<const float*>(wide), kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, nullptr);
-        tile<MB, G, float>(static_cast<const float*>(wide), kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr);
+        tile<MA, G, float>(static_cast<const float*>(wide), kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
+        tile<MB, G, float>(static_cast<const float*>(wide), kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
       } else {
         // The next tile's W: the following G panels of this slice, else this thread's first
         // panels of the next slice.
         const TB* ahead = nullptr;
+        int64_t ahead_kc = kc;
         if (sizeof(TB) == 2) {
-          if (q + 2 * G <= q1)
+          if (q + 2 * G <= q1) {
             ahead = bp + G * kc * 16;
-          else if (pc + kPackSlice < k)
-            ahead = w + (pc + kPackSlice) * npad + q0 * imin(kPackSlice, k - pc - kPackSlice) * 16;
+          } else if (pc + kPackSlice < k) {
+            ahead_kc = imin(kPackSlice, k - pc - kPackSlice);
+            ahead = w + (pc + kPackSlice) * npad + q0 * ahead_kc * 16;
+          }
         }
-        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, ahead);
+        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, ahead, ahead_kc);
         if constexpr (MB > 0)
-          tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, static_cast<const TB*>(nullptr));
+          tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid,
+                      static_cast<const TB*>(nullptr), 0);
       }
     }
     for (; q < q1; q++) {
       const TB* bp = slice + q * kc * 16;
       const int64_t valid = imin(16, n - 16 * q);
       tile<MA, 1>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid,
-                  sizeof(TB) == 2 && q + 2 <= q1 ? bp + kc * 16 : static_cast<const TB*>(nullptr));
-      if constexpr (MB > 0) tile<MB, 1>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, static_cast<const TB*>(nullptr));
+                  sizeof(TB) == 2 && q + 2 <= q1 ? bp + kc * 16 : static_cast<const TB*>(nullptr), kc);
+      if constexpr (MB > 0)
+        tile<MB, 1>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid,
+                    static_cast<const TB*>(nullptr), 0);
     }
   }
 }

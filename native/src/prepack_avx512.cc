@@ -116,8 +116,10 @@ inline __m512 in_order(__m512 v) {
 // prepack_avx2.cc's tile does (without it, G bf16 panel streams read slower than one).
 template <int M, int G, class TB>
 inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t lda, float* c, int64_t ldc,
-                        float alpha, float beta, int64_t valid, const TB* ahead) {
-  constexpr int kLines = static_cast<int>(G * 16 * sizeof(TB) / 64);
+                        float alpha, float beta, int64_t valid, const TB* ahead, int64_t ahead_kc) {
+  // W bytes one step reads; a step of 32 bytes (one bf16 panel) prefetches a line every other step.
+  constexpr int kStepBytes = static_cast<int>(G * 16 * sizeof(TB));
+  constexpr int kLines = kStepBytes >= 64 ? kStepBytes / 64 : 1;
   __m512 acc[M][G];
 #pragma GCC unroll 8
   for (int i = 0; i < M; i++)
@@ -127,7 +129,7 @@ inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int
   for (int i = 0; i < M; i++) ar[i] = a + i * lda;
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; p++) {
-    if (ahead != nullptr) {
+    if (ahead != nullptr && p < ahead_kc && (p * kStepBytes) % 64 == 0) {
       const char* line = reinterpret_cast<const char*>(ahead + p * 16 * G);
 #pragma GCC unroll 4
       for (int l = 0; l < kLines; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T1);
@@ -177,17 +179,21 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
     for (; q + G <= q1; q += G) {
       const TB* bp = slice + q * kc * 16;
       const TB* ahead = nullptr;
+      int64_t ahead_kc = kc;
       if (sizeof(TB) == 2) {
-        if (q + 2 * G <= q1)
+        if (q + 2 * G <= q1) {
           ahead = bp + G * kc * 16;
-        else if (pc + kPackSlice < k)
-          ahead = w + (pc + kPackSlice) * npad + q0 * imin(kPackSlice, k - pc - kPackSlice) * 16;
+        } else if (pc + kPackSlice < k) {
+          ahead_kc = imin(kPackSlice, k - pc - kPackSlice);
+          ahead = w + (pc + kPackSlice) * npad + q0 * ahead_kc * 16;
+        }
       }
-      decode_tile<M, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16 * G, n - 16 * q), ahead);
+      decode_tile<M, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16 * G, n - 16 * q), ahead,
+                        ahead_kc);
     }
     for (; q < q1; q++)
       decode_tile<M, 1>(slice + q * kc * 16, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16, n - 16 * q),
-                        static_cast<const TB*>(nullptr));
+                        static_cast<const TB*>(nullptr), 0);
   }
 }
 
