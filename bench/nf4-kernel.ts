@@ -1,0 +1,111 @@
+// The prepacked NF4 decode kernel alone (micro benchmark): the 125M shape's decoder weights as
+// random NF4 codes (blocksize 64), multiplied by 1, 2, 4 and 8 rows through nf4GemmPacked —
+// the decode kernel, compute-bound where bf16 and f32 decode are bound by memory — in GB/s of
+// codes read (median of the interleaved rounds). `--against FILE` runs another build's
+// lorakit_native.node in the same rounds, in turns with this one, and prints the ratio.
+//
+//   npm run build && node dist/bench/nf4-kernel.js [--threads N] [--rounds 15] [--against FILE]
+import { createRequire } from "node:module";
+import { cpus } from "node:os";
+import { resolve } from "node:path";
+import { loadAddon } from "../src/kernels/native/loader.js";
+
+interface Nf4Addon {
+  setThreads(n: number): void;
+  nf4Pack(
+    packed: Uint8Array,
+    absmax: Float32Array,
+    blocksize: number,
+    out: number,
+    inFeatures: number,
+    codes: Uint8Array,
+    pscales: Float32Array,
+  ): void;
+  nf4GemmPacked(
+    backward: boolean,
+    rows: number,
+    inFeatures: number,
+    out: number,
+    a: Float32Array,
+    codes: Uint8Array,
+    pscales: Float32Array,
+    blocksize: number,
+    qmap: Float32Array,
+    c: Float32Array,
+    beta: number,
+  ): void;
+}
+
+const argv = process.argv.slice(2);
+const opt = (n: string, d: string) => {
+  const i = argv.indexOf(`--${n}`);
+  return i >= 0 ? argv[i + 1] : d;
+};
+const THREADS = Number(opt("threads", String(cpus().length)));
+const ROUNDS = Number(opt("rounds", "15"));
+const AGAINST = argv.includes("--against") ? resolve(opt("against", "")) : null;
+
+const loaded = loadAddon();
+if (!("addon" in loaded)) throw new Error("bench/nf4-kernel needs the native addon (npm run build:native)");
+const builds: { name: string; addon: Nf4Addon }[] = [
+  { name: "this build", addon: loaded.addon as unknown as Nf4Addon },
+];
+if (AGAINST) builds.push({ name: "--against", addon: createRequire(import.meta.url)(AGAINST) as Nf4Addon });
+for (const b of builds) b.addon.setThreads(THREADS);
+
+let seed = 7;
+const rand = () => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 4294967296;
+};
+const BS = 64;
+const qmap = Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5);
+// One decoder layer of the 125M shape (hidden 768, intermediate 2048, 4 KV heads of 64), 12 times.
+const layer: [number, number][] = [
+  [768, 768],
+  [256, 768],
+  [256, 768],
+  [768, 768],
+  [2048, 768],
+  [2048, 768],
+  [768, 2048],
+];
+const shapes = Array.from({ length: 12 }, () => layer).flat();
+const weights = builds.map(({ addon }) =>
+  shapes.map(([out, inF]) => {
+    const packed = Uint8Array.from({ length: (out * inF) / 2 }, () => (rand() * 256) | 0);
+    const absmax = Float32Array.from({ length: (out * inF) / BS }, rand);
+    const panels = Math.ceil(out / 16);
+    const codes = new Uint8Array(panels * 8 * inF);
+    const pscales = new Float32Array((panels * 16 * inF) / BS);
+    addon.nf4Pack(packed, absmax, BS, out, inF, codes, pscales);
+    return { out, inF, codes, pscales };
+  }),
+);
+const codeBytes = shapes.reduce((s, [o, i]) => s + (o * i) / 2, 0);
+const a = Float32Array.from({ length: 8 * 2048 }, rand);
+const c = new Float32Array(8 * 2048);
+
+console.log(
+  `NF4 decode kernel: 125M shape's ${shapes.length} decoder weights, ${(codeBytes / 2 ** 20).toFixed(0)} MiB of codes, ${THREADS} threads, median of ${ROUNDS} interleaved rounds`,
+);
+console.log(`rows | ${builds.map((b) => `${b.name} GB/s`).join(" | ")}${AGAINST ? " | this build ×" : ""}`);
+for (const rows of [1, 2, 4, 8]) {
+  const step = (i: number) => {
+    const t0 = performance.now();
+    for (const w of weights[i])
+      builds[i].addon.nf4GemmPacked(false, rows, w.inF, w.out, a, w.codes, w.pscales, BS, qmap, c, 0);
+    return performance.now() - t0;
+  };
+  const times = builds.map(() => [] as number[]);
+  for (let r = 0; r < ROUNDS; r++)
+    for (let j = 0; j < builds.length; j++) {
+      const i = (r + j) % builds.length;
+      times[i].push(step(i));
+    }
+  const med = times.map((t) => t.sort((x, y) => x - y)[t.length >> 1]);
+  const gbs = med.map((ms) => (codeBytes / ms / 1e6).toFixed(1).padStart(12));
+  console.log(
+    `${String(rows).padStart(4)} | ${gbs.join(" | ")}${AGAINST ? ` | ${(med[1] / med[0]).toFixed(2)}×` : ""}`,
+  );
+}
