@@ -14,7 +14,8 @@
 // Dequantising is four byte-table lookups (vpshufb: one table per byte of the f32 map value)
 // and two rounds of unpacking, which leave the weights of columns 0–7 and 8–15 at k and k+1
 // in four vectors: no lane-crossing permute (vpermps is several times slower on the AMD
-// cores this was measured on).
+// cores this was measured on). On AVX-512 the decode kernel reads the same layout with one
+// 16-lane vpermps of the map per panel row instead (fast on Zen 5; avx512::decode_panels).
 //
 // Exports:
 //   nf4PackedLayout() → { panel: 16 } on AVX2/AVX-512 CPUs, else null
