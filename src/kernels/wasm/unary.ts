@@ -1,30 +1,11 @@
 // The unary ops needing eˣ, ln x, tanh, erf or a power, forward and backward, on the wasm
 // module (c/unary.c) for Float32Array operands; Float64Array calls go to the reference. The
 // results are within a few f32 ulp of the reference's (vmath.h), the same on any thread count.
-import type { FloatArray, UnaryOp } from "../../core/backend.js";
+import { type FloatArray, UNARY_OPS, type UnaryOp } from "../../core/backend.js";
 import { refBackend } from "../ref/index.js";
 import type { WasmArena } from "./arena.js";
 import type { KernelCalls } from "./calls.js";
 import { allF32, needLength } from "./ops.js";
-
-/** c/unary.c's op codes: the code of an op is its index here (the C enum's order). */
-const OP_CODES: readonly UnaryOp[] = [
-  "neg",
-  "exp",
-  "log",
-  "sqrt",
-  "rsqrt",
-  "tanh",
-  "sigmoid",
-  "silu",
-  "gelu_tanh",
-  "gelu_erf",
-  "pow",
-  "abs",
-  "square",
-  "scale",
-  "relu",
-];
 
 /** The forward ops c/unary.c's wasm_unary_math computes. */
 export const WASM_UNARY_MATH: readonly UnaryOp[] = [
@@ -61,7 +42,7 @@ export function wasmUnaryMath(
   try {
     const xa = arena.copyIn(x, 0, n);
     const oa = arena.alloc(n * 4);
-    ex.wasm_unary_math(OP_CODES.indexOf(op), xa, oa, n, param, odd, frac);
+    ex.wasm_unary_math(UNARY_OPS.indexOf(op), xa, oa, n, param, odd, frac);
     out.set(arena.view(out, oa, n));
   } finally {
     arena.reset();
@@ -97,7 +78,7 @@ export function wasmUnaryBackward(
     const xa = arena.copyIn(x as Float32Array, 0, n);
     const ga = arena.copyIn(dy as Float32Array, 0, n);
     const da = accumulate ? arena.copyIn(dx as Float32Array, 0, n) : arena.alloc(n * 4);
-    ex.wasm_unary_backward(OP_CODES.indexOf(op), xa, ga, da, n, param, odd, frac, accumulate ? 1 : 0);
+    ex.wasm_unary_backward(UNARY_OPS.indexOf(op), xa, ga, da, n, param, odd, frac, accumulate ? 1 : 0);
     dx.set(arena.view(dx as Float32Array, da, n));
   } finally {
     arena.reset();

@@ -1,6 +1,6 @@
 // The unary ops that need eˣ, ln x, tanh, erf or a power, forward and backward, in SIMD128
-// (kernels/ref/elementwise.ts's formulas). Op codes are the enum below, which unary.ts's
-// OP_CODES lists in the same order. Threads take ranges of whole f32x4 groups, and every lane runs the same
+// (kernels/ref/elementwise.ts's formulas). Op codes are the indices in core/backend.ts's
+// UNARY_OPS (the enum below). Threads take ranges of whole f32x4 groups, and every lane runs the same
 // instructions, so results are bit-identical for any thread count.
 //
 // Forward: f32 lanes with vmath.h's functions (a few ulp from the reference's f64 result).
