@@ -148,19 +148,8 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
         tile<MA, G, float>(static_cast<const float*>(wide), kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
         tile<MB, G, float>(static_cast<const float*>(wide), kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
       } else {
-        // The next tile's W: the following G panels of this slice, else this thread's first
-        // panels of the next slice.
-        const TB* ahead = nullptr;
-        int64_t ahead_kc = kc;
-        if (sizeof(TB) == 2) {
-          if (q + 2 * G <= q1) {
-            ahead = bp + G * kc * 16;
-          } else if (pc + kPackSlice < k) {
-            ahead_kc = imin(kPackSlice, k - pc - kPackSlice);
-            ahead = w + (pc + kPackSlice) * npad + q0 * ahead_kc * 16;
-          }
-        }
-        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, ahead, ahead_kc);
+        const NextTile<TB> ahead = sizeof(TB) == 2 ? next_tile(w, npad, k, pc, kc, q, G, q0, q1) : NextTile<TB>{};
+        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, ahead.w, ahead.kc);
         if constexpr (MB > 0)
           tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid,
                       static_cast<const TB*>(nullptr), 0);

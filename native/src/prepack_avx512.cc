@@ -178,18 +178,9 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
     int64_t q = q0;
     for (; q + G <= q1; q += G) {
       const TB* bp = slice + q * kc * 16;
-      const TB* ahead = nullptr;
-      int64_t ahead_kc = kc;
-      if (sizeof(TB) == 2) {
-        if (q + 2 * G <= q1) {
-          ahead = bp + G * kc * 16;
-        } else if (pc + kPackSlice < k) {
-          ahead_kc = imin(kPackSlice, k - pc - kPackSlice);
-          ahead = w + (pc + kPackSlice) * npad + q0 * ahead_kc * 16;
-        }
-      }
-      decode_tile<M, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16 * G, n - 16 * q), ahead,
-                        ahead_kc);
+      const NextTile<TB> ahead = sizeof(TB) == 2 ? next_tile(w, npad, k, pc, kc, q, G, q0, q1) : NextTile<TB>{};
+      decode_tile<M, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16 * G, n - 16 * q), ahead.w,
+                        ahead.kc);
     }
     for (; q < q1; q++)
       decode_tile<M, 1>(slice + q * kc * 16, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16, n - 16 * q),

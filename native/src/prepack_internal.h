@@ -33,6 +33,24 @@ inline int64_t packed_lane(int64_t j) {
 inline int64_t packed_npad(int64_t n) { return (n + kPackPanel - 1) / kPackPanel * kPackPanel; }
 inline int64_t packed_elements(int64_t n, int64_t k) { return packed_npad(n) * k; }
 
+// The W a decode tile reads after the tile of G panels from panel q of the slice at pc (kc
+// deep), for a thread whose panels are [q0, q1): the next G panels of this slice, else the
+// thread's first panels of the next slice, else none; with its depth (the decode kernels
+// prefetch it while they compute the current tile).
+template <class TB>
+struct NextTile {
+  const TB* w = nullptr;
+  int64_t kc = 0;
+};
+template <class TB>
+inline NextTile<TB> next_tile(const TB* w, int64_t npad, int64_t k, int64_t pc, int64_t kc, int64_t q, int64_t G,
+                              int64_t q0, int64_t q1) {
+  if (q + 2 * G <= q1) return {w + pc * npad + (q + G) * kc * 16, kc};
+  if (pc + kPackSlice >= k) return {};
+  const int64_t kc_next = k - pc - kPackSlice < kPackSlice ? k - pc - kPackSlice : kPackSlice;
+  return {w + (pc + kPackSlice) * npad + q0 * kc_next * 16, kc_next};
+}
+
 // A prepacked product: C (m×n, row-major, ldc = n) = alpha·A (m×k)·Wᵀ + beta·C.
 struct PackedProduct {
   bool bf16 = false;
