@@ -34,7 +34,7 @@ import { Linear } from "../src/nn/layers.js";
 import { Linear4bit } from "../src/quant/linear4bit.js";
 import { quantizeModel } from "../src/quant/model.js";
 import { llamaCppPeer } from "./llama-cpp-peer.js";
-import { scaleShape } from "./scale/shapes.js";
+import { benchShapeConfig } from "./scale/shapes.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -58,17 +58,7 @@ const INTERLEAVE = opt("interleave-prepack", 0);
 const DECODE_SPLIT = opt("decode-split", 0);
 setWeightPacking(PREPACK);
 
-const SHAPE_125M = {
-  model_type: "llama",
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 4,
-  max_position_embeddings: 2048,
-};
-const cfg = parseLlamaConfig(shapeArg === "125m" ? SHAPE_125M : { ...scaleShape(shapeArg).config });
+const cfg = parseLlamaConfig(benchShapeConfig(shapeArg));
 const model = new LlamaForCausalLM(cfg, { rng: new Rng(0) });
 model.eval();
 let params = 0;

@@ -12,6 +12,7 @@ import { type GenerationStats, generate, generationRates } from "../src/models/g
 import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { KV_DTYPES, KVCache, type KVDType } from "../src/models/llama/kv-cache.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
+import { BENCH_125M_CONFIG } from "./scale/shapes.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -23,13 +24,7 @@ const NEW = opt("new", 16);
 const REPS = opt("reps", 3);
 
 const cfg = parseLlamaConfig({
-  model_type: "llama",
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 4,
+  ...BENCH_125M_CONFIG,
   max_position_embeddings: Math.max(2048, CTX + NEW + 1),
 });
 const found = (await availableBackends()).find((b) => b.name === "native") as Backend | undefined;

@@ -17,7 +17,7 @@ import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
 import { Linear } from "../src/nn/layers.js";
 import { linear4bitModules, quantizeModel } from "../src/quant/model.js";
-import { scaleShape } from "./scale/shapes.js";
+import { benchShapeConfig } from "./scale/shapes.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -30,17 +30,7 @@ const PROMPT = opt("prompt", 64);
 const NEW = opt("new", 16);
 const THREADS = opt("threads", cpus().length);
 
-const SHAPE_125M = {
-  model_type: "llama",
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 4,
-  max_position_embeddings: 2048,
-};
-const cfg = parseLlamaConfig(shapeArg === "125m" ? SHAPE_125M : { ...scaleShape(shapeArg).config });
+const cfg = parseLlamaConfig(benchShapeConfig(shapeArg));
 const { backend } = await selectBackend();
 if (backend.name !== "native" || !backend.nf4Pack)
   throw new Error("needs the native backend with packed NF4 kernels");

@@ -9,32 +9,12 @@ import { createRequire } from "node:module";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
 import { loadAddon } from "../src/kernels/native/loader.js";
+import type { Nf4Addon } from "../src/kernels/native/nf4.js";
+import { parseLlamaConfig } from "../src/models/llama/config.js";
+import { BENCH_125M_CONFIG } from "./scale/shapes.js";
 
-interface Nf4Addon {
-  setThreads(n: number): void;
-  nf4Pack(
-    packed: Uint8Array,
-    absmax: Float32Array,
-    blocksize: number,
-    out: number,
-    inFeatures: number,
-    codes: Uint8Array,
-    pscales: Float32Array,
-  ): void;
-  nf4GemmPacked(
-    backward: boolean,
-    rows: number,
-    inFeatures: number,
-    out: number,
-    a: Float32Array,
-    codes: Uint8Array,
-    pscales: Float32Array,
-    blocksize: number,
-    qmap: Float32Array,
-    c: Float32Array,
-    beta: number,
-  ): void;
-}
+/** The addon functions this benchmark calls (both present wherever the NF4 kernels are). */
+type Nf4Kernels = Required<Pick<Nf4Addon, "nf4Pack" | "nf4GemmPacked">> & { setThreads(n: number): void };
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: string) => {
@@ -47,10 +27,10 @@ const AGAINST = argv.includes("--against") ? resolve(opt("against", "")) : null;
 
 const loaded = loadAddon();
 if (!("addon" in loaded)) throw new Error("bench/nf4-kernel needs the native addon (npm run build:native)");
-const builds: { name: string; addon: Nf4Addon }[] = [
-  { name: "this build", addon: loaded.addon as unknown as Nf4Addon },
+const builds: { name: string; addon: Nf4Kernels }[] = [
+  { name: "this build", addon: loaded.addon as unknown as Nf4Kernels },
 ];
-if (AGAINST) builds.push({ name: "--against", addon: createRequire(import.meta.url)(AGAINST) as Nf4Addon });
+if (AGAINST) builds.push({ name: "--against", addon: createRequire(import.meta.url)(AGAINST) as Nf4Kernels });
 for (const b of builds) b.addon.setThreads(THREADS);
 
 let seed = 7;
@@ -60,17 +40,19 @@ const rand = () => {
 };
 const BS = 64;
 const qmap = Float32Array.from({ length: 16 }, (_, i) => (i - 7.5) / 7.5);
-// One decoder layer of the 125M shape (hidden 768, intermediate 2048, 4 KV heads of 64), 12 times.
-const layer: [number, number][] = [
-  [768, 768],
-  [256, 768],
-  [256, 768],
-  [768, 768],
-  [2048, 768],
-  [2048, 768],
-  [768, 2048],
-];
-const shapes = Array.from({ length: 12 }, () => layer).flat();
+// Every decoder linear of the 125M shape, [out, in].
+const cfg = parseLlamaConfig(BENCH_125M_CONFIG);
+const [H, I] = [cfg.hiddenSize, cfg.intermediateSize];
+const [q, kv] = [cfg.numAttentionHeads * cfg.headDim, cfg.numKeyValueHeads * cfg.headDim];
+const shapes = Array.from({ length: cfg.numHiddenLayers }, (): [number, number][] => [
+  [q, H],
+  [kv, H],
+  [kv, H],
+  [H, q],
+  [I, H],
+  [I, H],
+  [H, I],
+]).flat();
 const weights = builds.map(({ addon }) =>
   shapes.map(([out, inF]) => {
     const packed = Uint8Array.from({ length: (out * inF) / 2 }, () => (rand() * 256) | 0);

@@ -21,7 +21,7 @@ import { type GenerationStats, generate } from "../src/models/generate.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
 import { Linear } from "../src/nn/layers.js";
-import { scaleShape } from "./scale/shapes.js";
+import { benchShapeConfig } from "./scale/shapes.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -34,18 +34,6 @@ const ROUNDS = opt("rounds", 5);
 const THREADS = opt("threads", cpus().length);
 const BF16 = argv.includes("--bf16");
 
-// The same 125M shape as bench/inference.ts.
-const SHAPE_125M = {
-  model_type: "llama",
-  vocab_size: 32000,
-  hidden_size: 768,
-  intermediate_size: 2048,
-  num_hidden_layers: 12,
-  num_attention_heads: 12,
-  num_key_value_heads: 4,
-  max_position_embeddings: 2048,
-};
-
 const loaded = loadAddon();
 if (!("addon" in loaded))
   throw new Error("prefill-split: the native addon is not built (npm run build:native)");
@@ -54,7 +42,7 @@ addon.setThreads(THREADS);
 const native = (await availableBackends()).find((b) => b.name === "native");
 if (!native) throw new Error("prefill-split: no native backend on this host");
 
-const cfg = parseLlamaConfig(shapeArg === "125m" ? SHAPE_125M : { ...scaleShape(shapeArg).config });
+const cfg = parseLlamaConfig(benchShapeConfig(shapeArg));
 const model = new LlamaForCausalLM(cfg, { rng: new Rng(0) });
 model.eval();
 if (BF16)

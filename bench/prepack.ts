@@ -20,7 +20,7 @@ import { resolve } from "node:path";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { prepackAddonOf } from "../src/kernels/native/prepack.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
-import { scaleShape } from "./scale/shapes.js";
+import { benchShapeConfig } from "./scale/shapes.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: string) => {
@@ -53,19 +53,7 @@ const other = otherRaw ? prepackAddonOf(otherRaw) : null;
 if (AGAINST && !other) throw new Error(`--against ${AGAINST}: that addon has no prepacked kernels here`);
 otherRaw?.setThreads(THREADS);
 
-const cfg = parseLlamaConfig(
-  shape === "125m"
-    ? {
-        model_type: "llama",
-        vocab_size: 32000,
-        hidden_size: 768,
-        intermediate_size: 2048,
-        num_hidden_layers: 12,
-        num_attention_heads: 12,
-        num_key_value_heads: 4,
-      }
-    : { ...scaleShape(shape).config },
-);
+const cfg = parseLlamaConfig(benchShapeConfig(shape));
 const H = cfg.hiddenSize;
 const kv = cfg.numKeyValueHeads * cfg.headDim;
 const q = cfg.numAttentionHeads * cfg.headDim;

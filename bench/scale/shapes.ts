@@ -197,6 +197,26 @@ export function scaleShape(id: string): ScaleShape {
   return s;
 }
 
+/**
+ * The inference benchmarks' own 125M shape (hidden 768, 12 layers, intermediate 2048, 4 KV
+ * heads; no published checkpoint) as a config.json object.
+ */
+export const BENCH_125M_CONFIG: Readonly<Record<string, unknown>> = Object.freeze({
+  model_type: "llama",
+  vocab_size: 32000,
+  hidden_size: 768,
+  intermediate_size: 2048,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_key_value_heads: 4,
+  max_position_embeddings: 2048,
+});
+
+/** The config.json object of a benchmark's `--shape`: "125m" or a published shape's id. */
+export function benchShapeConfig(id: string): Record<string, unknown> {
+  return id === "125m" ? { ...BENCH_125M_CONFIG } : { ...scaleShape(id).config };
+}
+
 /** How a tensor of a fresh checkpoint is filled. */
 export type ScaleInit = "normal" | "ones";
 
