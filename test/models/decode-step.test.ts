@@ -15,7 +15,7 @@ import { KVCache, type KVDType } from "../../src/models/llama/kv-cache.js";
 import type { LlamaForCausalLM } from "../../src/models/llama/model.js";
 import { Linear } from "../../src/nn/layers.js";
 import { LoraLinear } from "../../src/peft/lora/layer.js";
-import { getPeftModel } from "../../src/peft/model.js";
+import { getPeftModel, type PeftModel } from "../../src/peft/model.js";
 import { quantizeModel } from "../../src/quant/model.js";
 import { tinyModel } from "../util/tiny-model.js";
 
@@ -62,6 +62,17 @@ function bothPaths(m: LlamaForCausalLM, kv: KVDType, steps = 6): { step: string[
 
 type Variant = [name: string, make: () => LlamaForCausalLM];
 
+/** Every LoRA B of pm filled from N(0, 0.1) (seeded: a fresh adapter's zero B adds nothing), then eval mode. */
+function evalWithRandomB(pm: PeftModel, seed: number): void {
+  const rng = new Rng(seed);
+  for (const [, l] of pm.baseModel.namedModules())
+    if (l instanceof LoraLinear) {
+      const B = l.lora_B.get("default")!.weight;
+      B.data.set(randNormal(rng, B.shape as number[], 0, 0.1).data);
+    }
+  pm.eval();
+}
+
 const VARIANTS: Variant[] = [
   ["llama", () => tinyModel(1)],
   ["qwen2 (q/k/v biases, tied head)", () => tinyModel(2, { model_type: "qwen2", tie_word_embeddings: true })],
@@ -86,13 +97,7 @@ const VARIANTS: Variant[] = [
     "LoRA on every linear (non-zero B)",
     () => {
       const pm = getPeftModel(tinyModel(5), { r: 4, loraAlpha: 8, targetModules: "all-linear" });
-      const rng = new Rng(9);
-      for (const [, l] of pm.baseModel.namedModules())
-        if (l instanceof LoraLinear) {
-          const B = l.lora_B.get("default")!.weight;
-          B.data.set(randNormal(rng, B.shape as number[], 0, 0.1).data);
-        }
-      pm.eval();
+      evalWithRandomB(pm, 9);
       return pm.baseModel;
     },
   ],
@@ -105,13 +110,7 @@ const VARIANTS: Variant[] = [
         loraDropout: 0.1,
         targetModules: ["q_proj", "v_proj"],
       });
-      const rng = new Rng(11);
-      for (const [, l] of pm.baseModel.namedModules())
-        if (l instanceof LoraLinear) {
-          const B = l.lora_B.get("default")!.weight;
-          B.data.set(randNormal(rng, B.shape as number[], 0, 0.1).data);
-        }
-      pm.eval();
+      evalWithRandomB(pm, 11);
       return pm.baseModel;
     },
   ],
@@ -119,13 +118,7 @@ const VARIANTS: Variant[] = [
     "LoRA on the output layer (the head through its own forward)",
     () => {
       const pm = getPeftModel(tinyModel(8), { r: 2, loraAlpha: 4, targetModules: ["lm_head", "o_proj"] });
-      const rng = new Rng(12);
-      for (const [, l] of pm.baseModel.namedModules())
-        if (l instanceof LoraLinear) {
-          const B = l.lora_B.get("default")!.weight;
-          B.data.set(randNormal(rng, B.shape as number[], 0, 0.1).data);
-        }
-      pm.eval();
+      evalWithRandomB(pm, 12);
       assert.ok(pm.baseModel.lm_head instanceof LoraLinear);
       return pm.baseModel;
     },
