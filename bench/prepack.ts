@@ -14,6 +14,8 @@
 //     [--resident]  (one 128×512 weight multiplied 85 times per step instead of the shape's
 //                    weights: it stays in L2, so GB/s is what the kernel itself can process,
 //                    the ceiling it would reach if memory were never the bound)
+//     [--prefill 128]  (the decoder layers' products with that many rows, a prompt's prefill
+//                    products: % of the FMA peak measured in the same run instead of GB/s)
 import { createRequire } from "node:module";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
@@ -33,6 +35,9 @@ const ROUNDS = Number(opt("rounds", "7"));
 const CPU_TIME = argv.includes("--cpu-time");
 const RESIDENT = argv.includes("--resident");
 const AGAINST = argv.includes("--against") ? opt("against", "") : null;
+const PREFILL = argv.includes("--prefill") ? Number(opt("prefill", "128")) : 0;
+if (argv.includes("--prefill") && !(Number.isInteger(PREFILL) && PREFILL > 8))
+  throw new Error("--prefill takes a row count above 8 (a decode step has at most 8)");
 if (CPU_TIME && THREADS !== 1)
   throw new Error("--cpu-time needs --threads 1 (CPU time adds up over threads)");
 /** Milliseconds now, of the wall clock or of this process's CPU time. */
@@ -44,7 +49,10 @@ const now = () => {
 
 const loaded = loadAddon();
 if (!("addon" in loaded)) throw new Error("bench/prepack needs the native addon (npm run build:native)");
-const addon = loaded.addon as typeof loaded.addon & { readBandwidth(threads: number, mib: number): number };
+const addon = loaded.addon as typeof loaded.addon & {
+  readBandwidth(threads: number, mib: number): number;
+  fmaPeak(threads: number, ms: number): number;
+};
 const pack = prepackAddonOf(addon);
 if (!pack) throw new Error("this CPU has no prepacked kernels (AVX2+FMA or AVX-512 needed)");
 addon.setThreads(THREADS);
@@ -62,7 +70,8 @@ const I = cfg.intermediateSize;
 const shapes: [number, number][] = [];
 for (let l = 0; l < cfg.numHiddenLayers; l++)
   shapes.push([q, H], [kv, H], [kv, H], [H, q], [I, H], [I, H], [H, I]);
-shapes.push([cfg.vocabSize, H]);
+// A prefill runs the output layer on its last position only: --prefill leaves it out.
+if (!PREFILL) shapes.push([cfg.vocabSize, H]);
 // --resident: as many products, all of one small weight (128 KiB bf16, 256 KiB f32).
 if (RESIDENT) shapes.splice(0, shapes.length, ...shapes.map((): [number, number] => [128, 512]));
 
@@ -73,6 +82,7 @@ const rand = () => {
 };
 
 const bw0 = addon.readBandwidth(THREADS, 1024);
+const peak = PREFILL ? addon.fmaPeak(THREADS, 300) : 0;
 const rows: string[] = [];
 for (const bf16 of [false, true]) {
   // Filled in place: TypedArray.from lists its source first, which runs out of heap on an
@@ -102,14 +112,19 @@ for (const bf16 of [false, true]) {
   const maxOut = Math.max(...shapes.map(([n]) => n));
   const a = Float32Array.from({ length: 8 * maxIn }, rand);
   const c = new Float32Array(8 * maxOut);
-  for (const m of [1, 4, 8]) {
+  // A prefill's products each read activations and write outputs of their own (m·k and m·n
+  // values, written or read by the ops around them, not L2-hot): one pair per product.
+  const ins = PREFILL ? shapes.map(([, k]) => Float32Array.from({ length: PREFILL * k }, rand)) : [];
+  const outs = PREFILL ? shapes.map(([n]) => new Float32Array(PREFILL * n)) : [];
+  for (const m of PREFILL ? [PREFILL] : [1, 4, 8]) {
     const step = (path: "row" | "packed" | "against") => {
       const t0 = now();
       for (let i = 0; i < shapes.length; i++) {
         const [n, k] = shapes[i];
-        if (path === "packed") pack.gemmPacked(m, n, k, a, ps[i], c, 1, 0);
-        else if (path === "against") other?.gemmPacked(m, n, k, a, po[i], c, 1, 0);
-        else addon.gemm(false, true, m, n, k, 1, a, 0, ws[i], 0, c, 0, 1, 0);
+        const [x, y] = PREFILL ? [ins[i], outs[i]] : [a, c];
+        if (path === "packed") pack.gemmPacked(m, n, k, x, ps[i], y, 1, 0);
+        else if (path === "against") other?.gemmPacked(m, n, k, x, po[i], y, 1, 0);
+        else addon.gemm(false, true, m, n, k, 1, x, 0, ws[i], 0, y, 0, 1, 0);
       }
       return now() - t0;
     };
@@ -118,7 +133,9 @@ for (const bf16 of [false, true]) {
     const t: Record<"row" | "packed" | "against", number[]> = { row: [], packed: [], against: [] };
     for (let r = 0; r < ROUNDS; r++) for (const p of paths) t[p].push(step(p));
     const med = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1];
-    const gbs = (ms: number) => bytes / ms / 1e6;
+    // Decode: weight GB/s; prefill: % of the FMA peak (2·m·n·k per product).
+    const flop = 2 * m * shapes.reduce((s, [n, k]) => s + n * k, 0);
+    const gbs = (ms: number) => (PREFILL ? (flop / ms / 1e6 / peak) * 100 : bytes / ms / 1e6);
     const [tr, tp] = [med(t.row), med(t.packed)];
     const vs = other
       ? ` | ${gbs(med(t.against)).toFixed(1).padStart(19)} | ${(med(t.against) / tp).toFixed(2)}×`
@@ -133,7 +150,9 @@ console.log(
   `${RESIDENT ? "one L2-resident 128×512 weight" : `${shape} shape`}, ${shapes.length} linear weights per step, ${THREADS} threads, median of ${ROUNDS} interleaved rounds${CPU_TIME ? " (CPU time)" : ""}`,
 );
 console.log(`streaming read bandwidth: ${bw0.toFixed(1)} GB/s before, ${bw1.toFixed(1)} GB/s after`);
+const unit = PREFILL ? "% peak" : "GB/s";
+if (PREFILL) console.log(`FMA peak ${peak.toFixed(0)} GFLOP/s (before the rounds)`);
 console.log(
-  `W    | rows | MiB/step | row-major GB/s | packed GB/s | speed-up${other ? " | --against packed GB/s | this build ×" : ""}`,
+  `W    | rows | MiB/step | row-major ${unit} | packed ${unit} | speed-up${other ? ` | --against packed ${unit} | this build ×` : ""}`,
 );
 for (const r of rows) console.log(r);

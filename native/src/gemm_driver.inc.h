@@ -175,10 +175,14 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 // ACOLS a transposed A is read in place (step p's MR values at a + p*lda; all MR rows valid);
 // otherwise from a packed panel. The B panel need not be aligned (prepacked weights are
 // used in place, and a JavaScript array is only 16-byte aligned).
-template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false>
+// With SUB the B panel is NV sub-panels of kc rows of W values, kc·W apart (prepacked weights
+// read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values.
+template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
 void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
   constexpr int W = V::W, NR = NV * V::W;
+  // Where B's value group v of step p is.
+  auto brow = [&](int64_t p, int v) { return SUB ? bp + v * kc * W + p * W : bp + p * NR + v * W; };
   typename V::reg acc[MR][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < MR; i++)
@@ -200,7 +204,7 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
     for (int64_t p = 0; p < kc; p++) {
       typename V::reg bv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) bv[v] = V::loadu(bp + p * NR + v * W);
+      for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
 #pragma GCC unroll 32
       for (int i = 0; i < MR; i++) {
         const typename V::reg av = V::set1(ar[i][p]);
@@ -216,7 +220,7 @@ void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const floa
     for (int64_t p = 0; p < kc; p++) {
       typename V::reg bv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) bv[v] = V::loadu(bp + p * NR + v * W);
+      for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
 #pragma GCC unroll 32
       for (int i = 0; i < MR; i++) {
         const typename V::reg av = V::set1(a[p * astep + i]);
@@ -255,6 +259,45 @@ inline const float* packed_b(PackB& pack_b, const GemmTask& t, int64_t k0, int64
   }
 }
 
+// A pack_b object may also say where the source of a block lies, as one contiguous byte range
+// (prepacked weights: a block's panels are one run), with a member
+//   Source source(int64_t k0, int64_t kc, int64_t j0, int64_t nc) const;
+// then packed_gemm fetches the next block's source into L2 a piece per micro-tile while the
+// current block is in use, so that packing it copies from L2 instead of waiting on memory.
+struct Source {
+  const char* p = nullptr;
+  int64_t bytes = 0;
+};
+// ... and may say (static constexpr bool kSubPanels = true) that its blocks are laid out as
+// micro_kernel's SUB panels.
+template <class T>
+constexpr auto sub_panels_of(int) -> decltype(T::kSubPanels) {
+  return T::kSubPanels;
+}
+template <class T>
+constexpr bool sub_panels_of(long) {
+  return false;
+}
+template <class T>
+constexpr auto has_source_of(int) -> decltype(std::declval<const T&>().source(0, 0, 0, 0), true) {
+  return true;
+}
+template <class T>
+constexpr bool has_source_of(long) {
+  return false;
+}
+
+// Fetches the next block's source a piece per micro-tile of the current block (`tiles` of them).
+struct NextSource {
+  Source src;
+  int64_t piece = 0, done = 0;
+  NextSource(Source s, int64_t tiles) : src(s), piece((s.bytes / (tiles > 0 ? tiles : 1) + 127) / 64 * 64) {}
+  inline void step() {
+    for (const int64_t e = done + piece; done < src.bytes && done < e; done += 64)
+      __builtin_prefetch(src.p + done, 0, 2);
+  }
+};
+
 template <int NR>
 void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* bp) {
   if (t.bBf16)
@@ -280,6 +323,7 @@ template <class V, int MR, int MR4, int NV, int KC, int NC, int MC, bool ALLOW_D
 void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
   constexpr int NR = NV * V::W;
   static_assert(MC % MR == 0 && MR4 < MR, "MC must be a multiple of MR; MR4 a smaller tile");
+  static_assert(!sub_panels_of<std::decay_t<PackB>>(0), "this loop order reads NR-wide B rows only");
   const int64_t ncap = imin(NC, (t.n + NR - 1) / NR * NR);
   float* bp = gemm_scratch(0, static_cast<size_t>(KC) * ncap);
   const int64_t mcap = imin(MC, (t.m + MR - 1) / MR * MR);
@@ -376,6 +420,7 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
     }
   }
   constexpr int NR = NV * V::W;
+  constexpr bool SUB = sub_panels_of<std::decay_t<PackB>>(0);
   constexpr int64_t kRowChunk = 1024;  // bounds the packed-A buffer (KC × 1024 floats, ≤ 1 MiB)
   if (!(ALLOW_DIRECT && !t.transA) && t.m > kRowChunk) {
     for (int64_t r0 = 0; r0 < t.m; r0 += kRowChunk) {
@@ -404,6 +449,15 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
         const int64_t kc = imin(KC, t.k - pc);
         const float beta = pc == 0 ? t.beta : 1.f;
         const float* bblock = packed_b(pack_b, t, pc, kc, jc, nc, bp);
+        NextSource next({}, 0);
+        if constexpr (has_source_of<std::decay_t<PackB>>(0)) {
+          const bool more_k = pc + KC < t.k;
+          if (more_k || jc + NC < t.n) {
+            const int64_t pn = more_k ? pc + KC : 0, jn = more_k ? jc : jc + NC;
+            next = NextSource(pack_b.source(pn, imin(KC, t.k - pn), jn, imin(NC, t.n - jn)),
+                              (t.m + MR - 1) / MR * ((nc + NR - 1) / NR));
+          }
+        }
         for (int64_t ir = 0; ir < t.m; ir += MR) {
           const int mr = static_cast<int>(imin(MR, t.m - ir));
           if (mr < MR) pack_a(t, ir, mr, pc, kc, ap);
@@ -411,11 +465,13 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
             const float* bpan = bblock + (jr / NR) * kc * NR;
+            next.step();
             if (mr == MR)
-              micro_kernel<V, MR, NV, true>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc, t.alpha,
-                                            beta, mr, nr, stream);
+              micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
+                                                        t.alpha, beta, mr, nr, stream);
             else
-              micro_kernel<V, MR, NV, false>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr, stream);
+              micro_kernel<V, MR, NV, false, false, SUB>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr,
+                                                         stream);
           }
         }
       }
@@ -438,8 +494,8 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
           float* crow = t.c + ir * t.ldc + jc;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
-            micro_kernel<V, MR, NV, false>(kc, apan, MR, bblock + (jr / NR) * kc * NR, crow + jr, t.ldc, t.alpha,
-                                           beta, mr, nr, stream);
+            micro_kernel<V, MR, NV, false, false, SUB>(kc, apan, MR, bblock + (jr / NR) * kc * NR, crow + jr,
+                                                       t.ldc, t.alpha, beta, mr, nr, stream);
           }
         }
       }

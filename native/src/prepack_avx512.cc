@@ -1,7 +1,8 @@
 // AVX-512 kernels over prepacked weights. Prefill: the panels feed the same 6×64 packed GEMM
-// as gemm_avx512.cc's general path (its B "packing" becomes a copy of four 16-column panel
-// slices per 64-column panel, widened for bf16), so AVX-512 hosts keep their wide kernel on
-// prepacked weights. Decode of 2–8 rows: one 16-column panel row is one register, and the 32
+// as gemm_avx512.cc's general path, its 64-column B panel read as four adjacent 16-column
+// panel slices (micro_kernel's SUB layout): f32 panels in place, bf16 ones widened into that
+// layout a block at a time, so AVX-512 hosts keep their wide kernel on prepacked weights
+// (copying f32 blocks too measured 0.94–0.97× on a 128-token prompt's products). Decode of 2–8 rows: one 16-column panel row is one register, and the 32
 // registers hold 16 accumulators (8 rows × 2 panels, 4 × 4, ...), so a batch of a few
 // sequences is not held to the 16-register AVX2 tile's rate (bf16 × 8 rows ran slower than
 // the row-major path). One bf16 row runs here too (1.06–1.09× the AVX2 kernel from memory;
@@ -37,6 +38,11 @@ using V = VecAvx512<false>;
 
 #include "gemm_driver.inc.h"
 
+// Columns per B block of a prefill product: the block read (256 KiB f32) and, for bf16, the
+// next one fetched ahead fit a 1 MiB L2 with the rows of A and C in use (512-column blocks
+// with the fetch ahead measured 0.95× the 512-column copy without it).
+constexpr int64_t kPrefillNC = 256;
+
 // 16 panel values of one row to f32 columns 0..15 at dst (32-byte aligned); a bf16 row has
 // columns 4..7 and 8..11 swapped (prepack_internal.h), undone by the in-lane unpacks.
 inline void row16(const float* src, float* dst) {
@@ -54,9 +60,45 @@ void pack_a6(const GemmTask& t, int64_t i0, int64_t mr, int64_t k0, int64_t kc, 
   pack_a_panels_generic<6>(t.a, t.lda, t.transA, i0, mr, k0, kc, ap);
 }
 
+// The 6×64 kernel reads a 64-column B panel as four 16-column sub-panels (SUB layout):
+// four adjacent f32 panels of a slice are one, read in place; a bf16 block, or one that
+// runs past the last panel, is widened or copied (zeros past the last panel) into bp.
+template <class TB>
+struct PanelsB {
+  static constexpr int64_t NR = 64;
+  static constexpr bool kSubPanels = true;
+  const TB* w;
+  int64_t npad, j0;
+  const float* operator()(const GemmTask&, int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* bp) const {
+    const TB* slice = w + k0 * npad;
+    const int64_t col0 = j0 + jc, groups = (nc + NR - 1) / NR;
+    if constexpr (sizeof(TB) == 4)
+      if (col0 + groups * NR <= npad) return reinterpret_cast<const float*>(slice + col0 * kc);
+    for (int64_t v = 0; v < groups * (NR / 16); v++) {
+      float* dst = bp + v * kc * 16;
+      const int64_t col = col0 + 16 * v;
+      if (col >= npad) {
+        std::memset(dst, 0, sizeof(float) * 16 * kc);
+        continue;
+      }
+      const TB* src = slice + col * kc;
+      for (int64_t p = 0; p < kc; p++) row16(src + p * 16, dst + p * 16);
+    }
+    return bp;
+  }
+  // A block's panels are one run of the slice: columns [j0+jc, j0+jc+nc) (within npad). Only
+  // a bf16 block is fetched ahead (its widening copy then reads L2: bench/prepack --prefill
+  // 1.03–1.04×); an f32 block read in place streams as well without (0.95–1.00× with).
+  Source source(int64_t k0, int64_t kc, int64_t jc, int64_t nc) const {
+    if constexpr (sizeof(TB) == 4) return {};
+    const int64_t col = j0 + jc, end = imin(npad, (j0 + jc + nc + 15) / 16 * 16);
+    if (col >= end) return {};
+    return {reinterpret_cast<const char*>(w + k0 * npad + col * kc), (end - col) * kc * int64_t{sizeof(TB)}};
+  }
+};
+
 template <class TB>
 void gemm_any(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-  constexpr int NR = 64;
   GemmTask t;
   t.m = i1 - i0;
   t.n = j1 - j0;
@@ -70,24 +112,7 @@ void gemm_any(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_
   t.beta = g.beta;
   const TB* w = static_cast<const TB*>(g.w);
   const int64_t npad = packed_npad(g.n);
-  // The 6×64 kernel's B panel for slice k0, columns [j0+jc, j0+jc+nc): row p holds the rows
-  // p of four consecutive 16-column panel slices; columns past the last panel are zeros.
-  auto pack_b = [&](const GemmTask&, int64_t k0, int64_t kc, int64_t jc, int64_t nc, float* bp) {
-    const TB* slice = w + k0 * npad;
-    for (int64_t jb = 0; jb < nc; jb += NR) {
-      float* dst = bp + (jb / NR) * kc * NR;
-      for (int v = 0; v < NR / 16; v++) {
-        const int64_t col = j0 + jc + jb + 16 * v;
-        if (col >= npad) {
-          for (int64_t p = 0; p < kc; p++) std::memset(dst + p * NR + 16 * v, 0, sizeof(float) * 16);
-          continue;
-        }
-        const TB* src = slice + (col / 16) * kc * 16;
-        for (int64_t p = 0; p < kc; p++) row16(src + p * 16, dst + p * NR + 16 * v);
-      }
-    }
-  };
-  packed_gemm<V, 6, 4, kPackSlice, 512, 96, true>(t, pack_b, pack_a6);
+  packed_gemm<V, 6, 4, kPackSlice, kPrefillNC, 96, true>(t, PanelsB<TB>{w, npad, j0}, pack_a6);
 }
 
 // One panel row (16 values) as 16 f32 lanes. A bf16 row is zero-extended in its stored
