@@ -156,7 +156,6 @@ export function generate(
     cfg.headDim,
     { dtype: opts.kvDtype ?? "f32" },
   );
-  const out: number[] = [];
   const stats = opts.stats;
   if (stats)
     Object.assign(stats, {
@@ -165,7 +164,25 @@ export function generate(
       decodeSteps: 0,
       decodeSeconds: 0,
     });
-  // Inference: dropout off whatever mode the model was left in.
+  // Inference: dropout off whatever mode the model was left in. The cache goes back to the
+  // buffer pool at the end, whatever happens.
+  try {
+    return generateWith(model, cache, promptIds, opts, rng, eos);
+  } finally {
+    cache.dispose();
+  }
+}
+
+function generateWith(
+  model: LlamaForCausalLM,
+  cache: KVCache,
+  promptIds: readonly number[],
+  opts: GenerateOptions,
+  rng: Rng,
+  eos: ReadonlySet<number>,
+): number[] {
+  const out: number[] = [];
+  const stats = opts.stats;
   return model.withEval(() =>
     noGrad(() => {
       let input: number[] = [...promptIds];

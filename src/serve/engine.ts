@@ -432,6 +432,7 @@ export class Engine {
   private release(s: Seq): void {
     if (s.lease) this.o.registry.release(s.lease);
     s.lease = null;
+    s.cache?.dispose();
     s.cache = null;
   }
 }

@@ -5,11 +5,17 @@
 // The cache is kept in f32 (the default) or in bf16, which halves its memory (long
 // contexts, many concurrent requests): new rows are rounded to nearest even as they are
 // written, and attention reads them widened to f32, which is exact.
+//
+// Its arrays come from the tensor buffer pool and go back to it on dispose(): generate and
+// the server dispose of each request's cache, so the next request's prefill writes pages
+// already mapped instead of faulting in a fresh cache (~1 ms of a 128-token prefill on the
+// 125M shape).
 
 import type { FloatArray } from "../../core/backend.js";
 import { f32ToBf16Into } from "../../core/dtype.js";
 import { backend, isGradEnabled } from "../../core/engine.js";
 import { DTypeError, ShapeError } from "../../core/errors.js";
+import { allocZeros, releaseArray } from "../../core/memory.js";
 import type { Tensor } from "../../core/tensor.js";
 import { empty } from "../../core/tensor.js";
 import { attentionRowsByCalls } from "../../kernels/ref/attention-rows.js";
@@ -47,10 +53,27 @@ export class KVCache {
   ) {
     this.dtype = kvDType(opts.dtype ?? "f32", "KVCache dtype");
     const n = B * capacity * Hkv * D;
-    const alloc = (): Float32Array | Uint16Array =>
-      this.dtype === "bf16" ? new Uint16Array(n) : new Float32Array(n);
+    // Zeroed like fresh arrays: nothing reads past `length`, but a stale pooled value there
+    // (a NaN) must never be able to reach a result.
+    const alloc = (): Float32Array | Uint16Array => allocZeros(this.dtype, n);
     this.k = Array.from({ length: layers }, alloc) as Float32Array[] | Uint16Array[];
     this.v = Array.from({ length: layers }, alloc) as Float32Array[] | Uint16Array[];
+  }
+
+  private disposed = false;
+
+  /** Whether dispose() ran: the arrays are back in the pool and must not be used. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Gives the arrays back to the buffer pool (the next cache reuses them); the cache is unusable after. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const a of [...this.k, ...this.v]) releaseArray(this.dtype, a);
+    this.k.length = 0;
+    this.v.length = 0;
   }
 
   /** Marks T more positions as stored (called once per forward, after every layer wrote). */
@@ -63,10 +86,16 @@ export class KVCache {
     this.length = 0;
   }
 
-  /** Bytes held. */
+  /** Bytes held (0 once disposed). */
   get bytes(): number {
+    if (this.disposed) return 0;
     return this.layers * 2 * this.B * this.capacity * this.Hkv * this.D * (this.dtype === "bf16" ? 2 : 4);
   }
+}
+
+function assertLive(cache: KVCache, fn: string): void {
+  if (cache.isDisposed)
+    throw new ShapeError(`${fn}: this KV cache was disposed (its arrays went back to the pool)`);
 }
 
 /** Writes rows (f32) into a cache array at element offset `at`, rounding to bf16 for a bf16 cache. */
@@ -121,6 +150,7 @@ export function attendCached(
   out: Float32Array,
   lse: Float32Array,
 ): void {
+  assertLive(cache, "attendCached");
   const { B, Hkv, D, capacity } = cache;
   const start = cache.length;
   if (start + T > capacity)
@@ -183,6 +213,7 @@ export function cachedAttentionRows(
   const capacities: number[] = [];
   let at = 0;
   for (const { cache, tokens: T } of rows) {
+    assertLive(cache, "cachedAttentionRows");
     const start = cache.length;
     if (start + T > cache.capacity)
       throw new ShapeError(`KV cache full: ${start} + ${T} tokens exceed its capacity of ${cache.capacity}`);
