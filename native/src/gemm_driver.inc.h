@@ -177,8 +177,10 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 // used in place, and a JavaScript array is only 16-byte aligned).
 // With SUB the B panel is NV sub-panels of kc rows of W values, kc·W apart (prepacked weights
 // read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values.
+// noclone: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
+// of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes).
 template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
-void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
+__attribute__((noipa)) void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
   constexpr int W = V::W, NR = NV * V::W;
   // Where B's value group v of step p is.
@@ -316,6 +318,18 @@ void pack_b_any(const GemmTask& t, int64_t k0, int64_t kc, int64_t j0, int64_t n
 // A block whose rows are not a multiple of MR ends in MR4-row panels rather than one
 // zero-padded MR-row panel: 8 rows as 4 + 4 instead of 6 + 6 (of which 4 are padding).
 // Every tile shape runs the same per-element FMA chain, so the split never changes a bit.
+// Where the MR-row tiles of m rows end when the rest go in MR4-row tiles (MR4 < MR): all of
+// them when more than MR4 rows are left over (one padded MR tile), else the last multiple of
+// MR, one tile less when the leftover and that tile fit two MR4 tiles (2 + 6 = 4 + 4).
+inline int64_t a_split_rows(int64_t m, int64_t MR, int64_t MR4) {
+  if (MR4 >= MR) return m;
+  const int64_t rest = m % MR;
+  int64_t m_big = m - rest;
+  if (rest > MR4) return m;
+  if (rest > 0 && rest + MR <= 2 * MR4 && m_big >= MR) m_big -= MR;
+  return m_big;
+}
+
 // Widest block (columns) for which packed_gemm_b_stationary reads a transposed A in place.
 constexpr int64_t kTransAInPlaceCols = 32;
 
@@ -348,12 +362,7 @@ void packed_gemm_b_stationary(const GemmTask& t, PackB&& pack_b) {
         const int64_t mc = imin(MC, t.m - ic);
         // Rows [0, m_big) in MR-row panels (the last one padded when 5 rows are left), the
         // rest in MR4-row panels (the last one padded).
-        const int64_t rest = mc % MR;
-        int64_t m_big = mc - rest;
-        if (rest > MR4)
-          m_big = mc;
-        else if (rest > 0 && rest + MR <= 2 * MR4 && m_big >= MR)
-          m_big -= MR;
+        const int64_t m_big = a_split_rows(mc, MR, MR4);
         for (int64_t r = 0; r < m_big; r += MR)
           if (!(direct || cols) || m_big - r < MR)
             pack_a_generic<MR>(t.a, t.lda, t.transA, ic + r, imin(MR, m_big - r), pc, kc, ap + r * kc);
@@ -441,7 +450,11 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
                       (reinterpret_cast<uintptr_t>(t.c) & 63) == 0 && t.ldc % 16 == 0;
   const bool a_direct = ALLOW_DIRECT && !t.transA;
   if (a_direct) {
-    // Row-major A is read in place (only a ragged last panel is packed).
+    // Row-major A is read in place (only a ragged last panel is packed). Rows past the last
+    // multiple of MR run in MR4-row tiles where that wastes fewer padded rows (a_split_rows:
+    // 128 rows as 20·6 + 2·4 instead of 22·6, the last tile 2/6 used).
+    constexpr int MR4 = MR == 6 ? 4 : MR;
+    const int64_t m_big = a_split_rows(t.m, MR, MR4);
     float* ap = gemm_scratch(1, static_cast<size_t>(KC) * MR);
     for (int64_t jc = 0; jc < t.n; jc += NC) {
       const int64_t nc = imin(NC, t.n - jc);
@@ -458,21 +471,36 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
                               (t.m + MR - 1) / MR * ((nc + NR - 1) / NR));
           }
         }
-        for (int64_t ir = 0; ir < t.m; ir += MR) {
-          const int mr = static_cast<int>(imin(MR, t.m - ir));
-          if (mr < MR) pack_a(t, ir, mr, pc, kc, ap);
+        // Rows [0, m_big) in MR-row tiles, the rest in MR4-row ones (a_split_rows).
+        for (int64_t ir = 0; ir < t.m;) {
+          const bool big = ir < m_big;
+          const int tile = big ? MR : MR4;
+          const int mr = static_cast<int>(imin(tile, (big ? m_big : t.m) - ir));
+          if (mr < tile) {
+            if (big)
+              pack_a(t, ir, mr, pc, kc, ap);
+            else
+              pack_a_generic<MR4>(t.a, t.lda, false, ir, mr, pc, kc, ap);
+          }
           float* crow = t.c + ir * t.ldc + jc;
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
             const float* bpan = bblock + (jr / NR) * kc * NR;
             next.step();
-            if (mr == MR)
+            if (big && mr == MR)
               micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
                                                         t.alpha, beta, mr, nr, stream);
-            else
+            else if (big)
               micro_kernel<V, MR, NV, false, false, SUB>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr,
                                                          stream);
+            else if (mr == MR4)
+              micro_kernel<V, MR4, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
+                                                         t.alpha, beta, mr, nr, stream);
+            else
+              micro_kernel<V, MR4, NV, false, false, SUB>(kc, ap, MR4, bpan, crow + jr, t.ldc, t.alpha, beta, mr,
+                                                          nr, stream);
           }
+          ir += mr;
         }
       }
     }
