@@ -286,6 +286,32 @@ LK_TGT static inline void scores_row_k(const float* q, const float* panel, int64
   for (int u = 0; u < K; u++) V::store(s + u * W, acc[u]);
 }
 
+// scores_row_k for two query rows at once (q0 → s0, q1 → s1): each panel vector is loaded
+// once for both, and 2K accumulator chains run side by side where K alone wait on each
+// other's latency. Every lane's sum is scores_row_k's, in the same order.
+template <int K>
+LK_TGT static inline void scores_rows2_k(const float* q0, const float* q1, const float* panel, int64_t D, float* s0,
+                                         float* s1) {
+  R a0[K], a1[K];
+#pragma GCC unroll 16
+  for (int u = 0; u < K; u++) a0[u] = a1[u] = V::zero();
+  for (int64_t d = 0; d < D; d++) {
+    const R x0 = V::set1(q0[d]), x1 = V::set1(q1[d]);
+    const float* pr = panel + d * Bk;
+#pragma GCC unroll 16
+    for (int u = 0; u < K; u++) {
+      const R p = V::load(pr + u * W);
+      a0[u] = V::fmadd(x0, p, a0[u]);
+      a1[u] = V::fmadd(x1, p, a1[u]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int u = 0; u < K; u++) {
+    V::store(s0 + u * W, a0[u]);
+    V::store(s1 + u * W, a1[u]);
+  }
+}
+
 // s[0..Bk) = Σ_d q[d]·panel[d·Bk + j]
 LK_TGT static inline void scores_row(const float* q, const float* panel, int64_t D, float* s) {
   scores_row_k<NU>(q, panel, D, s);
@@ -302,6 +328,21 @@ LK_TGT static inline void scores_row_n(const float* q, const float* panel, int64
     case 6: return scores_row_k<(NU >= 6 ? 6 : NU)>(q, panel, D, s);
     case 7: return scores_row_k<(NU >= 7 ? 7 : NU)>(q, panel, D, s);
     default: return scores_row_k<NU>(q, panel, D, s);
+  }
+}
+
+// The first nu vectors of two score rows (1 ≤ nu ≤ NU, at most 4 at once: 2·4 accumulators
+// and the panel vector fit AVX2's 16 registers), each lane's sum that of scores_row.
+LK_TGT static inline void scores_rows2_n(const float* q0, const float* q1, const float* panel, int64_t D, float* s0,
+                                         float* s1, int64_t nu) {
+  for (int64_t u0 = 0; u0 < nu; u0 += 4) {
+    const float* p = panel + u0 * W;
+    switch (std::min<int64_t>(4, nu - u0)) {
+      case 1: scores_rows2_k<1>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
+      case 2: scores_rows2_k<2>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
+      case 3: scores_rows2_k<3>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
+      default: scores_rows2_k<4>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
+    }
   }
 }
 
@@ -386,10 +427,57 @@ LK_TGT static inline void pv_accumulate(float* ar, R cv, const float* s, const f
   }
 }
 
+// pv_accumulate for two rows over the same V tile: their first min(vis0, vis1) keys in one
+// loop (each V vector loaded once, 2·4 chains), then the rest of the longer row alone. Every
+// element goes through pv_accumulate's operations in the same order.
+LK_TGT static inline void pv_accumulate2(float* ar0, R cv0, const float* s0, int64_t vis0, float* ar1, R cv1,
+                                         const float* s1, int64_t vis1, const float* vt, int64_t vstride, int64_t D) {
+  const int64_t both = std::min(vis0, vis1);
+  int64_t c = 0;
+  for (; c + 4 * W <= D; c += 4 * W) {
+    R r0[4], r1[4];
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; u++) {
+      r0[u] = V::mul(V::load(ar0 + c + u * W), cv0);
+      r1[u] = V::mul(V::load(ar1 + c + u * W), cv1);
+    }
+    const float* vr = vt + c;
+    for (int64_t j = 0; j < both; j++) {
+      const R x0 = V::set1(s0[j]), x1 = V::set1(s1[j]);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; u++) {
+        const R v = V::load(vr + j * vstride + u * W);
+        r0[u] = V::fmadd(x0, v, r0[u]);
+        r1[u] = V::fmadd(x1, v, r1[u]);
+      }
+    }
+    for (int64_t j = both; j < vis0; j++) {
+      const R x0 = V::set1(s0[j]);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; u++) r0[u] = V::fmadd(x0, V::load(vr + j * vstride + u * W), r0[u]);
+    }
+    for (int64_t j = both; j < vis1; j++) {
+      const R x1 = V::set1(s1[j]);
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; u++) r1[u] = V::fmadd(x1, V::load(vr + j * vstride + u * W), r1[u]);
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < 4; u++) {
+      V::store(ar0 + c + u * W, r0[u]);
+      V::store(ar1 + c + u * W, r1[u]);
+    }
+  }
+  if (c < D) {
+    // Under four vectors left: each row alone (pv_accumulate from column c on).
+    pv_accumulate(ar0 + c, cv0, s0, vt + c, vstride, vis0, D - c);
+    pv_accumulate(ar1 + c, cv1, s1, vt + c, vstride, vis1, D - c);
+  }
+}
+
 struct FwdScratch {
   std::vector<float> qs, acc, panel, m, l;
   std::vector<float> vtile;  // bf16 V: the tile's rows widened (Bk × D)
-  float s[Bk];
+  float s[Bk], s2[Bk];
 };
 
 // The thread's scratch, through a call that is never inlined: a thread_local named inside the
@@ -460,28 +548,53 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
       vt = sc.vtile.data();
       vstride = D;
     }
-    for (int64_t i = 0; i < nq; i++) {
-      int64_t vis = nk;
-      if (a.causal) vis = std::min(nk, a.offset + t0 + i % nt + 1 - j0);
-      if (vis <= 0) continue;
-      const int64_t nu = (vis + W - 1) / W;
-      scores_row_n(qs + i * Dp, sc.panel.data(), D, s, nu);
-      for (int64_t j = vis; j < Bk; j++) s[j] = ninf;
-      R mx = V::load(s);
-      for (int64_t u = 1; u < nu; u++) mx = V::max(mx, V::load(s + u * W));
+    // Keys of this tile row i sees.
+    auto visible = [&](int64_t i) {
+      return a.causal ? std::min(nk, a.offset + t0 + i % nt + 1 - j0) : nk;
+    };
+    // Row i's online softmax over its scores s (vis of them, nu vectors): its running max and
+    // sum move on, s becomes exp(s − max), and the factor its accumulator is scaled by.
+    auto softmax = [&](int64_t i, float* sr, int64_t vis, int64_t nu) {
+      for (int64_t j = vis; j < Bk; j++) sr[j] = ninf;
+      R mx = V::load(sr);
+      for (int64_t u = 1; u < nu; u++) mx = V::max(mx, V::load(sr + u * W));
       const float mold = sc.m[i];
       const float mnew = std::max(mold, V::hmax(mx));
       const float corr = std::exp(mold - mnew);
       const R mv = V::set1(mnew);
       R ps = V::zero();
       for (int64_t u = 0; u < nu; u++) {
-        R e = V::exp(V::sub(V::load(s + u * W), mv));
-        V::store(s + u * W, e);
+        R e = V::exp(V::sub(V::load(sr + u * W), mv));
+        V::store(sr + u * W, e);
         ps = V::add(ps, e);
       }
       sc.l[i] = sc.l[i] * corr + V::hsum(ps);
       sc.m[i] = mnew;
+      return corr;
+    };
+    // Rows two at a time where both see keys of this tile (the same arithmetic per row as one
+    // at a time, with twice the independent FMA chains).
+    for (int64_t i = 0; i < nq;) {
+      const int64_t vis = visible(i);
+      if (vis <= 0) {
+        i++;
+        continue;
+      }
+      const int64_t nu = (vis + W - 1) / W;
+      const int64_t vis2 = i + 1 < nq ? visible(i + 1) : 0;
+      if (vis2 > 0) {
+        const int64_t nu2 = (vis2 + W - 1) / W;
+        scores_rows2_n(qs + i * Dp, qs + (i + 1) * Dp, sc.panel.data(), D, s, sc.s2, std::max(nu, nu2));
+        const float corr = softmax(i, s, vis, nu), corr2 = softmax(i + 1, sc.s2, vis2, nu2);
+        pv_accumulate2(acc + i * Dp, V::set1(corr), s, vis, acc + (i + 1) * Dp, V::set1(corr2), sc.s2, vis2, vt,
+                       vstride, D);
+        i += 2;
+        continue;
+      }
+      scores_row_n(qs + i * Dp, sc.panel.data(), D, s, nu);
+      const float corr = softmax(i, s, vis, nu);
       pv_accumulate(acc + i * Dp, V::set1(corr), s, vt, vstride, vis, D);
+      i++;
     }
   }
   for (int64_t i = 0; i < nq; i++) {
