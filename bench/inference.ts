@@ -5,7 +5,10 @@
 // fraction of the FMA peak (fmaPeak). The prefill is the prompt's forward as generate runs it
 // (KV cache filled, logits of the last position only: the FLOPs counted are the decoder's
 // linear layers for every token and the output layer once); the all-logits forward is eval's
-// (every position's logits, the output layer counted for each). Best of 3 each.
+// (every position's logits, the output layer counted for each). Best of 3 each. The read
+// bandwidth a decode is held against is probed right before and after that engine's decode
+// runs (the better of the two): on a shared host it drifts by a third within minutes, and one
+// probe at the start of the run made a later engine's share look low or high by as much.
 // llama.cpp runs the same f32 weights through lorakit's
 // GGUF export (bench/llama-cpp-peer.ts); the TypeScript reference backend is the other peer.
 //
@@ -115,6 +118,8 @@ interface Row {
   prefill_tokens_per_second: number;
   decode_tokens_per_second: number;
   decode_gb_per_second?: number;
+  /** The streaming read probed next to this engine's decode (GB/s) and the decode's share of it. */
+  read_gb_per_second_at_decode?: number;
   decode_fraction_of_bandwidth?: number;
   /** FLOPs the prefill does (decoder linears for every token, the output layer once) / time / peak. */
   prefill_fraction_of_fma_peak?: number;
@@ -138,7 +143,10 @@ interface Rates {
   prefillCpuSeconds: number;
   /** Seconds of the best of 3 all-logits forwards. */
   forwardSeconds: number;
+  /** Tokens per second of the best of 3 decodes. */
   decode: number;
+  /** GB/s of the streaming read probed next to those decodes (the better of before and after); 0 without the addon. */
+  decodeBandwidth: number;
 }
 
 /** Prefill, forward and decode timings of one run (the warm-up forward packs the weights when packing is on). */
@@ -161,10 +169,18 @@ function rates(): Rates {
     noGrad(() => tidy(() => void model.forward(tensor([ids], [1, PROMPT], "i32"))));
     return (performance.now() - t0) / 1000;
   });
-  // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart).
-  const stats = {} as GenerationStats;
-  generate(model, prompt.slice(0, DECODE_CONTEXT), { maxNewTokens: NEW + 1, stats, kvDtype: KV_DTYPE });
-  return { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode: generationRates(stats).decode };
+  // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart),
+  // best of 3, between two probes of the read bandwidth.
+  const probe = () => (addon ? addon.readBandwidth(THREADS, 1024) : 0);
+  const before = probe();
+  let decode = 0;
+  for (let i = 0; i < 3; i++) {
+    const stats = {} as GenerationStats;
+    generate(model, prompt.slice(0, DECODE_CONTEXT), { maxNewTokens: NEW + 1, stats, kvDtype: KV_DTYPE });
+    decode = Math.max(decode, generationRates(stats).decode);
+  }
+  const decodeBandwidth = Math.max(before, probe());
+  return { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode, decodeBandwidth };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -176,6 +192,7 @@ function medianRates(runs: Rates[]): Rates {
     prefillCpuSeconds: median(runs.map((r) => r.prefillCpuSeconds)),
     forwardSeconds: median(runs.map((r) => r.forwardSeconds)),
     decode: median(runs.map((r) => r.decode)),
+    decodeBandwidth: median(runs.map((r) => r.decodeBandwidth)),
   };
 }
 
@@ -203,7 +220,7 @@ function measure(be: Backend, label: string): Row[] {
 }
 
 function toRow(be: Backend, label: string, r: Rates): Row {
-  const { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode } = r;
+  const { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode, decodeBandwidth } = r;
   const bytes = bytesPerToken(model);
   const row: Row = {
     engine: label,
@@ -214,7 +231,10 @@ function toRow(be: Backend, label: string, r: Rates): Row {
   };
   if (be.name === "native") {
     row.decode_gb_per_second = (decode * bytes) / 1e9;
-    if (bandwidth > 0) row.decode_fraction_of_bandwidth = row.decode_gb_per_second / bandwidth;
+    if (decodeBandwidth > 0) {
+      row.read_gb_per_second_at_decode = decodeBandwidth;
+      row.decode_fraction_of_bandwidth = row.decode_gb_per_second / decodeBandwidth;
+    }
     if (peak > 0) {
       const dec = decoderFmaPerToken(model);
       const head = headFma(model);
@@ -407,9 +427,13 @@ if (native) {
   quantizeModel(model);
   rows.push(...measure(native, "native NF4 + bf16 head"));
   if (addon) bandwidth = Math.max(bandwidth, addon.readBandwidth(THREADS, 1024));
+  // llama.cpp's decode (run between the f32 and bf16 engines) against the best probe of the engines'.
   for (const r of rows)
-    if (r.decode_gb_per_second !== undefined)
-      r.decode_fraction_of_bandwidth = r.decode_gb_per_second / bandwidth;
+    if (r.decode_gb_per_second !== undefined && r.read_gb_per_second_at_decode === undefined) {
+      const near = Math.max(...rows.map((x) => x.read_gb_per_second_at_decode ?? 0));
+      r.read_gb_per_second_at_decode = near > 0 ? near : bandwidth;
+      r.decode_fraction_of_bandwidth = r.decode_gb_per_second / r.read_gb_per_second_at_decode;
+    }
 }
 
 const where = `${shapeArg} shape (hidden ${cfg.hiddenSize}, ${cfg.numHiddenLayers} layers, intermediate ${cfg.intermediateSize}, vocab ${cfg.vocabSize}, heads ${cfg.numAttentionHeads}/${cfg.numKeyValueHeads}), ${(params / 1e6).toFixed(0)}M parameters; prompt ${PROMPT}, ${NEW} new tokens after ${DECODE_CONTEXT} with a ${KV_DTYPE} KV cache of ${(kvBytes / 2 ** 20).toFixed(1)} MiB, ${THREADS} threads, weights ${INTERLEAVE > 0 ? `row-major and prepacked in turns (medians of ${INTERLEAVE})` : PREPACK ? "prepacked" : "row-major (--no-prepack)"}`;
@@ -443,12 +467,12 @@ else {
     `machine: streaming read ${bandwidth.toFixed(1)} GB/s, FMA peak ${peak.toFixed(0)} GFLOP/s, ${peakPerCpuSecond.toFixed(0)} GFLOP per CPU-second (measured in this run)`,
   );
   console.log(
-    "engine                 | MB read/token | prefill tok/s | % FMA peak | (CPU time) | all-logits forward tok/s | % FMA peak | decode tok/s | decode GB/s | % read bandwidth",
+    "engine                 | MB read/token | prefill tok/s | % FMA peak | (CPU time) | all-logits forward tok/s | % FMA peak | decode tok/s | decode GB/s | % of read GB/s probed next to it",
   );
   const pct = (x: number | undefined) => (x === undefined ? "" : `${(100 * x).toFixed(0)} %`);
   for (const r of rows)
     console.log(
-      `${String(r.engine).padEnd(22)} | ${r.weights_mb.toFixed(0).padStart(13)} | ${r.prefill_tokens_per_second.toFixed(1).padStart(13)} | ${pct(r.prefill_fraction_of_fma_peak).padStart(10)} | ${pct(r.prefill_fraction_of_fma_peak_cpu_time).padStart(10)} | ${(r.forward_tokens_per_second?.toFixed(1) ?? "").padStart(24)} | ${pct(r.forward_fraction_of_fma_peak).padStart(10)} | ${r.decode_tokens_per_second.toFixed(1).padStart(12)} | ${(r.decode_gb_per_second?.toFixed(1) ?? "").padStart(11)} | ${pct(r.decode_fraction_of_bandwidth).padStart(16)}`,
+      `${String(r.engine).padEnd(22)} | ${r.weights_mb.toFixed(0).padStart(13)} | ${r.prefill_tokens_per_second.toFixed(1).padStart(13)} | ${pct(r.prefill_fraction_of_fma_peak).padStart(10)} | ${pct(r.prefill_fraction_of_fma_peak_cpu_time).padStart(10)} | ${(r.forward_tokens_per_second?.toFixed(1) ?? "").padStart(24)} | ${pct(r.forward_fraction_of_fma_peak).padStart(10)} | ${r.decode_tokens_per_second.toFixed(1).padStart(12)} | ${(r.decode_gb_per_second?.toFixed(1) ?? "").padStart(11)} | ${`${pct(r.decode_fraction_of_bandwidth)}${r.read_gb_per_second_at_decode ? ` of ${r.read_gb_per_second_at_decode.toFixed(1)}` : ""}`.padStart(16)}`,
     );
   if (splits.length > 0) {
     console.log(
