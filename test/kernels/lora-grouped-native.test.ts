@@ -1,0 +1,83 @@
+// The native loraGrouped (native/src/lora_grouped.cc) with many adapters in one call, as a
+// serving step with 50 distinct adapters makes it: single-row groups run side by side over
+// the thread pool, larger groups one at a time. The bits of every row must not depend on the
+// thread count (a served request gets the same tokens alone or in any batch), rows of no
+// group keep their values, and the values match the reference backend.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { Backend, LoraGroupedParams } from "../../src/core/backend.js";
+import { Rng } from "../../src/core/rng.js";
+import { loadAddon } from "../../src/kernels/native/loader.js";
+import { refBackend } from "../../src/kernels/ref/index.js";
+import { availableBackends } from "../../src/kernels/select.js";
+
+const native = (await availableBackends()).find((b) => b.name === "native") as Backend | undefined;
+const loaded = loadAddon();
+const threads =
+  "addon" in loaded ? (loaded.addon as { setThreads(n: number): void; getThreads(): number }) : null;
+const skip = native?.loraGrouped && threads ? false : "no native addon here";
+
+const [N, inF, outF] = [70, 96, 80];
+const rng = new Rng(5);
+const f32 = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rng.uniform() * 2 - 1) * s);
+
+/** 48 single-row groups (rows scattered), one contiguous 12-row group, one scattered 5-row group. */
+function params(y: Float32Array): LoraGroupedParams {
+  const order = Array.from({ length: N }, (_, i) => i).sort(() => rng.uniform() - 0.5);
+  const big = Array.from({ length: 12 }, (_, i) => 30 + i);
+  const rest = order.filter((i) => !big.includes(i));
+  const singles = rest.slice(0, 48);
+  const scattered = rest.slice(48, 53); // the other rows (5 of them) belong to no group
+  const groups = [...singles.map((i) => [i]), big, scattered];
+  const rows = Int32Array.from(groups.flat());
+  const starts = Int32Array.from([0, ...groups.map((_, g) => groups.slice(0, g + 1).flat().length)]);
+  const ranks = Int32Array.from(groups, (_, g) => 1 + (g % 16));
+  return {
+    x: f32(N * inF),
+    y,
+    inFeatures: inF,
+    outFeatures: outF,
+    rows,
+    starts,
+    A: [...ranks].map((r) => f32(r * inF, 0.2)),
+    B: [...ranks].map((r) => f32(outF * r, 0.2)),
+    ranks,
+    scales: Float64Array.from(ranks, (r) => 16 / r),
+  };
+}
+
+describe("native loraGrouped with many adapters", { skip }, () => {
+  test("bit-identical on 1 and 2 threads, rows of no group untouched, values as the reference's", () => {
+    const be = native!;
+    const t = threads!;
+    const before = t.getThreads();
+    const y0 = f32(N * outF);
+    const p = params(y0.slice());
+    const run = (n: number) => {
+      t.setThreads(n);
+      const y = y0.slice();
+      be.loraGrouped({ ...p, y });
+      return y;
+    };
+    try {
+      const one = run(1);
+      const two = run(2);
+      for (let i = 0; i < one.length; i++)
+        assert.ok(Object.is(one[i], two[i]), `y[${i}]: ${one[i]} vs ${two[i]}`);
+      const grouped = new Set(p.rows);
+      for (let r = 0; r < N; r++)
+        if (!grouped.has(r))
+          for (let c = 0; c < outF; c++)
+            assert.equal(two[r * outF + c], y0[r * outF + c], `row ${r} changed`);
+      const want = y0.slice();
+      refBackend.loraGrouped({ ...p, y: want });
+      for (let i = 0; i < want.length; i++)
+        assert.ok(
+          Math.abs(two[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])),
+          `y[${i}]: ${two[i]} vs ${want[i]}`,
+        );
+    } finally {
+      t.setThreads(before);
+    }
+  });
+});
