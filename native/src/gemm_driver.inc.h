@@ -176,12 +176,14 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 // otherwise from a packed panel. The B panel need not be aligned (prepacked weights are
 // used in place, and a JavaScript array is only 16-byte aligned).
 // With SUB the B panel is NV sub-panels of kc rows of W values, kc·W apart (prepacked weights
-// read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values.
-// noclone: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
+// read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values;
+// then the first pf_lines steps each also fetch a line of pf (the next block) into L2.
+// noipa: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
 // of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes).
 template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
 __attribute__((noipa)) void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
-                  float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream) {
+                  float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
+                  const char* pf = nullptr, int64_t pf_lines = 0) {
   constexpr int W = V::W, NR = NV * V::W;
   // Where B's value group v of step p is.
   auto brow = [&](int64_t p, int v) { return SUB ? bp + v * kc * W + p * W : bp + p * NR + v * W; };
@@ -204,6 +206,7 @@ __attribute__((noipa)) void micro_kernel(int64_t kc, const float* __restrict a, 
     for (int i = 0; i < MR; i++) ar[i] = a + i * lda;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
+      if (SUB && p < pf_lines) __builtin_prefetch(pf + 64 * p, 0, 2);
       typename V::reg bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
@@ -220,6 +223,7 @@ __attribute__((noipa)) void micro_kernel(int64_t kc, const float* __restrict a, 
     const int64_t astep = ACOLS ? lda : MR;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
+      if (SUB && p < pf_lines) __builtin_prefetch(pf + 64 * p, 0, 2);
       typename V::reg bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
@@ -265,7 +269,9 @@ inline const float* packed_b(PackB& pack_b, const GemmTask& t, int64_t k0, int64
 // (prepacked weights: a block's panels are one run), with a member
 //   Source source(int64_t k0, int64_t kc, int64_t j0, int64_t nc) const;
 // then packed_gemm fetches the next block's source into L2 a piece per micro-tile while the
-// current block is in use, so that packing it copies from L2 instead of waiting on memory.
+// current block is in use, so that packing or reading it waits on L2 instead of memory. With
+// SUB panels the micro-kernel fetches its piece a line per k step (spread out; a burst of a
+// tile's ~50 prefetches at once gained nothing).
 struct Source {
   const char* p = nullptr;
   int64_t bytes = 0;
@@ -297,6 +303,16 @@ struct NextSource {
   inline void step() {
     for (const int64_t e = done + piece; done < src.bytes && done < e; done += 64)
       __builtin_prefetch(src.p + done, 0, 2);
+  }
+  // This tile's piece, for a micro-kernel of kc steps to fetch a line per step: where it
+  // starts and how many lines (at most kc; lines past those are fetched here at once).
+  inline const char* take(int64_t kc, int64_t& lines) {
+    const int64_t b = done, e = imin(src.bytes, done + piece);
+    done = e > b ? e : b;
+    lines = e > b ? (e - b + 63) / 64 : 0;
+    for (int64_t l = kc; l < lines; l++) __builtin_prefetch(src.p + b + 64 * l, 0, 2);
+    lines = imin(lines, kc);
+    return src.p + b;
   }
 };
 
@@ -486,19 +502,24 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
             const float* bpan = bblock + (jr / NR) * kc * NR;
-            next.step();
+            int64_t pf_lines = 0;
+            const char* pf = nullptr;
+            if (SUB)
+              pf = next.take(kc, pf_lines);
+            else
+              next.step();
             if (big && mr == MR)
               micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                        t.alpha, beta, mr, nr, stream);
+                                                        t.alpha, beta, mr, nr, stream, pf, pf_lines);
             else if (big)
               micro_kernel<V, MR, NV, false, false, SUB>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr,
-                                                         stream);
+                                                         stream, pf, pf_lines);
             else if (mr == MR4)
               micro_kernel<V, MR4, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                         t.alpha, beta, mr, nr, stream);
+                                                         t.alpha, beta, mr, nr, stream, pf, pf_lines);
             else
               micro_kernel<V, MR4, NV, false, false, SUB>(kc, ap, MR4, bpan, crow + jr, t.ldc, t.alpha, beta, mr,
-                                                          nr, stream);
+                                                          nr, stream, pf, pf_lines);
           }
           ir += mr;
         }

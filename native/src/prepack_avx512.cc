@@ -38,9 +38,9 @@ using V = VecAvx512<false>;
 
 #include "gemm_driver.inc.h"
 
-// Columns per B block of a prefill product: the block read (256 KiB f32) and, for bf16, the
-// next one fetched ahead fit a 1 MiB L2 with the rows of A and C in use (512-column blocks
-// with the fetch ahead measured 0.95× the 512-column copy without it).
+// Columns per B block of a prefill product: the block read (256 KiB f32) and the next one
+// fetched ahead fit a 1 MiB L2 with the rows of A and C in use (512-column blocks with the
+// fetch ahead measured 0.95× the 512-column copy without it).
 constexpr int64_t kPrefillNC = 256;
 
 // 16 panel values of one row to f32 columns 0..15 at dst (32-byte aligned); a bf16 row has
@@ -86,11 +86,12 @@ struct PanelsB {
     }
     return bp;
   }
-  // A block's panels are one run of the slice: columns [j0+jc, j0+jc+nc) (within npad). Only
-  // a bf16 block is fetched ahead (its widening copy then reads L2: bench/prepack --prefill
-  // 1.03–1.04×); an f32 block read in place streams as well without (0.95–1.00× with).
+  // A block's panels are one run of the slice: columns [j0+jc, j0+jc+nc) (within npad). The
+  // micro-kernels fetch the next block into L2 a line per k step while they use this one, so
+  // an f32 block read in place, or a bf16 block widened, comes from L2 rather than memory
+  // (bench/prepack --prefill: f32 1.03–1.06×, bf16 1.01–1.03×; a burst of prefetches per
+  // micro-tile instead measured 0.95–1.00× for f32).
   Source source(int64_t k0, int64_t kc, int64_t jc, int64_t nc) const {
-    if constexpr (sizeof(TB) == 4) return {};
     const int64_t col = j0 + jc, end = imin(npad, (j0 + jc + nc + 15) / 16 * 16);
     if (col >= end) return {};
     return {reinterpret_cast<const char*>(w + k0 * npad + col * kc), (end - col) * kc * int64_t{sizeof(TB)}};
