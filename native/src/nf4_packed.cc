@@ -25,7 +25,8 @@
 //     as nf4Gemm (forward c = a·Wᵀ, backward c = a·W; beta 1 accumulates). ≤ 8 forward rows
 //     take the decode kernel (codes dequantised in registers, split by output columns over
 //     the pool); more rows dequantise one 256×16 slice of a panel at a time (vectorised) into
-//     the panel GEMM's micro kernel. Every element is computed as nf4Gemm computes it (per
+//     the panel GEMM's micro kernel (forward on AVX-512: four panels' slices at a time into a
+//     6×64 tile of 16-lane FMAs, avx512::gemm_panels_forward). Every element is computed as nf4Gemm computes it (per
 //     256-deep slice acc = fma(qmap[code]·absmax, a, acc) in order of k, then c = acc or
 //     c + acc), so the bits do not depend on the layout, the row count or the thread count.
 #include "nf4_packed.h"
@@ -424,6 +425,69 @@ static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
   for (; q < q1; q++) decode_panels<M, 1>(p, q);
 }
 
+// The forward panel GEMM (more than 8 rows) on AVX-512: four adjacent panels' 256-deep
+// slices dequantised (by avx2::dequant_forward, one after another: 64 columns) and M rows
+// of a through them with a 6×64 tile of 16-lane FMAs, where the AVX2 micro kernel's 6×16
+// tile runs at half this width. Per element the arithmetic is the AVX2 kernel's: acc =
+// fma(w, a, acc) in order of k from zero per slice, then c = acc or c + acc.
+template <int M>
+static void micro64(const float* a, int64_t lda, const float* bp, int64_t kc, float* c, int64_t ldc, int nb,
+                    bool add) {
+  __m512 acc[M][4];
+  for (int i = 0; i < M; i++)
+    for (int g = 0; g < 4; g++) acc[i][g] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 wv[4];
+    for (int g = 0; g < 4; g++) wv[g] = _mm512_loadu_ps(bp + g * kc * kPanel + k * kPanel);
+#pragma GCC unroll 6
+    for (int i = 0; i < M; i++) {
+      const __m512 x = _mm512_set1_ps(a[i * lda + k]);
+      for (int g = 0; g < 4; g++) acc[i][g] = _mm512_fmadd_ps(wv[g], x, acc[i][g]);
+    }
+  }
+  for (int g = 0; g < 4; g++) {
+    const int v = nb - 16 * g;
+    if (v <= 0) break;
+    const __mmask16 cm = static_cast<__mmask16>(v >= 16 ? 0xFFFF : (1u << v) - 1u);
+    for (int i = 0; i < M; i++) {
+      float* ci = c + i * ldc + 16 * g;
+      const __m512 y = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(cm, ci), acc[i][g]) : acc[i][g];
+      _mm512_mask_storeu_ps(ci, cm, y);
+    }
+  }
+}
+
+// Panels [q0, q1): groups of four through micro64, the rest through the AVX2 kernel.
+static void gemm_panels_forward(const Problem& p, int64_t q0, int64_t q1) {
+  const PackedNf4& w = p.w;
+  const int64_t K = w.in, Ncols = w.out, lda = K, ldc = Ncols;
+  float* bp = scratch(static_cast<size_t>(KC) * kPanel * 4);
+  const avx2::Tables tb(w.qmap);
+  int64_t q = q0;
+  for (; q + 4 <= q1; q += 4) {
+    const int64_t j0 = q * kPanel;
+    const int nb = static_cast<int>(Ncols - j0 < 64 ? Ncols - j0 : 64);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = K - k0 < KC ? K - k0 : KC;
+      for (int g = 0; g < 4; g++) avx2::dequant_forward(w, tb, q + g, k0, kc, bp + g * kc * kPanel);
+      const bool add = k0 > 0 || p.accumulate;
+      const float* a = p.a + k0;
+      float* c = p.c + j0;
+      int64_t n = 0;
+      for (; n + 6 <= p.rows; n += 6) micro64<6>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add);
+      switch (p.rows - n) {
+        case 5: micro64<5>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 4: micro64<4>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 3: micro64<3>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 2: micro64<2>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 1: micro64<1>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        default: break;
+      }
+    }
+  }
+  if (q < q1) avx2::gemm_panels(p, q, q1);
+}
+
 static void decode(const Problem& p, int64_t q0, int64_t q1) {
   switch (p.rows) {
     case 1: return decode_range<1, 4>(p, q0, q1);
@@ -467,7 +531,16 @@ void run(const Problem& p) {
   }
   const int64_t ncols = p.backward ? w.in : w.out;
   const int64_t panels = (ncols + kPanel - 1) / kPanel;
-  parallel_for(panels, 1, [&](int64_t b, int64_t e) { avx2::gemm_panels(p, b, e); });
+  const bool wide = !p.backward && cpu_path() == CpuPath::Avx512;
+  // Thread ranges in whole groups of four panels where the wide kernel runs them.
+  const int64_t unit = wide ? 4 : 1;
+  parallel_for((panels + unit - 1) / unit, 1, [&](int64_t b, int64_t e) {
+    const int64_t q0 = b * unit, q1 = e * unit < panels ? e * unit : panels;
+    if (wide)
+      avx512::gemm_panels_forward(p, q0, q1);
+    else
+      avx2::gemm_panels(p, q0, q1);
+  });
 #else
   (void)p;
 #endif

@@ -82,6 +82,10 @@ describe("packed NF4 weights (native)", { skip }, () => {
           [17, 128, 32],
           [70, 512, 128],
           [96, 768, 64],
+          // AVX-512 runs the forward panel GEMM four panels (64 columns) at a time: a last
+          // group of four that ends inside its fourth panel, and groups split over threads.
+          [60, 256, 64],
+          [200, 320, 64],
         ]) {
           const { packed, scales } = weight(out, inF, bs);
           const { codes, pscales } = pack(ad, packed, scales, bs, out, inF);
