@@ -25,8 +25,9 @@
 //     as nf4Gemm (forward c = a·Wᵀ, backward c = a·W; beta 1 accumulates). ≤ 8 forward rows
 //     take the decode kernel (codes dequantised in registers, split by output columns over
 //     the pool); more rows dequantise one 256×16 slice of a panel at a time (vectorised) into
-//     the panel GEMM's micro kernel (forward on AVX-512: four panels' slices at a time into a
-//     6×64 tile of 16-lane FMAs, avx512::gemm_panels_forward). Every element is computed as nf4Gemm computes it (per
+//     the panel GEMM's micro kernel (on AVX-512: four panels' slices at a time into a 6×64
+//     tile of 16-lane FMAs, forward and backward, the backward's slices dequantised 16×16
+//     blocks at a time and transposed; avx512::gemm_panels_wide). Every element is computed as nf4Gemm computes it (per
 //     256-deep slice acc = fma(qmap[code]·absmax, a, acc) in order of k, then c = acc or
 //     c + acc), so the bits do not depend on the layout, the row count or the thread count.
 #include "nf4_packed.h"
@@ -457,7 +458,20 @@ static void micro64(const float* a, int64_t lda, const float* bp, int64_t kc, fl
   }
 }
 
-// Panels [q0, q1): groups of four through micro64, the rest through the AVX2 kernel.
+// Backward (a·W) packing of one 16-column panel (inputs j0..j0+15, all of them inside `in`)
+// for outputs [k0, k0+kc) into bp[kk·16 + j] = W[k0 + kk, j0 + j]: each 16 outputs × 16
+// inputs block dequantised by the forward path (inputs as its k), then transposed; the same
+// values as dequant_backward's element-by-element lookups, at a fraction of the cost.
+static void dequant_backward16(const PackedNf4& w, const avx2::Tables& tb, int64_t k0, int64_t kc, int64_t j0,
+                               float* bp, float* tmp) {
+  for (int64_t o0 = k0; o0 < k0 + kc; o0 += kPanel) {
+    avx2::dequant_forward(w, tb, o0 / kPanel, j0, kPanel, tmp);  // tmp[i·16 + jj] = W[o0 + jj, j0 + i]
+    const int64_t rows = k0 + kc - o0 < kPanel ? k0 + kc - o0 : kPanel;
+    for (int64_t jj = 0; jj < rows; jj++)
+      for (int64_t i = 0; i < kPanel; i++) bp[(o0 - k0 + jj) * kPanel + i] = tmp[i * kPanel + jj];
+  }
+}
+
 static void gemm_panels_forward(const Problem& p, int64_t q0, int64_t q1) {
   const PackedNf4& w = p.w;
   const int64_t K = w.in, Ncols = w.out, lda = K, ldc = Ncols;
@@ -486,6 +500,51 @@ static void gemm_panels_forward(const Problem& p, int64_t q0, int64_t q1) {
     }
   }
   if (q < q1) avx2::gemm_panels(p, q, q1);
+}
+
+static void gemm_panels_backward(const Problem& p, int64_t q0, int64_t q1) {
+  const PackedNf4& w = p.w;
+  const int64_t K = w.out, Ncols = w.in, lda = K, ldc = Ncols;
+  float* bp = scratch(static_cast<size_t>(KC) * kPanel * 4 + kPanel * kPanel);
+  float* tmp = bp + KC * kPanel * 4;
+  const avx2::Tables tb(w.qmap);
+  int64_t q = q0;
+  for (; q + 4 <= q1; q += 4) {
+    const int64_t j0 = q * kPanel;
+    const int nb = static_cast<int>(Ncols - j0 < 64 ? Ncols - j0 : 64);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = K - k0 < KC ? K - k0 : KC;
+      for (int g = 0; g < 4; g++) {
+        const int64_t jg = j0 + 16 * g;
+        const int valid = static_cast<int>(Ncols - jg < kPanel ? Ncols - jg : kPanel);
+        if (valid == kPanel)
+          dequant_backward16(w, tb, k0, kc, jg, bp + g * kc * kPanel, tmp);
+        else
+          avx2::dequant_backward(w, k0, kc, jg, valid > 0 ? valid : 0, bp + g * kc * kPanel);
+      }
+      const bool add = k0 > 0 || p.accumulate;
+      const float* a = p.a + k0;
+      float* c = p.c + j0;
+      int64_t n = 0;
+      for (; n + 6 <= p.rows; n += 6) micro64<6>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add);
+      switch (p.rows - n) {
+        case 5: micro64<5>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 4: micro64<4>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 3: micro64<3>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 2: micro64<2>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        case 1: micro64<1>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
+        default: break;
+      }
+    }
+  }
+  if (q < q1) avx2::gemm_panels(p, q, q1);
+}
+
+// Panels [q0, q1): groups of four through micro64, the rest through the AVX2 kernel. Forward
+// panels are 16 output columns; backward ones 16 input columns (the reduction over outputs).
+static void gemm_panels_wide(const Problem& p, int64_t q0, int64_t q1) {
+  if (p.backward) return gemm_panels_backward(p, q0, q1);
+  gemm_panels_forward(p, q0, q1);
 }
 
 static void decode(const Problem& p, int64_t q0, int64_t q1) {
@@ -531,13 +590,13 @@ void run(const Problem& p) {
   }
   const int64_t ncols = p.backward ? w.in : w.out;
   const int64_t panels = (ncols + kPanel - 1) / kPanel;
-  const bool wide = !p.backward && cpu_path() == CpuPath::Avx512;
+  const bool wide = cpu_path() == CpuPath::Avx512;
   // Thread ranges in whole groups of four panels where the wide kernel runs them.
   const int64_t unit = wide ? 4 : 1;
   parallel_for((panels + unit - 1) / unit, 1, [&](int64_t b, int64_t e) {
     const int64_t q0 = b * unit, q1 = e * unit < panels ? e * unit : panels;
     if (wide)
-      avx512::gemm_panels_forward(p, q0, q1);
+      avx512::gemm_panels_wide(p, q0, q1);
     else
       avx2::gemm_panels(p, q0, q1);
   });

@@ -86,6 +86,10 @@ describe("packed NF4 weights (native)", { skip }, () => {
           // group of four that ends inside its fourth panel, and groups split over threads.
           [60, 256, 64],
           [200, 320, 64],
+          // ... and in the backward (16 input columns a panel): in-features ending inside a
+          // group's last panel, and out-features (the reduction) not a multiple of 16.
+          [30, 56, 8],
+          [50, 136, 8],
         ]) {
           const { packed, scales } = weight(out, inF, bs);
           const { codes, pscales } = pack(ad, packed, scales, bs, out, inF);
