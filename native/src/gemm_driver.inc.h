@@ -179,9 +179,15 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 // read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values;
 // then the first pf_lines steps each also fetch a line of pf (the next block) into L2.
 // noipa: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
-// of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes).
+// of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes). Clang has no
+// noipa; noinline keeps the kernel a function of its own there.
+#if defined(__clang__)
+#define LORAKIT_KERNEL_NOIPA __attribute__((noinline))
+#else
+#define LORAKIT_KERNEL_NOIPA __attribute__((noipa))
+#endif
 template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
-__attribute__((noipa)) void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
+LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
                   const char* pf = nullptr, int64_t pf_lines = 0) {
   constexpr int W = V::W, NR = NV * V::W;
