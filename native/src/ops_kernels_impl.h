@@ -474,6 +474,30 @@ LK_TGT static inline void pv_accumulate2(float* ar0, R cv0, const float* s0, int
   }
 }
 
+// One row's online softmax over a tile's scores sr (vis of them in nu vectors): its running
+// max m and sum l move on, sr becomes exp(sr − max) (0 past vis), and the factor its
+// accumulator is scaled by is returned. (A function, not a lambda: Clang compiles a lambda
+// without its enclosing function's target attribute.)
+LK_TGT static inline float online_softmax(float* sr, int64_t vis, int64_t nu, float& m, float& l) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t j = vis; j < Bk; j++) sr[j] = ninf;
+  R mx = V::load(sr);
+  for (int64_t u = 1; u < nu; u++) mx = V::max(mx, V::load(sr + u * W));
+  const float mold = m;
+  const float mnew = std::max(mold, V::hmax(mx));
+  const float corr = std::exp(mold - mnew);
+  const R mv = V::set1(mnew);
+  R ps = V::zero();
+  for (int64_t u = 0; u < nu; u++) {
+    R e = V::exp(V::sub(V::load(sr + u * W), mv));
+    V::store(sr + u * W, e);
+    ps = V::add(ps, e);
+  }
+  l = l * corr + V::hsum(ps);
+  m = mnew;
+  return corr;
+}
+
 struct FwdScratch {
   std::vector<float> qs, acc, panel, m, l;
   std::vector<float> vtile;  // bf16 V: the tile's rows widened (Bk × D)
@@ -552,26 +576,6 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
     auto visible = [&](int64_t i) {
       return a.causal ? std::min(nk, a.offset + t0 + i % nt + 1 - j0) : nk;
     };
-    // Row i's online softmax over its scores s (vis of them, nu vectors): its running max and
-    // sum move on, s becomes exp(s − max), and the factor its accumulator is scaled by.
-    auto softmax = [&](int64_t i, float* sr, int64_t vis, int64_t nu) {
-      for (int64_t j = vis; j < Bk; j++) sr[j] = ninf;
-      R mx = V::load(sr);
-      for (int64_t u = 1; u < nu; u++) mx = V::max(mx, V::load(sr + u * W));
-      const float mold = sc.m[i];
-      const float mnew = std::max(mold, V::hmax(mx));
-      const float corr = std::exp(mold - mnew);
-      const R mv = V::set1(mnew);
-      R ps = V::zero();
-      for (int64_t u = 0; u < nu; u++) {
-        R e = V::exp(V::sub(V::load(sr + u * W), mv));
-        V::store(sr + u * W, e);
-        ps = V::add(ps, e);
-      }
-      sc.l[i] = sc.l[i] * corr + V::hsum(ps);
-      sc.m[i] = mnew;
-      return corr;
-    };
     // Rows two at a time where both see keys of this tile (the same arithmetic per row as one
     // at a time, with twice the independent FMA chains).
     for (int64_t i = 0; i < nq;) {
@@ -585,14 +589,15 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
       if (vis2 > 0) {
         const int64_t nu2 = (vis2 + W - 1) / W;
         scores_rows2_n(qs + i * Dp, qs + (i + 1) * Dp, sc.panel.data(), D, s, sc.s2, std::max(nu, nu2));
-        const float corr = softmax(i, s, vis, nu), corr2 = softmax(i + 1, sc.s2, vis2, nu2);
+        const float corr = online_softmax(s, vis, nu, sc.m[i], sc.l[i]);
+        const float corr2 = online_softmax(sc.s2, vis2, nu2, sc.m[i + 1], sc.l[i + 1]);
         pv_accumulate2(acc + i * Dp, V::set1(corr), s, vis, acc + (i + 1) * Dp, V::set1(corr2), sc.s2, vis2, vt,
                        vstride, D);
         i += 2;
         continue;
       }
       scores_row_n(qs + i * Dp, sc.panel.data(), D, s, nu);
-      const float corr = softmax(i, s, vis, nu);
+      const float corr = online_softmax(s, vis, nu, sc.m[i], sc.l[i]);
       pv_accumulate(acc + i * Dp, V::set1(corr), s, vt, vstride, vis, D);
       i++;
     }
