@@ -5,7 +5,11 @@
 // Only the multiply-adds the kernels write (V::fmadd) are fused: the compiler's own
 // contraction of a V::mul into a V::add would make this table's bits depend on its choices,
 // and the emu16 table (ops_simd_emu16.cc) could no longer reproduce them.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#else
 #pragma GCC optimize("fp-contract=off")
+#endif
 #include <immintrin.h>
 
 #include <cstdint>
