@@ -489,8 +489,9 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
           const bool more_k = pc + KC < t.k;
           if (more_k || jc + NC < t.n) {
             const int64_t pn = more_k ? pc + KC : 0, jn = more_k ? jc : jc + NC;
+            const int64_t row_tiles = (m_big + MR - 1) / MR + (t.m - m_big + MR4 - 1) / MR4;
             next = NextSource(pack_b.source(pn, imin(KC, t.k - pn), jn, imin(NC, t.n - jn)),
-                              (t.m + MR - 1) / MR * ((nc + NR - 1) / NR));
+                              row_tiles * ((nc + NR - 1) / NR));
           }
         }
         // Rows [0, m_big) in MR-row tiles, the rest in MR4-row ones (a_split_rows).
