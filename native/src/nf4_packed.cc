@@ -426,10 +426,10 @@ static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
   for (; q < q1; q++) decode_panels<M, 1>(p, q);
 }
 
-// The forward panel GEMM (more than 8 rows) on AVX-512: four adjacent panels' 256-deep
-// slices dequantised (by avx2::dequant_forward, one after another: 64 columns) and M rows
-// of a through them with a 6×64 tile of 16-lane FMAs, where the AVX2 micro kernel's 6×16
-// tile runs at half this width. Per element the arithmetic is the AVX2 kernel's: acc =
+// The panel GEMM (more than 8 rows, forward and backward) on AVX-512: four adjacent panels'
+// 256-deep slices dequantised one after another (64 columns) and M rows of a through them
+// with a 6×64 tile of 16-lane FMAs, where the AVX2 micro kernel's 6×16 tile runs at half
+// this width. Per element the arithmetic is the AVX2 kernel's: acc =
 // fma(w, a, acc) in order of k from zero per slice, then c = acc or c + acc.
 template <int M>
 static void micro64(const float* a, int64_t lda, const float* bp, int64_t kc, float* c, int64_t ldc, int nb,
