@@ -472,39 +472,30 @@ static void dequant_backward16(const PackedNf4& w, const avx2::Tables& tb, int64
   }
 }
 
-static void gemm_panels_forward(const Problem& p, int64_t q0, int64_t q1) {
-  const PackedNf4& w = p.w;
-  const int64_t K = w.in, Ncols = w.out, lda = K, ldc = Ncols;
-  float* bp = scratch(static_cast<size_t>(KC) * kPanel * 4);
-  const avx2::Tables tb(w.qmap);
-  int64_t q = q0;
-  for (; q + 4 <= q1; q += 4) {
-    const int64_t j0 = q * kPanel;
-    const int nb = static_cast<int>(Ncols - j0 < 64 ? Ncols - j0 : 64);
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-      const int64_t kc = K - k0 < KC ? K - k0 : KC;
-      for (int g = 0; g < 4; g++) avx2::dequant_forward(w, tb, q + g, k0, kc, bp + g * kc * kPanel);
-      const bool add = k0 > 0 || p.accumulate;
-      const float* a = p.a + k0;
-      float* c = p.c + j0;
-      int64_t n = 0;
-      for (; n + 6 <= p.rows; n += 6) micro64<6>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add);
-      switch (p.rows - n) {
-        case 5: micro64<5>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
-        case 4: micro64<4>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
-        case 3: micro64<3>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
-        case 2: micro64<2>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
-        case 1: micro64<1>(a + n * lda, lda, bp, kc, c + n * ldc, ldc, nb, add); break;
-        default: break;
-      }
+// Slice [k0, k0+kc) of four adjacent panels from q, dequantised into bp one panel after
+// another (kc·16 values each): forward panels are 16 output columns, backward ones 16 input
+// columns (the reduction over outputs; a panel ending past `in` element by element).
+static void dequant_four(const PackedNf4& w, const avx2::Tables& tb, bool backward, int64_t q, int64_t k0,
+                         int64_t kc, float* bp, float* tmp) {
+  for (int g = 0; g < 4; g++) {
+    float* dst = bp + g * kc * kPanel;
+    if (!backward) {
+      avx2::dequant_forward(w, tb, q + g, k0, kc, dst);
+      continue;
     }
+    const int64_t jg = (q + g) * kPanel;
+    const int valid = static_cast<int>(w.in - jg < kPanel ? w.in - jg : kPanel);
+    if (valid == kPanel)
+      dequant_backward16(w, tb, k0, kc, jg, dst, tmp);
+    else
+      avx2::dequant_backward(w, k0, kc, jg, valid > 0 ? valid : 0, dst);
   }
-  if (q < q1) avx2::gemm_panels(p, q, q1);
 }
 
-static void gemm_panels_backward(const Problem& p, int64_t q0, int64_t q1) {
+// Panels [q0, q1): groups of four through micro64, the rest through the AVX2 kernel.
+static void gemm_panels_wide(const Problem& p, int64_t q0, int64_t q1) {
   const PackedNf4& w = p.w;
-  const int64_t K = w.out, Ncols = w.in, lda = K, ldc = Ncols;
+  const int64_t K = p.backward ? w.out : w.in, Ncols = p.backward ? w.in : w.out, lda = K, ldc = Ncols;
   float* bp = scratch(static_cast<size_t>(KC) * kPanel * 4 + kPanel * kPanel);
   float* tmp = bp + KC * kPanel * 4;
   const avx2::Tables tb(w.qmap);
@@ -514,14 +505,7 @@ static void gemm_panels_backward(const Problem& p, int64_t q0, int64_t q1) {
     const int nb = static_cast<int>(Ncols - j0 < 64 ? Ncols - j0 : 64);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = K - k0 < KC ? K - k0 : KC;
-      for (int g = 0; g < 4; g++) {
-        const int64_t jg = j0 + 16 * g;
-        const int valid = static_cast<int>(Ncols - jg < kPanel ? Ncols - jg : kPanel);
-        if (valid == kPanel)
-          dequant_backward16(w, tb, k0, kc, jg, bp + g * kc * kPanel, tmp);
-        else
-          avx2::dequant_backward(w, k0, kc, jg, valid > 0 ? valid : 0, bp + g * kc * kPanel);
-      }
+      dequant_four(w, tb, p.backward, q, k0, kc, bp, tmp);
       const bool add = k0 > 0 || p.accumulate;
       const float* a = p.a + k0;
       float* c = p.c + j0;
@@ -538,13 +522,6 @@ static void gemm_panels_backward(const Problem& p, int64_t q0, int64_t q1) {
     }
   }
   if (q < q1) avx2::gemm_panels(p, q, q1);
-}
-
-// Panels [q0, q1): groups of four through micro64, the rest through the AVX2 kernel. Forward
-// panels are 16 output columns; backward ones 16 input columns (the reduction over outputs).
-static void gemm_panels_wide(const Problem& p, int64_t q0, int64_t q1) {
-  if (p.backward) return gemm_panels_backward(p, q0, q1);
-  gemm_panels_forward(p, q0, q1);
 }
 
 static void decode(const Problem& p, int64_t q0, int64_t q1) {
