@@ -35,11 +35,29 @@ struct Dims {
   int64_t inF, outF;
 };
 
+// c (m×n) = alpha·a (m×k)·bᵀ + beta·c through gemm_run, as the TypeScript path's gemm calls.
+void product_nt(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c, float alpha, float beta) {
+  GemmBatch g;
+  g.transA = false;
+  g.transB = true;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.b = b;
+  g.c = c;
+  g.alpha = alpha;
+  g.beta = beta;
+  gemm_run(g);
+}
+
 // One group's two products: h = s·x[rows]·Aᵀ, then y[rows] += h·Bᵀ (through a buffer when its
-// rows are not contiguous).
+// rows are not contiguous). The buffers are the thread's own and kept between groups: a step
+// of 50 single-row groups per layer would otherwise allocate for every one.
 void run_group(const Group& gr, const Dims& d) {
+  thread_local std::vector<float> h, xs, dy;
   const int64_t n = gr.n, r = gr.r, inF = d.inF, outF = d.outF;
-  std::vector<float> h(static_cast<size_t>(n * r), 0.0f), xs, dy;
+  h.assign(static_cast<size_t>(n * r), 0.0f);
   bool contiguous = true;
   for (int64_t j = 1; j < n && contiguous; j++) contiguous = gr.rows[j] == gr.rows[0] + j;
   const float* xin;
@@ -51,42 +69,17 @@ void run_group(const Group& gr, const Dims& d) {
       std::copy(d.x + gr.rows[j] * inF, d.x + (gr.rows[j] + 1) * inF, xs.data() + j * inF);
     xin = xs.data();
   }
-  GemmBatch g1;
-  g1.transA = false;
-  g1.transB = true;
-  g1.m = n;
-  g1.n = r;
-  g1.k = inF;
-  g1.a = xin;
-  g1.b = gr.A;
-  g1.c = h.data();
-  g1.alpha = gr.scale;
-  g1.beta = 0;
-  gemm_run(g1);
-  GemmBatch g2;
-  g2.transA = false;
-  g2.transB = true;
-  g2.m = n;
-  g2.n = outF;
-  g2.k = r;
-  g2.a = h.data();
-  g2.b = gr.B;
+  product_nt(n, r, inF, xin, gr.A, h.data(), gr.scale, 0);
   if (contiguous) {
-    g2.c = d.y + static_cast<int64_t>(gr.rows[0]) * outF;
-    g2.alpha = 1;
-    g2.beta = 1;
-    gemm_run(g2);
-  } else {
-    dy.assign(static_cast<size_t>(n * outF), 0.0f);
-    g2.c = dy.data();
-    g2.alpha = 1;
-    g2.beta = 0;
-    gemm_run(g2);
-    for (int64_t j = 0; j < n; j++) {
-      float* yo = d.y + static_cast<int64_t>(gr.rows[j]) * outF;
-      const float* dj = dy.data() + j * outF;
-      for (int64_t c = 0; c < outF; c++) yo[c] += dj[c];
-    }
+    product_nt(n, outF, r, h.data(), gr.B, d.y + static_cast<int64_t>(gr.rows[0]) * outF, 1, 1);
+    return;
+  }
+  dy.assign(static_cast<size_t>(n * outF), 0.0f);
+  product_nt(n, outF, r, h.data(), gr.B, dy.data(), 1, 0);
+  for (int64_t j = 0; j < n; j++) {
+    float* yo = d.y + static_cast<int64_t>(gr.rows[j]) * outF;
+    const float* dj = dy.data() + j * outF;
+    for (int64_t c = 0; c < outF; c++) yo[c] += dj[c];
   }
 }
 
