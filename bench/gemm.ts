@@ -6,6 +6,7 @@
 // one repetition each, under the same load; the table adds its GFLOP/s, % peak and the ratio)
 import { resolve } from "node:path";
 import { loadAddon, loadAddonFrom, type NativeAddon } from "../src/kernels/native/loader.js";
+import { cpuSeconds, perCpuSecond } from "./thread-cpu.js";
 
 interface Case {
   name: string;
@@ -62,20 +63,6 @@ function toBf16(x: Float32Array): Uint16Array {
   const out = new Uint16Array(x.length);
   for (let i = 0; i < x.length; i++) out[i] = u[i] >>> 16;
   return out;
-}
-
-function cpuSeconds(since: NodeJS.CpuUsage): number {
-  const c = process.cpuUsage(since);
-  return (c.user + c.system) / 1e6;
-}
-
-/** [what f returns (a GFLOP/s rate), the same rate per CPU-second of this process]. */
-function perCpuSecond(f: () => number): [number, number] {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const g = f();
-  const wall = (performance.now() - t0) / 1000;
-  return [g, (g * wall) / cpuSeconds(c0)];
 }
 
 function median(xs: number[]): number {

@@ -38,6 +38,7 @@ import { Linear4bit } from "../src/quant/linear4bit.js";
 import { quantizeModel } from "../src/quant/model.js";
 import { llamaCppPeer } from "./llama-cpp-peer.js";
 import { benchShapeConfig } from "./scale/shapes.js";
+import { perCpuSecond } from "./thread-cpu.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -389,15 +390,7 @@ const peak = addon ? addon.fmaPeak(THREADS, 300) : 0;
  * On a host shared with other work, wall-clock rates fall with whatever else runs; CPU time
  * does much less, so the prefill's share of this figure is the steadier one.
  */
-const peakPerCpuSecond = (() => {
-  if (!addon) return 0;
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const g = addon.fmaPeak(THREADS, 300);
-  const wall = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  return (g * wall) / ((c.user + c.system) / 1e6);
-})();
+const peakPerCpuSecond = addon ? perCpuSecond(() => addon.fmaPeak(THREADS, 300))[1] : 0;
 
 const rows: Row[] = [];
 const splits: DecodeSplit[] = [];

@@ -22,6 +22,7 @@ import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
 import { Linear } from "../src/nn/layers.js";
 import { benchShapeConfig } from "./scale/shapes.js";
+import { perCpuSecond } from "./thread-cpu.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -158,14 +159,7 @@ for (let r = 0; r < ROUNDS; r++) {
 setBackend(native);
 
 const peak = addon.fmaPeak(THREADS, 300);
-const peakPerCpuSecond = (() => {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const g = addon.fmaPeak(THREADS, 300);
-  const wall = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  return (g * wall) / ((c.user + c.system) / 1e6);
-})();
+const peakPerCpuSecond = perCpuSecond(() => addon.fmaPeak(THREADS, 300))[1];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 // The prefill's counted FLOPs as bench/inference.ts counts them: the recorded products

@@ -29,3 +29,22 @@ export function threadCpuMs(): ThreadCpu | null {
   }
   return out;
 }
+
+/** CPU seconds of this process (every thread) since `since`. */
+export function cpuSeconds(since: NodeJS.CpuUsage): number {
+  const c = process.cpuUsage(since);
+  return (c.user + c.system) / 1e6;
+}
+
+/**
+ * [what f returns (a GFLOP/s rate), the same rate per CPU-second of this process]: on a host
+ * shared with other work, wall-clock rates fall with whatever else runs; CPU time does much
+ * less, so a share of the per-CPU-second figure is the steadier one.
+ */
+export function perCpuSecond(f: () => number): [number, number] {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const g = f();
+  const wall = (performance.now() - t0) / 1000;
+  return [g, (g * wall) / cpuSeconds(c0)];
+}
