@@ -25,6 +25,12 @@ try {
 const skip = module ? false : "wasm kernels not built (npm run build:wasm)";
 
 /** y = x + y on n floats at `at` (x) and `at + 4n` (y) through wasm_axpy, split into the pool's parts. */
+/** Grows the pool's shared memory to at least `bytes`. */
+function growTo(pool: WasmThreadPool, bytes: number): void {
+  const have = pool.ex.memory.buffer.byteLength;
+  if (have < bytes) pool.ex.memory.grow(Math.ceil((bytes - have) / 65536));
+}
+
 function axpyArgs(at: number, n: number): number[] {
   return [1, at, at + 4 * n, n];
 }
@@ -35,9 +41,7 @@ describe("wasm pool: onPart", { skip }, () => {
     after(() => pool.dispose());
     const n = 1 << 16;
     const at = pool.arenaBase;
-    const need = at + 8 * n;
-    if (pool.ex.memory.buffer.byteLength < need)
-      pool.ex.memory.grow(Math.ceil((need - pool.ex.memory.buffer.byteLength) / 65536));
+    growTo(pool, at + 8 * n);
     for (const splitAbove of [0, Number.POSITIVE_INFINITY]) {
       pool.splitAbove = splitAbove;
       for (let round = 0; round < 20; round++) {
@@ -96,9 +100,7 @@ describe("wasm pool: onPart", { skip }, () => {
     after(() => pool.dispose());
     const n = 1 << 14;
     const at = pool.arenaBase;
-    const need = at + 8 * n;
-    if (pool.ex.memory.buffer.byteLength < need)
-      pool.ex.memory.grow(Math.ceil((need - pool.ex.memory.buffer.byteLength) / 65536));
+    growTo(pool, at + 8 * n);
     const y = new Float32Array(pool.ex.memory.buffer, at + 4 * n, n);
     new Float32Array(pool.ex.memory.buffer, at, n).fill(1);
     y.fill(0);
