@@ -87,10 +87,10 @@ struct PanelsB {
     return bp;
   }
   // A block's panels are one run of the slice: columns [j0+jc, j0+jc+nc) (within npad). The
-  // micro-kernels fetch the next block into L2 a line per k step while they use this one, so
-  // an f32 block read in place, or a bf16 block widened, comes from L2 rather than memory
-  // (bench/prepack --prefill: f32 1.03–1.06×, bf16 1.01–1.03×; a burst of prefetches per
-  // micro-tile instead measured 0.95–1.00× for f32).
+  // micro-kernels fetch the next block into L2, spread over their k steps, while they use
+  // this one, so an f32 block read in place, or a bf16 block widened, comes from L2 rather
+  // than memory (bench/prepack --prefill: f32 1.03–1.06×, bf16 1.01–1.03×; a burst of
+  // prefetches per micro-tile instead measured 0.95–1.00× for f32).
   Source source(int64_t k0, int64_t kc, int64_t jc, int64_t nc) const {
     const int64_t col = j0 + jc, end = imin(npad, (j0 + jc + nc + 15) / 16 * 16);
     if (col >= end) return {};
