@@ -286,30 +286,33 @@ LK_TGT static inline void scores_row_k(const float* q, const float* panel, int64
   for (int u = 0; u < K; u++) V::store(s + u * W, acc[u]);
 }
 
-// scores_row_k for two query rows at once (q0 → s0, q1 → s1): each panel vector is loaded
-// once for both, and 2K accumulator chains run side by side where K alone wait on each
-// other's latency. Every lane's sum is scores_row_k's, in the same order.
-template <int K>
-LK_TGT static inline void scores_rows2_k(const float* q0, const float* q1, const float* panel, int64_t D, float* s0,
-                                         float* s1) {
-  R a0[K], a1[K];
+// scores_row_k for ROWS query rows at once (q[r] → s[r], vectors u0.. of each): each panel
+// vector is loaded once for all of them, and ROWS·K accumulator chains run side by side where
+// K alone wait on each other's latency. Every lane's sum is scores_row_k's, in the same order.
+template <int ROWS, int K>
+LK_TGT static inline void scores_rows_k(const float* const* q, const float* panel, int64_t D, float* const* s,
+                                        int64_t u0) {
+  R acc[ROWS][K];
+#pragma GCC unroll 4
+  for (int r = 0; r < ROWS; r++)
 #pragma GCC unroll 16
-  for (int u = 0; u < K; u++) a0[u] = a1[u] = V::zero();
+    for (int u = 0; u < K; u++) acc[r][u] = V::zero();
   for (int64_t d = 0; d < D; d++) {
-    const R x0 = V::set1(q0[d]), x1 = V::set1(q1[d]);
-    const float* pr = panel + d * Bk;
+    R x[ROWS];
+#pragma GCC unroll 4
+    for (int r = 0; r < ROWS; r++) x[r] = V::set1(q[r][d]);
+    const float* pr = panel + d * Bk + u0 * W;
 #pragma GCC unroll 16
     for (int u = 0; u < K; u++) {
       const R p = V::load(pr + u * W);
-      a0[u] = V::fmadd(x0, p, a0[u]);
-      a1[u] = V::fmadd(x1, p, a1[u]);
+#pragma GCC unroll 4
+      for (int r = 0; r < ROWS; r++) acc[r][u] = V::fmadd(x[r], p, acc[r][u]);
     }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < ROWS; r++)
 #pragma GCC unroll 16
-  for (int u = 0; u < K; u++) {
-    V::store(s0 + u * W, a0[u]);
-    V::store(s1 + u * W, a1[u]);
-  }
+    for (int u = 0; u < K; u++) V::store(s[r] + (u0 + u) * W, acc[r][u]);
 }
 
 // s[0..Bk) = Σ_d q[d]·panel[d·Bk + j]
@@ -331,19 +334,29 @@ LK_TGT static inline void scores_row_n(const float* q, const float* panel, int64
   }
 }
 
-// The first nu vectors of two score rows (1 ≤ nu ≤ NU, at most 4 at once: 2·4 accumulators
-// and the panel vector fit AVX2's 16 registers), each lane's sum that of scores_row.
-LK_TGT static inline void scores_rows2_n(const float* q0, const float* q1, const float* panel, int64_t D, float* s0,
-                                         float* s1, int64_t nu) {
-  for (int64_t u0 = 0; u0 < nu; u0 += 4) {
-    const float* p = panel + u0 * W;
-    switch (std::min<int64_t>(4, nu - u0)) {
-      case 1: scores_rows2_k<1>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
-      case 2: scores_rows2_k<2>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
-      case 3: scores_rows2_k<3>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
-      default: scores_rows2_k<4>(q0, q1, p, D, s0 + u0 * W, s1 + u0 * W); break;
-    }
-  }
+// Query rows the forward scores and accumulates together: 4 where 32 registers hold 4·4
+// score accumulators (AVX-512: 1.2× a 128-token prompt's forward over two rows), else 2.
+constexpr int kAttnRows = W >= 16 ? 4 : 2;
+// Score vectors a group of ROWS rows accumulates per pass: ROWS·K accumulators, the K panel
+// vectors and ROWS broadcasts fit the registers (2·4 + 4 + 2 of AVX2's 16).
+template <int ROWS>
+constexpr int kScoreVectors = ROWS == 2 || W >= 16 ? 4 : 2;
+
+// scores_rows_k over vectors [u0, u0 + k) for k ≤ K (a template argument per k).
+template <int ROWS, int K>
+LK_TGT static inline void scores_rows_upto(int64_t k, const float* const* q, const float* panel, int64_t D,
+                                           float* const* s, int64_t u0) {
+  if constexpr (K > 1)
+    if (k < K) return scores_rows_upto<ROWS, K - 1>(k, q, panel, D, s, u0);
+  scores_rows_k<ROWS, K>(q, panel, D, s, u0);
+}
+
+// The first nu vectors of ROWS score rows (1 ≤ nu ≤ NU), each lane's sum that of scores_row.
+template <int ROWS>
+LK_TGT static inline void scores_rows_n(const float* const* q, const float* panel, int64_t D, float* const* s,
+                                        int64_t nu) {
+  constexpr int K = kScoreVectors<ROWS>;
+  for (int64_t u0 = 0; u0 < nu; u0 += K) scores_rows_upto<ROWS, K>(std::min<int64_t>(K, nu - u0), q, panel, D, s, u0);
 }
 
 // panel[d·Bk + j] = rows[j·stride + d] for j < n, 0 for n ≤ j < pad (≤ Bk). Blocks of 8 keys ×
@@ -427,51 +440,48 @@ LK_TGT static inline void pv_accumulate(float* ar, R cv, const float* s, const f
   }
 }
 
-// pv_accumulate for two rows over the same V tile: their first min(vis0, vis1) keys in one
-// loop (each V vector loaded once, 2·4 chains), then the rest of the longer row alone. Every
-// element goes through pv_accumulate's operations in the same order.
-LK_TGT static inline void pv_accumulate2(float* ar0, R cv0, const float* s0, int64_t vis0, float* ar1, R cv1,
-                                         const float* s1, int64_t vis1, const float* vt, int64_t vstride, int64_t D) {
-  const int64_t both = std::min(vis0, vis1);
+// pv_accumulate for ROWS rows over the same V tile (row r: accumulator ar[r], factor cv[r],
+// probabilities s[r] of its vis[r] keys): their first min(vis) keys in one loop (each V
+// vector loaded once for all rows), then the rest of each longer row alone. Every element goes
+// through pv_accumulate's operations in the same order.
+template <int ROWS>
+LK_TGT static inline void pv_rows(float* const* ar, const R* cv, const float* const* s, const int64_t* vis,
+                                  const float* vt, int64_t vstride, int64_t D) {
+  constexpr int CB = kScoreVectors<ROWS>;  // vectors of a row per pass (the same register budget)
+  int64_t both = vis[0];
+  for (int r = 1; r < ROWS; r++) both = std::min(both, vis[r]);
   int64_t c = 0;
-  for (; c + 4 * W <= D; c += 4 * W) {
-    R r0[4], r1[4];
+  for (; c + CB * W <= D; c += CB * W) {
+    R acc[ROWS][CB];
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; u++) {
-      r0[u] = V::mul(V::load(ar0 + c + u * W), cv0);
-      r1[u] = V::mul(V::load(ar1 + c + u * W), cv1);
-    }
+    for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 4
+      for (int u = 0; u < CB; u++) acc[r][u] = V::mul(V::load(ar[r] + c + u * W), cv[r]);
     const float* vr = vt + c;
     for (int64_t j = 0; j < both; j++) {
-      const R x0 = V::set1(s0[j]), x1 = V::set1(s1[j]);
+      R x[ROWS];
 #pragma GCC unroll 4
-      for (int u = 0; u < 4; u++) {
+      for (int r = 0; r < ROWS; r++) x[r] = V::set1(s[r][j]);
+#pragma GCC unroll 4
+      for (int u = 0; u < CB; u++) {
         const R v = V::load(vr + j * vstride + u * W);
-        r0[u] = V::fmadd(x0, v, r0[u]);
-        r1[u] = V::fmadd(x1, v, r1[u]);
+#pragma GCC unroll 4
+        for (int r = 0; r < ROWS; r++) acc[r][u] = V::fmadd(x[r], v, acc[r][u]);
       }
     }
-    for (int64_t j = both; j < vis0; j++) {
-      const R x0 = V::set1(s0[j]);
 #pragma GCC unroll 4
-      for (int u = 0; u < 4; u++) r0[u] = V::fmadd(x0, V::load(vr + j * vstride + u * W), r0[u]);
-    }
-    for (int64_t j = both; j < vis1; j++) {
-      const R x1 = V::set1(s1[j]);
+    for (int r = 0; r < ROWS; r++) {
+      for (int64_t j = both; j < vis[r]; j++) {
+        const R x = V::set1(s[r][j]);
 #pragma GCC unroll 4
-      for (int u = 0; u < 4; u++) r1[u] = V::fmadd(x1, V::load(vr + j * vstride + u * W), r1[u]);
-    }
+        for (int u = 0; u < CB; u++) acc[r][u] = V::fmadd(x, V::load(vr + j * vstride + u * W), acc[r][u]);
+      }
 #pragma GCC unroll 4
-    for (int u = 0; u < 4; u++) {
-      V::store(ar0 + c + u * W, r0[u]);
-      V::store(ar1 + c + u * W, r1[u]);
+      for (int u = 0; u < CB; u++) V::store(ar[r] + c + u * W, acc[r][u]);
     }
   }
-  if (c < D) {
-    // Under four vectors left: each row alone (pv_accumulate from column c on).
-    pv_accumulate(ar0 + c, cv0, s0, vt + c, vstride, vis0, D - c);
-    pv_accumulate(ar1 + c, cv1, s1, vt + c, vstride, vis1, D - c);
-  }
+  if (c < D)  // under CB vectors left: each row alone (pv_accumulate from column c on)
+    for (int r = 0; r < ROWS; r++) pv_accumulate(ar[r] + c, cv[r], s[r], vt + c, vstride, vis[r], D - c);
 }
 
 // One row's online softmax over a tile's scores sr (vis of them in nu vectors): its running
@@ -501,7 +511,7 @@ LK_TGT static inline float online_softmax(float* sr, int64_t vis, int64_t nu, fl
 struct FwdScratch {
   std::vector<float> qs, acc, panel, m, l;
   std::vector<float> vtile;  // bf16 V: the tile's rows widened (Bk × D)
-  float s[Bk], s2[Bk];
+  float s[kAttnRows][Bk];
 };
 
 // The thread's scratch, through a call that is never inlined: a thread_local named inside the
@@ -510,6 +520,44 @@ struct FwdScratch {
 __attribute__((noinline)) static FwdScratch& fwd_scratch() {
   thread_local FwdScratch sc;
   return sc;
+}
+
+// Rows i .. i+ROWS−1 of a forward item against one key tile (row r sees vis[r] > 0 of its
+// keys in panel, its values in vt): scores, online softmax and P·V, the rows together where
+// ROWS > 1 (each row's arithmetic is the one-row path's, so the bits do not depend on ROWS).
+template <int ROWS>
+LK_TGT static inline void attn_tile_rows(FwdScratch& sc, const float* qs, float* acc, int64_t i, int64_t Dp,
+                                         int64_t D, const int64_t* vis, const float* vt, int64_t vstride) {
+  const float* q[ROWS];
+  float* s[ROWS];
+  float* ar[ROWS];
+  R cv[ROWS];
+  int64_t nu = 0;
+  for (int r = 0; r < ROWS; r++) {
+    q[r] = qs + (i + r) * Dp;
+    s[r] = sc.s[r];
+    ar[r] = acc + (i + r) * Dp;
+    nu = std::max(nu, (vis[r] + W - 1) / W);
+  }
+  if constexpr (ROWS == 1)
+    scores_row_n(q[0], sc.panel.data(), D, s[0], nu);
+  else
+    scores_rows_n<ROWS>(q, sc.panel.data(), D, s, nu);
+  for (int r = 0; r < ROWS; r++)
+    cv[r] = V::set1(online_softmax(s[r], vis[r], (vis[r] + W - 1) / W, sc.m[i + r], sc.l[i + r]));
+  if constexpr (ROWS == 1)
+    pv_accumulate(ar[0], cv[0], s[0], vt, vstride, vis[0], D);
+  else
+    pv_rows<ROWS>(ar, cv, s, vis, vt, vstride, D);
+}
+
+// attn_tile_rows for the first g ≤ ROWS rows (a template argument per count).
+template <int ROWS>
+LK_TGT static inline void attn_tile_group(int g, FwdScratch& sc, const float* qs, float* acc, int64_t i, int64_t Dp,
+                                          int64_t D, const int64_t* vis, const float* vt, int64_t vstride) {
+  if constexpr (ROWS > 1)
+    if (g < ROWS) return attn_tile_group<ROWS - 1>(g, sc, qs, acc, i, Dp, D, vis, vt, vstride);
+  attn_tile_rows<ROWS>(sc, qs, acc, i, Dp, D, vis, vt, vstride);
 }
 
 // Queries [t0, t1) of every query head that shares KV head g (H/Hkv of them, GQA) against
@@ -533,7 +581,6 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
   sc.l.assign(nq, 0.f);
   float* qs = sc.qs.data();
   float* acc = sc.acc.data();
-  float* s = sc.s;
   for (int64_t i = 0; i < nq; i++) {
     const float* qr = a.q + (b * a.T + t0 + i % nt) * qstride + (h0 + i / nt) * D;
     for (int64_t d = 0; d < D; d++) qs[i * Dp + d] = qr[d] * a.scale;
@@ -576,30 +623,18 @@ LK_TGT static void attn_fwd_t(const AttnArgs& a, const E* kp, const E* vp, int64
     auto visible = [&](int64_t i) {
       return a.causal ? std::min(nk, a.offset + t0 + i % nt + 1 - j0) : nk;
     };
-    // Rows two at a time where both see keys of this tile (the same arithmetic per row as one
-    // at a time, with twice the independent FMA chains).
+    // Up to kAttnRows consecutive rows that see keys of this tile at a time (the same
+    // arithmetic per row as one at a time, with that many times the independent FMA chains).
     for (int64_t i = 0; i < nq;) {
-      const int64_t vis = visible(i);
-      if (vis <= 0) {
+      int64_t vis[kAttnRows];
+      int g = 0;
+      while (g < kAttnRows && i + g < nq && (vis[g] = visible(i + g)) > 0) g++;
+      if (g == 0) {
         i++;
         continue;
       }
-      const int64_t nu = (vis + W - 1) / W;
-      const int64_t vis2 = i + 1 < nq ? visible(i + 1) : 0;
-      if (vis2 > 0) {
-        const int64_t nu2 = (vis2 + W - 1) / W;
-        scores_rows2_n(qs + i * Dp, qs + (i + 1) * Dp, sc.panel.data(), D, s, sc.s2, std::max(nu, nu2));
-        const float corr = online_softmax(s, vis, nu, sc.m[i], sc.l[i]);
-        const float corr2 = online_softmax(sc.s2, vis2, nu2, sc.m[i + 1], sc.l[i + 1]);
-        pv_accumulate2(acc + i * Dp, V::set1(corr), s, vis, acc + (i + 1) * Dp, V::set1(corr2), sc.s2, vis2, vt,
-                       vstride, D);
-        i += 2;
-        continue;
-      }
-      scores_row_n(qs + i * Dp, sc.panel.data(), D, s, nu);
-      const float corr = online_softmax(s, vis, nu, sc.m[i], sc.l[i]);
-      pv_accumulate(acc + i * Dp, V::set1(corr), s, vt, vstride, vis, D);
-      i++;
+      attn_tile_group<kAttnRows>(g, sc, qs, acc, i, Dp, D, vis, vt, vstride);
+      i += g;
     }
   }
   for (int64_t i = 0; i < nq; i++) {
