@@ -35,6 +35,9 @@ const SHAPES: Shape[] = [
   // A later prompt chunk after cached keys, ragged sizes, one KV head, bf16 cache.
   { T: 77, offset: 45, H: 6, Hkv: 1, D: 40, bf16: true },
   { T: 200, offset: 3, H: 4, Hkv: 2, D: 24, bf16: false },
+  // No grouped heads (a one-query call is a single row), and D = 80: the rows taken together
+  // over whole 4-vector column blocks, then each alone over the last vector.
+  { T: 50, offset: 5, H: 2, Hkv: 2, D: 80, bf16: false },
 ];
 
 function run(s: Shape, q: Float32Array, k: Float32Array | Uint16Array, v: Float32Array | Uint16Array) {
