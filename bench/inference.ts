@@ -8,7 +8,9 @@
 // (every position's logits, the output layer counted for each). Best of 3 each. The read
 // bandwidth a decode is held against is probed right before and after that engine's decode
 // runs (the better of the two): on a shared host it drifts by a third within minutes, and one
-// probe at the start of the run made a later engine's share look low or high by as much.
+// probe at the start of the run made a later engine's share look low or high by as much. The
+// FMA peak a prefill and an all-logits forward are held against is probed the same way, right
+// before and after them (it read 479–544 GFLOP/s within an hour on one 2-core host).
 // llama.cpp runs the same f32 weights through lorakit's
 // GGUF export (bench/llama-cpp-peer.ts); the TypeScript reference backend is the other peer.
 //
@@ -122,7 +124,9 @@ interface Row {
   /** The streaming read probed next to this engine's decode (GB/s) and the decode's share of it. */
   read_gb_per_second_at_decode?: number;
   decode_fraction_of_bandwidth?: number;
-  /** FLOPs the prefill does (decoder linears for every token, the output layer once) / time / peak. */
+  /** The FMA peak probed right before and after this engine's prefills and forwards (the better), GFLOP/s. */
+  fma_peak_gflops_at_prefill?: number;
+  /** FLOPs the prefill does (decoder linears for every token, the output layer once) / time / that peak. */
   prefill_fraction_of_fma_peak?: number;
   /** The same FLOPs per CPU-second of the prefill / the FMA chains' GFLOP per CPU-second. */
   prefill_fraction_of_fma_peak_cpu_time?: number;
@@ -148,12 +152,17 @@ interface Rates {
   decode: number;
   /** GB/s of the streaming read probed next to those decodes (the better of before and after); 0 without the addon. */
   decodeBandwidth: number;
+  /** The FMA peak probed next to the prefills and forwards (the better of before and after), GFLOP/s and GFLOP per CPU-second; 0 without the addon. */
+  prefillPeak: number;
+  prefillPeakPerCpuSecond: number;
 }
 
 /** Prefill, forward and decode timings of one run (the warm-up forward packs the weights when packing is on). */
 function rates(): Rates {
   const ids = prompt.slice(0, PROMPT);
   noGrad(() => tidy(() => void model.forward(tensor([prompt.slice(0, 8)], [1, 8], "i32")))); // warm up
+  const probePeak = () => (addon ? perCpuSecond(() => addon.fmaPeak(THREADS, 200)) : [0, 0]);
+  const peakBefore = probePeak();
   // Prefill: the prompt through generate (timed by generate itself), best of 3.
   let prefillCpuSeconds = Number.POSITIVE_INFINITY;
   const prefillSeconds = bestOf(3, () => {
@@ -170,6 +179,9 @@ function rates(): Rates {
     noGrad(() => tidy(() => void model.forward(tensor([ids], [1, PROMPT], "i32"))));
     return (performance.now() - t0) / 1000;
   });
+  const peakAfter = probePeak();
+  const prefillPeak = Math.max(peakBefore[0], peakAfter[0]);
+  const prefillPeakPerCpuSecond = Math.max(peakBefore[1], peakAfter[1]);
   // Decode: greedy with the KV cache, timed by generate itself (the prompt's prefill apart),
   // best of 3, between two probes of the read bandwidth.
   const probe = () => (addon ? addon.readBandwidth(THREADS, 1024) : 0);
@@ -181,7 +193,15 @@ function rates(): Rates {
     decode = Math.max(decode, generationRates(stats).decode);
   }
   const decodeBandwidth = Math.max(before, probe());
-  return { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode, decodeBandwidth };
+  return {
+    prefillSeconds,
+    prefillCpuSeconds,
+    forwardSeconds,
+    decode,
+    decodeBandwidth,
+    prefillPeak,
+    prefillPeakPerCpuSecond,
+  };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -194,6 +214,8 @@ function medianRates(runs: Rates[]): Rates {
     forwardSeconds: median(runs.map((r) => r.forwardSeconds)),
     decode: median(runs.map((r) => r.decode)),
     decodeBandwidth: median(runs.map((r) => r.decodeBandwidth)),
+    prefillPeak: median(runs.map((r) => r.prefillPeak)),
+    prefillPeakPerCpuSecond: median(runs.map((r) => r.prefillPeakPerCpuSecond)),
   };
 }
 
@@ -221,7 +243,7 @@ function measure(be: Backend, label: string): Row[] {
 }
 
 function toRow(be: Backend, label: string, r: Rates): Row {
-  const { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode, decodeBandwidth } = r;
+  const { prefillSeconds, prefillCpuSeconds, forwardSeconds, decode, decodeBandwidth, prefillPeak } = r;
   const bytes = bytesPerToken(model);
   const row: Row = {
     engine: label,
@@ -236,14 +258,15 @@ function toRow(be: Backend, label: string, r: Rates): Row {
       row.read_gb_per_second_at_decode = decodeBandwidth;
       row.decode_fraction_of_bandwidth = row.decode_gb_per_second / decodeBandwidth;
     }
-    if (peak > 0) {
+    if (prefillPeak > 0) {
       const dec = decoderFmaPerToken(model);
       const head = headFma(model);
-      row.prefill_fraction_of_fma_peak = (2 * (PROMPT * dec + head)) / prefillSeconds / 1e9 / peak;
-      if (peakPerCpuSecond > 0)
+      row.fma_peak_gflops_at_prefill = prefillPeak;
+      row.prefill_fraction_of_fma_peak = (2 * (PROMPT * dec + head)) / prefillSeconds / 1e9 / prefillPeak;
+      if (r.prefillPeakPerCpuSecond > 0)
         row.prefill_fraction_of_fma_peak_cpu_time =
-          (2 * (PROMPT * dec + head)) / prefillCpuSeconds / 1e9 / peakPerCpuSecond;
-      row.forward_fraction_of_fma_peak = (2 * PROMPT * (dec + head)) / forwardSeconds / 1e9 / peak;
+          (2 * (PROMPT * dec + head)) / prefillCpuSeconds / 1e9 / r.prefillPeakPerCpuSecond;
+      row.forward_fraction_of_fma_peak = (2 * PROMPT * (dec + head)) / forwardSeconds / 1e9 / prefillPeak;
     }
   }
   return row;
@@ -457,7 +480,7 @@ if (argv.includes("--json"))
 else {
   console.log(where);
   console.log(
-    `machine: streaming read ${bandwidth.toFixed(1)} GB/s, FMA peak ${peak.toFixed(0)} GFLOP/s, ${peakPerCpuSecond.toFixed(0)} GFLOP per CPU-second (measured in this run)`,
+    `machine: streaming read ${bandwidth.toFixed(1)} GB/s, FMA peak ${peak.toFixed(0)} GFLOP/s, ${peakPerCpuSecond.toFixed(0)} GFLOP per CPU-second (measured at the start; each engine's prefill and forward % are of the peak probed right before and after them)`,
   );
   console.log(
     "engine                 | MB read/token | prefill tok/s | % FMA peak | (CPU time) | all-logits forward tok/s | % FMA peak | decode tok/s | decode GB/s | % of read GB/s probed next to it",
