@@ -11,6 +11,9 @@ import type { Module } from "../nn/module.js";
 import { KVCache, type KVDType } from "./llama/kv-cache.js";
 import type { LlamaForCausalLM } from "./llama/model.js";
 import { assertFiniteOutput } from "./non-finite.js";
+import { sampleToken } from "./sampling.js";
+
+export { sampleToken };
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -52,41 +55,6 @@ export function generationRates(s: GenerationStats): { prefill: number; decode: 
     prefill: s.prefillSeconds > 0 ? s.promptTokens / s.prefillSeconds : Number.NaN,
     decode: s.decodeSeconds > 0 ? s.decodeSteps / s.decodeSeconds : Number.NaN,
   };
-}
-
-/** Picks the next token from one row of logits. */
-export function sampleToken(logits: ArrayLike<number>, opts: GenerateOptions, rng: Rng): number {
-  const V = logits.length;
-  const temperature = opts.temperature ?? 0;
-  if (temperature <= 0) {
-    let best = 0;
-    for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
-    return best;
-  }
-  let idx = Array.from({ length: V }, (_, i) => i);
-  idx.sort((a, b) => logits[b] - logits[a] || a - b);
-  const topK = opts.topK ?? 0;
-  if (topK > 0) idx = idx.slice(0, topK);
-  const mx = logits[idx[0]];
-  let probs = idx.map((i) => Math.exp((logits[i] - mx) / temperature));
-  let z = probs.reduce((a, b) => a + b, 0);
-  probs = probs.map((p) => p / z);
-  const topP = opts.topP ?? 1;
-  if (topP < 1) {
-    let cum = 0;
-    let keep = 0;
-    while (keep < probs.length && cum < topP) cum += probs[keep++];
-    idx = idx.slice(0, Math.max(1, keep));
-    probs = probs.slice(0, idx.length);
-    z = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / z);
-  }
-  let u = rng.uniform();
-  for (let j = 0; j < probs.length; j++) {
-    u -= probs[j];
-    if (u < 0) return idx[j];
-  }
-  return idx[idx.length - 1];
 }
 
 /**
