@@ -76,8 +76,8 @@ export function wideNucleus(
   topP: number,
 ): { inSet: Uint8Array; mass: number } {
   const V = logits.length;
-  let lo = mx;
-  for (let id = 0; id < V; id++) if (logits[id] < lo) lo = logits[id];
+  let lo = mx; // the smallest finite logit (a −∞ one, a banned token, has weight 0)
+  for (let id = 0; id < V; id++) if (logits[id] < lo && logits[id] > -Infinity) lo = logits[id];
   const B = 4096;
   const scale = mx > lo ? B / (mx - lo) : 0;
   const bucket = (id: number) => Math.min(B - 1, Math.floor((mx - logits[id]) * scale)); // 0: the best

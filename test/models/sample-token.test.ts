@@ -154,6 +154,21 @@ describe("sampleToken", () => {
     }
   });
 
+  test("−∞ logits (banned tokens) are never drawn, on every path", () => {
+    const logits = normalLogits(6000, 0.05, 21);
+    for (let id = 0; id < logits.length; id += 3) logits[id] = Number.NEGATIVE_INFINITY;
+    for (const opts of [
+      { maxNewTokens: 1, temperature: 1 },
+      { maxNewTokens: 1, temperature: 1, topK: 100 },
+      { maxNewTokens: 1, temperature: 1, topP: 0.9 }, // a set of thousands: the bucketed path
+      { maxNewTokens: 1, temperature: 1, topP: 0.01 },
+    ]) {
+      const rng = new Rng(2);
+      for (let i = 0; i < 300; i++)
+        assert.notEqual(sampleToken(logits, opts, rng) % 3, 0, JSON.stringify(opts));
+    }
+  });
+
   test("one uniform draw per token, so a seeded stream does not depend on the vocabulary path", () => {
     const logits = normalLogits(5000, 1, 9);
     for (const opts of [
