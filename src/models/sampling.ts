@@ -104,12 +104,12 @@ export function wideNucleus(
 }
 
 /**
- * The walk of a draw: the first of `ids` (in the order given) at which the uniform draw u,
- * less each one's probability w[id]/z/mass in turn, falls below 0; `fallback` when rounding
- * leaves u over.
+ * The walk of a draw: the first candidate (ids[j], or j itself without ids) at which the
+ * uniform draw u, less each one's probability w[j]/z/mass in turn, falls below 0;
+ * `fallback` when rounding leaves u over.
  */
 function walk(
-  ids: ArrayLike<number>,
+  ids: ArrayLike<number> | null,
   w: Float64Array,
   z: number,
   mass: number,
@@ -117,9 +117,9 @@ function walk(
   fallback: number,
 ): number {
   let left = u;
-  for (let j = 0; j < ids.length; j++) {
-    left -= w[ids[j]] / z / mass;
-    if (left < 0) return ids[j];
+  for (let j = 0; j < w.length; j++) {
+    left -= w[j] / z / mass;
+    if (left < 0) return ids ? ids[j] : j;
   }
   return fallback;
 }
@@ -142,34 +142,48 @@ export function sampleToken(logits: ArrayLike<number>, opts: GenerateOptions, rn
   const topK = opts.topK ?? 0;
   const topP = opts.topP ?? 1;
   const mx = logits[best];
-  const w = new Float64Array(V);
-  const weigh = (id: number) => (w[id] = Math.exp((logits[id] - mx) / temperature));
-  // The candidates best first when there are few enough to order, and their total.
-  let order: Int32Array | null = null;
+  const weight = (id: number) => Math.exp((logits[id] - mx) / temperature);
+  // The candidates best first (order, their weights wo) when there are few enough to order,
+  // and the total z: of the top k summed best first, or of every token (w, by id) in id order.
+  let order: Int32Array;
+  let wo: Float64Array;
   let z = 0;
+  let w: Float64Array | null = null;
   if (topK > 0 && topK < V) {
     order = bestTokens(logits, topK);
-    for (const id of order) z += weigh(id);
+    wo = Float64Array.from(order, weight);
+    for (let j = 0; j < wo.length; j++) z += wo[j];
   } else {
-    for (let id = 0; id < V; id++) z += weigh(id);
-    if (topP >= 1) return walk(identity(V), w, z, 1, rng.uniform(), best);
+    const all = new Float64Array(V);
+    w = all;
+    for (let id = 0; id < V; id++) z += all[id] = weight(id);
+    if (topP >= 1) return walk(null, all, z, 1, rng.uniform(), best);
     order = bestTokens(logits, Math.min(V, ORDERED_NUCLEUS));
+    wo = Float64Array.from(order, (id) => all[id]);
   }
-  if (topP >= 1) return walk(order, w, z, 1, rng.uniform(), order[order.length - 1]);
+  if (topP >= 1) return walk(order, wo, z, 1, rng.uniform(), order[order.length - 1]);
   // The smallest best-first prefix whose probability reaches topP.
   let cum = 0;
   let keep = 0;
-  while (keep < order.length && cum < topP) cum += w[order[keep++]] / z;
-  if (cum < topP && order.length < (topK > 0 && topK < V ? topK : V)) {
+  while (keep < order.length && cum < topP) cum += wo[keep++] / z;
+  if (cum < topP && w !== null && order.length < V) {
     // Wider than the ordered prefix: the set from buckets, walked in id order.
-    const { inSet, mass } = wideNucleus(logits, w, z, mx, topP);
+    const all = w;
+    const { inSet, mass } = wideNucleus(logits, all, z, mx, topP);
     const ids = identity(V).filter((id) => inSet[id] === 1);
-    return walk(ids, w, z, mass, rng.uniform(), best);
+    return walk(
+      ids,
+      Float64Array.from(ids, (id) => all[id]),
+      z,
+      mass,
+      rng.uniform(),
+      best,
+    );
   }
   keep = Math.max(1, keep);
   let mass = 0;
-  for (let j = 0; j < keep; j++) mass += w[order[j]] / z;
-  return walk(order.subarray(0, keep), w, z, mass, rng.uniform(), order[keep - 1]);
+  for (let j = 0; j < keep; j++) mass += wo[j] / z;
+  return walk(order, wo.subarray(0, keep), z, mass, rng.uniform(), order[keep - 1]);
 }
 
 function identity(n: number): Int32Array {
