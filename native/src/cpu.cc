@@ -41,11 +41,12 @@ CpuFeatures detect() {
     f.avx512dq = (b >> 17) & 1;
     f.avx512bw = (b >> 30) & 1;
     f.avx512vl = (b >> 31) & 1;
+    f.avx512vbmi = (c >> 1) & 1;
     __cpuid_count(7, 1, a, b, c, d);
     f.avx512bf16 = (a >> 5) & 1;
   }
   if (!f.os_ymm) f.avx2 = f.fma = false;
-  if (!f.os_zmm) f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512bf16 = false;
+  if (!f.os_zmm) f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512bf16 = f.avx512vbmi = false;
 #endif
   return f;
 }
@@ -86,6 +87,15 @@ CpuPath cpu_best_path() {
 CpuPath cpu_path() {
   static const CpuPath p = detect_path();
   return p;
+}
+
+bool cpu_vbmi() {
+  static const bool v = [] {
+    const char* s = std::getenv("LORAKIT_CPU");
+    const bool plain = s != nullptr && !std::strcmp(s, "avx512");
+    return cpu_path() == CpuPath::Avx512 && cpu_features().avx512vbmi && !plain;
+  }();
+  return v;
 }
 
 const char* cpu_path_name(CpuPath p) {

@@ -15,6 +15,7 @@ struct CpuFeatures {
   bool avx512vl = false;
   bool avx512dq = false;
   bool avx512bf16 = false;
+  bool avx512vbmi = false;  // vpermb (byte permutes across the 512-bit register)
   bool os_ymm = false;  // XCR0 has SSE+AVX state enabled
   bool os_zmm = false;  // XCR0 has opmask + zmm state enabled
 };
@@ -28,5 +29,9 @@ CpuPath cpu_best_path();
 // selects the op kernels' 16-lane emulation and leaves this path at the best one.
 CpuPath cpu_path();
 const char* cpu_path_name(CpuPath p);
+// Whether kernels may use AVX-512 VBMI (vpermb) on top of the AVX-512 path: the CPU has it,
+// the path is AVX-512, and LORAKIT_CPU does not name avx512 (which keeps to the F/BW/VL/DQ
+// kernels, so a VBMI host can test the ones AVX-512 hosts without VBMI run).
+bool cpu_vbmi();
 
 }  // namespace lorakit

@@ -4,7 +4,7 @@
 //     Uint16Array (bf16); strides in elements (0 = shared operand; C needs ≥ m·n when
 //     batch > 1). The arrays are used in place (no copies); every length is checked.
 //   fmaPeak(threads, ms) → GFLOP/s of independent FMA chains on the selected path.
-//   cpuFeatures() → { path, best, avx2, fma, avx512f, ..., avx512bf16 }.
+//   cpuFeatures() → { path, best, avx2, fma, avx512f, ..., avx512bf16, avx512vbmi, vbmi }.
 #include <cmath>
 #include <string>
 
@@ -163,6 +163,8 @@ Napi::Value CpuFeaturesJs(const Napi::CallbackInfo& info) {
   o.Set("avx512vl", f.avx512vl);
   o.Set("avx512dq", f.avx512dq);
   o.Set("avx512bf16", f.avx512bf16);
+  o.Set("avx512vbmi", f.avx512vbmi);
+  o.Set("vbmi", cpu_vbmi());
   o.Set("threads", num_threads());
   return o;
 }

@@ -15,7 +15,11 @@
 // and two rounds of unpacking, which leave the weights of columns 0–7 and 8–15 at k and k+1
 // in four vectors: no lane-crossing permute (vpermps is several times slower on the AMD
 // cores this was measured on). On AVX-512 the decode kernel reads the same layout with one
-// 16-lane vpermps of the map per panel row instead (fast on Zen 5; avx512::decode_panels).
+// 16-lane vpermps of the map per panel row instead (fast on Zen 5; nf4_decode_avx512.inc.h),
+// its indices made by a mask, a dword permute and zero-extensions, or where the CPU has VBMI
+// by one byte permute per k and a shift (avx512_vbmi: 1.5× the kernel alone with the weights
+// in L2 at one row, 2× at two; 1.1–1.2× streaming them from memory with the next panels'
+// codes and scales fetched ahead, bench/nf4-kernel --against).
 //
 // Exports:
 //   nf4PackedLayout() → { panel: 16 } on AVX2/AVX-512 CPUs, else null
@@ -362,69 +366,29 @@ namespace avx512 {
 // acc = fma(w, a, acc) in order of k over each 256-deep slice, then c = acc or c + acc.
 constexpr int KC = avx2::KC;  // the panel GEMM's slice depth
 
-// G adjacent panels from q at once for the M rows: with one row, one panel's chain of
-// multiply-adds (two per k into the same accumulator) bounds the loop by the FMA latency, and
-// 4 panels give 4 independent chains (one row 1.13 → 1.19–1.23× AVX2's kernel; two rows ran
+// The codes of k..k+3 as the layout stores them: a mask and a shift split the low nibbles
+// (k, k+1) from the high ones (k+2, k+3), a dword permute puts k's 16 in column order in the
+// low 128 bits and k+1's in the high, and two zero-extensions widen them to dword lanes.
+struct Codes {
+  __m256i order, low4;
+  // Written out: an implicit constructor would not get this region's target.
+  Codes() : order(_mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)), low4(_mm256_set1_epi8(15)) {}
+  void indices(const uint8_t* src, __m512i (&idx)[4]) const {
+    constexpr __mmask16 kAll = 0xFFFF;
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    const __m256i nib[2] = {_mm256_and_si256(raw, low4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)};
+    for (int half = 0; half < 2; half++) {
+      const __m256i ord = _mm256_permutevar8x32_epi32(nib[half], order);
+      idx[2 * half] = _mm512_maskz_cvtepu8_epi32(kAll, _mm256_castsi256_si128(ord));
+      idx[2 * half + 1] = _mm512_maskz_cvtepu8_epi32(kAll, _mm256_extracti128_si256(ord, 1));
+    }
+  }
+};
+// With one row, one panel's chain of multiply-adds bounds the loop by the FMA latency, and 4
+// panels give 4 independent chains (one row 1.13 → 1.19–1.23× AVX2's kernel; two rows ran
 // slower interleaved, 0.96×, than one panel at a time, 1.09×).
-template <int M, int G>
-static void decode_panels(const Problem& p, int64_t q) {
-  const PackedNf4& w = p.w;
-  const int64_t C = w.in;
-  const int shift = w.shift;
-  constexpr __mmask16 kAll = 0xFFFF;  // zero-masked forms: GCC 12's unmasked ones read an undefined register
-  const __m512 map = _mm512_loadu_ps(w.qmap);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  const __m256i low4 = _mm256_set1_epi8(15);
-  const uint8_t* cp[G];
-  const float* sp[G];
-  for (int g = 0; g < G; g++) {
-    cp[g] = w.panel_codes(q + g);
-    sp[g] = w.panel_scales(q + g);
-  }
-  for (int64_t k0 = 0; k0 < C; k0 += KC) {
-    const int64_t k1 = C - k0 < KC ? C : k0 + KC;
-    __m512 acc[M][G];
-    for (int i = 0; i < M; i++)
-      for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_ps();
-    for (int64_t k = k0; k < k1; k += 4) {
-      for (int g = 0; g < G; g++) {
-        const __m512 s = _mm512_loadu_ps(sp[g] + (k >> shift) * kPanel);
-        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cp[g] + 8 * k));
-        const __m256i idx[2] = {_mm256_and_si256(raw, low4), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4)};
-        for (int half = 0; half < 2; half++) {
-          const __m256i ord = _mm256_permutevar8x32_epi32(idx[half], order);
-          const __m512i c0 = _mm512_maskz_cvtepu8_epi32(kAll, _mm256_castsi256_si128(ord));
-          const __m512i c1 = _mm512_maskz_cvtepu8_epi32(kAll, _mm256_extracti128_si256(ord, 1));
-          const __m512 w0 = _mm512_mul_ps(_mm512_maskz_permutexvar_ps(kAll, c0, map), s);
-          const __m512 w1 = _mm512_mul_ps(_mm512_maskz_permutexvar_ps(kAll, c1, map), s);
-          const int64_t kk = k + 2 * half;
-          for (int i = 0; i < M; i++) {
-            acc[i][g] = _mm512_fmadd_ps(w0, _mm512_set1_ps(p.a[i * C + kk]), acc[i][g]);
-            acc[i][g] = _mm512_fmadd_ps(w1, _mm512_set1_ps(p.a[i * C + kk + 1]), acc[i][g]);
-          }
-        }
-      }
-    }
-    const bool add = k0 > 0 || p.accumulate;
-    for (int g = 0; g < G; g++) {
-      const int64_t j0 = (q + g) * kPanel;
-      const int nb = static_cast<int>(w.out - j0 < kPanel ? w.out - j0 : kPanel);
-      const __mmask16 cm = static_cast<__mmask16>(nb >= 16 ? 0xFFFF : (1u << nb) - 1u);
-      for (int i = 0; i < M; i++) {
-        float* ci = p.c + i * w.out + j0;
-        const __m512 y = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(cm, ci), acc[i][g]) : acc[i][g];
-        _mm512_mask_storeu_ps(ci, cm, y);
-      }
-    }
-  }
-}
-
-template <int M, int G>
-static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
-  int64_t q = q0;
-  for (; q + G <= q1; q += G) decode_panels<M, G>(p, q);
-  for (; q < q1; q++) decode_panels<M, 1>(p, q);
-}
+constexpr int decode_group(int m) { return m == 1 ? 4 : 1; }
+#include "nf4_decode_avx512.inc.h"
 
 // The panel GEMM (more than 8 rows, forward and backward) on AVX-512: four adjacent panels'
 // 256-deep slices dequantised one after another (64 columns) and M rows of a through them
@@ -524,19 +488,62 @@ static void gemm_panels_wide(const Problem& p, int64_t q0, int64_t q1) {
   if (q < q1) avx2::gemm_panels(p, q, q1);
 }
 
-static void decode(const Problem& p, int64_t q0, int64_t q1) {
-  switch (p.rows) {
-    case 1: return decode_range<1, 4>(p, q0, q1);
-    case 2: return decode_range<2, 1>(p, q0, q1);
-    case 3: return decode_range<3, 1>(p, q0, q1);
-    case 4: return decode_range<4, 1>(p, q0, q1);
-    case 5: return decode_range<5, 1>(p, q0, q1);
-    case 6: return decode_range<6, 1>(p, q0, q1);
-    case 7: return decode_range<7, 1>(p, q0, q1);
-    default: return decode_range<8, 1>(p, q0, q1);
-  }
-}
 }  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+// Decode on AVX-512 hosts with VBMI (Zen 4/5, Ice Lake and later): the codes of k and k+1 go
+// to their dword lanes, in column order, with one byte permute each (vpermb) straight from
+// the 32 stored bytes, and vpermps reads only the low 4 bits of each lane's index, so the low
+// nibble (k, k+1) needs no masking and the high one (k+2, k+3) only a 4-bit shift: per 64
+// weights 2 permutes and 2 shifts where avx512::decode_panels spends 3 masks and shifts, 2
+// dword permutes, an extract and 4 zero-extensions. The arithmetic per element, and its
+// order, is avx512::decode_panels' (w = map[code]·absmax, acc = fma(w, a, acc) in order of k).
+#if defined(__x86_64__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,avx2,fma")
+#endif
+namespace avx512_vbmi {
+
+constexpr int KC = avx2::KC;  // the panel GEMM's slice depth
+
+// The byte permute that puts the code byte of column jj at k + k1 (k a multiple of 4, k1 0 or
+// 1: code_place) into every byte of dword lane jj.
+static inline __m512i code_byte_index(int64_t k1) {
+  alignas(64) uint8_t t[64];
+  for (int64_t jj = 0; jj < kPanel; jj++)
+    for (int b = 0; b < 4; b++) t[4 * jj + b] = static_cast<uint8_t>(code_place(jj, k1).byte);
+  return _mm512_load_si512(t);
+}
+
+struct Codes {
+  __m512i at_k, at_k1;
+  Codes() : at_k(code_byte_index(0)), at_k1(code_byte_index(1)) {}  // written out, as avx512::Codes'
+  void indices(const uint8_t* src, __m512i (&idx)[4]) const {
+    constexpr __mmask16 kAll = 0xFFFF;
+    constexpr __mmask64 kAllBytes = ~__mmask64{0};
+    // The upper 256 bits are never indexed (a masked load measured 0.5–0.8× on Zen 5).
+    const __m512i raw = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+    idx[0] = _mm512_maskz_permutexvar_epi8(kAllBytes, at_k, raw);
+    idx[1] = _mm512_maskz_permutexvar_epi8(kAllBytes, at_k1, raw);
+    idx[2] = _mm512_maskz_srli_epi32(kAll, idx[0], 4);
+    idx[3] = _mm512_maskz_srli_epi32(kAll, idx[1], 4);
+  }
+};
+// The cheaper dequantisation leaves more rows chain-bound: 2–4 rows over 4 panels ran
+// 1.4–2.0× one panel at a time with the weights in L2, 5 rows over 2 panels 1.17×; 6–8 rows
+// are bound by their multiply-adds and ran slower over 2 panels (0.83–0.98×).
+constexpr int decode_group(int m) { return m <= 4 ? 4 : m == 5 ? 2 : 1; }
+#include "nf4_decode_avx512.inc.h"
+}  // namespace avx512_vbmi
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -557,8 +564,11 @@ void run(const Problem& p) {
   const PackedNf4& w = p.w;
   if (!p.backward && p.rows <= 8) {
     const bool wide = cpu_path() == CpuPath::Avx512;
+    const bool vbmi = cpu_vbmi();
     parallel_for(w.panels(), 1, [&](int64_t b, int64_t e) {
-      if (wide)
+      if (vbmi)
+        avx512_vbmi::decode(p, b, e);
+      else if (wide)
         avx512::decode(p, b, e);
       else
         avx2::decode(p, b, e);

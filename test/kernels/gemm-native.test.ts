@@ -1,12 +1,11 @@
 // The native GEMM against a naive f64 product, on every path this CPU allows (the other
 // paths run in child processes with LORAKIT_CPU forced), plus the loader's error path.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type GemmAddon, nativeGemm } from "../../src/kernels/native/gemm.js";
 import { loadAddon, loadAddonFrom, nativeUnavailableMessage } from "../../src/kernels/native/loader.js";
 import type { Nf4Addon } from "../../src/kernels/native/nf4.js";
+import { passesOnForcedPath } from "../util/forced-path.js";
 
 const loaded = loadAddon();
 const addon = "addon" in loaded ? loaded.addon : null;
@@ -198,15 +197,7 @@ for (const path of lower) {
   const best = addon!.cpuFeatures().best;
   const ok = path === "portable" || best !== "portable";
   test(`native gemm on the forced ${path} path`, { skip: ok ? false : `${path} not supported here` }, () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_CPU: path };
-    delete env.NODE_TEST_CONTEXT; // run as a fresh test process, not as a runner's child
-    const r = spawnSync(process.execPath, ["--test", fileURLToPath(import.meta.url)], {
-      env,
-      encoding: "utf8",
-    });
-    assert.equal(r.status, 0, `${path} path failed:\n${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /# pass [1-9]/, r.stdout);
-    assert.match(r.stdout, /# fail 0/, r.stdout);
+    passesOnForcedPath(import.meta.url, path);
   });
 }
 

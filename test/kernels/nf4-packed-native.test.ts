@@ -8,6 +8,7 @@ import { describe, test } from "node:test";
 import { loadAddon } from "../../src/kernels/native/loader.js";
 import { type Nf4Addon, nf4AddonOf, nf4Packable } from "../../src/kernels/native/nf4.js";
 import { NF4_CODE } from "../../src/quant/nf4.js";
+import { passesOnForcedPath } from "../util/forced-path.js";
 
 const loaded = loadAddon();
 const raw =
@@ -94,7 +95,7 @@ describe("packed NF4 weights (native)", { skip }, () => {
           const { packed, scales } = weight(out, inF, bs);
           const { codes, pscales } = pack(ad, packed, scales, bs, out, inF);
           for (const backward of [false, true])
-            for (const rows of [1, 2, 3, 5, 8, 9, 14])
+            for (const rows of [1, 2, 3, 4, 5, 6, 7, 8, 9, 14])
               for (const beta of [0, 1]) {
                 const K = backward ? out : inF;
                 const N = backward ? inF : out;
@@ -172,3 +173,18 @@ describe("packed NF4 weights (native)", { skip }, () => {
     );
   });
 });
+
+// The kernels a lower path runs, each in a child process (the path is chosen once per
+// process): LORAKIT_CPU=avx512 keeps a VBMI host to the AVX-512 kernels without VBMI, and
+// avx2 to the AVX2 ones, so one host checks every decode kernel's bits.
+const features = raw
+  ? (raw as unknown as { cpuFeatures(): { best: string; vbmi: boolean } }).cpuFeatures()
+  : null;
+const lower =
+  !packedOk || process.env.LORAKIT_CPU || features === null
+    ? []
+    : [...(features.vbmi ? ["avx512"] : []), ...(features.best === "avx512" ? ["avx2"] : [])];
+for (const path of lower)
+  test(`packed NF4 on the forced ${path} path`, () => {
+    passesOnForcedPath(import.meta.url, path);
+  });

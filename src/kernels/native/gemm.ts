@@ -18,6 +18,9 @@ export interface CpuFeatureReport {
   avx512vl: boolean;
   avx512dq: boolean;
   avx512bf16: boolean;
+  avx512vbmi: boolean;
+  /** Whether kernels use VBMI here (an AVX-512 path that LORAKIT_CPU=avx512 does not hold to F/BW/VL/DQ). */
+  vbmi: boolean;
   /** Threads in the native pool. */
   threads: number;
 }
