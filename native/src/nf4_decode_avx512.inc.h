@@ -36,8 +36,9 @@ static void decode_panels(const Problem& p, int64_t q, const Codes& codes, const
       for (int g = 0; g < G; g++) acc[i][g] = _mm512_setzero_ps();
     for (int64_t k = k0; k < k1; k += 4) {
       if (ahead != nullptr) {
+        // A step reads 32 bytes of codes from each of its G panels: as many of the next ones'.
         const char* line = reinterpret_cast<const char*>(ahead) + 8 * G * k;
-        for (int l = 0; l < (8 * G + 63) / 64; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < (32 * G + 63) / 64; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T0);
         const int64_t sl = 16 * k;  // a line of the next panels' scales per step, from their start
         if (sl < scale_bytes) _mm_prefetch(ahead_scales + sl, _MM_HINT_T0);
       }

@@ -18,8 +18,9 @@
 // 16-lane vpermps of the map per panel row instead (fast on Zen 5; nf4_decode_avx512.inc.h),
 // its indices made by a mask, a dword permute and zero-extensions, or where the CPU has VBMI
 // by one byte permute per k and a shift (avx512_vbmi: 1.5× the kernel alone with the weights
-// in L2 at one row, 2× at two; 1.1–1.2× streaming them from memory with the next panels'
-// codes and scales fetched ahead, bench/nf4-kernel --against).
+// in L2 at one row, 2× at two). Both fetch the next panels' codes and scales ahead: from
+// memory the VBMI kernel with it read 1.45–1.66× the codes per second of the kernel before at
+// 1–4 rows, 1.17× at 8 (bench/nf4-kernel --against); the other one 1.01–1.28×.
 //
 // Exports:
 //   nf4PackedLayout() → { panel: 16 } on AVX2/AVX-512 CPUs, else null
