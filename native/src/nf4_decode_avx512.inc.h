@@ -29,6 +29,9 @@ static void decode_panels(const Problem& p, int64_t q, const Codes& codes, const
   }
   const char* ahead_scales = ahead != nullptr ? reinterpret_cast<const char*>(w.panel_scales(q + G)) : nullptr;
   const int64_t scale_bytes = G * w.slots() * kPanel * 4;
+  // The next panels' scales, from their start: a line per step, or as many as keep pace with
+  // the codes where blocks are short (256·G/blocksize bytes a step; 128 at blocksize 8, G 4).
+  const int64_t scale_step = 256 * G / w.blocksize > 64 ? 256 * G / w.blocksize : 64;
   for (int64_t k0 = 0; k0 < C; k0 += KC) {
     const int64_t k1 = C - k0 < KC ? C : k0 + KC;
     __m512 acc[M][G];
@@ -39,8 +42,12 @@ static void decode_panels(const Problem& p, int64_t q, const Codes& codes, const
         // A step reads 32 bytes of codes from each of its G panels: as many of the next ones'.
         const char* line = reinterpret_cast<const char*>(ahead) + 8 * G * k;
         for (int l = 0; l < (32 * G + 63) / 64; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T0);
-        const int64_t sl = 16 * k;  // a line of the next panels' scales per step, from their start
-        if (sl < scale_bytes) _mm_prefetch(ahead_scales + sl, _MM_HINT_T0);
+        const int64_t sl = (k >> 2) * scale_step;
+        if (sl < scale_bytes) {
+          _mm_prefetch(ahead_scales + sl, _MM_HINT_T0);
+          for (int64_t more = sl + 64; more < sl + scale_step && more < scale_bytes; more += 64)
+            _mm_prefetch(ahead_scales + more, _MM_HINT_T0);
+        }
       }
       for (int g = 0; g < G; g++) {
         const __m512 s = _mm512_loadu_ps(sp[g] + (k >> shift) * kPanel);

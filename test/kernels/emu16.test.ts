@@ -237,7 +237,7 @@ test("the kernel contract, attentionRows, decode-mode and bf16 KV cache suites p
   const env: NodeJS.ProcessEnv = { ...process.env, LORAKIT_CPU: "emu16" };
   delete env.NODE_TEST_CONTEXT; // run as fresh test processes, not as a runner's child
   const files = suites.map((f) => join(here, "..", f));
-  const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...files], {
+  const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-reporter=tap", ...files], {
     env,
     encoding: "utf8",
   });
