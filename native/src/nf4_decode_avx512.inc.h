@@ -83,15 +83,4 @@ static void decode_range(const Problem& p, int64_t q0, int64_t q1) {
   for (; q < q1; q++) decode_panels<M, 1>(p, q, codes, nullptr);
 }
 
-static void decode(const Problem& p, int64_t q0, int64_t q1) {
-  switch (p.rows) {
-    case 1: return decode_range<1>(p, q0, q1);
-    case 2: return decode_range<2>(p, q0, q1);
-    case 3: return decode_range<3>(p, q0, q1);
-    case 4: return decode_range<4>(p, q0, q1);
-    case 5: return decode_range<5>(p, q0, q1);
-    case 6: return decode_range<6>(p, q0, q1);
-    case 7: return decode_range<7>(p, q0, q1);
-    default: return decode_range<8>(p, q0, q1);
-  }
-}
+#include "nf4_decode_rows.inc.h"
