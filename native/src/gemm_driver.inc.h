@@ -170,6 +170,22 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
   store_ragged<V, MR, NV>(&acc[0][0], c, ldc, alpha, beta, mr, nr);
 }
 
+// Lines a micro-kernel fetches ahead, one every few k steps: `left` lines in rows of
+// `per_row` consecutive 64-byte lines, rows `ld` bytes apart, from line `line` of `row`.
+struct LineWalk {
+  const char* row = nullptr;
+  int64_t ld = 0, per_row = 0, line = 0, left = 0;
+  inline const char* next() {
+    const char* q = row + 64 * line;
+    left--;
+    if (++line == per_row) {
+      line = 0;
+      row += ld;
+    }
+    return q;
+  }
+};
+
 // The register-blocked micro-kernel: an MR×(NV·W) tile over kc steps. With DIRECT the A
 // operand is read in place (row i at a + i*lda, contiguous along k; all MR rows valid); with
 // ACOLS a transposed A is read in place (step p's MR values at a + p*lda; all MR rows valid);
@@ -177,7 +193,8 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 // used in place, and a JavaScript array is only 16-byte aligned).
 // With SUB the B panel is NV sub-panels of kc rows of W values, kc·W apart (prepacked weights
 // read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values;
-// then pf_lines lines of pf (the next block) are fetched into L2, spread over the k steps.
+// `fetch` names lines to fetch ahead, spread over the k steps: with SUB a piece of the next
+// block of weights (into L2), otherwise the next row tile's A (into L1; see NextRows).
 // noipa: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
 // of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes). Clang has no
 // noipa; noinline keeps the kernel a function of its own there.
@@ -189,7 +206,7 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
 template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
 LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
-                  const char* pf = nullptr, int64_t pf_lines = 0) {
+                  LineWalk fetch = {}) {
   constexpr int W = V::W, NR = NV * V::W;
   // Where B's value group v of step p is.
   auto brow = [&](int64_t p, int v) { return SUB ? bp + v * kc * W + p * W : bp + p * NR + v * W; };
@@ -206,23 +223,21 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
       for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
       if ((reinterpret_cast<uintptr_t>(c + i * ldc) & 63) != 0) __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
     }
-  // The piece of the next block: one line every pf_mask + 1 steps (a power of two), spread
-  // over the k loop. A line per step from its start asked for lines faster than memory
-  // delivered them with both cores streaming: spread, products on weights read from memory ran
-  // 1.03–1.05× faster (m = 128, the 125M shapes and 4096²).
+  // The lines to fetch: one every pf_mask + 1 steps (a power of two), spread over the k
+  // loop; any past kc lines go at once now. A line per step from its start asked for lines
+  // faster than memory delivered them with both cores streaming: spread, products on weights
+  // read from memory ran 1.03–1.05× faster (m = 128, the 125M shapes and 4096²).
+  constexpr int kFetchLocality = SUB ? 2 : 3;
+  while (fetch.left > kc) __builtin_prefetch(fetch.next(), 0, kFetchLocality);
   int64_t pf_mask = 0;
-  while (pf_lines > 0 && pf_lines * (2 * pf_mask + 2) <= kc) pf_mask = 2 * pf_mask + 1;
-  const char* const pf_end = pf + 64 * pf_lines;
+  while (fetch.left > 0 && fetch.left * (2 * pf_mask + 2) <= kc) pf_mask = 2 * pf_mask + 1;
   if (DIRECT) {
     const float* ar[MR];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++) ar[i] = a + i * lda;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
-      if (SUB && (p & pf_mask) == 0 && pf < pf_end) {
-        __builtin_prefetch(pf, 0, 2);
-        pf += 64;
-      }
+      if ((p & pf_mask) == 0 && fetch.left > 0) __builtin_prefetch(fetch.next(), 0, kFetchLocality);
       typename V::reg bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
@@ -239,10 +254,7 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
     const int64_t astep = ACOLS ? lda : MR;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
-      if (SUB && (p & pf_mask) == 0 && pf < pf_end) {
-        __builtin_prefetch(pf, 0, 2);
-        pf += 64;
-      }
+      if ((p & pf_mask) == 0 && fetch.left > 0) __builtin_prefetch(fetch.next(), 0, kFetchLocality);
       typename V::reg bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
@@ -323,15 +335,40 @@ struct NextSource {
     for (const int64_t e = done + piece; done < src.bytes && done < e; done += 64)
       __builtin_prefetch(src.p + done, 0, 2);
   }
-  // This tile's piece, for a micro-kernel of kc steps to fetch spread over them: where it
-  // starts and how many lines (at most kc; lines past those are fetched here at once).
-  inline const char* take(int64_t kc, int64_t& lines) {
+  // This tile's piece, for a micro-kernel to fetch spread over its k steps.
+  inline LineWalk take() {
     const int64_t b = done, e = imin(src.bytes, done + piece);
     done = e > b ? e : b;
-    lines = e > b ? (e - b + 63) / 64 : 0;
-    for (int64_t l = kc; l < lines; l++) __builtin_prefetch(src.p + b + 64 * l, 0, 2);
-    lines = imin(lines, kc);
-    return src.p + b;
+    const int64_t lines = e > b ? (e - b + 63) / 64 : 0;
+    return LineWalk{src.p + b, 0, lines, 0, lines};
+  }
+};
+
+// The next row tile's A, fetched into L1 while the current tile sweeps the B panels and
+// shared out over its `tiles` micro-kernels: `rows` runs of `bytes` bytes from p, `ld` bytes
+// apart (a row-major A read in place: the tile's rows, kc floats each, lda apart). Runs that
+// short do not let the hardware prefetcher get ahead: without this, 2048³ and 4096³ lost
+// 4–7 % to the first micro-kernel of each row tile waiting on A. (The packed A panels of a
+// transposed A, fetched the same way: 1.00×.)
+struct NextRows {
+  LineWalk walk;
+  int64_t tiles = 1, given = 0, total = 0;
+  NextRows() = default;
+  NextRows(const float* p, int64_t ld, int64_t bytes, int64_t rows, int64_t tiles_) : tiles(tiles_) {
+    if (rows <= 0 || bytes <= 0) return;
+    const uintptr_t u = reinterpret_cast<uintptr_t>(p);
+    const int64_t per_row = (static_cast<int64_t>(u & 63) + bytes + 63) / 64;
+    walk = LineWalk{reinterpret_cast<const char*>(u & ~uintptr_t{63}), ld, per_row, 0, 0};
+    total = rows * per_row;
+  }
+  // Micro-kernel q's share (in order, q = 0, 1, ...).
+  inline LineWalk take(int64_t q) {
+    const int64_t end = total * (q + 1) / tiles;
+    LineWalk w = walk;
+    w.left = end - given;
+    for (int64_t l = given; l < end; l++) walk.next();
+    given = end;
+    return w;
   }
 };
 
@@ -519,27 +556,33 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
               pack_a_generic<MR4>(t.a, t.lda, false, ir, mr, pc, kc, ap);
           }
           float* crow = t.c + ir * t.ldc + jc;
+          // With SUB the micro-kernels fetch the next block of weights instead (A is small then).
+          NextRows next_a;
+          if (!SUB)
+            next_a = NextRows(t.a + (ir + mr) * t.lda + pc, t.lda * 4, kc * 4, imin(MR, t.m - ir - mr),
+                              (nc + NR - 1) / NR);
           for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = static_cast<int>(imin(NR, nc - jr));
             const float* bpan = bblock + (jr / NR) * kc * NR;
-            int64_t pf_lines = 0;
-            const char* pf = nullptr;
-            if (SUB)
-              pf = next.take(kc, pf_lines);
-            else
+            LineWalk fetch;
+            if (SUB) {
+              fetch = next.take();
+            } else {
               next.step();
+              fetch = next_a.take(jr / NR);
+            }
             if (big && mr == MR)
               micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                        t.alpha, beta, mr, nr, stream, pf, pf_lines);
+                                                        t.alpha, beta, mr, nr, stream, fetch);
             else if (big)
               micro_kernel<V, MR, NV, false, false, SUB>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr,
-                                                         stream, pf, pf_lines);
+                                                         stream, fetch);
             else if (mr == MR4)
               micro_kernel<V, MR4, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                         t.alpha, beta, mr, nr, stream, pf, pf_lines);
+                                                         t.alpha, beta, mr, nr, stream, fetch);
             else
               micro_kernel<V, MR4, NV, false, false, SUB>(kc, ap, MR4, bpan, crow + jr, t.ldc, t.alpha, beta, mr,
-                                                          nr, stream, pf, pf_lines);
+                                                          nr, stream, fetch);
           }
           ir += mr;
         }
