@@ -206,7 +206,12 @@ struct LineWalk {
 template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
 LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
-                  LineWalk fetch = {}) {
+                  const char* fetch_row = nullptr, int64_t fetch_ld = 0, int64_t fetch_per_row = 0,
+                  int64_t fetch_line = 0, int64_t fetch_left = 0) {
+  // `fetch` comes in as scalars: a LineWalk passed by value went through the stack, and its
+  // fields, just written one by one, were read back as one vector (a store-forwarding stall
+  // at every call: 1 % at 1024³).
+  LineWalk fetch{fetch_row, fetch_ld, fetch_per_row, fetch_line, fetch_left};
   constexpr int W = V::W, NR = NV * V::W;
   // Where B's value group v of step p is.
   auto brow = [&](int64_t p, int v) { return SUB ? bp + v * kc * W + p * W : bp + p * NR + v * W; };
@@ -352,22 +357,27 @@ struct NextSource {
 // transposed A, fetched the same way: 1.00×.)
 struct NextRows {
   LineWalk walk;
-  int64_t tiles = 1, given = 0, total = 0;
+  int64_t share = 0, left = 0;
   NextRows() = default;
-  NextRows(const float* p, int64_t ld, int64_t bytes, int64_t rows, int64_t tiles_) : tiles(tiles_) {
+  NextRows(const float* p, int64_t ld, int64_t bytes, int64_t rows, int64_t tiles) {
     if (rows <= 0 || bytes <= 0) return;
     const uintptr_t u = reinterpret_cast<uintptr_t>(p);
     const int64_t per_row = (static_cast<int64_t>(u & 63) + bytes + 63) / 64;
     walk = LineWalk{reinterpret_cast<const char*>(u & ~uintptr_t{63}), ld, per_row, 0, 0};
-    total = rows * per_row;
+    left = rows * per_row;
+    share = (left + tiles - 1) / tiles;
   }
-  // Micro-kernel q's share (in order, q = 0, 1, ...).
-  inline LineWalk take(int64_t q) {
-    const int64_t end = total * (q + 1) / tiles;
+  // The next micro-kernel's share (no division, no loop over the lines: this runs once per
+  // micro-kernel).
+  inline LineWalk take() {
     LineWalk w = walk;
-    w.left = end - given;
-    for (int64_t l = given; l < end; l++) walk.next();
-    given = end;
+    w.left = share < left ? share : left;
+    left -= w.left;
+    walk.line += w.left;
+    while (walk.line >= walk.per_row && walk.per_row > 0) {
+      walk.line -= walk.per_row;
+      walk.row += walk.ld;
+    }
     return w;
   }
 };
@@ -569,20 +579,22 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
               fetch = next.take();
             } else {
               next.step();
-              fetch = next_a.take(jr / NR);
+              fetch = next_a.take();
             }
+            const char* fr = fetch.row;
+            const int64_t fl = fetch.ld, fp = fetch.per_row, fi = fetch.line, fn = fetch.left;
             if (big && mr == MR)
               micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                        t.alpha, beta, mr, nr, stream, fetch);
+                                                        t.alpha, beta, mr, nr, stream, fr, fl, fp, fi, fn);
             else if (big)
               micro_kernel<V, MR, NV, false, false, SUB>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr,
-                                                         stream, fetch);
+                                                         stream, fr, fl, fp, fi, fn);
             else if (mr == MR4)
               micro_kernel<V, MR4, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                         t.alpha, beta, mr, nr, stream, fetch);
+                                                         t.alpha, beta, mr, nr, stream, fr, fl, fp, fi, fn);
             else
               micro_kernel<V, MR4, NV, false, false, SUB>(kc, ap, MR4, bpan, crow + jr, t.ldc, t.alpha, beta, mr,
-                                                          nr, stream, fetch);
+                                                          nr, stream, fr, fl, fp, fi, fn);
           }
           ir += mr;
         }
