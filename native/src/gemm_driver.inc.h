@@ -193,8 +193,8 @@ struct LineWalk {
 // used in place, and a JavaScript array is only 16-byte aligned).
 // With SUB the B panel is NV sub-panels of kc rows of W values, kc·W apart (prepacked weights
 // read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values;
-// `fetch` names lines to fetch ahead, spread over the k steps: with SUB a piece of the next
-// block of weights (into L2), otherwise the next row tile's A (into L1; see NextRows).
+// fetch_* name lines to fetch ahead, spread over the k steps (a LineWalk): with SUB a piece of
+// the next block of weights (into L2), otherwise the next row tile's A (into L1; NextRows).
 // noipa: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
 // of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes). Clang has no
 // noipa; noinline keeps the kernel a function of its own there.
@@ -208,10 +208,6 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
                   const char* fetch_row = nullptr, int64_t fetch_ld = 0, int64_t fetch_per_row = 0,
                   int64_t fetch_line = 0, int64_t fetch_left = 0) {
-  // `fetch` comes in as scalars: a LineWalk passed by value went through the stack, and its
-  // fields, just written one by one, were read back as one vector (a store-forwarding stall
-  // at every call: 1 % at 1024³).
-  LineWalk fetch{fetch_row, fetch_ld, fetch_per_row, fetch_line, fetch_left};
   constexpr int W = V::W, NR = NV * V::W;
   // Where B's value group v of step p is.
   auto brow = [&](int64_t p, int v) { return SUB ? bp + v * kc * W + p * W : bp + p * NR + v * W; };
@@ -228,21 +224,44 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
       for (int j = 0; j < NR; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
       if ((reinterpret_cast<uintptr_t>(c + i * ldc) & 63) != 0) __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
     }
-  // The lines to fetch: one every pf_mask + 1 steps (a power of two), spread over the k
-  // loop; any past kc lines go at once now. A line per step from its start asked for lines
-  // faster than memory delivered them with both cores streaming: spread, products on weights
-  // read from memory ran 1.03–1.05× faster (m = 128, the 125M shapes and 4096²).
-  constexpr int kFetchLocality = SUB ? 2 : 3;
-  while (fetch.left > kc) __builtin_prefetch(fetch.next(), 0, kFetchLocality);
+  // The lines to fetch (a LineWalk, passed as scalars: passed as a struct it went through the
+  // stack and was read back as one vector just after its fields were written one by one, a
+  // store-forwarding stall at every call, 1 % at 1024³). One goes every pf_mask + 1 steps (a
+  // power of two), spread over the k loop; any past kc go at once now. A line per step from
+  // its start asked for lines faster than memory delivered them with both cores streaming:
+  // spread, products on weights read from memory ran 1.03–1.05× faster (m = 128, the 125M
+  // shapes and 4096²). With SUB it is one run (the piece of the next block of weights, into
+  // L2), walked with two pointers: that kernel has no registers to spare for a LineWalk (the
+  // prefill ran 0.95× with one); otherwise rows of lines (NextRows, into L1).
+  LineWalk walk{fetch_row, fetch_ld, fetch_per_row, fetch_line, SUB ? 0 : fetch_left};
+  const char* pf = SUB ? fetch_row + 64 * fetch_line : nullptr;
+  const char* pf_end = SUB ? pf + 64 * fetch_left : nullptr;
+  if (SUB) {
+    for (const char* q = pf + 64 * kc; q < pf_end; q += 64) __builtin_prefetch(q, 0, 2);
+    if (pf_end - pf > 64 * kc) pf_end = pf + 64 * kc;
+  } else {
+    while (walk.left > kc) __builtin_prefetch(walk.next(), 0, 3);
+  }
+  const int64_t fetch_lines = SUB ? (pf_end - pf) / 64 : walk.left;
   int64_t pf_mask = 0;
-  while (fetch.left > 0 && fetch.left * (2 * pf_mask + 2) <= kc) pf_mask = 2 * pf_mask + 1;
+  while (fetch_lines > 0 && fetch_lines * (2 * pf_mask + 2) <= kc) pf_mask = 2 * pf_mask + 1;
+  auto fetch_one = [&]() {
+    if constexpr (SUB) {
+      if (pf < pf_end) {
+        __builtin_prefetch(pf, 0, 2);
+        pf += 64;
+      }
+    } else if (walk.left > 0) {
+      __builtin_prefetch(walk.next(), 0, 3);
+    }
+  };
   if (DIRECT) {
     const float* ar[MR];
 #pragma GCC unroll 32
     for (int i = 0; i < MR; i++) ar[i] = a + i * lda;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
-      if ((p & pf_mask) == 0 && fetch.left > 0) __builtin_prefetch(fetch.next(), 0, kFetchLocality);
+      if ((p & pf_mask) == 0) fetch_one();
       typename V::reg bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
@@ -259,7 +278,7 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
     const int64_t astep = ACOLS ? lda : MR;
 #pragma GCC unroll 2
     for (int64_t p = 0; p < kc; p++) {
-      if ((p & pf_mask) == 0 && fetch.left > 0) __builtin_prefetch(fetch.next(), 0, kFetchLocality);
+      if ((p & pf_mask) == 0) fetch_one();
       typename V::reg bv[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
