@@ -170,17 +170,19 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
   store_ragged<V, MR, NV>(&acc[0][0], c, ldc, alpha, beta, mr, nr);
 }
 
-// Lines a micro-kernel fetches ahead, one every few k steps: `left` lines in rows of
-// `per_row` consecutive 64-byte lines, rows `ld` bytes apart, from line `line` of `row`.
+// Lines a micro-kernel fetches ahead, one every few k steps: `left` lines of `rows` rows
+// `ld` bytes apart, column by column (line l of every row, then line l + 1: the order in which
+// a tile reading those rows needs them), from row `r` of the column of lines at `col`.
+// (With SUB the micro-kernel reads only `col` and `left`, as one run of lines.)
 struct LineWalk {
-  const char* row = nullptr;
-  int64_t ld = 0, per_row = 0, line = 0, left = 0;
+  const char* col = nullptr;
+  int64_t ld = 0, rows = 0, r = 0, left = 0;
   inline const char* next() {
-    const char* q = row + 64 * line;
+    const char* q = col + r * ld;
     left--;
-    if (++line == per_row) {
-      line = 0;
-      row += ld;
+    if (++r == rows) {
+      r = 0;
+      col += 64;
     }
     return q;
   }
@@ -206,8 +208,8 @@ struct LineWalk {
 template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
 LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
-                  const char* fetch_row = nullptr, int64_t fetch_ld = 0, int64_t fetch_per_row = 0,
-                  int64_t fetch_line = 0, int64_t fetch_left = 0) {
+                  const char* fetch_col = nullptr, int64_t fetch_ld = 0, int64_t fetch_rows = 0,
+                  int64_t fetch_r = 0, int64_t fetch_left = 0) {
   constexpr int W = V::W, NR = NV * V::W;
   // Where B's value group v of step p is.
   auto brow = [&](int64_t p, int v) { return SUB ? bp + v * kc * W + p * W : bp + p * NR + v * W; };
@@ -233,8 +235,8 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
   // shapes and 4096²). With SUB it is one run (the piece of the next block of weights, into
   // L2), walked with two pointers: that kernel has no registers to spare for a LineWalk (the
   // prefill ran 0.95× with one); otherwise rows of lines (NextRows, into L1).
-  LineWalk walk{fetch_row, fetch_ld, fetch_per_row, fetch_line, SUB ? 0 : fetch_left};
-  const char* pf = SUB ? fetch_row + 64 * fetch_line : nullptr;
+  LineWalk walk{fetch_col, fetch_ld, fetch_rows, fetch_r, SUB ? 0 : fetch_left};
+  const char* pf = SUB ? fetch_col : nullptr;
   const char* pf_end = SUB ? pf + 64 * fetch_left : nullptr;
   if (SUB) {
     for (const char* q = pf + 64 * kc; q < pf_end; q += 64) __builtin_prefetch(q, 0, 2);
@@ -364,7 +366,7 @@ struct NextSource {
     const int64_t b = done, e = imin(src.bytes, done + piece);
     done = e > b ? e : b;
     const int64_t lines = e > b ? (e - b + 63) / 64 : 0;
-    return LineWalk{src.p + b, 0, lines, 0, lines};
+    return LineWalk{src.p + b, 0, 1, 0, lines};
   }
 };
 
@@ -382,7 +384,7 @@ struct NextRows {
     if (rows <= 0 || bytes <= 0) return;
     const uintptr_t u = reinterpret_cast<uintptr_t>(p);
     const int64_t per_row = (static_cast<int64_t>(u & 63) + bytes + 63) / 64;
-    walk = LineWalk{reinterpret_cast<const char*>(u & ~uintptr_t{63}), ld, per_row, 0, 0};
+    walk = LineWalk{reinterpret_cast<const char*>(u & ~uintptr_t{63}), ld, rows, 0, 0};
     left = rows * per_row;
     share = (left + tiles - 1) / tiles;
   }
@@ -392,10 +394,10 @@ struct NextRows {
     LineWalk w = walk;
     w.left = share < left ? share : left;
     left -= w.left;
-    walk.line += w.left;
-    while (walk.line >= walk.per_row && walk.per_row > 0) {
-      walk.line -= walk.per_row;
-      walk.row += walk.ld;
+    walk.r += w.left;
+    while (walk.r >= walk.rows && walk.rows > 0) {
+      walk.r -= walk.rows;
+      walk.col += 64;
     }
     return w;
   }
@@ -600,8 +602,8 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
               next.step();
               fetch = next_a.take();
             }
-            const char* fr = fetch.row;
-            const int64_t fl = fetch.ld, fp = fetch.per_row, fi = fetch.line, fn = fetch.left;
+            const char* fr = fetch.col;
+            const int64_t fl = fetch.ld, fp = fetch.rows, fi = fetch.r, fn = fetch.left;
             if (big && mr == MR)
               micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
                                                         t.alpha, beta, mr, nr, stream, fr, fl, fp, fi, fn);
