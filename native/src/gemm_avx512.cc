@@ -103,7 +103,7 @@ void pack_a_simd(const GemmTask& t, int64_t i0, int64_t rows, int64_t k0, int64_
     return;
   }
   constexpr int NV = (MR + 15) / 16;
-  // A masked store is slow on AMD's cores (one per 6 floats cost Xᵀ·dY ~4 % on Zen 5), so
+  // A masked store is slow on AMD's cores (one per 6 floats cost Xᵀ·dY 2–4 % on Zen 5), so
   // panels the block holds whole (`plain` of them) go through plain stores: MR / 16 vectors,
   // then MR % 16 ≤ 8 floats as one 8-float store whose extra floats land on row p + 1 of the
   // same panel, which the next p overwrites (the last p, where that row is the next panel's,

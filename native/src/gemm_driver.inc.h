@@ -234,7 +234,7 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
   // spread, products on weights read from memory ran 1.03–1.05× faster (m = 128, the 125M
   // shapes and 4096²). With SUB it is one run (the piece of the next block of weights, into
   // L2), walked with two pointers: that kernel has no registers to spare for a LineWalk (the
-  // prefill ran 0.95× with one); otherwise rows of lines (NextRows, into L1).
+  // prefill read 0.95–0.99× with one); otherwise rows of lines (NextRows, into L1).
   LineWalk walk{fetch_col, fetch_ld, fetch_rows, fetch_r, SUB ? 0 : fetch_left};
   const char* pf = SUB ? fetch_col : nullptr;
   const char* pf_end = SUB ? pf + 64 * fetch_left : nullptr;
@@ -374,8 +374,8 @@ struct NextSource {
 // shared out over its `tiles` micro-kernels: `rows` runs of `bytes` bytes from p, `ld` bytes
 // apart (a row-major A read in place: the tile's rows, kc floats each, lda apart). Runs that
 // short do not let the hardware prefetcher get ahead: without this, 2048³ and 4096³ lost
-// 4–7 % to the first micro-kernel of each row tile waiting on A. (The packed A panels of a
-// transposed A, fetched the same way: 1.00×.)
+// 3–7 % to the first micro-kernel of each row tile waiting on A. (The packed A panels of a
+// transposed A, fetched the same way: 0.98–1.01×.)
 struct NextRows {
   LineWalk walk;
   int64_t share = 0, left = 0;
