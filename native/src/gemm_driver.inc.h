@@ -195,8 +195,9 @@ struct LineWalk {
 // used in place, and a JavaScript array is only 16-byte aligned).
 // With SUB the B panel is NV sub-panels of kc rows of W values, kc·W apart (prepacked weights
 // read in place: four adjacent 16-column panels of a slice), instead of kc rows of NR values;
-// fetch_* name lines to fetch ahead, spread over the k steps (a LineWalk): with SUB a piece of
-// the next block of weights (into L2), otherwise the next row tile's A (into L1; NextRows).
+// With FETCH, fetch_* name lines to fetch ahead, spread over the k steps (a LineWalk): with SUB
+// a piece of the next block of weights (into L2), otherwise the next row tile's A (into L1;
+// NextRows). Without it they are ignored and the kernel has no fetch code at all.
 // noipa: a copy specialised on a call site's constants (GCC's IPA-CP) spilled an accumulator
 // of the 6×64 AVX-512 tile to the stack in its k loop (0.95× on large shapes). Clang has no
 // noipa; noinline keeps the kernel a function of its own there.
@@ -205,7 +206,7 @@ struct LineWalk {
 #else
 #define LORAKIT_KERNEL_NOIPA __attribute__((noipa))
 #endif
-template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false>
+template <class V, int MR, int NV, bool DIRECT, bool ACOLS = false, bool SUB = false, bool FETCH = SUB>
 LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict bp,
                   float* c, int64_t ldc, float alpha, float beta, int mr, int nr, bool stream,
                   const char* fetch_col = nullptr, int64_t fetch_ld = 0, int64_t fetch_rows = 0,
@@ -235,6 +236,7 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
   // shapes and 4096²). With SUB it is one run (the piece of the next block of weights, into
   // L2), walked with two pointers: that kernel has no registers to spare for a LineWalk (the
   // prefill read 0.95–0.99× with one); otherwise rows of lines (NextRows, into L1).
+  if constexpr (!FETCH) fetch_left = 0;
   LineWalk walk{fetch_col, fetch_ld, fetch_rows, fetch_r, SUB ? 0 : fetch_left};
   const char* pf = SUB ? fetch_col : nullptr;
   const char* pf_end = SUB ? pf + 64 * fetch_left : nullptr;
@@ -257,41 +259,34 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
       __builtin_prefetch(walk.next(), 0, 3);
     }
   };
-  if (DIRECT) {
-    const float* ar[MR];
+  // A's rows in place (DIRECT), or a packed panel (MR floats per k step), or with ACOLS a
+  // transposed A read in place (column-major: the tile's MR values of step p at a + p·lda).
+  const float* ar[MR];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) ar[i] = a + i * lda;
-#pragma GCC unroll 2
-    for (int64_t p = 0; p < kc; p++) {
-      if ((p & pf_mask) == 0) fetch_one();
-      typename V::reg bv[NV];
+  for (int i = 0; i < MR; i++) ar[i] = a + (DIRECT ? i * lda : 0);
+  const int64_t astep = ACOLS ? lda : MR;
+  auto step = [&](int64_t p) {
+    typename V::reg bv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
+    for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
 #pragma GCC unroll 32
-      for (int i = 0; i < MR; i++) {
-        const typename V::reg av = V::set1(ar[i][p]);
+    for (int i = 0; i < MR; i++) {
+      const typename V::reg av = V::set1(DIRECT ? ar[i][p] : a[p * astep + i]);
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
-      }
+      for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
     }
-  } else {
-    // A packed panel (MR floats per k step) or, with ACOLS, a transposed A read in place
-    // (column-major: the tile's MR values of step p at a + p·lda).
-    const int64_t astep = ACOLS ? lda : MR;
+  };
+  // The steps that fetch, then the rest without the check: with it on every step a short
+  // kernel ((XAᵀ)·Bᵀ, k = 16) ran 0.93×.
+  const int64_t p_fetch = imin(kc, fetch_lines * (pf_mask + 1));
+  int64_t p = 0;
 #pragma GCC unroll 2
-    for (int64_t p = 0; p < kc; p++) {
-      if ((p & pf_mask) == 0) fetch_one();
-      typename V::reg bv[NV];
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; v++) bv[v] = V::loadu(brow(p, v));
-#pragma GCC unroll 32
-      for (int i = 0; i < MR; i++) {
-        const typename V::reg av = V::set1(a[p * astep + i]);
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[i][v] = V::fmadd(av, bv[v], acc[i][v]);
-      }
-    }
+  for (; p < p_fetch; p++) {
+    if ((p & pf_mask) == 0) fetch_one();
+    step(p);
   }
+#pragma GCC unroll 2
+  for (; p < kc; p++) step(p);
   store_tile<V, MR, NV>(acc, c, ldc, alpha, beta, mr, nr, stream);
 }
 
@@ -587,36 +582,49 @@ void packed_gemm(const GemmTask& t, PackB&& pack_b, PackA&& pack_a) {
               pack_a_generic<MR4>(t.a, t.lda, false, ir, mr, pc, kc, ap);
           }
           float* crow = t.c + ir * t.ldc + jc;
-          // With SUB the micro-kernels fetch the next block of weights instead (A is small then).
-          NextRows next_a;
-          if (!SUB)
-            next_a = NextRows(t.a + (ir + mr) * t.lda + pc, t.lda * 4, kc * 4, imin(MR, t.m - ir - mr),
-                              (nc + NR - 1) / NR);
-          for (int64_t jr = 0; jr < nc; jr += NR) {
-            const int nr = static_cast<int>(imin(NR, nc - jr));
-            const float* bpan = bblock + (jr / NR) * kc * NR;
-            LineWalk fetch;
-            if (SUB) {
-              fetch = next.take();
-            } else {
-              next.step();
-              fetch = next_a.take();
+          // The tile's micro-kernels; with FA they fetch the next tile's A (with SUB the next
+          // block of weights instead: A is small then).
+          auto sweep = [&](auto fetch_a) {
+            constexpr bool FA = SUB || decltype(fetch_a)::value;
+            NextRows next_a;
+            if constexpr (!SUB && FA)
+              next_a = NextRows(t.a + (ir + mr) * t.lda + pc, t.lda * 4, kc * 4, imin(MR, t.m - ir - mr),
+                                (nc + NR - 1) / NR);
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+              const int nr = static_cast<int>(imin(NR, nc - jr));
+              const float* bpan = bblock + (jr / NR) * kc * NR;
+              LineWalk fetch;
+              if constexpr (SUB) {
+                fetch = next.take();
+              } else {
+                next.step();
+                if constexpr (FA) fetch = next_a.take();
+              }
+              const char* fr = fetch.col;
+              const int64_t fl = fetch.ld, fp = fetch.rows, fi = fetch.r, fn = fetch.left;
+              if (big && mr == MR)
+                micro_kernel<V, MR, NV, true, false, SUB, FA>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr,
+                                                              t.ldc, t.alpha, beta, mr, nr, stream, fr, fl, fp, fi, fn);
+              else if (big)
+                micro_kernel<V, MR, NV, false, false, SUB, FA>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr,
+                                                               nr, stream, fr, fl, fp, fi, fn);
+              else if (mr == MR4)
+                micro_kernel<V, MR4, NV, true, false, SUB, FA>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr,
+                                                               t.ldc, t.alpha, beta, mr, nr, stream, fr, fl, fp, fi,
+                                                               fn);
+              else
+                micro_kernel<V, MR4, NV, false, false, SUB, FA>(kc, ap, MR4, bpan, crow + jr, t.ldc, t.alpha, beta,
+                                                                mr, nr, stream, fr, fl, fp, fi, fn);
             }
-            const char* fr = fetch.col;
-            const int64_t fl = fetch.ld, fp = fetch.rows, fi = fetch.r, fn = fetch.left;
-            if (big && mr == MR)
-              micro_kernel<V, MR, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                        t.alpha, beta, mr, nr, stream, fr, fl, fp, fi, fn);
-            else if (big)
-              micro_kernel<V, MR, NV, false, false, SUB>(kc, ap, MR, bpan, crow + jr, t.ldc, t.alpha, beta, mr, nr,
-                                                         stream, fr, fl, fp, fi, fn);
-            else if (mr == MR4)
-              micro_kernel<V, MR4, NV, true, false, SUB>(kc, t.a + ir * t.lda + pc, t.lda, bpan, crow + jr, t.ldc,
-                                                         t.alpha, beta, mr, nr, stream, fr, fl, fp, fi, fn);
-            else
-              micro_kernel<V, MR4, NV, false, false, SUB>(kc, ap, MR4, bpan, crow + jr, t.ldc, t.alpha, beta, mr,
-                                                          nr, stream, fr, fl, fp, fi, fn);
-          }
+          };
+          // A slice of under 128 steps skips the fetch (its few A lines are not worth the
+          // kernels' fetch code: (XAᵀ)·Bᵀ, k = 16, ran 0.91–0.95× with it), and so does an A
+          // of under 512 rows (a slice of it, ≤ 512 KiB, is likely in L2 already: the 125M
+          // prefill's products, 128 rows, ran 0.98–0.99× with it).
+          if (kc >= 128 && t.m >= 512)
+            sweep(std::true_type{});
+          else
+            sweep(std::false_type{});
           ir += mr;
         }
       }
