@@ -240,7 +240,7 @@ LORAKIT_KERNEL_NOIPA void micro_kernel(int64_t kc, const float* __restrict a, in
   LineWalk walk{fetch_col, fetch_ld, fetch_rows, fetch_r, SUB ? 0 : fetch_left};
   const char* pf = SUB ? fetch_col : nullptr;
   const char* pf_end = SUB ? pf + 64 * fetch_left : nullptr;
-  if (SUB) {
+  if constexpr (SUB) {
     for (const char* q = pf + 64 * kc; q < pf_end; q += 64) __builtin_prefetch(q, 0, 2);
     if (pf_end - pf > 64 * kc) pf_end = pf + 64 * kc;
   } else {
