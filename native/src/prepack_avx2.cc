@@ -49,21 +49,35 @@ inline void row16(const uint16_t* p, __m256& lo, __m256& hi) {
   hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, r));
 }
 
+// c[0, min(nr, 8)) = acc·alpha (beta 0: c is not read), fma(acc, alpha, c) (beta 1) or
+// fma(acc, alpha, beta·c). A ragged vector (nr < 8) goes through a buffer with the same
+// vector operations.
+inline void store8(__m256 acc, float* c, int64_t nr, __m256 va, __m256 vb, float beta) {
+  alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float* dst = nr >= 8 ? c : buf;
+  if (nr < 8 && beta != 0.f) std::memcpy(buf, c, sizeof(float) * nr);
+  __m256 r;
+  if (beta == 0.f)
+    r = _mm256_mul_ps(acc, va);
+  else if (beta == 1.f)
+    r = _mm256_fmadd_ps(acc, va, _mm256_loadu_ps(dst));
+  else
+    r = _mm256_fmadd_ps(acc, va, _mm256_mul_ps(vb, _mm256_loadu_ps(dst)));
+  _mm256_storeu_ps(dst, r);
+  if (nr < 8) std::memcpy(c, buf, sizeof(float) * nr);
+}
+
 // One k slice (depth kc) of G adjacent panels (bp: the first; panel g at bp + g·kc·16) for
 // M rows of A (row i at a + i·lda, already at the slice's first k): C's 16·G columns at c
 // (row i at c + i·ldc, the first `valid` columns exist) get the slice's contribution.
-// `ahead` (bf16 only): where the W this thread reads next begins (the next G panels' slice,
-// contiguous after these, ahead_kc deep): each step prefetches the next G·16 of its values
-// into L2, so the whole next tile is on its way while this one computes. A bf16 row feeds as many FMAs as an
-// f32 row in half the bytes, and the hardware prefetcher alone kept one thread at 15–21 GB/s
-// from memory where it streams f32 at ~30 (bench/prepack.ts); with it, 21–27. For f32 the
-// same prefetch cost 8–10 %, so f32 tiles get none.
-template <int M, int G, class TB>
+// `ahead`: where the W this thread reads next begins (ahead_bytes of it, contiguous): each
+// step prefetches the next PB bytes of it into L2 (at PB = 32, a line every other step), so
+// the next tile is on its way while this one computes. decode_rows says which tiles fetch.
+template <int M, int G, class TB, int PB = static_cast<int>(G * 16 * sizeof(TB))>
 inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t lda, float* c, int64_t ldc,
-                 float alpha, float beta, int64_t valid, const TB* ahead, int64_t ahead_kc) {
-  // W bytes one step reads; a step of 32 bytes (one bf16 panel) prefetches a line every other step.
-  constexpr int kStepBytes = static_cast<int>(G * 16 * sizeof(TB));
-  constexpr int kLines = kStepBytes >= 64 ? kStepBytes / 64 : 1;
+                 float alpha, float beta, int64_t valid, const void* ahead, int64_t ahead_bytes) {
+  constexpr int kLines = PB >= 64 ? PB / 64 : 1;
+  const char* pf = static_cast<const char*>(ahead);
   constexpr int NV = 2 * G;
   __m256 acc[M][NV];
 #pragma GCC unroll 8
@@ -81,8 +95,8 @@ inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t ld
   constexpr bool kHoist = NV * M + M + 3 <= 16;
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; p++) {
-    if (ahead != nullptr && p < ahead_kc && (p * kStepBytes) % 64 == 0) {
-      const char* line = reinterpret_cast<const char*>(ahead + p * 16 * G);
+    if (pf != nullptr && p * PB < ahead_bytes && (p * PB) % 64 == 0) {
+      const char* line = pf + p * PB;
 #pragma GCC unroll 4
       for (int l = 0; l < kLines; l++) _mm_prefetch(line + 64 * l, _MM_HINT_T1);
     }
@@ -102,28 +116,15 @@ inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t ld
       }
     }
   }
+  // Every accumulator by a constant index: with row and vector loops that stopped at a break,
+  // GCC kept acc addressable and stored every accumulator to the stack on each trip of the k
+  // loop (3 to 6 bf16 rows ran 1.15–1.9× slower from memory; bench/prepack).
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-  for (int i = 0; i < M; i++) {
-    float* cr = c + i * ldc;
-    for (int v = 0; v < NV; v++) {
-      const int64_t j = v * 8;
-      if (j >= valid) break;
-      const int64_t nr = valid - j < 8 ? valid - j : 8;
-      // A ragged vector goes through a buffer with the same vector operations.
-      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      float* dst = nr == 8 ? cr + j : buf;
-      if (nr < 8 && beta != 0.f) std::memcpy(buf, cr + j, sizeof(float) * nr);
-      __m256 r;
-      if (beta == 0.f)
-        r = _mm256_mul_ps(acc[i][v], va);
-      else if (beta == 1.f)
-        r = _mm256_fmadd_ps(acc[i][v], va, _mm256_loadu_ps(dst));
-      else
-        r = _mm256_fmadd_ps(acc[i][v], va, _mm256_mul_ps(vb, _mm256_loadu_ps(dst)));
-      _mm256_storeu_ps(dst, r);
-      if (nr < 8) std::memcpy(cr + j, buf, sizeof(float) * nr);
-    }
-  }
+#pragma GCC unroll 8
+  for (int i = 0; i < M; i++)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+      if (v * 8 < valid) store8(acc[i][v], c + i * ldc + v * 8, valid - v * 8, va, vb, beta);
 }
 
 // Rows 0..MA (and MA..MA+MB when MB > 0) over panels [j0/16, ⌈j1/16⌉), slice by slice: the
@@ -141,28 +142,39 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
     for (; q + G <= q1; q += G) {
       const TB* bp = slice + q * kc * 16;
       const int64_t valid = imin(16 * G, n - 16 * q);
+      const NextTile<TB> next = next_tile(w, npad, k, pc, kc, q, G, q0, q1);
+      const int64_t next_bytes = next.kc * 16 * G * static_cast<int64_t>(sizeof(TB));
       if constexpr (MB > 0 && sizeof(TB) == 2) {
-        // Two row groups: widen the bf16 panel slice once into L1 and run both on it.
+        // Two row groups: widen the bf16 panel slice once into L1 and run both on it; the
+        // first fetches the next bf16 tile (nothing else asks memory for it while the two
+        // compute from L1: 7 and 8 rows ran 1.14–1.23× faster with it).
         float* wide = gemm_scratch(3, static_cast<size_t>(kPackSlice) * 16 * G);
-        for (int64_t e = 0; e < kc * 16 * G; e += 16) row16(bp + e, *reinterpret_cast<__m256*>(wide + e), *reinterpret_cast<__m256*>(wide + e + 8));
-        tile<MA, G, float>(static_cast<const float*>(wide), kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
-        tile<MB, G, float>(static_cast<const float*>(wide), kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
+        for (int64_t e = 0; e < kc * 16 * G; e += 16)
+          row16(bp + e, *reinterpret_cast<__m256*>(wide + e), *reinterpret_cast<__m256*>(wide + e + 8));
+        tile<MA, G, float, 16 * G * 2>(wide, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, next.w,
+                                       next_bytes);
+        tile<MB, G, float>(wide, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr,
+                           0);
       } else {
-        const NextTile<TB> ahead = sizeof(TB) == 2 ? next_tile(w, npad, k, pc, kc, q, G, q0, q1) : NextTile<TB>{};
-        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, ahead.w, ahead.kc);
+        // bf16 tiles of 2 to 6 rows fetch the next tile (without, 0.82–0.95× on an AVX2-only
+        // Zen 3); one row does not (1.07–1.17× faster without: it asks for two lines every
+        // step of 4 cycles), nor does f32 (the hardware prefetcher keeps up: the fetch cost
+        // 7–10 %, one row and 7 or 8).
+        const bool fetch = sizeof(TB) == 2 && MA > 1;
+        tile<MA, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, fetch ? next.w : nullptr,
+                    next_bytes);
         if constexpr (MB > 0)
-          tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid,
-                      static_cast<const TB*>(nullptr), 0);
+          tile<MB, G>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
       }
     }
     for (; q < q1; q++) {
       const TB* bp = slice + q * kc * 16;
       const int64_t valid = imin(16, n - 16 * q);
-      tile<MA, 1>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid,
-                  sizeof(TB) == 2 && q + 2 <= q1 ? bp + kc * 16 : static_cast<const TB*>(nullptr), kc);
+      const bool fetch = sizeof(TB) == 2 && MA > 1 && q + 2 <= q1;
+      tile<MA, 1>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, valid, fetch ? bp + kc * 16 : nullptr,
+                  kc * 16 * static_cast<int64_t>(sizeof(TB)));
       if constexpr (MB > 0)
-        tile<MB, 1>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid,
-                    static_cast<const TB*>(nullptr), 0);
+        tile<MB, 1>(bp, kc, g.a + MA * k + pc, k, g.c + MA * n + 16 * q, n, g.alpha, beta, valid, nullptr, 0);
     }
   }
 }
