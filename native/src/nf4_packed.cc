@@ -195,6 +195,17 @@ static inline void lookup(__m256i idx, const Tables& tb, __m256 (&r)[4]) {
   r[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
 }
 
+// c[0, nb) = acc (or c + acc when add), nb ≤ 8; a ragged vector lane by lane.
+static inline void store_cols(__m256 acc, float* c, int64_t nb, bool add) {
+  if (nb == 8) {
+    _mm256_storeu_ps(c, add ? _mm256_add_ps(_mm256_loadu_ps(c), acc) : acc);
+    return;
+  }
+  alignas(32) float tmp[8];
+  _mm256_store_ps(tmp, acc);
+  for (int64_t j = 0; j < nb; j++) c[j] = add ? c[j] + tmp[j] : tmp[j];
+}
+
 // Decode: panel q for the M rows of a (forward only). Per 256-deep slice acc = fma(w, a, acc)
 // in order of k for each column, as the micro kernel. (Interleaving two panels for one row,
 // for more independent FMA chains, measured no faster: the lookups' shuffles bound it, not
@@ -232,20 +243,15 @@ static void decode_panel(const Problem& p, int64_t q) {
       }
     }
     const bool add = k0 > 0 || p.accumulate;
+    // Every accumulator by a constant index: with a loop that skipped a half by `continue`,
+    // GCC kept acc addressable and stored it to the stack inside the k loop.
+#pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
       const int64_t j0 = q * kPanel + 8 * h;
-      const int nb = static_cast<int>(w.out - j0 < 8 ? w.out - j0 : 8);
-      if (nb <= 0) continue;
-      for (int i = 0; i < M; i++) {
-        float* ci = p.c + i * w.out + j0;
-        if (nb == 8) {
-          _mm256_storeu_ps(ci, add ? _mm256_add_ps(_mm256_loadu_ps(ci), acc[i][h]) : acc[i][h]);
-        } else {
-          alignas(32) float tmp[8];
-          _mm256_store_ps(tmp, acc[i][h]);
-          for (int j = 0; j < nb; j++) ci[j] = add ? ci[j] + tmp[j] : tmp[j];
-        }
-      }
+      const int64_t nb = w.out - j0 < 8 ? w.out - j0 : 8;
+#pragma GCC unroll 8
+      for (int i = 0; i < M; i++)
+        if (nb > 0) store_cols(acc[i][h], p.c + i * w.out + j0, nb, add);
     }
   }
 }
