@@ -167,7 +167,15 @@ inline void store_tile(typename V::reg (&acc)[MR][NV], float* c, int64_t ldc, fl
     }
     return;
   }
-  store_ragged<V, MR, NV>(&acc[0][0], c, ldc, alpha, beta, mr, nr);
+  // A copy for the ragged path only: handed &acc[0][0], GCC stored every accumulator to the
+  // stack at each kernel's end, full tiles too (12 stores per 6×16 call, 24 zmm per 6×64; the
+  // 6×64 kernel also zeroed acc in memory first).
+  typename V::reg copy[MR * NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) copy[i * NV + v] = acc[i][v];
+  store_ragged<V, MR, NV>(copy, c, ldc, alpha, beta, mr, nr);
 }
 
 // Lines a micro-kernel fetches ahead, one every few k steps: `left` lines of `rows` rows
