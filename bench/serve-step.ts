@@ -4,15 +4,20 @@
 // server's does when requests finish and arrive. Prints wall and CPU milliseconds per step
 // (CPU time of the whole process, every thread) and tokens per second of each; best of 3
 // rounds. On a host shared with other work the CPU figures are the steadier ones.
+// --adapters 1,64: LoRA adapters (r = 8 on q,k,v,o, as bench/serve) with the rows spread over
+// that many of them (row i on adapter i mod N, through batchStep as the server calls it); each
+// count runs its rounds in turns with the others, and the table adds each one's ratio to the
+// first. Without it the model has no LoRA layers.
 //
 //   npm run build && node dist/bench/serve-step.js [--steps 60] [--threads N] [--hidden 256]
-//     [--layers 4] [--json]
-import { noGrad, Rng, tidy } from "../src/index.js";
+//     [--layers 4] [--adapters 1,8,64] [--json]
+import { getPeftModel, noGrad, Rng, tidy } from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { selectBackend } from "../src/kernels/select.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { KVCache } from "../src/models/llama/kv-cache.js";
 import { LlamaForCausalLM } from "../src/models/llama/model.js";
+import { batchStep } from "../src/serve/batch-step.js";
 
 const argv = process.argv.slice(2);
 const opt = (n: string, d: number) => {
@@ -39,6 +44,17 @@ const cfg = parseLlamaConfig({
 });
 const model = new LlamaForCausalLM(cfg, { rng: new Rng(0) });
 model.eval();
+const aIdx = argv.indexOf("--adapters");
+const adapterCounts = aIdx >= 0 ? argv[aIdx + 1].split(",").map(Number) : [];
+if (adapterCounts.some((n) => !Number.isInteger(n) || n < 1))
+  throw new Error("--adapters takes adapter counts ≥ 1, e.g. 1,8,64");
+const loraConfig = { r: 8, loraAlpha: 16, targetModules: ["q_proj", "k_proj", "v_proj", "o_proj"] };
+const loraLayers = (() => {
+  if (adapterCounts.length === 0) return [];
+  const pm = getPeftModel(model, loraConfig, "ad-0", { seed: 1 });
+  for (let a = 1; a < Math.max(...adapterCounts); a++) pm.addAdapter(`ad-${a}`, loraConfig, { seed: a + 1 });
+  return [...pm.loraLayers()].map(([, l]) => l);
+})();
 const rng = new Rng(1);
 const PROMPT = 8;
 const capacity = PROMPT + STEPS + 1;
@@ -49,20 +65,28 @@ interface Round {
   tokens: number;
 }
 
-function round(): Round {
+function round(adapters: number): Round {
   const caches = Array.from(
     { length: 64 },
     () => new KVCache(cfg.numHiddenLayers, 1, capacity, cfg.numKeyValueHeads, cfg.headDim),
   );
+  // Row i's adapter (none without --adapters).
+  const adapterOf = (i: number) => `ad-${i % Math.max(1, adapters)}`;
+  const run = (tokens: number[][], rows: KVCache[]) => {
+    if (loraLayers.length === 0) {
+      noGrad(() => tidy(() => void model.step(tokens, rows).data));
+      return;
+    }
+    batchStep(
+      model,
+      loraLayers,
+      rows.map((cache, i) => ({ tokens: tokens[i], cache, adapter: adapterOf(i) })),
+    );
+  };
   // Every sequence's prompt first (not timed).
-  noGrad(() =>
-    tidy(
-      () =>
-        void model.step(
-          caches.map(() => Array.from({ length: PROMPT }, () => rng.int(300))),
-          caches,
-        ),
-    ),
+  run(
+    caches.map(() => Array.from({ length: PROMPT }, () => rng.int(300))),
+    caches,
   );
   let tokens = 0;
   const c0 = process.cpuUsage();
@@ -70,38 +94,50 @@ function round(): Round {
   for (let s = 0; s < STEPS; s++) {
     const rows = caches.slice(0, 40 + ((s * 7) % 24));
     tokens += rows.length;
-    noGrad(() =>
-      tidy(
-        () =>
-          void model.step(
-            rows.map(() => [rng.int(300)]),
-            rows,
-          ).data,
-      ),
+    run(
+      rows.map(() => [rng.int(300)]),
+      rows,
     );
   }
   const c = process.cpuUsage(c0);
   return { wallMs: (performance.now() - t0) / STEPS, cpuMs: (c.user + c.system) / 1000 / STEPS, tokens };
 }
 
-const rounds = [round(), round(), round()];
-const best = (k: "wallMs" | "cpuMs") => Math.min(...rounds.map((r) => r[k]));
-const perStep = rounds[0].tokens / STEPS;
-const out = {
-  backend: backend.name,
-  hidden,
-  layers,
-  steps: STEPS,
-  rows_per_step: perStep,
-  wall_ms_per_step: best("wallMs"),
-  cpu_ms_per_step: best("cpuMs"),
-  tokens_per_second: (perStep * 1000) / best("wallMs"),
-  tokens_per_cpu_second: (perStep * 1000) / best("cpuMs"),
-};
-if (argv.includes("--json")) console.log(JSON.stringify(out));
-else
+// Three rounds of each adapter count, the counts in turns.
+const counts = adapterCounts.length > 0 ? adapterCounts : [0];
+const rounds = new Map<number, Round[]>(counts.map((n) => [n, []]));
+for (let r = 0; r < 3; r++) for (const n of counts) rounds.get(n)!.push(round(n));
+const results = counts.map((n) => {
+  const rs = rounds.get(n)!;
+  const best = (k: "wallMs" | "cpuMs") => Math.min(...rs.map((x) => x[k]));
+  const perStep = rs[0].tokens / STEPS;
+  return {
+    backend: backend.name,
+    hidden,
+    layers,
+    adapters: n,
+    steps: STEPS,
+    rows_per_step: perStep,
+    wall_ms_per_step: best("wallMs"),
+    cpu_ms_per_step: best("cpuMs"),
+    tokens_per_second: (perStep * 1000) / best("wallMs"),
+    tokens_per_cpu_second: (perStep * 1000) / best("cpuMs"),
+  };
+});
+for (const out of results) {
+  if (argv.includes("--json")) {
+    console.log(JSON.stringify(out));
+    continue;
+  }
+  const first = results[0];
+  const who = out.adapters === 0 ? "no adapters" : `${out.adapters} adapter${out.adapters > 1 ? "s" : ""}`;
+  const vs =
+    out === first || out.adapters === 0
+      ? ""
+      : `; ×${(out.tokens_per_second / first.tokens_per_second).toFixed(2)} wall, ×${(out.tokens_per_cpu_second / first.tokens_per_cpu_second).toFixed(2)} CPU against ${first.adapters}`;
   console.log(
-    `serving step (hidden ${hidden}, ${layers} layers, ${perStep.toFixed(1)} decode rows per step, backend ${backend.name}): ` +
+    `serving step (hidden ${hidden}, ${layers} layers, ${who}, ${out.rows_per_step.toFixed(1)} decode rows per step, backend ${out.backend}): ` +
       `${out.wall_ms_per_step.toFixed(2)} ms wall, ${out.cpu_ms_per_step.toFixed(2)} ms CPU per step; ` +
-      `${out.tokens_per_second.toFixed(0)} tokens/s, ${out.tokens_per_cpu_second.toFixed(0)} tokens per CPU-second`,
+      `${out.tokens_per_second.toFixed(0)} tokens/s, ${out.tokens_per_cpu_second.toFixed(0)} tokens per CPU-second${vs}`,
   );
+}
