@@ -32,6 +32,8 @@
 namespace lorakit {
 namespace {
 
+#include "simd_v_avx2.inc.h"
+
 // The k slice of the packed kernels (KC in gemm_avx2.cc, gemm_avx512.cc, gemm_portable.cc).
 constexpr int64_t kSlice = 256;
 #ifdef LORAKIT_GEMM_KC
@@ -75,36 +77,6 @@ inline void transpose8(__m256 (&r)[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
-// c[0, nr) (nr ≤ 8) = acc·alpha (beta 0: c is not read), fma(acc, alpha, c) (beta 1) or
-// fma(acc, alpha, beta·c). Eight columns load and store C directly: through a buffer filled
-// by a memcpy of a run-time length (a library call, then a load that store forwarding cannot
-// serve) a LoRA up-projection h·Bᵀ (k = r = 8, 256 columns) spent most of its time there.
-inline void store_cols(__m256 acc, float* c, int nr, __m256 va, float beta) {
-  if (nr == 8) {
-    __m256 r;
-    if (beta == 0.f)
-      r = _mm256_mul_ps(acc, va);
-    else if (beta == 1.f)
-      r = _mm256_fmadd_ps(acc, va, _mm256_loadu_ps(c));
-    else
-      r = _mm256_fmadd_ps(acc, va, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(c)));
-    _mm256_storeu_ps(c, r);
-    return;
-  }
-  alignas(32) float old[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  if (beta != 0.f) std::memcpy(old, c, sizeof(float) * nr);
-  __m256 r;
-  if (beta == 0.f)
-    r = _mm256_mul_ps(acc, va);
-  else if (beta == 1.f)
-    r = _mm256_fmadd_ps(acc, va, _mm256_load_ps(old));
-  else
-    r = _mm256_fmadd_ps(acc, va, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_load_ps(old)));
-  alignas(32) float out[8];
-  _mm256_store_ps(out, r);
-  std::memcpy(c, out, sizeof(float) * nr);
-}
-
 // Columns [j0, j0+nr) (nr ≤ 8) of C for the M rows of A, over all of k.
 template <int M, class TB>
 void columns8(const GemmTask& t, const TB* w, int64_t j0, int nr) {
@@ -133,7 +105,7 @@ void columns8(const GemmTask& t, const TB* w, int64_t j0, int nr) {
     }
     const float beta = pc == 0 ? t.beta : 1.f;
 #pragma GCC unroll 8
-    for (int i = 0; i < M; i++) store_cols(acc[i], t.c + i * t.ldc + j0, nr, va, beta);
+    for (int i = 0; i < M; i++) store8(acc[i], t.c + i * t.ldc + j0, nr, va, beta);
   }
 }
 

@@ -49,24 +49,6 @@ inline void row16(const uint16_t* p, __m256& lo, __m256& hi) {
   hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, r));
 }
 
-// c[0, min(nr, 8)) = acc·alpha (beta 0: c is not read), fma(acc, alpha, c) (beta 1) or
-// fma(acc, alpha, beta·c). A ragged vector (nr < 8) goes through a buffer with the same
-// vector operations.
-inline void store8(__m256 acc, float* c, int64_t nr, __m256 va, __m256 vb, float beta) {
-  alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  float* dst = nr >= 8 ? c : buf;
-  if (nr < 8 && beta != 0.f) std::memcpy(buf, c, sizeof(float) * nr);
-  __m256 r;
-  if (beta == 0.f)
-    r = _mm256_mul_ps(acc, va);
-  else if (beta == 1.f)
-    r = _mm256_fmadd_ps(acc, va, _mm256_loadu_ps(dst));
-  else
-    r = _mm256_fmadd_ps(acc, va, _mm256_mul_ps(vb, _mm256_loadu_ps(dst)));
-  _mm256_storeu_ps(dst, r);
-  if (nr < 8) std::memcpy(c, buf, sizeof(float) * nr);
-}
-
 // One k slice (depth kc) of G adjacent panels (bp: the first; panel g at bp + g·kc·16) for
 // M rows of A (row i at a + i·lda, already at the slice's first k): C's 16·G columns at c
 // (row i at c + i·ldc, the first `valid` columns exist) get the slice's contribution.
@@ -119,12 +101,12 @@ inline void tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t ld
   // Every accumulator by a constant index: with row and vector loops that stopped at a break,
   // GCC kept acc addressable and stored every accumulator to the stack on each trip of the k
   // loop (3 to 6 bf16 rows ran 1.15–1.9× slower from memory; bench/prepack).
-  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const __m256 va = _mm256_set1_ps(alpha);
 #pragma GCC unroll 8
   for (int i = 0; i < M; i++)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; v++)
-      if (v * 8 < valid) store8(acc[i][v], c + i * ldc + v * 8, valid - v * 8, va, vb, beta);
+      if (v * 8 < valid) store8(acc[i][v], c + i * ldc + v * 8, valid - v * 8, va, beta);
 }
 
 // Rows 0..MA (and MA..MA+MB when MB > 0) over panels [j0/16, ⌈j1/16⌉), slice by slice: the

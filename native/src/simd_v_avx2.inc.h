@@ -1,5 +1,6 @@
 // The 8-lane f32 vector the AVX2 GEMM driver (gemm_driver.inc.h) is written against, shared
-// by gemm_avx2.cc and prepack_avx2.cc. Include it inside an avx2,fma target region.
+// by gemm_avx2.cc and prepack_avx2.cc (gemv_avx2.cc uses its store8). Include it inside an
+// avx2,fma target region, after <cstring>.
 // kStream: whether the driver may write large results with non-temporal stores (the
 // row-major GEMM's kernels may; the prepacked-weight kernels never do).
 template <bool kStream>
@@ -81,3 +82,23 @@ struct VecAvx2 {
     }
   }
 };
+
+// One vector of an 8-column C row as the packed GEMM stores it: c[0, min(nr, 8)) =
+// acc·alpha (beta 0: c is not read), fma(acc, alpha, c) (beta 1) or fma(acc, alpha, beta·c).
+// Eight columns load and store C directly; a ragged vector goes through a buffer with the same
+// vector operations. (The decode kernels' stores: a buffer filled by a memcpy of run-time
+// length for every vector cost a library call and a load that store forwarding cannot serve.)
+inline void store8(__m256 acc, float* c, int64_t nr, __m256 va, float beta) {
+  alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float* dst = nr >= 8 ? c : buf;
+  if (nr < 8 && beta != 0.f) std::memcpy(buf, c, sizeof(float) * nr);
+  __m256 r;
+  if (beta == 0.f)
+    r = _mm256_mul_ps(acc, va);
+  else if (beta == 1.f)
+    r = _mm256_fmadd_ps(acc, va, _mm256_loadu_ps(dst));
+  else
+    r = _mm256_fmadd_ps(acc, va, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(dst)));
+  _mm256_storeu_ps(dst, r);
+  if (nr < 8) std::memcpy(c, buf, sizeof(float) * nr);
+}
