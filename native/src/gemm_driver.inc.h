@@ -391,8 +391,8 @@ struct NextRows {
     left = rows * per_row;
     share = (left + tiles - 1) / tiles;
   }
-  // The next micro-kernel's share (no division, no loop over the lines: this runs once per
-  // micro-kernel).
+  // The next micro-kernel's share. This runs once per micro-kernel: no division, and the walk
+  // moves on by whole columns of lines (a few steps), not line by line.
   inline LineWalk take() {
     LineWalk w = walk;
     w.left = share < left ? share : left;

@@ -157,6 +157,7 @@ void convert(uint8_t* bnb, const float* absmax, uint8_t* codes, float* pscales, 
 namespace avx2 {
 #define NF4_VW 8
 #include "nf4_micro.inc.h"
+#include "simd_v_avx2.inc.h"
 #undef NF4_VW
 static_assert(NR == kPanel, "the micro kernel's panel is the packed panel");
 
@@ -195,17 +196,6 @@ static inline void lookup(__m256i idx, const Tables& tb, __m256 (&r)[4]) {
   r[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
 }
 
-// c[0, nb) = acc (or c + acc when add), nb ≤ 8; a ragged vector lane by lane.
-static inline void store_cols(__m256 acc, float* c, int64_t nb, bool add) {
-  if (nb == 8) {
-    _mm256_storeu_ps(c, add ? _mm256_add_ps(_mm256_loadu_ps(c), acc) : acc);
-    return;
-  }
-  alignas(32) float tmp[8];
-  _mm256_store_ps(tmp, acc);
-  for (int64_t j = 0; j < nb; j++) c[j] = add ? c[j] + tmp[j] : tmp[j];
-}
-
 // Decode: panel q for the M rows of a (forward only). Per 256-deep slice acc = fma(w, a, acc)
 // in order of k for each column, as the micro kernel. (Interleaving two panels for one row,
 // for more independent FMA chains, measured no faster: the lookups' shuffles bound it, not
@@ -242,7 +232,9 @@ static void decode_panel(const Problem& p, int64_t q) {
         }
       }
     }
-    const bool add = k0 > 0 || p.accumulate;
+    // c = acc, or c + acc (store8 with alpha 1: acc·1 and fma(acc, 1, c) round as those do).
+    const float beta = k0 > 0 || p.accumulate ? 1.f : 0.f;
+    const __m256 one = _mm256_set1_ps(1.f);
     // Every accumulator by a constant index: with a loop that skipped a half by `continue`,
     // GCC kept acc addressable and stored it to the stack inside the k loop.
 #pragma GCC unroll 2
@@ -251,7 +243,7 @@ static void decode_panel(const Problem& p, int64_t q) {
       const int64_t nb = w.out - j0 < 8 ? w.out - j0 : 8;
 #pragma GCC unroll 8
       for (int i = 0; i < M; i++)
-        if (nb > 0) store_cols(acc[i][h], p.c + i * w.out + j0, nb, add);
+        if (nb > 0) store8(acc[i][h], p.c + i * w.out + j0, nb, one, beta);
     }
   }
 }

@@ -124,7 +124,8 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
     for (; q + G <= q1; q += G) {
       const TB* bp = slice + q * kc * 16;
       const int64_t valid = imin(16 * G, n - 16 * q);
-      const NextTile<TB> next = next_tile(w, npad, k, pc, kc, q, G, q0, q1);
+      // The next tile, for the bf16 tiles that fetch it.
+      const NextTile<TB> next = sizeof(TB) == 2 ? next_tile(w, npad, k, pc, kc, q, G, q0, q1) : NextTile<TB>{};
       const int64_t next_bytes = next.kc * 16 * G * static_cast<int64_t>(sizeof(TB));
       if constexpr (MB > 0 && sizeof(TB) == 2) {
         // Two row groups: widen the bf16 panel slice once into L1 and run both on it; the
