@@ -24,6 +24,14 @@ CpuFeatures detect() {
   CpuFeatures f;
 #if LORAKIT_X86
   unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+  char vendor[13];
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  vendor[12] = 0;
+  f.intel = std::strcmp(vendor, "GenuineIntel") == 0;
+  f.amd = std::strcmp(vendor, "AuthenticAMD") == 0;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
   const bool osxsave = (c >> 27) & 1;
   const bool avx = (c >> 28) & 1;

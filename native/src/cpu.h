@@ -18,6 +18,10 @@ struct CpuFeatures {
   bool avx512vbmi = false;  // vpermb (byte permutes across the 512-bit register)
   bool os_ymm = false;  // XCR0 has SSE+AVX state enabled
   bool os_zmm = false;  // XCR0 has opmask + zmm state enabled
+  // The vendor, for tuning that differs between Intel's and AMD's cores (prefetch hints); never
+  // for what a kernel computes.
+  bool intel = false;
+  bool amd = false;
 };
 
 // What the CPU and OS support (detected once).

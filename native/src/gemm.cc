@@ -4,7 +4,7 @@
 //     Uint16Array (bf16); strides in elements (0 = shared operand; C needs ≥ m·n when
 //     batch > 1). The arrays are used in place (no copies); every length is checked.
 //   fmaPeak(threads, ms) → GFLOP/s of independent FMA chains on the selected path.
-//   cpuFeatures() → { path, best, avx2, fma, avx512f, ..., avx512bf16, avx512vbmi, vbmi }.
+//   cpuFeatures() → { path, best, arch, vendor, avx2, fma, avx512f, ..., avx512bf16, avx512vbmi, vbmi }.
 #include <cmath>
 #include <string>
 
@@ -156,6 +156,7 @@ Napi::Value CpuFeaturesJs(const Napi::CallbackInfo& info) {
 #else
   o.Set("arch", "other");
 #endif
+  o.Set("vendor", f.intel ? "intel" : f.amd ? "amd" : "other");
   o.Set("avx2", f.avx2);
   o.Set("fma", f.fma);
   o.Set("avx512f", f.avx512f);

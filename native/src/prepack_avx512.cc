@@ -11,6 +11,7 @@
 // Every element is computed as the row-major GEMM computes it (FMA chains from zero per
 // 256-deep k slice, store_tile's alpha/beta formula), so the results are bit-identical;
 // test/kernels/prepack-native.test.ts checks it on the host it runs on.
+#include "cpu.h"
 #include "prepack_internal.h"
 
 #if defined(__x86_64__)
@@ -142,10 +143,14 @@ inline __m512 in_order(__m512 v) {
 // prepack_avx2.cc's bf16 tile does (without it, G bf16 panel streams read slower than one).
 // f32 tiles here (2–8 rows) take it too: 8 rows streamed 1.14–1.29× faster with it, 4 rows
 // 0.99–1.03× (bench/prepack --against); one f32 row, on prepack_avx2.cc, is faster without.
-// bf16 lines are fetched into L1 (T0), f32 ones into L2 (T1): T0 streamed bf16 1.02–1.13×
-// faster than T1 at 1 and 8 rows on the 125M and Qwen2.5-0.5B shapes, while f32 read no
-// faster with it (0.95–1.01×) and routing one f32 row here with T0 read 0.92× of the AVX2 kernel.
-template <int M, int G, class TB>
+// f32 lines are fetched into L2 (T1); bf16 ones into L1 (T0) on AMD's cores and into L2 on
+// Intel's (Bf16Locality: 3 = T0, 2 = T1). On a Zen 5, T0 streamed bf16 1.02–1.13× faster
+// than T1 at 1 and 8 rows on the 125M and Qwen2.5-0.5B shapes, while f32 read no faster with
+// it (0.95–1.01×) and routing one f32 row here with T0 read 0.92× of the AVX2 kernel. On an
+// Intel Xeon (48 KiB L1d, 2 MiB L2) T1 streamed bf16 1.20–1.22× faster at 1 row, 1.14–1.15×
+// at 4 and 1.04–1.07× at 8: there the next tile's 32 KiB fetched into L1 next to the current
+// one's evicted lines before they were read.
+template <int M, int G, class TB, int Bf16Locality>
 inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int64_t lda, float* c, int64_t ldc,
                         float alpha, float beta, int64_t valid, const TB* ahead, int64_t ahead_kc) {
   // W bytes one step reads; a step of 32 bytes (one bf16 panel) prefetches a line every other step.
@@ -165,7 +170,7 @@ inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int
 #pragma GCC unroll 4
       for (int l = 0; l < kLines; l++) {
         if constexpr (sizeof(TB) == 2)
-          _mm_prefetch(line + 64 * l, _MM_HINT_T0);
+          __builtin_prefetch(line + 64 * l, 0, Bf16Locality);
         else
           _mm_prefetch(line + 64 * l, _MM_HINT_T1);
       }
@@ -202,7 +207,7 @@ inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int
 }
 
 // Rows [0, M) over panels [j0/16, ⌈j1/16⌉), slice by slice, G panels at a time.
-template <int M, int G, class TB>
+template <int M, int G, class TB, int Bf16Locality>
 void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
   const TB* w = static_cast<const TB*>(g.w);
   const int64_t npad = packed_npad(g.n), k = g.k, n = g.n;
@@ -215,27 +220,27 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
     for (; q + G <= q1; q += G) {
       const TB* bp = slice + q * kc * 16;
       const NextTile<TB> ahead = next_tile(w, npad, k, pc, kc, q, G, q0, q1);
-      decode_tile<M, G>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16 * G, n - 16 * q), ahead.w,
-                        ahead.kc);
+      decode_tile<M, G, TB, Bf16Locality>(bp, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta,
+                                          imin(16 * G, n - 16 * q), ahead.w, ahead.kc);
     }
     for (; q < q1; q++)
-      decode_tile<M, 1>(slice + q * kc * 16, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta, imin(16, n - 16 * q),
-                        static_cast<const TB*>(nullptr), 0);
+      decode_tile<M, 1, TB, Bf16Locality>(slice + q * kc * 16, kc, g.a + pc, k, g.c + 16 * q, n, g.alpha, beta,
+                                          imin(16, n - 16 * q), static_cast<const TB*>(nullptr), 0);
   }
 }
 
 // 8–16 accumulators per tile (M·G), within the 32 registers with the G panel rows.
-template <class TB>
+template <class TB, int Bf16Locality>
 void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
   switch (g.m) {
-    case 1: return decode_rows<1, 4, TB>(g, j0, j1);
-    case 2: return decode_rows<2, 4, TB>(g, j0, j1);
-    case 3: return decode_rows<3, 4, TB>(g, j0, j1);
-    case 4: return decode_rows<4, 4, TB>(g, j0, j1);
-    case 5: return decode_rows<5, 2, TB>(g, j0, j1);
-    case 6: return decode_rows<6, 2, TB>(g, j0, j1);
-    case 7: return decode_rows<7, 2, TB>(g, j0, j1);
-    default: return decode_rows<8, 2, TB>(g, j0, j1);
+    case 1: return decode_rows<1, 4, TB, Bf16Locality>(g, j0, j1);
+    case 2: return decode_rows<2, 4, TB, Bf16Locality>(g, j0, j1);
+    case 3: return decode_rows<3, 4, TB, Bf16Locality>(g, j0, j1);
+    case 4: return decode_rows<4, 4, TB, Bf16Locality>(g, j0, j1);
+    case 5: return decode_rows<5, 2, TB, Bf16Locality>(g, j0, j1);
+    case 6: return decode_rows<6, 2, TB, Bf16Locality>(g, j0, j1);
+    case 7: return decode_rows<7, 2, TB, Bf16Locality>(g, j0, j1);
+    default: return decode_rows<8, 2, TB, Bf16Locality>(g, j0, j1);
   }
 }
 
@@ -243,10 +248,13 @@ void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
 }  // namespace prepack_avx512
 
 void packed_decode_avx512(const PackedProduct& g, int64_t j0, int64_t j1) {
-  if (g.bf16)
-    prepack_avx512::decode_any<uint16_t>(g, j0, j1);
+  static const bool intel = cpu_features().intel;
+  if (g.bf16 && intel)
+    prepack_avx512::decode_any<uint16_t, 2>(g, j0, j1);
+  else if (g.bf16)
+    prepack_avx512::decode_any<uint16_t, 3>(g, j0, j1);
   else
-    prepack_avx512::decode_any<float>(g, j0, j1);
+    prepack_avx512::decode_any<float, 2>(g, j0, j1);
 }
 
 void packed_gemm_avx512(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {

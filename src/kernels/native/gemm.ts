@@ -11,6 +11,8 @@ export interface CpuFeatureReport {
   /** The best path this CPU and OS support. */
   best: CpuPathName;
   arch: "x86_64" | "arm64" | "other";
+  /** The CPU's vendor (cpuid), for benchmarks to print: some kernels tune prefetching by it. */
+  vendor: "intel" | "amd" | "other";
   avx2: boolean;
   fma: boolean;
   avx512f: boolean;
