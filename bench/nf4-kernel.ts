@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
+import { alignedArrays } from "../src/kernels/native/aligned.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import type { Nf4Addon } from "../src/kernels/native/nf4.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
@@ -58,8 +59,10 @@ const weights = builds.map(({ addon }) =>
     const packed = Uint8Array.from({ length: (out * inF) / 2 }, () => (rand() * 256) | 0);
     const absmax = Float32Array.from({ length: (out * inF) / BS }, rand);
     const panels = Math.ceil(out / 16);
-    const codes = new Uint8Array(panels * 8 * inF);
-    const pscales = new Float32Array((panels * 16 * inF) / BS);
+    // As the backend's nf4Pack allocates them: 64-byte aligned where the build can.
+    const arrays = alignedArrays(addon);
+    const codes = arrays.u8(panels * 8 * inF);
+    const pscales = arrays.f32((panels * 16 * inF) / BS);
     addon.nf4Pack(packed, absmax, BS, out, inF, codes, pscales);
     return { out, inF, codes, pscales };
   }),

@@ -19,6 +19,7 @@
 import { createRequire } from "node:module";
 import { cpus } from "node:os";
 import { resolve } from "node:path";
+import { alignedArrays } from "../src/kernels/native/aligned.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { prepackAddonOf } from "../src/kernels/native/prepack.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
@@ -98,8 +99,11 @@ for (const bf16 of [false, true]) {
   };
   const one = RESIDENT ? made(128, 512) : null;
   const ws = shapes.map(([n, k]) => one ?? made(n, k));
+  // Panels allocated as the backend's packWeight allocates them (64-byte aligned where the
+  // build has alignedArray; a build from before it gets plain, 16-byte aligned arrays).
   const packOf = (w: Float32Array | Uint16Array, n: number, k: number, by = pack) => {
-    const p = bf16 ? new Uint16Array(by.packedElements(n, k)) : new Float32Array(by.packedElements(n, k));
+    const arrays = alignedArrays(by);
+    const p = bf16 ? arrays.u16(by.packedElements(n, k)) : arrays.f32(by.packedElements(n, k));
     by.prepackWeight(w, n, k, p);
     return p;
   };

@@ -23,6 +23,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lorakit::RegisterLoraGrouped(env, exports);
   lorakit::RegisterBandwidth(env, exports);
   lorakit::RegisterPrepack(env, exports);
+  lorakit::RegisterAlignedArray(env, exports);
   return exports;
 }
 

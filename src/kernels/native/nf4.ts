@@ -2,6 +2,7 @@
 // backend's nf4Gemm / nf4Dequant / nf4Scales / nf4Pack / nf4GemmPacked call them.
 import type { Backend, Nf4Weight, PackedNf4 } from "../../core/backend.js";
 import { BackendError } from "../../core/errors.js";
+import { alignedArrays } from "./aligned.js";
 
 export interface Nf4Addon {
   /** out[j] = qmap[code(start+j)]·scales[(start+j)/blocksize] for j < count. */
@@ -128,14 +129,16 @@ export function nf4PackedKernels(nf4: Nf4Addon | null): Pick<Backend, "nf4Pack" 
   if (!layout) return {};
   const addon = nf4 as Required<Nf4Addon>;
   const panel = layout.panel;
+  // The kernels read codes and scales in place, a vector at a time.
+  const arrays = alignedArrays(nf4);
   return {
     nf4Pack(w: Nf4Weight): PackedNf4 | null {
       const O = w.outFeatures;
       const C = w.inFeatures;
       if (O <= 0 || !nf4Packable(C, w.blocksize)) return null;
       const padded = Math.ceil(O / panel) * panel;
-      const codes = new Uint8Array((padded * C) / 2);
-      const scales = new Float32Array((padded * C) / w.blocksize);
+      const codes = arrays.u8((padded * C) / 2);
+      const scales = arrays.f32((padded * C) / w.blocksize);
       addon.nf4Pack(w.packed, w.scales, w.blocksize, O, C, codes, scales);
       return new NativePackedNf4(addon, codes, scales, w.blocksize, w.quantMap, O, C);
     },

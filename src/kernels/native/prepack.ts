@@ -5,6 +5,7 @@
 // panels go back to row-major bit for bit when anything reads the tensor's data.
 import type { Backend, PackedGemmParams, PackedWeight } from "../../core/backend.js";
 import { BackendError } from "../../core/errors.js";
+import { alignedArrays } from "./aligned.js";
 
 export interface PrepackAddon {
   /** The layout on this CPU ({ panel, slice }), or null where the addon has no prepacked kernels. */
@@ -95,10 +96,12 @@ export function prepackKernels(
   addon: PrepackAddon | null,
 ): Pick<Backend, "packWeight" | "gemmPacked" | "gemmPackedShared"> {
   if (!addon) return {};
+  // The kernels read the panels in place, a 64-byte vector at a time.
+  const arrays = alignedArrays(addon);
   return {
     packWeight(w, rows, cols) {
       const n = addon.packedElements(rows, cols);
-      const panels = w instanceof Uint16Array ? new Uint16Array(n) : new Float32Array(n);
+      const panels = w instanceof Uint16Array ? arrays.u16(n) : arrays.f32(n);
       addon.prepackWeight(w, rows, cols, panels);
       return new NativePackedWeight(addon, panels, w instanceof Uint16Array ? "bf16" : "f32", rows, cols);
     },
