@@ -229,14 +229,17 @@ void decode_rows(const PackedProduct& g, int64_t j0, int64_t j1) {
   }
 }
 
-// 8–16 accumulators per tile (M·G), within the 32 registers with the G panel rows.
-template <class TB, int Bf16Locality>
+// 8–16 accumulators per tile (M·G), within the 32 registers with the G panel rows. One to
+// four rows take G4 panels at a time: 4, but 2 for bf16 on Intel's cores, where two panel
+// streams per tile read bf16 at 1.08–1.16× four (one row; the 125M and Qwen2.5-0.5B shapes)
+// and 1.14–1.22× (2–4 rows; `bench/prepack --against`), while f32 read 0.92–1.19× (kept at 4).
+template <class TB, int Bf16Locality, int G4>
 void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
   switch (g.m) {
-    case 1: return decode_rows<1, 4, TB, Bf16Locality>(g, j0, j1);
-    case 2: return decode_rows<2, 4, TB, Bf16Locality>(g, j0, j1);
-    case 3: return decode_rows<3, 4, TB, Bf16Locality>(g, j0, j1);
-    case 4: return decode_rows<4, 4, TB, Bf16Locality>(g, j0, j1);
+    case 1: return decode_rows<1, G4, TB, Bf16Locality>(g, j0, j1);
+    case 2: return decode_rows<2, G4, TB, Bf16Locality>(g, j0, j1);
+    case 3: return decode_rows<3, G4, TB, Bf16Locality>(g, j0, j1);
+    case 4: return decode_rows<4, G4, TB, Bf16Locality>(g, j0, j1);
     case 5: return decode_rows<5, 2, TB, Bf16Locality>(g, j0, j1);
     case 6: return decode_rows<6, 2, TB, Bf16Locality>(g, j0, j1);
     case 7: return decode_rows<7, 2, TB, Bf16Locality>(g, j0, j1);
@@ -250,11 +253,11 @@ void decode_any(const PackedProduct& g, int64_t j0, int64_t j1) {
 void packed_decode_avx512(const PackedProduct& g, int64_t j0, int64_t j1) {
   static const bool intel = cpu_features().intel;
   if (g.bf16 && intel)
-    prepack_avx512::decode_any<uint16_t, 2>(g, j0, j1);
+    prepack_avx512::decode_any<uint16_t, 2, 2>(g, j0, j1);
   else if (g.bf16)
-    prepack_avx512::decode_any<uint16_t, 3>(g, j0, j1);
+    prepack_avx512::decode_any<uint16_t, 3, 4>(g, j0, j1);
   else
-    prepack_avx512::decode_any<float, 2>(g, j0, j1);
+    prepack_avx512::decode_any<float, 2, 4>(g, j0, j1);
 }
 
 void packed_gemm_avx512(const PackedProduct& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
