@@ -100,7 +100,7 @@ for (const bf16 of [false, true]) {
   const one = RESIDENT ? made(128, 512) : null;
   const ws = shapes.map(([n, k]) => one ?? made(n, k));
   // Panels allocated as the backend's packWeight allocates them (64-byte aligned where the
-  // build has alignedArray; a build from before it gets plain, 16-byte aligned arrays).
+  // build has alignOffset; a build from before it gets plain, 16-byte aligned arrays).
   const packOf = (w: Float32Array | Uint16Array, n: number, k: number, by = pack) => {
     const arrays = alignedArrays(by);
     const p = bf16 ? arrays.u16(by.packedElements(n, k)) : arrays.f32(by.packedElements(n, k));

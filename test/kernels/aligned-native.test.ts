@@ -1,15 +1,16 @@
-// alignedArray (native/src/aligned_array.cc) and the 64-byte aligned panels the backend packs
-// weights into (prepack.ts, nf4.ts): the arrays are zero-filled views at an offset of less
-// than 64 bytes into a buffer 64 bytes longer, bad arguments are refused, and products on
-// aligned panels give the bits products on plain (16-byte aligned) panels give.
+// alignOffset (native/src/aligned_array.cc) and the 64-byte aligned arrays the backend packs
+// weights into (aligned.ts, used by prepack.ts and nf4.ts): the arrays are zero-filled views at
+// the offset the addon reports, less than 64 bytes into a buffer 64 bytes longer; bad arguments
+// are refused; products on aligned panels give the bits products on plain (16-byte aligned)
+// panels give.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { type AlignedArrayAddon, alignedArrays } from "../../src/kernels/native/aligned.js";
+import { type AlignOffsetAddon, alignedArrays } from "../../src/kernels/native/aligned.js";
 import { loadAddon } from "../../src/kernels/native/loader.js";
 import { prepackAddonOf } from "../../src/kernels/native/prepack.js";
 
 const loaded = loadAddon();
-const raw = "addon" in loaded ? (loaded.addon as unknown as AlignedArrayAddon & object) : null;
+const raw = "addon" in loaded ? (loaded.addon as unknown as AlignOffsetAddon & object) : null;
 const skip = raw === null ? "no native addon" : false;
 
 let seed = 99;
@@ -18,20 +19,29 @@ function rand(): number {
   return seed / 4294967296 - 0.5;
 }
 
-describe("alignedArray (native)", { skip }, () => {
-  test("zero-filled typed arrays of each kind, a view less than 64 bytes into a buffer 64 bytes longer", () => {
-    const ad = raw!;
+describe("aligned arrays (native)", { skip }, () => {
+  test("alignOffset: the bytes to the buffer's first 64-byte boundary, a multiple of 16", () => {
+    for (const bytes of [0, 1, 100, 1 << 20]) {
+      const off = raw!.alignOffset(new ArrayBuffer(bytes));
+      assert.ok(Number.isInteger(off) && off >= 0 && off < 64 && off % 16 === 0, `offset ${off}`);
+    }
+    const ad = raw as unknown as { alignOffset(b: unknown): number };
+    assert.throws(() => ad.alignOffset(new Float32Array(4)), /must be an ArrayBuffer/);
+    assert.throws(() => ad.alignOffset(undefined), /must be an ArrayBuffer/);
+  });
+
+  test("zero-filled typed arrays of each kind, viewed from the aligned offset of a buffer 64 bytes longer", () => {
+    const arrays = alignedArrays(raw!);
     for (const n of [0, 1, 15, 4096, 1 << 20]) {
-      for (const [kind, Ctor, size] of [
-        ["f32", Float32Array, 4],
-        ["u16", Uint16Array, 2],
-        ["u8", Uint8Array, 1],
+      for (const [a, Ctor, size] of [
+        [arrays.f32(n), Float32Array, 4],
+        [arrays.u16(n), Uint16Array, 2],
+        [arrays.u8(n), Uint8Array, 1],
       ] as const) {
-        const a = ad.alignedArray(kind as "f32", n) as unknown as Float32Array | Uint16Array | Uint8Array;
-        assert.ok(a instanceof Ctor, `${kind} is a ${Ctor.name}`);
+        assert.ok(a instanceof Ctor, `a ${Ctor.name}`);
         assert.equal(a.length, n);
         assert.equal(a.buffer.byteLength, n * size + 64);
-        assert.ok(a.byteOffset < 64 && a.byteOffset % size === 0, `offset ${a.byteOffset}`);
+        assert.equal(a.byteOffset, raw!.alignOffset(a.buffer as ArrayBuffer));
         assert.ok(a.every((x) => x === 0));
         if (n > 0) {
           a[n - 1] = 7;
@@ -41,12 +51,10 @@ describe("alignedArray (native)", { skip }, () => {
     }
   });
 
-  test("refuses an unknown kind and a count that is not a non-negative integer", () => {
-    const ad = raw as unknown as { alignedArray(kind: string, n: number): unknown };
-    assert.throws(() => ad.alignedArray("f64", 4), /kind must be "f32", "u16" or "u8"/);
-    for (const n of [-1, 1.5, Number.NaN])
-      assert.throws(() => ad.alignedArray("f32", n), /non-negative integer/);
-    assert.throws(() => (ad.alignedArray as (...a: unknown[]) => unknown)(3), TypeError);
+  test("an invalid length is a RangeError, as for any typed array", () => {
+    const arrays = alignedArrays(raw!);
+    for (const n of [-1, 1.5, Number.NaN]) assert.throws(() => arrays.f32(n), RangeError);
+    assert.throws(() => arrays.f32(2 ** 50), RangeError);
   });
 
   test("products on aligned panels have the bits of products on plain panels", (t) => {
@@ -84,7 +92,7 @@ describe("alignedArray (native)", { skip }, () => {
 });
 
 describe("alignedArrays", () => {
-  test("an addon without alignedArray gets plain zero-filled arrays", () => {
+  test("an addon without alignOffset gets plain zero-filled arrays", () => {
     const arrays = alignedArrays({});
     assert.ok(arrays.f32(5) instanceof Float32Array);
     assert.ok(arrays.u16(5) instanceof Uint16Array);
