@@ -139,8 +139,8 @@ inline __m512 in_order(__m512 v) {
 // the slice's first k): C's 16·G columns at c (row i at c + i·ldc; the first `valid` exist)
 // get the slice's contribution. Each element is one FMA chain from zero in order of p, then
 // the packed GEMM's alpha/beta formula: the bits of every other path.
-// `ahead`: the W this thread reads next, prefetched into L2 G·16 values per step, as
-// prepack_avx2.cc's bf16 tile does (without it, G bf16 panel streams read slower than one).
+// `ahead`: the W this thread reads next, prefetched G·16 values per step (the cache level
+// below says which), as prepack_avx2.cc's bf16 tile does (without it, G bf16 panel streams read slower than one).
 // f32 tiles here (2–8 rows) take it too: 8 rows streamed 1.14–1.29× faster with it, 4 rows
 // 0.99–1.03× (bench/prepack --against); one f32 row, on prepack_avx2.cc, is faster without.
 // f32 lines are fetched into L2 (T1); bf16 ones into L1 (T0) on AMD's cores and into L2 on
@@ -168,12 +168,7 @@ inline void decode_tile(const TB* __restrict bp, int64_t kc, const float* a, int
     if (ahead != nullptr && p < ahead_kc && (p * kStepBytes) % 64 == 0) {
       const char* line = reinterpret_cast<const char*>(ahead + p * 16 * G);
 #pragma GCC unroll 4
-      for (int l = 0; l < kLines; l++) {
-        if constexpr (sizeof(TB) == 2)
-          __builtin_prefetch(line + 64 * l, 0, Bf16Locality);
-        else
-          _mm_prefetch(line + 64 * l, _MM_HINT_T1);
-      }
+      for (int l = 0; l < kLines; l++) __builtin_prefetch(line + 64 * l, 0, sizeof(TB) == 2 ? Bf16Locality : 2);
     }
     __m512 w[G];
 #pragma GCC unroll 4
