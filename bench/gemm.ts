@@ -4,9 +4,13 @@
 // name contains the text)   --baseline PATH (another build of the addon, e.g. a copy of
 // build/Release/lorakit_native.node from before a change: each case runs on both in turns,
 // one repetition each, under the same load; the table adds its GFLOP/s, % peak and the ratio)
+// --torch (PyTorch from Debian's python3-torch on OpenBLAS, the same shapes and threads, in a
+// peer process: each case alternates blocks of repetitions between the two; the table adds the
+// peer's GFLOP/s, % of the same peak and lorakit's ratio to it; bf16 W has no peer there)
 import { resolve } from "node:path";
 import { loadAddon, loadAddonFrom, type NativeAddon } from "../src/kernels/native/loader.js";
 import { cpuSeconds, perCpuSecond } from "./thread-cpu.js";
+import { startTorchPeer, type TorchPeer } from "./torch-peer.js";
 
 interface Case {
   name: string;
@@ -27,6 +31,9 @@ const only = oIdx >= 0 ? args[oIdx + 1] : null;
 const threadList = tIdx >= 0 ? args[tIdx + 1].split(",").map(Number) : [1, 2];
 const bIdx = args.indexOf("--baseline");
 const baselinePath = bIdx >= 0 ? resolve(args[bIdx + 1]) : null;
+const withTorch = args.includes("--torch");
+// Blocks of repetitions per case when a peer runs: its BLAS threads and ours take turns.
+const PEER_ROUNDS = 3;
 
 const cases: Case[] = [
   { name: "1024³ A·B", m: 1024, n: 1024, k: 1024, transA: false, transB: false, bf16: false },
@@ -70,7 +77,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const r = loadAddon();
   if ("error" in r) {
     console.error(`bench:gemm needs the native addon: ${r.error.message}`);
@@ -97,98 +104,156 @@ function main(): void {
     );
     console.log("which other work on shared cores disturbs much less.\n");
     if (base !== null) console.log(`baseline: ${baselinePath} (run in turns with this build)\n`);
-    console.log(
-      `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${
-        base !== null
-          ? `${"base".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${"ratio".padStart(8)}`
-          : ""
-      }`,
-    );
   }
   for (const threads of threadList) {
     addon.setThreads(threads);
     base?.setThreads(threads);
-    for (const cs of cases) {
-      if (only !== null && !cs.name.includes(only)) continue;
-      const { m, n, k } = cs;
-      const a = randomF32(m * k);
-      const b32 = randomF32(k * n);
-      const b = cs.bf16 ? toBf16(b32) : b32;
-      const c = new Float32Array(m * n);
-      const flops = 2 * m * n * k;
-      const call = () => addon.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
-      const callBase = () => base?.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
-      call();
-      callBase();
-      // The peak is measured right before each case: on a shared machine the load changes.
-      // Both are also timed in CPU seconds of this process (all threads): a rate per
-      // CPU-second falls much less than a wall-clock one when other work shares the cores.
-      const [peak, peakCpu] = perCpuSecond(() => addon.fmaPeak(threads, 150));
-      const times: number[] = [];
-      const baseTimes: number[] = [];
-      let cpu = 0;
-      let baseCpu = 0;
-      const reps = quick ? 3 : Math.max(3, Math.min(15, Math.round(1.5e10 / flops)));
-      for (let i = 0; i < reps; i++) {
-        const c0 = process.cpuUsage();
-        const t0 = performance.now();
-        call();
-        times.push(performance.now() - t0);
-        cpu += cpuSeconds(c0);
-        if (base !== null) {
-          const c1 = process.cpuUsage();
-          const t1 = performance.now();
-          callBase();
-          baseTimes.push(performance.now() - t1);
-          baseCpu += cpuSeconds(c1);
-        }
-      }
-      const ms = median(times);
-      const gflops = flops / ms / 1e6;
-      const pct = (100 * gflops) / peak;
-      const pctCpu = (100 * (flops * reps)) / cpu / 1e9 / peakCpu;
-      const baseMs = base !== null ? median(baseTimes) : null;
-      const baseGflops = baseMs !== null ? flops / baseMs / 1e6 : null;
-      const basePctCpu = base !== null ? (100 * (flops * reps)) / baseCpu / 1e9 / peakCpu : null;
-      if (json) {
-        console.log(
-          JSON.stringify({
-            shape: cs.name,
-            m,
-            n,
-            k,
-            transA: cs.transA,
-            transB: cs.transB,
-            bf16: cs.bf16,
-            threads,
-            path: features.path,
-            ms: +ms.toFixed(3),
-            gflops: +gflops.toFixed(1),
-            peak_gflops: +peak.toFixed(1),
-            pct_of_peak: +pct.toFixed(1),
-            peak_gflops_per_cpu_second: +peakCpu.toFixed(1),
-            pct_of_peak_cpu_time: +pctCpu.toFixed(1),
-            ...(baseGflops !== null
-              ? {
-                  baseline_gflops: +baseGflops.toFixed(1),
-                  baseline_pct_of_peak: +((100 * baseGflops) / peak).toFixed(1),
-                  baseline_pct_of_peak_cpu_time: +(basePctCpu ?? 0).toFixed(1),
-                }
-              : {}),
-          }),
+    let peer: TorchPeer | null = null;
+    if (withTorch) {
+      try {
+        peer = await startTorchPeer("gemm_torch.py", threads);
+      } catch (e) {
+        console.error(
+          `bench:gemm --torch: ${(e as Error).message} (apt-get install -y python3-torch libopenblas0-pthread)`,
         );
-      } else {
-        console.log(
-          `${cs.name.padEnd(22)}${String(threads).padStart(8)}${ms.toFixed(2).padStart(10)}${gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${pct.toFixed(0)}%`.padStart(8)}${`${pctCpu.toFixed(0)}%`.padStart(7)}${
-            baseGflops !== null
-              ? `${baseGflops.toFixed(1).padStart(8)}${`${((100 * baseGflops) / peak).toFixed(0)}%`.padStart(8)}${`${(basePctCpu ?? 0).toFixed(0)}%`.padStart(7)}${(gflops / baseGflops).toFixed(2).padStart(8)}`
-              : ""
-          }`,
-        );
+        process.exit(1);
       }
     }
+    if (!json) {
+      if (peer !== null)
+        console.log(
+          `peer: PyTorch ${peer.hello.torch}, ${peer.hello.threads} thread(s), in turns with this build`,
+        );
+      console.log(
+        `${"shape".padEnd(22)}${"threads".padStart(8)}${"ms".padStart(10)}${"GFLOP/s".padStart(10)}${"peak".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${
+          base !== null
+            ? `${"base".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${"ratio".padStart(8)}`
+            : ""
+        }${peer !== null ? `${"torch".padStart(8)}${"%peak".padStart(8)}${"%cpu".padStart(7)}${"ratio".padStart(8)}` : ""}`,
+      );
+    }
+    for (const cs of cases) {
+      if (only !== null && !cs.name.includes(only)) continue;
+      await runCase(addon, base, peer, cs, threads, features.path);
+    }
+    peer?.close();
   }
   addon.setThreads(before);
 }
 
-main();
+interface Timing {
+  times: number[];
+  cpu: number;
+}
+
+function timeCalls(call: () => void, out: Timing): void {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  call();
+  out.times.push(performance.now() - t0);
+  out.cpu += cpuSeconds(c0);
+}
+
+async function runCase(
+  addon: NativeAddon,
+  base: NativeAddon | null,
+  peer: TorchPeer | null,
+  cs: Case,
+  threads: number,
+  path: string,
+): Promise<void> {
+  const { m, n, k } = cs;
+  const a = randomF32(m * k);
+  const b32 = randomF32(k * n);
+  const b = cs.bf16 ? toBf16(b32) : b32;
+  const c = new Float32Array(m * n);
+  const flops = 2 * m * n * k;
+  const call = () => addon.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
+  const callBase = () => base?.gemm(cs.transA, cs.transB, m, n, k, 1, a, 0, b, 0, c, 0, 1, 0);
+  call();
+  callBase();
+  // PyTorch has no product of f32 X with bf16 W; that case runs without the peer.
+  const withPeer = peer !== null && !cs.bf16;
+  // The peak is measured right before each case: on a shared machine the load changes.
+  // Both are also timed in CPU seconds of this process (all threads): a rate per
+  // CPU-second falls much less than a wall-clock one when other work shares the cores.
+  const [peak, peakCpu] = perCpuSecond(() => addon.fmaPeak(threads, 150));
+  const ours: Timing = { times: [], cpu: 0 };
+  const theirs: Timing = { times: [], cpu: 0 };
+  const baseline: Timing = { times: [], cpu: 0 };
+  const reps = quick ? 3 : Math.max(3, Math.min(15, Math.round(1.5e10 / flops)));
+  const rounds = withPeer ? PEER_ROUNDS : 1;
+  const perRound = Math.ceil(reps / rounds);
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < perRound; i++) {
+      timeCalls(call, ours);
+      if (base !== null) timeCalls(callBase, baseline);
+    }
+    if (withPeer && peer !== null) {
+      const r = await peer.ask(`${m} ${n} ${k} ${cs.transA ? 1 : 0} ${cs.transB ? 1 : 0} ${perRound}`);
+      theirs.times.push(...(r.seconds as number[]).map((x) => x * 1e3));
+      theirs.cpu += r.cpu_seconds as number;
+      // OpenBLAS's idle workers spin ~0.1 s after a call before they sleep: let them.
+      if (threads > 1) await new Promise((res) => setTimeout(res, 150));
+    }
+  }
+  const rate = (t: Timing) => {
+    if (t.times.length === 0) return null;
+    const gflops = flops / median(t.times) / 1e6;
+    return {
+      ms: median(t.times),
+      gflops,
+      pct: (100 * gflops) / peak,
+      pctCpu: (100 * (flops * t.times.length)) / t.cpu / 1e9 / peakCpu,
+    };
+  };
+  const o = rate(ours);
+  const bl = rate(baseline);
+  const pr = rate(theirs);
+  if (o === null) return;
+  if (json) {
+    console.log(
+      JSON.stringify({
+        shape: cs.name,
+        m,
+        n,
+        k,
+        transA: cs.transA,
+        transB: cs.transB,
+        bf16: cs.bf16,
+        threads,
+        path,
+        ms: +o.ms.toFixed(3),
+        gflops: +o.gflops.toFixed(1),
+        peak_gflops: +peak.toFixed(1),
+        pct_of_peak: +o.pct.toFixed(1),
+        peak_gflops_per_cpu_second: +peakCpu.toFixed(1),
+        pct_of_peak_cpu_time: +o.pctCpu.toFixed(1),
+        ...(bl !== null
+          ? {
+              baseline_gflops: +bl.gflops.toFixed(1),
+              baseline_pct_of_peak: +bl.pct.toFixed(1),
+              baseline_pct_of_peak_cpu_time: +bl.pctCpu.toFixed(1),
+            }
+          : {}),
+        ...(pr !== null
+          ? {
+              torch_gflops: +pr.gflops.toFixed(1),
+              torch_pct_of_peak: +pr.pct.toFixed(1),
+              torch_pct_of_peak_cpu_time: +pr.pctCpu.toFixed(1),
+            }
+          : {}),
+      }),
+    );
+    return;
+  }
+  const cols = (r: NonNullable<ReturnType<typeof rate>>) =>
+    `${r.gflops.toFixed(1).padStart(8)}${`${r.pct.toFixed(0)}%`.padStart(8)}${`${r.pctCpu.toFixed(0)}%`.padStart(7)}${(o.gflops / r.gflops).toFixed(2).padStart(8)}`;
+  console.log(
+    `${cs.name.padEnd(22)}${String(threads).padStart(8)}${o.ms.toFixed(2).padStart(10)}${o.gflops.toFixed(1).padStart(10)}${peak.toFixed(0).padStart(8)}${`${o.pct.toFixed(0)}%`.padStart(8)}${`${o.pctCpu.toFixed(0)}%`.padStart(7)}${
+      bl !== null ? cols(bl) : ""
+    }${peer !== null ? (pr !== null ? cols(pr) : "—".padStart(8)) : ""}`,
+  );
+}
+
+await main();

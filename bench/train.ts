@@ -8,16 +8,13 @@
 // PyTorch gets its best settings (ARCHITECTURE.md): OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
 // unset and glibc's mmap/trim thresholds raised, for its process only.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Backend } from "../src/core/backend.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { refBackend } from "../src/kernels/ref/index.js";
 import { availableBackends } from "../src/kernels/select.js";
 import { parseLlamaConfig } from "../src/models/llama/config.js";
 import { timeLoraSteps } from "./lora-step.js";
-import { torchPeerEnv } from "./torch-peer.js";
+import { torchPeerEnv, torchPeerScript } from "./torch-peer.js";
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(`--${n}`);
@@ -76,9 +73,7 @@ function lorakitStep(be: Backend): { seconds: number } {
 }
 
 function torchStep(): { seconds: number; version: string } | { error: string } {
-  const here = dirname(fileURLToPath(import.meta.url));
-  let script = join(here, "py", "train_torch.py");
-  if (!existsSync(script)) script = join(here, "..", "..", "bench", "py", "train_torch.py");
+  const script = torchPeerScript("train_torch.py");
   const env = torchPeerEnv(threads);
   const r = spawnSync("/usr/bin/python3", [script, JSON.stringify({ ...SHAPE, threads, steps, warmup: 1 })], {
     env,
