@@ -27,6 +27,12 @@ struct GemmTask {
   // path (and so their summation order) from this, never from m or the sub-block's n, so
   // a thread split by columns computes every element exactly as one thread does.
   int64_t n_full = 0;
+  // gemv only: memory the caller reads next (loraGroupedNT: the next adapter group's
+  // weights), fetched into L1 while this product runs, prefetch_per_step lines per step of
+  // its k loop from *prefetch (advanced as fetched) up to prefetch_end; nothing else.
+  const char** prefetch = nullptr;
+  const char* prefetch_end = nullptr;
+  int prefetch_per_step = 0;
 };
 
 // A batched, contiguous problem as JavaScript passes it (strides in elements, 0 = shared).
@@ -40,6 +46,9 @@ struct GemmBatch {
   float* c = nullptr;
   int64_t strideC = 0;
   float alpha = 1, beta = 0;
+  const char** prefetch = nullptr;  // as in GemmTask (gemv only, single-threaded runs)
+  const char* prefetch_end = nullptr;
+  int prefetch_per_step = 0;
 };
 
 // Products of at most kGemvMaxRows rows of A by Wᵀ (W row-major n×k, f32 or bf16: every

@@ -77,6 +77,11 @@ inline void transpose8(__m256 (&r)[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// Fetches up to n lines from the cursor pf (advanced) toward end into L1.
+inline void fetch_lines(const char*& pf, const char* end, int n) {
+  for (int q = 0; q < n && pf < end; q++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
+}
+
 // Columns [j0, j0+nr) (nr ≤ 8) of C for the M rows of A, over all of k.
 template <int M, class TB>
 void columns8(const GemmTask& t, const TB* w, int64_t j0, int nr) {
@@ -84,12 +89,15 @@ void columns8(const GemmTask& t, const TB* w, int64_t j0, int nr) {
   const TB* rows[8];
   for (int j = 0; j < 8; j++) rows[j] = w + (j0 + std::min(j, nr - 1)) * t.ldb;  // a short block repeats its last row
   const __m256 va = _mm256_set1_ps(t.alpha);
+  const char* pf = t.prefetch != nullptr ? *t.prefetch : nullptr;
+  const char* const pf_end = t.prefetch_end;
   for (int64_t pc = 0; pc < k; pc += kSlice) {
     const int64_t kc = std::min(kSlice, k - pc);
     __m256 acc[M];
     for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8) {
+      if (pf != nullptr) fetch_lines(pf, pf_end, t.prefetch_per_step);
       __m256 col[8];
       for (int j = 0; j < 8; j++) col[j] = load8(rows[j] + pc + p);
       transpose8(col);
@@ -98,6 +106,7 @@ void columns8(const GemmTask& t, const TB* w, int64_t j0, int nr) {
           acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(t.a[i * t.lda + pc + p + q]), col[q], acc[i]);
     }
     for (; p < kc; p++) {
+      if (pf != nullptr) fetch_lines(pf, pf_end, t.prefetch_per_step);
       const __m256 col = _mm256_setr_ps(widen(rows[0][pc + p]), widen(rows[1][pc + p]), widen(rows[2][pc + p]),
                                         widen(rows[3][pc + p]), widen(rows[4][pc + p]), widen(rows[5][pc + p]),
                                         widen(rows[6][pc + p]), widen(rows[7][pc + p]));
@@ -107,6 +116,7 @@ void columns8(const GemmTask& t, const TB* w, int64_t j0, int nr) {
 #pragma GCC unroll 8
     for (int i = 0; i < M; i++) store8(acc[i], t.c + i * t.ldc + j0, nr, va, beta);
   }
+  if (pf != nullptr) *t.prefetch = pf;
 }
 
 template <int M, class TB>
@@ -151,6 +161,9 @@ void gemv_run(const GemmBatch& g) {
   t.ldc = g.n;
   t.alpha = g.alpha;
   t.beta = g.beta;
+  t.prefetch = g.prefetch;
+  t.prefetch_end = g.prefetch_end;
+  t.prefetch_per_step = g.prefetch_per_step;
   auto run = [&](int64_t j0, int64_t j1) {
     if (t.bBf16)
       columns_m<uint16_t>(t, j0, j1);
@@ -166,6 +179,7 @@ void gemv_run(const GemmBatch& g) {
     run(0, g.n);
     return;
   }
+  t.prefetch = nullptr;  // one cursor cannot be shared by threads
   parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; p++) {
       const int64_t s = std::min(g.n, units * p / parts * kColUnit);

@@ -21,6 +21,14 @@ void Throw(Napi::Env env, const std::string& msg) { Napi::RangeError::New(env, m
 
 // Groups of at most this many rows run side by side over the pool, each on one thread.
 constexpr int64_t kSmallGroupRows = 8;
+// While a single-row group's two products run, the next group's A (during the first) and B
+// (during the second) are fetched into L1, this many 64-byte lines per step of the gemv's k
+// loop (32 steps a product at r = 8, hidden 256: 8 lines a step covers the 16 KiB twice
+// over). Adapters sit in L3 or memory between steps, and 8 KiB arrays are too short for the
+// hardware prefetchers to ramp up: without it a 64-adapter step's loraGroupedNT calls took
+// 1.3–1.5× longer (bench/serve-step --adapters 64 --threads 1, per call; the next group
+// fetched two ahead, or into L2 only, read the same).
+constexpr int kFetchLinesPerStep = 8;
 
 struct Group {
   const int32_t* rows;  // its n row indices into x and y
@@ -36,8 +44,15 @@ struct Dims {
 };
 
 // c (m×n) = alpha·a (m×k)·bᵀ + beta·c through gemm_run, as the TypeScript path's gemm calls.
-void product_nt(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c, float alpha, float beta) {
+void product_nt(int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c, float alpha, float beta,
+                const float* fetch = nullptr, int64_t fetch_floats = 0) {
   GemmBatch g;
+  const char* cursor = reinterpret_cast<const char*>(fetch);
+  if (fetch != nullptr) {
+    g.prefetch = &cursor;
+    g.prefetch_end = cursor + fetch_floats * 4;
+    g.prefetch_per_step = kFetchLinesPerStep;
+  }
   g.transA = false;
   g.transB = true;
   g.m = m;
@@ -54,7 +69,7 @@ void product_nt(int64_t m, int64_t n, int64_t k, const float* a, const float* b,
 // One group's two products: h = s·x[rows]·Aᵀ, then y[rows] += h·Bᵀ (through a buffer when its
 // rows are not contiguous). The buffers are the thread's own and kept between groups: a step
 // of 50 single-row groups per layer would otherwise allocate for every one.
-void run_group(const Group& gr, const Dims& d) {
+void run_group(const Group& gr, const Dims& d, const Group* next = nullptr) {
   thread_local std::vector<float> h, xs, dy;
   const int64_t n = gr.n, r = gr.r, inF = d.inF, outF = d.outF;
   h.assign(static_cast<size_t>(n * r), 0.0f);
@@ -69,9 +84,10 @@ void run_group(const Group& gr, const Dims& d) {
       std::copy(d.x + gr.rows[j] * inF, d.x + (gr.rows[j] + 1) * inF, xs.data() + j * inF);
     xin = xs.data();
   }
-  product_nt(n, r, inF, xin, gr.A, h.data(), gr.scale, 0);
+  product_nt(n, r, inF, xin, gr.A, h.data(), gr.scale, 0, next ? next->A : nullptr, next ? next->r * inF : 0);
   if (contiguous) {
-    product_nt(n, outF, r, h.data(), gr.B, d.y + static_cast<int64_t>(gr.rows[0]) * outF, 1, 1);
+    product_nt(n, outF, r, h.data(), gr.B, d.y + static_cast<int64_t>(gr.rows[0]) * outF, 1, 1, next ? next->B : nullptr,
+               next ? next->r * outF : 0);
     return;
   }
   dy.assign(static_cast<size_t>(n * outF), 0.0f);
@@ -157,7 +173,7 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
       run_group(gr, dims);
   }
   parallel_for(static_cast<int64_t>(small.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) run_group(*small[i], dims);
+    for (int64_t i = b; i < e; i++) run_group(*small[i], dims, i + 1 < e ? small[i + 1] : nullptr);
   });
   return env.Undefined();
 }
