@@ -8,9 +8,12 @@
 // that many of them (row i on adapter i mod N, through batchStep as the server calls it); each
 // count runs its rounds in turns with the others, and the table adds each one's ratio to the
 // first. Without it the model has no LoRA layers.
+// --prefill N: each step also prefills N prompt chunks of 20 tokens (sequences of their own,
+// each on the next adapter after the decode rows'), as a server's steps carry new requests'
+// prompts beside the decoding ones (bench/serve: ~20 prompt tokens a request); 0 by default.
 //
 //   npm run build && node dist/bench/serve-step.js [--steps 60] [--threads N] [--hidden 256]
-//     [--layers 4] [--adapters 1,8,64] [--json]
+//     [--layers 4] [--adapters 1,8,64] [--prefill 2] [--json]
 import { getPeftModel, noGrad, Rng, tidy } from "../src/index.js";
 import { loadAddon } from "../src/kernels/native/loader.js";
 import { selectBackend } from "../src/kernels/select.js";
@@ -57,6 +60,8 @@ const loraLayers = (() => {
 })();
 const rng = new Rng(1);
 const PROMPT = 8;
+const PREFILL_ROWS = opt("prefill", 0);
+const CHUNK = 20;
 const capacity = PROMPT + STEPS + 1;
 
 interface Round {
@@ -69,6 +74,11 @@ function round(adapters: number): Round {
   const caches = Array.from(
     { length: 64 },
     () => new KVCache(cfg.numHiddenLayers, 1, capacity, cfg.numKeyValueHeads, cfg.headDim),
+  );
+  // Prompt chunks' sequences: their caches are emptied after each step.
+  const prefillCaches = Array.from(
+    { length: PREFILL_ROWS },
+    () => new KVCache(cfg.numHiddenLayers, 1, CHUNK, cfg.numKeyValueHeads, cfg.headDim),
   );
   // Row i's adapter (none without --adapters).
   const adapterOf = (i: number) => `ad-${i % Math.max(1, adapters)}`;
@@ -94,9 +104,13 @@ function round(adapters: number): Round {
   for (let s = 0; s < STEPS; s++) {
     const rows = caches.slice(0, 40 + ((s * 7) % 24));
     tokens += rows.length;
+    for (const c of prefillCaches) c.reset();
     run(
-      rows.map(() => [rng.int(300)]),
-      rows,
+      [
+        ...rows.map(() => [rng.int(300)]),
+        ...prefillCaches.map(() => Array.from({ length: CHUNK }, () => rng.int(300))),
+      ],
+      [...rows, ...prefillCaches],
     );
   }
   const c = process.cpuUsage(c0);
@@ -136,7 +150,7 @@ for (const out of results) {
       ? ""
       : `; ×${(out.tokens_per_second / first.tokens_per_second).toFixed(2)} wall, ×${(out.tokens_per_cpu_second / first.tokens_per_cpu_second).toFixed(2)} CPU against ${first.adapters}`;
   console.log(
-    `serving step (hidden ${hidden}, ${layers} layers, ${who}, ${out.rows_per_step.toFixed(1)} decode rows per step, backend ${out.backend}): ` +
+    `serving step (hidden ${hidden}, ${layers} layers, ${who}, ${out.rows_per_step.toFixed(1)} decode rows${PREFILL_ROWS ? ` and ${PREFILL_ROWS} prompt chunks of ${CHUNK} tokens` : ""} per step, backend ${out.backend}): ` +
       `${out.wall_ms_per_step.toFixed(2)} ms wall, ${out.cpu_ms_per_step.toFixed(2)} ms CPU per step; ` +
       `${out.tokens_per_second.toFixed(0)} tokens/s, ${out.tokens_per_cpu_second.toFixed(0)} tokens per CPU-second${vs}`,
   );

@@ -32,11 +32,6 @@
 namespace lorakit {
 namespace {
 
-// Below this many multiply-adds per thread a product stays on fewer threads: 5–10 µs of one
-// core's work, a few times what handing a part to a pool thread costs. (4e6 kept a serving
-// step's products, 35–51 rows × 256–683 on a hidden-256 model, on one thread: m = 35 times
-// 256×256 took 22.9 µs on 2 threads, 12.7 with 1e6 on this Zen 5 host.)
-constexpr double kMinFmaPerThread = 1.0e6;
 // Row splits are multiples of this (a multiple of every kernel's MR), column splits of 64.
 constexpr int64_t kRowUnit = 24, kColUnit = 64;
 
@@ -123,12 +118,12 @@ void gemm_run(const GemmBatch& g) {
   const double fma_per_matrix = static_cast<double>(g.m) * g.n * std::max<int64_t>(g.k, 1);
   const double fma = fma_per_matrix * g.batch;
   int nt = num_threads();
-  nt = static_cast<int>(std::max(1.0, std::min<double>(nt, fma / kMinFmaPerThread)));
+  nt = static_cast<int>(std::max(1.0, std::min<double>(nt, fma / kGemmMinFmaPerThread)));
   if (nt <= 1) {
     for (int64_t bi = 0; bi < g.batch; bi++) fn(task(bi, 0, g.m, 0, g.n));
     return;
   }
-  if (g.batch % nt == 0 || g.batch >= 4 * nt || fma_per_matrix < kMinFmaPerThread * 2) {
+  if (g.batch % nt == 0 || g.batch >= 4 * nt || fma_per_matrix < kGemmMinFmaPerThread * 2) {
     parallel_for(g.batch, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t bi = b0; bi < b1; bi++) fn(task(bi, 0, g.m, 0, g.n));
     });

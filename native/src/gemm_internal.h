@@ -73,6 +73,12 @@ double fma_chains_portable(int64_t iters);
 
 // Threaded batched GEMM on the selected path.
 void gemm_run(const GemmBatch& g);
+// Below this many multiply-adds per thread gemm_run keeps a product on fewer threads: 5–10 µs
+// of one core's work, a few times what handing a part to a pool thread costs. (4e6 kept a
+// serving step's products, 35–51 rows × 256–683 on a hidden-256 model, on one thread: m = 35
+// times 256×256 took 22.9 µs on 2 threads, 12.7 with 1e6 on a Zen 5 host.)
+constexpr double kGemmMinFmaPerThread = 1.0e6;
+
 // Measured FMA throughput in GFLOP/s of the selected path with `threads` threads, ~ms each.
 double fma_peak_gflops(int threads, double ms);
 

@@ -7,6 +7,7 @@
 // forward, which serving compares against); only the N-API round trips are saved.
 #include <napi.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,9 @@ namespace {
 
 void Throw(Napi::Env env, const std::string& msg) { Napi::RangeError::New(env, msg).ThrowAsJavaScriptException(); }
 
-// Groups of at most this many rows run side by side over the pool, each on one thread.
-constexpr int64_t kSmallGroupRows = 8;
+// A group costs about as much as this many of its rows on top of them (reading its A and B),
+// for dividing groups between threads.
+constexpr int64_t kRowsPerGroupCost = 4;
 // While a single-row group's two products run, the next group's A (during the first) and B
 // (during the second) are fetched into L1, this many 64-byte lines per step of the gemv's k
 // loop (32 steps a product at r = 8, hidden 256: 8 lines a step covers the 16 KiB twice
@@ -161,19 +163,40 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   const Dims dims{x.Data(), y.Data(), inF, outF};
   // Each row belongs to one group, so groups write disjoint rows of y and may run at once;
   // a group's products are the same gemm_run calls wherever they run, so the bits do not
-  // depend on it. Groups of a few rows (a decode step's sequences) are too small to split,
-  // and 50 adapters' groups one after another on one thread cost a quarter of a serving step:
-  // those run side by side over the pool. Larger groups run one at a time, each product
-  // threaded inside.
-  std::vector<const Group*> small;
+  // depend on it. Groups too small to split (a decode step's sequences; a prompt chunk whose
+  // products gemm_run would keep on one thread) run side by side over the pool, each thread
+  // taking a run of consecutive groups of about equal cost: 50 single-row groups one after
+  // another on one thread cost a quarter of a serving step, and a step's prompt chunks run
+  // one at a time, while the other cores waited, 6 % of the kernel's time there
+  // (bench/serve-step --adapters 64 --prefill 2). Larger groups run one at a time, each
+  // product threaded inside.
+  const auto one_thread = [&](const Group& gr) {
+    return gr.n <= kGemvMaxRows ||
+           static_cast<double>(gr.n) * gr.r * std::max(inF, outF) < 2 * kGemmMinFmaPerThread;
+  };
+  std::vector<const Group*> side;
   for (const Group& gr : groups) {
-    if (gr.n <= kSmallGroupRows)
-      small.push_back(&gr);
+    if (one_thread(gr))
+      side.push_back(&gr);
     else
       run_group(gr, dims);
   }
-  parallel_for(static_cast<int64_t>(small.size()), 1, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) run_group(*small[i], dims, i + 1 < e ? small[i + 1] : nullptr);
+  // Cost of a group in single-row groups: reading its A and B (memory) plus a share per row.
+  std::vector<int64_t> until(side.size() + 1, 0);
+  for (size_t i = 0; i < side.size(); i++) until[i + 1] = until[i] + kRowsPerGroupCost + side[i]->n;
+  const int64_t parts = std::min<int64_t>(num_threads(), static_cast<int64_t>(side.size()));
+  parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      // Groups whose cost midpoint falls in this part's share of the total.
+      auto first_at = [&](int64_t q) {
+        const int64_t cut = until.back() * q / parts;
+        size_t i = 0;
+        while (i < side.size() && (until[i] + until[i + 1]) / 2 < cut) i++;
+        return static_cast<int64_t>(i);
+      };
+      const int64_t b = first_at(p), e = p + 1 == parts ? static_cast<int64_t>(side.size()) : first_at(p + 1);
+      for (int64_t i = b; i < e; i++) run_group(*side[i], dims, i + 1 < e ? side[i + 1] : nullptr);
+    }
   });
   return env.Undefined();
 }
