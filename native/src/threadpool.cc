@@ -64,6 +64,18 @@ class Pool {
   bool try_begin() { return !busy_.exchange(true, std::memory_order_acquire); }
   void end() { busy_.store(false, std::memory_order_release); }
 
+  // A generation with no tasks: sleeping workers wake, find nothing for them, and spin for
+  // kSpin before they sleep again; spinning ones just move on to it.
+  void wake() {
+    pending_.store(0, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      gen_++;
+      ticket_.store(gen_ << 16, std::memory_order_release);
+    }
+    cv_.notify_all();
+  }
+
   // Runs task(t) for t in [0, nt) with t = 0 on the caller.
   void run(int nt, const std::function<void(int)>& task) {
     pending_.store(nt - 1, std::memory_order_relaxed);
@@ -161,6 +173,13 @@ Pool& pool() {
 }  // namespace
 
 int num_threads() { return pool().size(); }
+
+void wake_pool() {
+  Pool& p = pool();
+  if (p.size() <= 1 || !p.try_begin()) return;
+  p.wake();
+  p.end();
+}
 
 void set_threads(int n) { pool().resize(n); }
 

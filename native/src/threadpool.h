@@ -14,4 +14,9 @@ void set_threads(int n);
 // Not re-entrant: fn must not call parallel_for itself.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Wakes workers that went to sleep, with no work: they spin again for a while. A kernel that
+// spends tens of µs on the calling thread before its parallel_for (reading its arguments)
+// calls this first, so the wake-up overlaps that work instead of following it.
+void wake_pool();
+
 }  // namespace lorakit
