@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -102,7 +103,12 @@ void run_group(const Group& gr, const Dims& d, const Group* next = nullptr) {
 }
 
 // loraGroupedNT(x, y, inF, outF, rows: Int32Array, groupStarts: Int32Array (G+1),
-//               As: Float32Array[], Bs: Float32Array[], ranks: Int32Array, scales: Float64Array)
+//               As: Float32Array[], Bs: Float32Array[], ranks: Int32Array, scales: Float64Array
+//               [, slots: Int32Array (G), addresses: Float64Array (4 per adapter)])
+// Without slots, group g uses As[g], Bs[g], ranks[g], scales[g]. With them, group g uses
+// adapter slots[g]: ranks and scales are per adapter, and its A and B are read at the
+// addresses arrayAddresses gave (A's address and length, then B's) — As and Bs are not read.
+// That caller (the native backend's prepareLora) keeps those arrays alive and current.
 Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 10) {
@@ -115,8 +121,6 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   const int64_t outF = info[3].As<Napi::Number>().Int64Value();
   auto rows = info[4].As<Napi::Int32Array>();
   auto starts = info[5].As<Napi::Int32Array>();
-  auto As = info[6].As<Napi::Array>();
-  auto Bs = info[7].As<Napi::Array>();
   auto ranks = info[8].As<Napi::Int32Array>();
   auto scales = info[9].As<Napi::Float64Array>();
   const int64_t G = static_cast<int64_t>(starts.ElementLength()) - 1;
@@ -124,10 +128,30 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   // pool's idle workers to have gone to sleep by the parallel_for: wake them now, so their
   // wake-up (tens of µs on a virtual machine) overlaps it.
   if (G >= 2) wake_pool();
-  if (G < 0 || As.Length() != static_cast<uint32_t>(G) || Bs.Length() != static_cast<uint32_t>(G) ||
-      ranks.ElementLength() != static_cast<size_t>(G) || scales.ElementLength() != static_cast<size_t>(G)) {
-    Throw(env, "loraGroupedNT: groupStarts must have G+1 entries and As, Bs, ranks, scales G each");
-    return env.Undefined();
+  const bool bySlot = info.Length() >= 12 && info[10].IsTypedArray();
+  // Adapters the groups index: the groups themselves, or the slots' table.
+  const int64_t S = static_cast<int64_t>(ranks.ElementLength());
+  const int32_t* sl = nullptr;
+  const double* addr = nullptr;
+  Napi::Array As, Bs;
+  if (bySlot) {
+    auto slots = info[10].As<Napi::Int32Array>();
+    auto addresses = info[11].As<Napi::Float64Array>();
+    if (G < 0 || slots.ElementLength() != static_cast<size_t>(G) || scales.ElementLength() != static_cast<size_t>(S) ||
+        addresses.ElementLength() != static_cast<size_t>(4 * S)) {
+      Throw(env, "loraGroupedNT: slots must have G entries, ranks and scales one per adapter, addresses four");
+      return env.Undefined();
+    }
+    sl = slots.Data();
+    addr = addresses.Data();
+  } else {
+    As = info[6].As<Napi::Array>();
+    Bs = info[7].As<Napi::Array>();
+    if (G < 0 || As.Length() != static_cast<uint32_t>(G) || Bs.Length() != static_cast<uint32_t>(G) || S != G ||
+        scales.ElementLength() != static_cast<size_t>(G)) {
+      Throw(env, "loraGroupedNT: groupStarts must have G+1 entries and As, Bs, ranks, scales G each");
+      return env.Undefined();
+    }
   }
   const int64_t nx = static_cast<int64_t>(x.ElementLength()) / inF;
   if (inF <= 0 || outF <= 0 || static_cast<int64_t>(y.ElementLength()) != nx * outF) {
@@ -150,19 +174,38 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   std::vector<Group> groups;
   groups.reserve(static_cast<size_t>(G));
   for (int64_t g = 0; g < G; g++) {
-    const int64_t s0 = st[g], s1 = st[g + 1], n = s1 - s0, r = rk[g];
+    const int64_t s0 = st[g], s1 = st[g + 1], n = s1 - s0;
     if (n <= 0) continue;
+    const int64_t a = bySlot ? sl[g] : g;
+    if (a < 0 || a >= S) {
+      Throw(env, "loraGroupedNT: group " + std::to_string(g) + "'s slot " + std::to_string(a) + " out of range");
+      return env.Undefined();
+    }
+    const int64_t r = rk[a];
     if (s1 > static_cast<int64_t>(rows.ElementLength()) || r <= 0) {
       Throw(env, "loraGroupedNT: bad group bounds or rank");
       return env.Undefined();
     }
-    auto A = As.Get(static_cast<uint32_t>(g)).As<Napi::Float32Array>();
-    auto B = Bs.Get(static_cast<uint32_t>(g)).As<Napi::Float32Array>();
-    if (static_cast<int64_t>(A.ElementLength()) != r * inF || static_cast<int64_t>(B.ElementLength()) != outF * r) {
+    const float *pa, *pb;
+    int64_t na, nb;
+    if (bySlot) {
+      pa = reinterpret_cast<const float*>(static_cast<uintptr_t>(addr[4 * a]));
+      na = static_cast<int64_t>(addr[4 * a + 1]);
+      pb = reinterpret_cast<const float*>(static_cast<uintptr_t>(addr[4 * a + 2]));
+      nb = static_cast<int64_t>(addr[4 * a + 3]);
+    } else {
+      auto A = As.Get(static_cast<uint32_t>(g)).As<Napi::Float32Array>();
+      auto B = Bs.Get(static_cast<uint32_t>(g)).As<Napi::Float32Array>();
+      pa = A.Data();
+      na = static_cast<int64_t>(A.ElementLength());
+      pb = B.Data();
+      nb = static_cast<int64_t>(B.ElementLength());
+    }
+    if (na != r * inF || nb != outF * r) {
       Throw(env, "loraGroupedNT: A must be (r, inF) and B (outF, r) for group " + std::to_string(g));
       return env.Undefined();
     }
-    groups.push_back({rw + s0, n, r, A.Data(), B.Data(), static_cast<float>(sc[g])});
+    groups.push_back({rw + s0, n, r, pa, pb, static_cast<float>(sc[a])});
   }
   const Dims dims{x.Data(), y.Data(), inF, outF};
   // Each row belongs to one group, so groups write disjoint rows of y and may run at once;
@@ -205,10 +248,35 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// arrayAddresses(arrays: Float32Array[]) → Float64Array: each array's data address and length
+// (exact in a double: user-space addresses are under 2^53), for loraGroupedNT's slots.
+Napi::Value ArrayAddresses(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    Throw(env, "arrayAddresses: expected an array of Float32Arrays");
+    return env.Undefined();
+  }
+  auto arrays = info[0].As<Napi::Array>();
+  const uint32_t n = arrays.Length();
+  auto out = Napi::Float64Array::New(env, 2 * static_cast<size_t>(n));
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value v = arrays.Get(i);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+      Throw(env, "arrayAddresses: element " + std::to_string(i) + " is not a Float32Array");
+      return env.Undefined();
+    }
+    auto a = v.As<Napi::Float32Array>();
+    out[2 * i] = static_cast<double>(reinterpret_cast<uintptr_t>(a.Data()));
+    out[2 * i + 1] = static_cast<double>(a.ElementLength());
+  }
+  return out;
+}
+
 }  // namespace
 
 void RegisterLoraGrouped(Napi::Env env, Napi::Object exports) {
   exports.Set("loraGroupedNT", Napi::Function::New(env, LoraGroupedNT, "loraGroupedNT"));
+  exports.Set("arrayAddresses", Napi::Function::New(env, ArrayAddresses, "arrayAddresses"));
 }
 
 }  // namespace lorakit

@@ -202,6 +202,25 @@ export interface LoraGroupedParams {
   B: readonly FloatArray[];
   ranks: Int32Array;
   scales: Float64Array;
+  /**
+   * Optional: group g's adapter is slots[g], an index into A, B, ranks and scales, which then
+   * list a layer's adapters rather than the groups' (a serving step's layers each keep that
+   * list between steps).
+   */
+  slots?: Int32Array;
+  /** Optional, with slots: what this backend's prepareLora made of this A and B. */
+  prepared?: PreparedLora | null;
+}
+
+/**
+ * A layer's adapters' A and B arrays as a backend reads them in loraGrouped (the native
+ * backend: their addresses, so a call does not look up a hundred arrays one by one). Made by
+ * `Backend.prepareLora`; valid while those arrays stay the tensors' arrays and alive, which
+ * its maker ensures (it holds them, and rebuilds when arraysGeneration() moves).
+ */
+export interface PreparedLora {
+  /** The backend that made it: no other backend can read it. */
+  readonly backend: string;
 }
 
 /**
@@ -457,6 +476,8 @@ export interface Backend {
 
   /** y[rows of group g] += LoRA product of adapter g, for every group (see LoraGroupedParams). */
   loraGrouped(p: LoraGroupedParams): void;
+  /** Optional: A and B prepared for loraGrouped with slots, or null where this backend cannot. */
+  prepareLora?(A: readonly FloatArray[], B: readonly FloatArray[]): PreparedLora | null;
 
   /** The fused NF4 GEMM: W is dequantised panel by panel, the float W never exists whole. */
   nf4Gemm(p: Nf4GemmParams): void;

@@ -142,9 +142,28 @@ export function resetPeakTensorBytes(): void {
   peakBytes = liveBytes;
 }
 
+let generation = 0;
+
+/**
+ * A number that changes whenever a watched storage's array may have changed identity (packed,
+ * unpacked, released to the pool) or a module's parameters or children changed
+ * (`arraysChanged`). Code that keeps typed arrays of parameters between calls (the grouped
+ * LoRA kernel's table of adapter weights) watches their storages and rebuilds when it moves.
+ */
+export function arraysGeneration(): number {
+  return generation;
+}
+
+/** Moves arraysGeneration: a module's parameters or children changed. */
+export function arraysChanged(): void {
+  generation++;
+}
+
 /** Shared, reference-counted backing store: reshape views share one. */
 export class Storage<D extends DType = DType> {
   refs = 0;
+  /** Set by code that keeps this storage's array between calls: its changes move arraysGeneration. */
+  watched = false;
   /**
    * A backend's packed form of a frozen weight while it replaces `data` (then null): the
    * row-major array is dropped, so a packed weight never costs its memory twice.
@@ -163,6 +182,7 @@ export class Storage<D extends DType = DType> {
   }
   release(): void {
     if (--this.refs > 0) return;
+    if (this.watched) generation++;
     if (this.packed) {
       countBytes(-this.packed.byteLength);
       this.packed = null;
@@ -178,6 +198,7 @@ export class Storage<D extends DType = DType> {
     if (this.data === null || this.packed)
       throw new LorakitError("Storage.pack: only row-major data can be packed");
     if (this.refs > 0) countBytes(p.byteLength - this.data.byteLength);
+    if (this.watched) generation++;
     this.packed = p;
     this.data = null;
   }
@@ -188,6 +209,7 @@ export class Storage<D extends DType = DType> {
     const out = allocArray(this.dtype, p.rows * p.cols);
     p.unpack(out as Float32Array | Uint16Array);
     if (this.refs > 0) countBytes(out.byteLength - p.byteLength);
+    if (this.watched) generation++;
     this.data = out;
     this.packed = null;
   }

@@ -98,6 +98,14 @@ export class Tensor<D extends DType = DType> implements Disposable {
    * that leaves it packed (a reader inside an inference loop, such as DoRA's weight norm, does
    * not undo the packing each step). Writes to the copy are lost: write through `data`.
    */
+  /**
+   * For code that keeps `data`'s array between calls: from now on, anything that replaces or
+   * frees that array (packing, unpacking, the last release) moves arraysGeneration().
+   */
+  watchArray(): void {
+    this.storage.watched = true;
+  }
+
   readValues(): DTypeArrays[D] {
     const p = this.storage.packed;
     if (!p || this.disposed) return this.data;

@@ -2,7 +2,7 @@
 // them (model.layers.0.self_attn.q_proj.weight), so checkpoint keys and PEFT's
 // target_modules map by path with no lookup tables.
 import { LorakitError } from "../core/errors.js";
-import { keep } from "../core/memory.js";
+import { arraysChanged, keep } from "../core/memory.js";
 import type { Tensor } from "../core/tensor.js";
 
 export class ModuleError extends LorakitError {}
@@ -16,6 +16,7 @@ export abstract class Module {
 
   protected addModule<M extends Module>(name: string, m: M): M {
     this.children.set(name, m);
+    arraysChanged();
     return m;
   }
 
@@ -24,6 +25,7 @@ export abstract class Module {
     if (t) keep(t);
     if (t) t.name ??= name;
     this.params.set(name, t);
+    arraysChanged();
     return t;
   }
 
@@ -37,6 +39,7 @@ export abstract class Module {
     if (!this.params.has(name)) throw new ModuleError(`${this.constructor.name} has no parameter "${name}"`);
     if (t) keep(t);
     this.params.set(name, t);
+    arraysChanged();
     this.onParamSet(name, t);
   }
 
@@ -89,6 +92,7 @@ export abstract class Module {
     const name = i < 0 ? path : path.slice(i + 1);
     if (!parent.children.has(name)) throw new ModuleError(`no submodule "${path}" to replace`);
     parent.children.set(name, m);
+    arraysChanged();
     parent.onChildSet(name, m);
   }
 
@@ -153,6 +157,7 @@ export class ModuleDict<M extends Module = Module> extends Module {
     this.addModule(name, m);
   }
   delete(name: string): boolean {
+    arraysChanged();
     return this.children.delete(name);
   }
   has(name: string): boolean {

@@ -81,3 +81,74 @@ describe("native loraGrouped with many adapters", { skip }, () => {
     }
   });
 });
+
+describe("native loraGrouped by slot (a layer's table of adapters)", { skip }, () => {
+  /** The same groups as params() gives, each on a slot of a shuffled table of their adapters. */
+  function bySlot(p: LoraGroupedParams): LoraGroupedParams {
+    const G = p.A.length;
+    const order = Array.from({ length: G }, (_, i) => i).sort(() => rng.uniform() - 0.5);
+    const slotOf = new Int32Array(G);
+    order.forEach((g, s) => {
+      slotOf[g] = s;
+    });
+    const A = order.map((g) => p.A[g]);
+    const B = order.map((g) => p.B[g]);
+    return {
+      ...p,
+      A,
+      B,
+      ranks: Int32Array.from(order, (g) => p.ranks[g]),
+      scales: Float64Array.from(order, (g) => p.scales[g]),
+      slots: slotOf,
+      prepared: native!.prepareLora?.(A, B) ?? null,
+    };
+  }
+
+  test("prepared addresses give the bits of the per-group arrays, on 1 and 2 threads", () => {
+    const t = threads!;
+    const before = t.getThreads();
+    const y0 = f32(N * outF);
+    const p = params(y0.slice());
+    const s = bySlot(p);
+    assert.ok(s.prepared, "the native backend prepares Float32Array adapters");
+    try {
+      for (const n of [1, 2]) {
+        t.setThreads(n);
+        const want = y0.slice();
+        native!.loraGrouped({ ...p, y: want });
+        for (const q of [s, { ...s, prepared: null }]) {
+          const got = y0.slice();
+          native!.loraGrouped({ ...q, y: got });
+          for (let i = 0; i < got.length; i++)
+            assert.ok(Object.is(got[i], want[i]), `${n} threads, y[${i}]: ${got[i]} vs ${want[i]}`);
+        }
+        const ref = y0.slice();
+        refBackend.loraGrouped({ ...s, y: ref });
+        const direct = y0.slice();
+        refBackend.loraGrouped({ ...p, y: direct });
+        assert.deepEqual(ref, direct, "the reference backend reads slots the same way");
+      }
+    } finally {
+      t.setThreads(before);
+    }
+  });
+
+  test("a slot outside the table, or a table of other sizes, is an error, not a read", () => {
+    const p = params(f32(N * outF));
+    const s = bySlot(p);
+    const bad = Int32Array.from(s.slots!);
+    bad[3] = s.A.length;
+    assert.throws(() => native!.loraGrouped({ ...s, slots: bad }), /slot/);
+    assert.throws(() => native!.loraGrouped({ ...s, slots: bad, prepared: null }), /slot/);
+    assert.throws(() => refBackend.loraGrouped({ ...s, slots: bad }), /slot/);
+    assert.throws(() => native!.loraGrouped({ ...s, ranks: s.ranks.subarray(1) }), /per adapter/);
+  });
+
+  test("prepareLora declines what it cannot address", () => {
+    const a = f32(8 * inF);
+    const b = f32(outF * 8);
+    assert.equal(native!.prepareLora?.([new Float64Array(8 * inF)], [b]), null);
+    assert.equal(native!.prepareLora?.([a], []), null);
+    assert.ok(native!.prepareLora?.([a], [b]));
+  });
+});

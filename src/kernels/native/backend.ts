@@ -14,7 +14,7 @@ import { attentionRowsByCalls } from "../ref/attention-rows.js";
 import { refBackend } from "../ref/index.js";
 import { nativeGemm } from "./gemm.js";
 import type { NativeAddon } from "./loader.js";
-import type { LoraGroupedAddon } from "./lora-grouped.js";
+import { type LoraGroupedAddon, loraKernels } from "./lora-grouped.js";
 import type { Nf4Addon } from "./nf4.js";
 import { nf4AddonOf, nf4PackedKernels } from "./nf4.js";
 import type { OpsAddon } from "./ops.js";
@@ -22,7 +22,15 @@ import { prepackAddonOf, prepackKernels } from "./prepack.js";
 
 type KernelName = Exclude<
   keyof Backend,
-  "name" | "attentionRows" | "packWeight" | "gemmPacked" | "gemmPackedShared" | "nf4Pack" | "nf4GemmPacked"
+  | "name"
+  | "attentionRows"
+  | "packWeight"
+  | "gemmPacked"
+  | "gemmPackedShared"
+  | "nf4Pack"
+  | "nf4GemmPacked"
+  | "loraGrouped"
+  | "prepareLora"
 >;
 type Args<K extends KernelName> = Parameters<Backend[K]>;
 type Floats<K extends KernelName> = (...args: Args<K>) => readonly (FloatArray | Uint16Array | null)[];
@@ -173,22 +181,7 @@ export function createNativeBackend(addon: NativeAddon): Backend {
           p.step,
         ),
     ),
-    loraGrouped: whenF32(
-      "loraGrouped",
-      (p) => [p.x, p.y, ...p.A, ...p.B],
-      (p) =>
-        ops.loraGroupedNT(
-          ...([p.x, p.y] as F32<2>),
-          p.inFeatures,
-          p.outFeatures,
-          p.rows,
-          p.starts,
-          p.A as Float32Array[],
-          p.B as Float32Array[],
-          p.ranks,
-          p.scales,
-        ),
-    ),
+    ...loraKernels(ops, ref),
     ...nf4Kernels(nf4, ref),
     ...nf4PackedKernels(nf4),
     ...prepackKernels(prepackAddonOf(addon)),

@@ -53,24 +53,27 @@ export function loraGroupedWith(gemm: Gemm, p: LoraGroupedParams): void {
     const s0 = starts[g];
     const n = starts[g + 1] - s0;
     if (n <= 0) continue;
-    const r = p.ranks[g];
-    const alpha = x instanceof Float32Array ? Math.fround(p.scales[g]) : p.scales[g];
+    const a = p.slots ? p.slots[g] : g;
+    if (!(a >= 0 && a < p.A.length))
+      throw new RangeError(`loraGrouped: group ${g}'s slot ${a} is not one of the ${p.A.length} adapters`);
+    const r = p.ranks[a];
+    const alpha = x instanceof Float32Array ? Math.fround(p.scales[a]) : p.scales[a];
     const h = alloc(x, n * r);
     const first = rows[s0];
     let contiguous = true;
     for (let j = 1; j < n && contiguous; j++) contiguous = rows[s0 + j] === first + j;
     if (contiguous) {
-      gemmNT(gemm, x.subarray(first * inF, (first + n) * inF), p.A[g], h, n, r, inF, alpha, 0);
-      gemmNT(gemm, h, p.B[g], y.subarray(first * outF, (first + n) * outF), n, outF, r, 1, 1);
+      gemmNT(gemm, x.subarray(first * inF, (first + n) * inF), p.A[a], h, n, r, inF, alpha, 0);
+      gemmNT(gemm, h, p.B[a], y.subarray(first * outF, (first + n) * outF), n, outF, r, 1, 1);
       continue;
     }
     const xs = alloc(x, n * inF);
     for (let j = 0; j < n; j++) xs.set(x.subarray(rows[s0 + j] * inF, (rows[s0 + j] + 1) * inF), j * inF);
-    gemmNT(gemm, xs, p.A[g], h, n, r, inF, alpha, 0);
+    gemmNT(gemm, xs, p.A[a], h, n, r, inF, alpha, 0);
     // The rows of y gathered too, so the sum is the GEMM's beta = 1 accumulation as in place.
     const ys = alloc(y, n * outF);
     for (let j = 0; j < n; j++) ys.set(y.subarray(rows[s0 + j] * outF, (rows[s0 + j] + 1) * outF), j * outF);
-    gemmNT(gemm, h, p.B[g], ys, n, outF, r, 1, 1);
+    gemmNT(gemm, h, p.B[a], ys, n, outF, r, 1, 1);
     for (let j = 0; j < n; j++) y.set(ys.subarray(j * outF, (j + 1) * outF), rows[s0 + j] * outF);
   }
 }

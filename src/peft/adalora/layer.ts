@@ -5,6 +5,7 @@
 // parameter paths equal PEFT's state-dict keys.
 import { backend, noGrad } from "../../core/engine.js";
 import { fmtShape, ShapeError } from "../../core/errors.js";
+import { arraysChanged } from "../../core/memory.js";
 import { add, dropout, linear, mul, scale as scaleOp } from "../../core/ops/index.js";
 import type { Rng } from "../../core/rng.js";
 import { randNormal } from "../../core/rng.js";
@@ -25,6 +26,7 @@ export class ParamDict extends Module {
   }
   delete(name: string): void {
     this.params.delete(name);
+    arraysChanged();
   }
   has(name: string): boolean {
     return this.params.has(name);

@@ -6,9 +6,10 @@
 // GEMM when the base is a plain Linear, else loraDelta on the base layer's output. Either
 // keeps y and the N×r product only, where linear/scale/linear/add kept 3·out + 2·r floats
 // per token; values equal the composed ops to float rounding, dropout draws are unchanged.
-import type { FloatArray } from "../../core/backend.js";
+import type { Backend, FloatArray, PreparedLora } from "../../core/backend.js";
 import { backend, isGradEnabled, noGrad } from "../../core/engine.js";
 import { fmtShape, ShapeError } from "../../core/errors.js";
+import { arraysGeneration } from "../../core/memory.js";
 import {
   add,
   dropout,
@@ -94,6 +95,8 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
   rowAdapters: readonly string[] | null = null;
   /** Draws dropout masks (shared with the training run so a resume replays them). */
   rng: Rng | null = null;
+  /** The grouped kernel's view of the adapters (adapterTable). */
+  private table: AdapterTable | null = null;
 
   constructor(base: LinearLike) {
     super();
@@ -304,60 +307,94 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
       throw new ShapeError(`mixed batch: ${rows.length} adapter names for a batch of ${Bn} rows`);
     if (this.merged.length)
       throw new PeftError("mixed-adapter batches need unmerged adapters; unmerge first");
-    // Plain loops with one map lookup per row and per group: a serving step calls this for
-    // every adapted layer with ~50 rows on ~50 adapters, and forEach / TypedArray.from with a
-    // mapping function / a lookup per field cost 80 µs a call there (bench/serve-step
-    // --adapters 64), as much as the grouped kernel itself.
-    const groups = new Map<string, number[]>();
-    for (let i = 0; i < Bn; i++) {
-      const n = rows[i];
-      if (n === BASE_ROW) continue;
-      const g = groups.get(n);
-      if (g !== undefined) g.push(i);
-      else if (this.lora_A.has(n)) groups.set(n, [i]); // else this layer is not adapted by that adapter
+    const byAdapter = rowsByAdapter(rows);
+    if (isGradEnabled()) {
+      const adapted = new Map<string, number[]>();
+      for (const [n, rs] of byAdapter) if (this.lora_A.has(n)) adapted.set(n, rs);
+      return adapted.size ? this.gatheredForward(x, y, adapted) : y;
     }
-    if (!isGradEnabled()) {
-      const kernel: [string, number[]][] = [];
-      for (const [n, rs] of groups) if (this.groupable(n)) kernel.push([n, rs]);
-      if (kernel.length) this.groupedInPlace(x, y, kernel);
-      for (const [n] of kernel) groups.delete(n);
+    // Without a graph to record, plain adapters go to the grouped kernel through the layer's
+    // table of adapters (one lookup per group, instead of a chain of objects per adapter each
+    // call: a serving step calls this for every adapted layer with ~50 rows on ~50 adapters).
+    const table = this.adapterTable();
+    const slots: number[] = [];
+    const lists: number[][] = [];
+    let rest: Map<string, number[]> | null = null;
+    for (const [n, rs] of byAdapter) {
+      const slot = table.slotOf.get(n);
+      if (slot === undefined) continue; // this layer is not adapted by that adapter
+      if (table.plain[slot] && !(table.dropout[slot] && this.training)) {
+        slots.push(slot);
+        lists.push(rs);
+      } else (rest ??= new Map()).set(n, rs);
     }
-    return groups.size ? this.gatheredForward(x, y, groups) : y;
+    if (slots.length) this.groupedInPlace(x, y, table, slots, lists);
+    return rest ? this.gatheredForward(x, y, rest) : y;
   }
 
-  /** A plain adapter with no dropout in effect: the grouped kernel computes it exactly. */
-  private groupable(name: string): boolean {
-    return !this.variants.has(name) && !((this.dropoutP.get(name) ?? 0) > 0 && this.training);
+  /**
+   * The layer's adapters as the grouped kernel takes them, by slot, and what the backend
+   * prepared of their arrays; rebuilt when arraysGeneration() moves (an adapter added or
+   * deleted, a parameter replaced, an array packed, unpacked or released: the A and B
+   * tensors are watched) or the backend changes.
+   */
+  private adapterTable(): AdapterTable {
+    const be = backend();
+    const t = this.table;
+    if (t && t.generation === arraysGeneration() && t.backend === be) return t;
+    const names = this.lora_A.keys();
+    const A: FloatArray[] = [];
+    const B: FloatArray[] = [];
+    const biases: (Tensor | null)[] = [];
+    const slotOf = new Map<string, number>();
+    for (const n of names) {
+      const a = this.lora_A.get(n)!.weight;
+      const bl = this.lora_B.get(n)!;
+      a.watchArray();
+      bl.weight.watchArray();
+      slotOf.set(n, A.length);
+      A.push(floatArray(a));
+      B.push(floatArray(bl.weight));
+      biases.push(bl.bias);
+    }
+    const table: AdapterTable = {
+      generation: 0,
+      backend: be,
+      slotOf,
+      A,
+      B,
+      ranks: Int32Array.from(names, (n) => this.r.get(n)!),
+      scales: Float64Array.from(names, (n) => this.scaling.get(n)!),
+      plain: names.map((n) => !this.variants.has(n)),
+      dropout: names.map((n) => (this.dropoutP.get(n) ?? 0) > 0),
+      biases,
+      prepared: be.prepareLora?.(A, B) ?? null,
+    };
+    // Read after the arrays: reading a packed one's data unpacks it, which moves the count.
+    table.generation = arraysGeneration();
+    this.table = table;
+    return table;
   }
 
   /** y[rows of each group] += s·(x·Aᵀ)·Bᵀ (+ s·lora bias), in place, in one backend call. */
   private groupedInPlace(
     x: Tensor,
     y: Tensor,
-    groups: readonly (readonly [string, readonly number[]])[],
+    table: AdapterTable,
+    slots: readonly number[],
+    lists: readonly (readonly number[])[],
   ): void {
     const inF = this.inFeatures;
     const outF = this.outFeatures;
-    const G = groups.length;
+    const G = slots.length;
     // A batch row holds T token rows (prefill: (1, T, C)); the kernel works on token rows.
     const T = x.size / x.shape[0] / inF;
     const starts = new Int32Array(G + 1);
-    for (let g = 0; g < G; g++) starts[g + 1] = starts[g] + groups[g][1].length * T;
+    for (let g = 0; g < G; g++) starts[g + 1] = starts[g] + lists[g].length * T;
     const tokenRows = new Int32Array(starts[G]);
-    const A: FloatArray[] = new Array(G);
-    const B: FloatArray[] = new Array(G);
-    const Bmods: Linear[] = new Array(G);
-    const ranks = new Int32Array(G);
-    const scales = new Float64Array(G);
     for (let g = 0; g < G; g++) {
-      const [n, rs] = groups[g];
       let o = starts[g];
-      for (const b of rs) for (let t = 0; t < T; t++) tokenRows[o++] = b * T + t;
-      Bmods[g] = this.lora_B.get(n)!;
-      A[g] = floatArray(this.lora_A.get(n)!.weight);
-      B[g] = floatArray(Bmods[g].weight);
-      ranks[g] = this.r.get(n)!;
-      scales[g] = this.scaling.get(n)!;
+      for (const b of lists[g]) for (let t = 0; t < T; t++) tokenRows[o++] = b * T + t;
     }
     const yd = floatArray(y);
     backend().loraGrouped({
@@ -367,16 +404,18 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
       outFeatures: outF,
       rows: tokenRows,
       starts,
-      A,
-      B,
-      ranks,
-      scales,
+      A: table.A,
+      B: table.B,
+      ranks: table.ranks,
+      scales: table.scales,
+      slots: Int32Array.from(slots),
+      prepared: table.prepared,
     });
     for (let g = 0; g < G; g++) {
-      const bias = Bmods[g].bias;
+      const bias = table.biases[slots[g]];
       if (!bias) continue;
       const b = bias.data;
-      const s = scales[g];
+      const s = table.scales[slots[g]];
       for (let i = starts[g]; i < starts[g + 1]; i++) {
         const o = tokenRows[i] * outF;
         for (let c = 0; c < outF; c++) yd[o + c] += s * b[c];
@@ -507,6 +546,52 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
     }
     backend().axpy(s, b, bias.data as Float32Array);
   }
+}
+
+/** A layer's adapters by slot, as LoraLinear.adapterTable builds them for loraGrouped. */
+interface AdapterTable {
+  /** arraysGeneration() when built. */
+  generation: number;
+  backend: Backend;
+  slotOf: Map<string, number>;
+  A: FloatArray[];
+  B: FloatArray[];
+  ranks: Int32Array;
+  scales: Float64Array;
+  /** No variant (DoRA): the grouped kernel computes the adapter. */
+  plain: boolean[];
+  /** Dropout p > 0 (in effect in training mode). */
+  dropout: boolean[];
+  biases: (Tensor | null)[];
+  prepared: PreparedLora | null;
+}
+
+// Every adapted layer of one forward gets the same rowAdapters array: its rows are grouped
+// by adapter once, by the first layer, and the grouping is reused while the array holds the
+// same names (checked name by name: the caller may refill one array).
+let groupedRows: readonly string[] | null = null;
+let groupedNames: string[] = [];
+let groupedByAdapter = new Map<string, number[]>();
+
+/** Batch rows by adapter name (BASE_ROW left out), in order of first appearance. Read only. */
+function rowsByAdapter(rows: readonly string[]): ReadonlyMap<string, number[]> {
+  if (rows === groupedRows && rows.length === groupedNames.length) {
+    let same = true;
+    for (let i = 0; i < rows.length && same; i++) same = rows[i] === groupedNames[i];
+    if (same) return groupedByAdapter;
+  }
+  const by = new Map<string, number[]>();
+  for (let i = 0; i < rows.length; i++) {
+    const n = rows[i];
+    if (n === BASE_ROW) continue;
+    const g = by.get(n);
+    if (g !== undefined) g.push(i);
+    else by.set(n, [i]);
+  }
+  groupedRows = rows;
+  groupedNames = [...rows];
+  groupedByAdapter = by;
+  return by;
 }
 
 /** A float tensor's values as the backend takes them. */
