@@ -173,6 +173,7 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
     this.variants.delete(name);
     for (const m of [this.r, this.loraAlpha, this.scaling, this.dropoutP]) m.delete(name);
     this.activeAdapters = this.activeAdapters.filter((a) => a !== name);
+    this.table = null; // it holds the deleted adapter's arrays (and would be rebuilt anyway)
   }
 
   hasAdapter(name: string): boolean {
