@@ -26,8 +26,8 @@ void Throw(Napi::Env env, const std::string& msg) { Napi::RangeError::New(env, m
 constexpr int64_t kRowsPerGroupCost = 4;
 // While a single-row group's two products run, the next group's A (during the first) and B
 // (during the second) are fetched into L1, this many 64-byte lines per step of the gemv's k
-// loop (32 steps a product at r = 8, hidden 256: 8 lines a step covers the 16 KiB twice
-// over). Adapters sit in L3 or memory between steps, and 8 KiB arrays are too short for the
+// loop (32 steps a product at r = 8, hidden 256: room for 16 KiB, twice the 8 KiB array it
+// fetches). Adapters sit in L3 or memory between steps, and 8 KiB arrays are too short for the
 // hardware prefetchers to ramp up: without it a 64-adapter step's loraGroupedNT calls took
 // 1.3–1.5× longer (bench/serve-step --adapters 64 --threads 1, per call; the next group
 // fetched two ahead, or into L2 only, read the same).
@@ -93,12 +93,18 @@ void run_group(const Group& gr, const Dims& d, const Group* next = nullptr) {
                next ? next->r * outF : 0);
     return;
   }
-  dy.assign(static_cast<size_t>(n * outF), 0.0f);
-  product_nt(n, outF, r, h.data(), gr.B, dy.data(), 1, 0);
+  // The rows of y gathered, accumulated with beta = 1 as in place, and scattered back: the
+  // same arithmetic as for contiguous rows (a product of its own added afterwards would round
+  // differently once r spans more than one k slice of the GEMM).
+  dy.resize(static_cast<size_t>(n * outF));
   for (int64_t j = 0; j < n; j++) {
-    float* yo = d.y + static_cast<int64_t>(gr.rows[j]) * outF;
+    const float* yo = d.y + static_cast<int64_t>(gr.rows[j]) * outF;
+    std::copy(yo, yo + outF, dy.data() + j * outF);
+  }
+  product_nt(n, outF, r, h.data(), gr.B, dy.data(), 1, 1);
+  for (int64_t j = 0; j < n; j++) {
     const float* dj = dy.data() + j * outF;
-    for (int64_t c = 0; c < outF; c++) yo[c] += dj[c];
+    std::copy(dj, dj + outF, d.y + static_cast<int64_t>(gr.rows[j]) * outF);
   }
 }
 
@@ -108,7 +114,8 @@ void run_group(const Group& gr, const Dims& d, const Group* next = nullptr) {
 // Without slots, group g uses As[g], Bs[g], ranks[g], scales[g]. With them, group g uses
 // adapter slots[g]: ranks and scales are per adapter, and its A and B are read at the
 // addresses arrayAddresses gave (A's address and length, then B's) — As and Bs are not read.
-// That caller (the native backend's prepareLora) keeps those arrays alive and current.
+// The native backend's prepareLora keeps those arrays alive (it holds them); the layer that
+// owns them rebuilds its preparation when one of them changes (LoraLinear.adapterTable).
 Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 10) {
@@ -135,6 +142,11 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
   const double* addr = nullptr;
   Napi::Array As, Bs;
   if (bySlot) {
+    if (info[10].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || !info[11].IsTypedArray() ||
+        info[11].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      Throw(env, "loraGroupedNT: slots must be an Int32Array and addresses a Float64Array");
+      return env.Undefined();
+    }
     auto slots = info[10].As<Napi::Int32Array>();
     auto addresses = info[11].As<Napi::Float64Array>();
     if (G < 0 || slots.ElementLength() != static_cast<size_t>(G) || scales.ElementLength() != static_cast<size_t>(S) ||

@@ -94,11 +94,6 @@ export class Tensor<D extends DType = DType> implements Disposable {
   }
 
   /**
-   * The values for reading only: `data`, or while the tensor is packed a fresh unpacked copy
-   * that leaves it packed (a reader inside an inference loop, such as DoRA's weight norm, does
-   * not undo the packing each step). Writes to the copy are lost: write through `data`.
-   */
-  /**
    * For code that keeps `data`'s array between calls: from now on, anything that replaces or
    * frees that array (packing, unpacking, the last release) moves arraysGeneration().
    */
@@ -106,6 +101,11 @@ export class Tensor<D extends DType = DType> implements Disposable {
     this.storage.watched = true;
   }
 
+  /**
+   * The values for reading only: `data`, or while the tensor is packed a fresh unpacked copy
+   * that leaves it packed (a reader inside an inference loop, such as DoRA's weight norm, does
+   * not undo the packing each step). Writes to the copy are lost: write through `data`.
+   */
   readValues(): DTypeArrays[D] {
     const p = this.storage.packed;
     if (!p || this.disposed) return this.data;

@@ -152,3 +152,59 @@ describe("native loraGrouped by slot (a layer's table of adapters)", { skip }, (
     assert.ok(native!.prepareLora?.([a], [b]));
   });
 });
+
+describe("native loraGrouped: what the address path refuses, and scattered rows", { skip }, () => {
+  test("a transferred adapter buffer is refused, not read at its old address", () => {
+    const p = params(f32(N * outF));
+    const A = p.A.map((a) => (a as Float32Array).slice());
+    const prepared = native!.prepareLora?.(A, p.B) ?? null;
+    assert.ok(prepared);
+    structuredClone(A[2].buffer, { transfer: [A[2].buffer] });
+    assert.equal(A[2].length, 0);
+    const slots = Int32Array.from({ length: p.A.length }, (_, g) => g);
+    assert.throws(() => native!.loraGrouped({ ...p, A, slots, prepared }), /A must be/);
+  });
+
+  test("an object that only says it is native is not taken for a preparation", () => {
+    const y0 = f32(N * outF);
+    const p = params(y0.slice());
+    const slots = Int32Array.from({ length: p.A.length }, (_, g) => g);
+    const forged = { backend: "native", addresses: new Float64Array(4 * p.A.length), arrays: [] };
+    const want = y0.slice();
+    native!.loraGrouped({ ...p, y: want });
+    const got = y0.slice();
+    native!.loraGrouped({ ...p, y: got, slots, prepared: forged });
+    assert.deepEqual(got, want);
+  });
+
+  test("rows of a scattered group get the bits they get alone, for a rank over one k slice", () => {
+    const r = 300;
+    const [n, i, o] = [6, 40, 24];
+    const x = f32(n * i);
+    const y0 = f32(n * o);
+    const A = [f32(r * i, 0.1)];
+    const B = [f32(o * r, 0.1)];
+    const common = {
+      x,
+      inFeatures: i,
+      outFeatures: o,
+      A,
+      B,
+      ranks: Int32Array.of(r),
+      scales: Float64Array.of(0.5),
+    };
+    for (const be of [native!, refBackend]) {
+      const together = y0.slice();
+      be.loraGrouped({ ...common, y: together, rows: Int32Array.of(5, 1, 3), starts: Int32Array.of(0, 3) });
+      for (const row of [5, 1, 3]) {
+        const alone = y0.slice();
+        be.loraGrouped({ ...common, y: alone, rows: Int32Array.of(row), starts: Int32Array.of(0, 1) });
+        for (let c = 0; c < o; c++)
+          assert.ok(
+            Object.is(together[row * o + c], alone[row * o + c]),
+            `${be.name} row ${row} column ${c}`,
+          );
+      }
+    }
+  });
+});

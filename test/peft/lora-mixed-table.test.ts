@@ -7,12 +7,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backend, noGrad, setBackend } from "../../src/core/engine.js";
-import { tidy } from "../../src/core/memory.js";
+import { arraysGeneration, tidy } from "../../src/core/memory.js";
 import { Rng, randNormal } from "../../src/core/rng.js";
 import type { Tensor } from "../../src/core/tensor.js";
 import { tensor } from "../../src/core/tensor.js";
 import { availableBackends } from "../../src/kernels/select.js";
 import { Linear } from "../../src/nn/layers.js";
+import { DoraVariant } from "../../src/peft/lora/dora.js";
 import { BASE_ROW, LoraLinear } from "../../src/peft/lora/layer.js";
 
 const [IN, OUT, R] = [24, 20, 4];
@@ -147,12 +148,28 @@ for (const be of backends)
           },
         }));
         assert.ok(packed);
-        // The next batch reads the weight's data (unpacking it), then a write into that new
-        // array must show in the batch after.
+        // The next batch reads a copy of the packed values (the weight stays packed); a write
+        // through data unpacks it into a new array, which must show in the batch after.
         assertClose(mixed(l, x, rows), perRow(l, x, rows), "after packing");
         const d = a.data as Float32Array;
         for (let i = 0; i < d.length; i++) d[i] += 0.25;
         assertClose(mixed(l, x, rows), perRow(l, x, rows), "a write after unpacking");
+      }));
+
+    test("a DoRA adapter beside plain ones: its rows right, and no table rebuilt per batch", () =>
+      withBackend(() => {
+        const l = layer();
+        l.addAdapter("d", { ...adapterSpec(), variant: new DoraVariant() });
+        const withDora = ["d", "a1", "a0", "d", BASE_ROW, "a2"];
+        const y = mixed(l, x, withDora);
+        assertClose(y, perRow(l, x, withDora), "batch vs rows");
+        // The variant packs its own frozen factors in its forward; the table never reads or
+        // watches them, so repeated batches leave the count (and every layer's table) alone.
+        mixed(l, x, withDora);
+        const before = arraysGeneration();
+        const again = mixed(l, x, withDora);
+        assert.equal(arraysGeneration(), before);
+        assert.deepEqual(again, y);
       }));
 
     test("a names array refilled in place regroups its rows", () =>

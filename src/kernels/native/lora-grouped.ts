@@ -41,8 +41,28 @@ interface NativePreparedLora extends PreparedLora {
 
 const NONE: Float32Array[] = [];
 
+// Preparations this module made: the kernel reads raw addresses, so it takes no other object
+// that merely says it is native.
+const made = new WeakSet<object>();
+
 function isNativePrepared(p: PreparedLora | null | undefined): p is NativePreparedLora {
-  return p?.backend === "native";
+  return p != null && made.has(p);
+}
+
+/**
+ * Whether the arrays of the slots a call uses still have the lengths their addresses were
+ * taken with: an ArrayBuffer transferred away (postMessage, structuredClone) leaves its arrays
+ * empty, which nothing else would notice before the kernel read the old address.
+ */
+function stillThere(p: NativePreparedLora, slots: Int32Array): boolean {
+  const { arrays, addresses } = p;
+  for (const s of slots) {
+    const a = arrays[2 * s];
+    const b = arrays[2 * s + 1];
+    if (a === undefined || b === undefined) return false; // out of range: the kernel says so
+    if (a.length !== addresses[4 * s + 1] || b.length !== addresses[4 * s + 3]) return false;
+  }
+  return true;
 }
 
 /** loraGrouped and prepareLora of the native backend; Float64Array operands go to `ref`. */
@@ -68,7 +88,7 @@ export function loraKernels(
     loraGrouped(p) {
       if (!(p.x instanceof Float32Array && p.y instanceof Float32Array)) return ref.loraGrouped(p);
       const { x, y, inFeatures, outFeatures, rows, starts } = p;
-      if (p.slots && isNativePrepared(p.prepared)) {
+      if (p.slots && isNativePrepared(p.prepared) && stillThere(p.prepared, p.slots)) {
         ops.loraGroupedNT(
           x,
           y,
@@ -105,6 +125,7 @@ export function loraKernels(
         addresses: ops.arrayAddresses(list),
         arrays: list,
       };
+      made.add(prepared);
       return prepared;
     },
   };

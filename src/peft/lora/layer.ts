@@ -77,10 +77,13 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
   readonly lora_B = new ModuleDict<Linear>();
   /** DoRA magnitudes, one ParamHolder per DoRA adapter (`lora_magnitude_vector.<adapter>.weight`). */
   readonly lora_magnitude_vector = new ModuleDict<ParamHolder>();
-  /** Adapters that use a LoRA variant. */
+  /** Adapters that use a LoRA variant (as scaling below: changed through add/deleteAdapter). */
   readonly variants = new Map<string, LoraVariant>();
   readonly inFeatures: number;
   readonly outFeatures: number;
+  // Per adapter, set by addAdapter and cleared by deleteAdapter. Read them freely; a change
+  // made any other way must be followed by arraysChanged() (core/memory.ts), or mixed batches
+  // keep using the values their table copied (adapterTable).
   readonly scaling = new Map<string, number>();
   readonly r = new Map<string, number>();
   readonly loraAlpha = new Map<string, number>();
@@ -348,15 +351,20 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
     const B: FloatArray[] = [];
     const biases: (Tensor | null)[] = [];
     const slotOf = new Map<string, number>();
+    const none = new Float32Array(0);
     for (const n of names) {
-      const a = this.lora_A.get(n)!.weight;
       const bl = this.lora_B.get(n)!;
-      a.watchArray();
-      bl.weight.watchArray();
       slotOf.set(n, A.length);
-      A.push(floatArray(a));
-      B.push(floatArray(bl.weight));
       biases.push(bl.bias);
+      if (this.variants.has(n)) {
+        // Never handed to the kernel (its rows take the gathered path): not read, not watched,
+        // so the variant's own packing and unpacking of its factors leaves the table alone.
+        A.push(none);
+        B.push(none);
+        continue;
+      }
+      A.push(tableArray(this.lora_A.get(n)!.weight));
+      B.push(tableArray(bl.weight));
     }
     const table: AdapterTable = {
       generation: 0,
@@ -371,7 +379,6 @@ export class LoraLinear extends Module implements LinearLike, BaseAndDelta {
       biases,
       prepared: be.prepareLora?.(A, B) ?? null,
     };
-    // Read after the arrays: reading a packed one's data unpacks it, which moves the count.
     table.generation = arraysGeneration();
     this.table = table;
     return table;
@@ -593,6 +600,21 @@ function rowsByAdapter(rows: readonly string[]): ReadonlyMap<string, number[]> {
   groupedNames = [...rows];
   groupedByAdapter = by;
   return by;
+}
+
+/**
+ * An adapter factor's values for the table, its storage watched from now on: the tensor's
+ * own array, or while it is packed (a single-adapter forward packs frozen factors) a copy, so
+ * that reading it does not unpack it only for the next single-adapter forward to pack it again.
+ * The copy holds the packed values until the storage unpacks, which moves arraysGeneration().
+ */
+function tableArray(t: Tensor): FloatArray {
+  t.watchArray();
+  if (t.packedWeight) {
+    if (t.dtype !== "f32") throw new PeftError(`LoraLinear: expected a float tensor, got ${t.dtype}`);
+    return t.readValues() as Float32Array;
+  }
+  return floatArray(t);
 }
 
 /** A float tensor's values as the backend takes them. */
