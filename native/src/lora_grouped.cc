@@ -240,22 +240,23 @@ Napi::Value LoraGroupedNT(const Napi::CallbackInfo& info) {
     else
       run_group(gr, dims);
   }
-  // Cost of a group in single-row groups: reading its A and B (memory) plus a share per row.
-  std::vector<int64_t> until(side.size() + 1, 0);
-  for (size_t i = 0; i < side.size(); i++) until[i + 1] = until[i] + kRowsPerGroupCost + side[i]->n;
+  // Each thread takes the consecutive groups whose cost midpoint falls in its share of the
+  // total, a group costing kRowsPerGroupCost (reading its A and B) plus its rows.
   const int64_t parts = std::min<int64_t>(num_threads(), static_cast<int64_t>(side.size()));
+  std::vector<int64_t> bound(static_cast<size_t>(parts) + 1, static_cast<int64_t>(side.size()));
+  int64_t total = 0;
+  for (const Group* gr : side) total += kRowsPerGroupCost + gr->n;
+  int64_t before = 0;  // cost of the groups ahead of i
+  for (int64_t i = 0, p = 1; i < static_cast<int64_t>(side.size()); i++) {
+    const int64_t c = kRowsPerGroupCost + side[i]->n;
+    while (p < parts && 2 * before + c >= 2 * (total * p / parts)) bound[p++] = i;
+    before += c;
+  }
+  bound[0] = 0;
   parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; p++) {
-      // Groups whose cost midpoint falls in this part's share of the total.
-      auto first_at = [&](int64_t q) {
-        const int64_t cut = until.back() * q / parts;
-        size_t i = 0;
-        while (i < side.size() && (until[i] + until[i + 1]) / 2 < cut) i++;
-        return static_cast<int64_t>(i);
-      };
-      const int64_t b = first_at(p), e = p + 1 == parts ? static_cast<int64_t>(side.size()) : first_at(p + 1);
-      for (int64_t i = b; i < e; i++) run_group(*side[i], dims, i + 1 < e ? side[i + 1] : nullptr);
-    }
+    for (int64_t p = p0; p < p1; p++)
+      for (int64_t i = bound[p]; i < bound[p + 1]; i++)
+        run_group(*side[i], dims, i + 1 < bound[p + 1] ? side[i + 1] : nullptr);
   });
   return env.Undefined();
 }
